@@ -1,0 +1,111 @@
+"""Ogg Opus streams as the model clients use them (PROTOCOLS.md §2.3-2.4, RFC 7845).
+
+:class:`OggOpusEncodeStream` owns ONE encoder and ONE Ogg writer for the life
+of a model socket: the headers go out exactly once, because a second BOS page
+(an encoder restarted mid-call) kills a PersonaPlex session (§2.3).
+:class:`OggOpusDecodeStream` turns the server's Ogg bytes, split or joined
+anyhow, into 24 kHz PCM.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from phonebridge.audio.frames import FrameChunker
+from phonebridge.audio.ogg import OggOpusReader, OggOpusWriter, OpusHead
+from phonebridge.audio.opus import (
+    DEFAULT_BITRATE,
+    DEFAULT_COMPLEXITY,
+    OpusDecoder,
+    OpusEncoder,
+)
+from phonebridge.errors import LocalProtocolError
+
+SAMPLE_RATE = 24000
+FRAME_BYTES = 960  # 20 ms of 24 kHz s16le mono
+
+
+class OggOpusEncodeStream:
+    """24 kHz PCM in, Ogg pages out: one page per 20 ms Opus packet."""
+
+    def __init__(
+        self,
+        *,
+        serial: int | None = None,
+        complexity: int = DEFAULT_COMPLEXITY,
+        bitrate: int | None = DEFAULT_BITRATE,
+    ) -> None:
+        self._encoder = OpusEncoder(SAMPLE_RATE, complexity=complexity, bitrate=bitrate)
+        # A random serial, as RFC 3533 §6 asks, so streams can be told apart in captures.
+        self.serial = secrets.randbits(32) if serial is None else serial
+        self._writer = OggOpusWriter(
+            serial=self.serial,
+            pre_skip=self._encoder.lookahead_48k,
+            input_sample_rate=SAMPLE_RATE,
+        )
+        self._chunker = FrameChunker(FRAME_BYTES)
+        self._started = False
+
+    def headers(self) -> bytes:
+        """The BOS OpusHead page and the OpusTags page; raises if called twice."""
+        pages = self._writer.headers()
+        self._started = True
+        return pages
+
+    def push(self, pcm24: bytes) -> bytes:
+        """Feed 24 kHz PCM of any length; returns the pages of each complete 20 ms frame."""
+        if not self._started:
+            # Audio before the BOS page would kill the server session (§2.3).
+            raise LocalProtocolError("push() before headers(): the BOS page must go first")
+        frames = self._chunker.push(pcm24)
+        if len(frames) == 1:
+            return self._writer.write_packet(self._encoder.encode(frames[0]))
+        return b"".join(self._writer.write_packet(self._encoder.encode(f)) for f in frames)
+
+    def close(self) -> bytes:
+        """The EOS page. An incomplete last frame (< 20 ms) is dropped."""
+        self._chunker.flush()
+        return self._writer.close()
+
+
+class OggOpusDecodeStream:
+    """Ogg Opus bytes in (any split), decoded 24 kHz PCM out.
+
+    Output is every decoded sample, pre-skip included, unless ``trim_pre_skip``:
+    on a live conversation the first few ms are silence either way, and one
+    server page in -> exactly one 80 ms block out keeps the callers' timing
+    simple (the server's granules cannot be trusted for it: §2.4).
+    """
+
+    def __init__(self, *, trim_pre_skip: bool = False) -> None:
+        self._reader = OggOpusReader()
+        self._decoder = OpusDecoder(SAMPLE_RATE)
+        self._trim_bytes: int | None = None if trim_pre_skip else 0
+
+    @property
+    def head(self) -> OpusHead | None:
+        """The stream's OpusHead once it has arrived."""
+        return self._reader.head
+
+    def push(self, data: bytes) -> bytes:
+        """Feed Ogg bytes; returns the PCM of every audio packet they complete.
+
+        Raises :class:`~phonebridge.errors.OggError` on a corrupt stream and
+        :class:`~phonebridge.errors.OpusError` on a packet libopus rejects
+        (catch :class:`~phonebridge.errors.AudioError` for both).
+        """
+        packets = self._reader.push(data)
+        if not packets:
+            return b""
+        pcm = b"".join(self._decoder.decode(packet) for packet in packets)
+        if self._trim_bytes is None:
+            head = self._reader.head
+            assert head is not None  # audio packets only ever follow an OpusHead
+            # pre-skip counts 48 kHz samples (RFC 7845 §4.2): half as many 24 kHz
+            # samples, two bytes each.
+            self._trim_bytes = (head.pre_skip // 2) * 2
+        if self._trim_bytes:
+            cut = min(self._trim_bytes, len(pcm))
+            pcm = pcm[cut:]
+            self._trim_bytes -= cut
+        return pcm
