@@ -1,0 +1,73 @@
+"""How a call ended, and what Twilio should do next.
+
+When the bridge ends a call itself (the model failed, a limit was reached),
+it closes the media stream so that Twilio requests the ``<Connect action>``
+URL (PROTOCOLS.md §1.1); that request is answered from the outcome recorded
+here. Outcomes are kept for a few minutes only: Twilio asks right away.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class CallEndReason(StrEnum):
+    """Why a call ended, as stored on its call record."""
+
+    CALLER_HANGUP = "caller_hangup"  # Twilio sent `stop`
+    CALLER_DROPPED = "caller_dropped"  # the media socket closed without `stop`
+    MODEL_FAILED = "model_failed"  # the model session could not be opened
+    MODEL_ENDED = "model_ended"  # the model session died mid-call
+    MAX_DURATION = "max_duration"  # the persona's max call length was reached
+    CALLER_SILENCE = "caller_silence"  # the caller said nothing for too long
+    DRAIN = "drain"  # the bridge is shutting down
+    PROTOCOL_ERROR = "protocol_error"  # Twilio's stream broke the protocol
+    BRIDGE_ERROR = "bridge_error"  # a bug on our side; logged with a traceback
+    BUSY = "busy"  # no slot: the caller heard the busy message
+    NO_STREAM = "no_stream"  # the webhook answered, the stream never came
+    CRASHED = "crashed"  # the process died during the call
+
+    @property
+    def ended_by(self) -> str:
+        if self in (CallEndReason.CALLER_HANGUP, CallEndReason.CALLER_DROPPED):
+            return "caller"
+        if self in (CallEndReason.MODEL_FAILED, CallEndReason.MODEL_ENDED):
+            return "model"
+        return "bridge"
+
+    @property
+    def wants_fallback(self) -> bool:
+        """Did the caller miss the conversation through no choice of theirs?"""
+        return self in (
+            CallEndReason.MODEL_FAILED,
+            CallEndReason.MODEL_ENDED,
+            CallEndReason.BRIDGE_ERROR,
+            CallEndReason.DRAIN,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CallOutcome:
+    call_sid: str
+    persona_id: str
+    reason: CallEndReason
+    detail: str = ""
+
+
+class OutcomeBook:
+    """The last few hundred outcomes, by call SID (bounded: Twilio asks at once)."""
+
+    def __init__(self, capacity: int = 512) -> None:
+        self._capacity = capacity
+        self._outcomes: OrderedDict[str, CallOutcome] = OrderedDict()
+
+    def record(self, outcome: CallOutcome) -> None:
+        self._outcomes[outcome.call_sid] = outcome
+        self._outcomes.move_to_end(outcome.call_sid)
+        while len(self._outcomes) > self._capacity:
+            self._outcomes.popitem(last=False)
+
+    def pop(self, call_sid: str) -> CallOutcome | None:
+        return self._outcomes.pop(call_sid, None)

@@ -1,0 +1,322 @@
+"""One phone call: the task group that joins a Twilio stream to a model session.
+
+ARCHITECTURE.md, "The shape" and "The life of a call" steps 2-4. A call owns
+the Twilio socket, one model session, both transcoding directions, the 20 ms
+input clock (:class:`~phonebridge.calls.pacer.InputPacer`) and the call
+journal (recording, transcript, call record). Three tasks run per call:
+
+- *phone reader*: Twilio messages -> caller audio -> model (as it arrives);
+- *input clock*: wakes when the pacer says, and feeds silence into gaps;
+- *model reader*: waits for the model to be ready, then agent audio ->
+  8 kHz mu-law -> Twilio ``media`` messages, as soon as produced.
+
+Whoever sees the end first calls :meth:`CallSession.end`; :meth:`run` then
+takes the one teardown path every exit shares: model socket closed first
+(hosted PersonaPlex bills while it is open), tasks cancelled, Twilio socket
+closed when the bridge ended the call (so Twilio asks the ``<Connect action>``
+URL what to do next), lease released, journal finalised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from phonebridge.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
+from phonebridge.audio.resample import Downsampler24kTo8k, Upsampler8kTo24k
+from phonebridge.calls.journal import CallJournal
+from phonebridge.calls.outcome import CallEndReason, CallOutcome
+from phonebridge.calls.pacer import InputPacer
+from phonebridge.calls.pending import PendingCall
+from phonebridge.calls.voice_activity import SilenceTimer
+from phonebridge.errors import ModelError, RemoteProtocolError
+from phonebridge.models.base import FRAME_BYTES, AgentAudio, AgentText, ModelSession
+from phonebridge.telephony.twilio.events import Dtmf, Mark, Media, Stop
+from phonebridge.telephony.twilio.protocol import (
+    MediaStreamProtocol,
+    mark_message,
+    media_message,
+)
+
+log = logging.getLogger(__name__)
+
+PHONE_FRAME_BYTES = 160  # 20 ms of 8 kHz mu-law
+MARK_EVERY_SECONDS = 1.0  # how often a playback mark is sent to measure Twilio's lag
+
+
+class PhoneSocket(Protocol):
+    """The Twilio side of a call, as the web layer hands it over."""
+
+    async def receive(self) -> str | bytes | None:
+        """The next message; ``None`` once the socket is closed."""
+
+    async def send_text(self, text: str) -> None: ...
+
+    async def close(self, code: int = 1000) -> None: ...
+
+
+class CallSession:
+    """Runs one call from the Twilio ``start`` message to the end of everything."""
+
+    def __init__(
+        self,
+        *,
+        pending: PendingCall,
+        stream: MediaStreamProtocol,
+        phone: PhoneSocket,
+        journal: CallJournal,
+        clock: Callable[[], float],
+        on_model_ready: Callable[[ModelSession], None] | None = None,
+    ) -> None:
+        self.pending = pending
+        assert stream.start is not None, "the stream handler reads 'start' first"
+        self._stream = stream
+        self.stream_sid = stream.start.stream_sid
+        self.call_sid = pending.call_sid
+        self.persona = pending.persona
+        self._phone = phone
+        self._journal = journal
+        self._clock = clock
+        self._on_model_ready = on_model_ready
+        self._origin = clock()  # the call's timeline starts at the stream's start
+        self._ended = asyncio.Event()
+        self._outcome: CallOutcome | None = None
+        self._model: ModelSession | None = None
+        self._wake_clock = asyncio.Event()
+        self._pacer = InputPacer(silence=bytes(FRAME_BYTES))
+        self._upsampler = Upsampler8kTo24k()
+        self._downsampler = Downsampler24kTo8k()
+        self._outbound_mulaw = bytearray()
+        self._playback_end = 0  # 8 kHz sample where the audio we queued at Twilio ends
+        self._marks: dict[str, float] = {}
+        self._mark_counter = 0
+        self._next_mark_at = 0.0
+        self.playback_lag: float | None = None
+        limits = self.persona.limits
+        self._silence = SilenceTimer(limits.silence_hangup_seconds)
+        self._max_duration = limits.max_call_seconds
+
+    # -- timeline ------------------------------------------------------------
+
+    def now(self) -> float:
+        """Seconds since the stream started: the call's own timeline."""
+        return self._clock() - self._origin
+
+    # -- ending ----------------------------------------------------------------
+
+    def end(self, reason: CallEndReason, detail: str = "") -> None:
+        """Ask for the call to end; the first reason wins."""
+        if self._outcome is None:
+            self._outcome = CallOutcome(self.call_sid, self.persona.id, reason, detail)
+            self._ended.set()
+
+    @property
+    def outcome(self) -> CallOutcome | None:
+        return self._outcome
+
+    async def run(self) -> CallOutcome:
+        """Run the call to its end; always tears everything down."""
+        self._journal.event("answered", 0.0, f"stream {self.stream_sid}")
+        for at, kind, detail in self.pending.events:
+            self._journal.event(kind, 0.0, f"{detail} ({at:+.3f}s before stream)")
+        tasks = [
+            asyncio.create_task(self._phone_reader(), name=f"{self.call_sid}:phone"),
+            asyncio.create_task(self._model_reader(), name=f"{self.call_sid}:model"),
+            asyncio.create_task(self._input_clock(), name=f"{self.call_sid}:clock"),
+        ]
+        try:
+            await self._ended.wait()
+        except asyncio.CancelledError:
+            self.end(CallEndReason.DRAIN, "call task cancelled")
+            raise
+        finally:
+            await self._teardown(tasks)
+        assert self._outcome is not None
+        return self._outcome
+
+    async def _teardown(self, tasks: list[asyncio.Task[None]]) -> None:
+        outcome = self._outcome or CallOutcome(
+            self.call_sid, self.persona.id, CallEndReason.BRIDGE_ERROR, "ended without reason"
+        )
+        self._outcome = outcome
+        # The model socket first: it is billed by wall-clock while open.
+        model = self._model or self.pending.session
+        with contextlib.suppress(Exception):
+            await model.close()
+        if not self.pending.opening.done():
+            self.pending.opening.cancel()
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(
+                result, asyncio.CancelledError
+            ):
+                log.error(
+                    "call task failed", exc_info=result, extra={"call_sid": self.call_sid}
+                )
+        self.pending.lease.release()
+        if outcome.reason.ended_by != "caller":
+            # Closing the stream makes Twilio request the <Connect action> URL.
+            with contextlib.suppress(Exception):
+                await self._phone.close()
+        self._journal.event(
+            "hangup", self.now(), f"{outcome.reason.value} by {outcome.reason.ended_by}"
+        )
+        await self._journal.finish(outcome, model.timings, self._clock())
+
+    # -- phone -> model --------------------------------------------------------
+
+    async def _phone_reader(self) -> None:
+        try:
+            while True:
+                raw = await self._phone.receive()
+                if raw is None:
+                    self.end(CallEndReason.CALLER_DROPPED, "media socket closed without stop")
+                    return
+                await self._on_phone_message(raw)
+        except Exception as exc:
+            self.end(CallEndReason.BRIDGE_ERROR, f"phone reader: {exc!r}")
+            raise
+
+    async def _on_phone_message(self, raw: str | bytes) -> None:
+        try:
+            event = self._stream.receive(raw, self._clock())
+        except RemoteProtocolError as exc:
+            # Twilio never sends malformed messages; one that arrives means the
+            # stream is corrupt or not Twilio's. End the call (the caller gets
+            # the fallback through the <Connect action> URL) rather than guess.
+            log.warning("Twilio protocol error: %s", exc, extra={"call_sid": self.call_sid})
+            self.end(CallEndReason.PROTOCOL_ERROR, str(exc))
+            return
+        match event:
+            case Media():
+                await self._on_caller_audio(event)
+            case Dtmf():
+                await self._on_dtmf(event.digit)
+            case Mark():
+                self._on_mark(event.name)
+            case Stop():
+                self.end(CallEndReason.CALLER_HANGUP, "stop")
+            case _:
+                pass  # None: ignored after stop (a second stop, late media)
+
+    async def _on_caller_audio(self, media: Media) -> None:
+        pcm8 = ulaw_to_pcm16(media.payload)
+        self._journal.caller_audio(pcm8, media.timestamp_ms * 8)
+        self._silence.observe(pcm8, self.now())
+        pcm24 = self._upsampler.push(pcm8)
+        now = self._clock()
+        # Twilio frames are 20 ms, but nothing promises it (§1.2): split to
+        # the model's 20 ms frames, carrying any remainder.
+        for offset in range(0, len(pcm24) - FRAME_BYTES + 1, FRAME_BYTES):
+            for frame in self._pacer.push_caller(pcm24[offset : offset + FRAME_BYTES], now):
+                await self._send_to_model(frame)
+        if self._pacer.started:
+            self._wake_clock.set()
+
+    async def _send_to_model(self, frame: bytes) -> None:
+        if self._model is not None:
+            await self._model.send_audio(frame)
+
+    async def _on_dtmf(self, digit: str) -> None:
+        self._journal.dtmf(digit, self.now())
+        model = self._model
+        if model is not None and model.supports_text_injection and self.persona.dtmf_to_model:
+            with contextlib.suppress(ModelError):
+                await model.inject_text(f"[The caller pressed {digit} on the keypad.]")
+
+    def _on_mark(self, name: str) -> None:
+        sent_at = self._marks.pop(name, None)
+        if sent_at is not None:
+            self.playback_lag = self._clock() - sent_at
+
+    async def _input_clock(self) -> None:
+        """Feeds the model at real time; checks the call's limits once a second."""
+        next_limit_check = 0.0
+        while True:
+            deadline = self._pacer.next_deadline()
+            loop_now = self._clock()
+            if deadline is None or deadline > loop_now:
+                timeout = 0.25 if deadline is None else min(deadline - loop_now, 0.25)
+                self._wake_clock.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._wake_clock.wait()
+            now = self._clock()
+            for frame in self._pacer.tick(now):
+                await self._send_to_model(frame)
+            if now >= next_limit_check:
+                next_limit_check = now + 1.0
+                self._check_limits()
+
+    def _check_limits(self) -> None:
+        now = self.now()
+        self._journal.advance_to(int(now * 8000))
+        if self._max_duration is not None and now >= self._max_duration:
+            self.end(CallEndReason.MAX_DURATION, f"{self._max_duration:g} s limit")
+        elif self._silence.expired(now):
+            self.end(CallEndReason.CALLER_SILENCE, "caller silent too long")
+
+    # -- model -> phone --------------------------------------------------------
+
+    async def _model_reader(self) -> None:
+        try:
+            model = await self.pending.opening
+        except ModelError as exc:
+            self.end(CallEndReason.MODEL_FAILED, str(exc))
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.end(CallEndReason.MODEL_FAILED, f"unexpected: {exc!r}")
+            raise
+        self._model = model
+        self._journal.event("model_ready", self.now(), model.provider)
+        if self._on_model_ready is not None:
+            self._on_model_ready(model)
+        self._pacer.start(self._clock())
+        self._wake_clock.set()
+        async for event in model.events():
+            match event:
+                case AgentAudio():
+                    await self._on_agent_audio(event.pcm)
+                case AgentText():
+                    self._journal.agent_text(event.text, self._playback_end / 8000)
+                case _:
+                    self.end(CallEndReason.MODEL_ENDED, f"{event.reason.value}: {event.detail}")
+                    return
+        self.end(CallEndReason.MODEL_ENDED, "event stream ended")
+
+    async def _on_agent_audio(self, pcm24: bytes) -> None:
+        pcm8 = self._downsampler.push(pcm24)
+        if not pcm8:
+            return
+        # Twilio plays what we send in order, starting now or when the audio
+        # already queued ends: that is where this audio sits on the call's line.
+        now_sample = int(self.now() * 8000)
+        self._playback_end = max(self._playback_end, now_sample)
+        self._journal.agent_audio(pcm8, self._playback_end)
+        self._playback_end += len(pcm8) // 2
+        self._outbound_mulaw += pcm16_to_ulaw(pcm8)
+        whole = len(self._outbound_mulaw) - len(self._outbound_mulaw) % PHONE_FRAME_BYTES
+        for offset in range(0, whole, PHONE_FRAME_BYTES):
+            chunk = bytes(self._outbound_mulaw[offset : offset + PHONE_FRAME_BYTES])
+            await self._phone.send_text(media_message(self.stream_sid, chunk))
+        del self._outbound_mulaw[:whole]
+        await self._maybe_mark()
+
+    async def _maybe_mark(self) -> None:
+        now = self._clock()
+        if now < self._next_mark_at:
+            return
+        self._next_mark_at = now + MARK_EVERY_SECONDS
+        self._mark_counter += 1
+        name = f"pb{self._mark_counter}"
+        self._marks[name] = now
+        if len(self._marks) > 64:  # Twilio echoes every mark; bound it anyway
+            self._marks.pop(next(iter(self._marks)))
+        await self._phone.send_text(mark_message(self.stream_sid, name))

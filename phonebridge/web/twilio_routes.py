@@ -1,0 +1,154 @@
+"""HTTP and WebSocket edges of the Twilio side: signatures, then the bridge.
+
+PROTOCOLS.md §1.4: every request is checked against the URL Twilio signed,
+which is built from the configured public base URL, never from the request's
+own host or ``X-Forwarded-*`` headers. The media socket is checked *before*
+it is accepted: a rejected upgrade costs nothing (no model session is opened
+for a socket; the session belongs to the signed webhook and is claimed only
+with its one-time token).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+
+from fastapi import APIRouter, Request, WebSocket
+from fastapi.responses import Response
+from starlette.websockets import WebSocketDisconnect
+
+from phonebridge.calls.bridge import Bridge
+from phonebridge.errors import RemoteProtocolError
+from phonebridge.telephony.twilio.signature import (
+    SIGNATURE_HEADER,
+    public_request_url,
+    validate_stream_upgrade,
+    validate_webhook,
+)
+
+log = logging.getLogger(__name__)
+
+TWIML = "application/xml"
+MAX_MEDIA_MESSAGE_BYTES = 64 * 1024  # a 20 ms frame is ~300 bytes of JSON; be generous
+
+
+class StreamSignaturePolicy(StrEnum):
+    """How to treat ``X-Twilio-Signature`` on the media upgrade (§1.4: unverified)."""
+
+    STRICT = "strict"  # reject an upgrade without a valid signature (default)
+    LOG = "log"  # accept, but log what arrived (to learn what a real peer sends)
+    OFF = "off"  # development only
+
+
+@dataclass(frozen=True, slots=True)
+class TwilioAuth:
+    """How Twilio's requests are authenticated."""
+
+    auth_token: str
+    public_url: str  # the https base URL Twilio reaches
+    stream_url: str  # the wss URL written in the TwiML
+    verify_webhooks: bool = True  # False only with the clearly named development switch
+    stream_policy: StreamSignaturePolicy = StreamSignaturePolicy.STRICT
+
+
+class _StarlettePhone:
+    """Adapts a Starlette WebSocket to :class:`phonebridge.calls.session.PhoneSocket`."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._ws = websocket
+        self._closed = False
+
+    async def receive(self) -> str | bytes | None:
+        if self._closed:
+            return None
+        try:
+            message = await self._ws.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            self._closed = True
+            return None
+        if message["type"] == "websocket.disconnect":
+            self._closed = True
+            return None
+        text = message.get("text")
+        if text is not None:
+            if len(text) > MAX_MEDIA_MESSAGE_BYTES:
+                raise RemoteProtocolError(f"Twilio message of {len(text)} chars is too large")
+            return str(text)
+        return bytes(message.get("bytes") or b"")
+
+    async def send_text(self, text: str) -> None:
+        if self._closed:
+            return
+        try:
+            await self._ws.send_text(text)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            # The caller is gone; the reader sees the disconnect and ends the call.
+            self._closed = True
+
+    async def close(self, code: int = 1000) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(Exception):
+            await self._ws.close(code)
+
+
+def twilio_router(bridge: Bridge, auth: TwilioAuth) -> APIRouter:
+    """The three endpoints Twilio talks to (not behind the dashboard's auth)."""
+    router = APIRouter(prefix="/twilio")
+
+    async def signed_form(request: Request) -> dict[str, str] | None:
+        form = {key: str(value) for key, value in (await request.form()).items()}
+        if not auth.verify_webhooks:
+            return form
+        url = public_request_url(auth.public_url, request.url.path, request.url.query)
+        if validate_webhook(auth.auth_token, url, form, request.headers.get(SIGNATURE_HEADER)):
+            return form
+        log.warning("webhook with a bad or missing signature for %s", url)
+        return None
+
+    @router.post("/voice")
+    async def voice(request: Request) -> Response:
+        form = await signed_form(request)
+        if form is None:
+            return Response("invalid signature", status_code=403)
+        try:
+            answer = await bridge.voice_webhook(form)
+        except RemoteProtocolError as exc:
+            return Response(str(exc), status_code=400)
+        return Response(answer, media_type=TWIML)
+
+    @router.post("/stream-ended")
+    async def stream_ended(request: Request) -> Response:
+        form = await signed_form(request)
+        if form is None:
+            return Response("invalid signature", status_code=403)
+        return Response(bridge.stream_ended(form), media_type=TWIML)
+
+    @router.websocket("/media")
+    async def media(websocket: WebSocket) -> None:
+        if not _stream_allowed(websocket, auth):
+            # Closing before accept() answers the upgrade with HTTP 403.
+            await websocket.close(code=1008)
+            return
+        await websocket.accept()
+        await bridge.media_stream(_StarlettePhone(websocket))
+
+    return router
+
+
+def _stream_allowed(websocket: WebSocket, auth: TwilioAuth) -> bool:
+    if auth.stream_policy is StreamSignaturePolicy.OFF:
+        return True
+    signature = websocket.headers.get(SIGNATURE_HEADER)
+    valid = validate_stream_upgrade(auth.auth_token, auth.stream_url, signature)
+    if valid:
+        return True
+    log.warning(
+        "media upgrade with a %s signature (policy %s)",
+        "missing" if signature is None else "bad",
+        auth.stream_policy.value,
+    )
+    return auth.stream_policy is StreamSignaturePolicy.LOG
