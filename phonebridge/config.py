@@ -1,0 +1,563 @@
+"""Settings: the only module that reads environment variables (issue 4, "Settings").
+
+``Settings.from_env(os.environ)`` reads and validates everything at start-up; a
+missing or inconsistent setting fails with one :class:`SettingsError` listing
+every problem and what to set. Everything else receives a ``Settings`` (no
+global state). CLI flags are applied with ``from_env(..., **flags)`` or
+:meth:`Settings.override`; both validate again.
+
+Secrets (Twilio auth token, provider keys, dashboard token, transcription key)
+are :class:`pydantic.SecretStr`, so ``repr(settings)`` and f-strings show
+``**********``; read them with ``.get_secret_value()`` at the point of use.
+Passwords inside URLs (database, PersonaPlex servers) are masked in ``repr``.
+
+Variables (PROTOCOLS.md section in brackets)::
+
+    PHONEBRIDGE_PUBLIC_URL      https base URL Twilio reaches (signatures are computed on it) [§1.4]
+    TWILIO_AUTH_TOKEN           required unless PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1
+    TWILIO_ACCOUNT_SID          optional; REST call control (hang up, transfer) [§1.5]
+    PHONEBRIDGE_PERSONAS        persona directory (./personas)
+    PHONEBRIDGE_DATA            recordings, transcripts, SQLite index (./data)
+    DATABASE_URL                SQLAlchemy async URL (sqlite+aiosqlite under the data dir)
+    PERSONAPLEX_URLS            comma-separated ws:// or wss:// self-hosted servers [§2]
+    PERSONAPLEX_HANDSHAKE_TIMEOUT  seconds to wait for the 0x00 handshake (30) [§2.3]
+    POLARGRID_API_KEY, POLARGRID_REGION (yto-01)                             [§3]
+    FAL_KEY                                                                   [§4]
+    PHONEBRIDGE_MAX_CALLS       concurrent calls per instance (50)
+    PHONEBRIDGE_STREAM_SIGNATURE  strict | log | off: the media socket's signature check [§1.4]
+    PHONEBRIDGE_PENDING_TIMEOUT seconds a webhook-reserved call waits for its stream (15)
+    PHONEBRIDGE_DASHBOARD_TOKEN bearer token for the dashboard and API (unset = loopback only)
+    PHONEBRIDGE_LOG_FORMAT      text | json;  PHONEBRIDGE_LOG_LEVEL (INFO)
+    PHONEBRIDGE_TRANSCRIBE_URL, _KEY, _MODEL  optional post-call transcription endpoint
+    PHONEBRIDGE_RETENTION_DAYS  delete recordings older than this (unset = keep)
+    PHONEBRIDGE_HOST (127.0.0.1), PHONEBRIDGE_PORT (8080)
+    PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1  development only: accept unsigned webhooks
+    PHONEBRIDGE_INSECURE_HTTP=1  development only: allow an http:// public URL that is not loopback
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import SplitResult, urlsplit, urlunsplit
+
+from pydantic import SecretStr
+
+from phonebridge.errors import ConfigError
+
+if TYPE_CHECKING:
+    from phonebridge.personas.book import PersonaBook
+
+DEFAULT_PERSONAS_DIR = Path("personas")
+DEFAULT_DATA_DIR = Path("data")
+STREAM_PATH = "/twilio/media"
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# The region becomes part of a host name (api.<region>.edge.polargrid.ai, §3):
+# a strict pattern keeps a stray value from pointing the key at another host.
+_REGION_PATTERN = re.compile(r"^[a-z]{2,5}-\d{2}$")
+_ACCOUNT_SID_PATTERN = re.compile(r"^AC[0-9a-fA-F]{32}$")
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
+class SettingsError(ConfigError):
+    """Settings are missing or inconsistent; ``problems`` says what to set."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__(
+            "invalid settings:\n" + "\n".join(f"  - {problem}" for problem in problems)
+        )
+
+
+class StreamSignaturePolicy(StrEnum):
+    """What to do with the media socket's X-Twilio-Signature (§1.4)."""
+
+    STRICT = "strict"  # reject an upgrade without a valid signature (default)
+    LOG = "log"  # accept, but log what arrived (to learn what the real Twilio sends)
+    OFF = "off"  # no check; the one-time stream token still binds it to a webhook
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+_SECRET_FIELDS = frozenset(
+    {"twilio_auth_token", "polargrid_api_key", "fal_key", "dashboard_token", "transcribe_key"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Validated settings. Construct with :meth:`from_env`, or directly in tests."""
+
+    public_url: str
+    twilio_auth_token: SecretStr | None = None
+    twilio_account_sid: str | None = None
+    skip_twilio_signature: bool = False
+    allow_insecure_http: bool = False
+    personas_dir: Path = DEFAULT_PERSONAS_DIR
+    data_dir: Path = DEFAULT_DATA_DIR
+    database_url: str | None = None  # None: SQLite under data_dir (see effective_database_url)
+    personaplex_urls: tuple[str, ...] = ()
+    personaplex_handshake_timeout: float = 30.0
+    polargrid_api_key: SecretStr | None = None
+    polargrid_region: str = "yto-01"
+    fal_key: SecretStr | None = None
+    max_calls: int = 50
+    stream_signature: StreamSignaturePolicy = StreamSignaturePolicy.STRICT
+    pending_timeout: float = 15.0
+    dashboard_token: SecretStr | None = None
+    log_format: LogFormat = LogFormat.TEXT
+    log_level: str = "INFO"
+    transcribe_url: str | None = None
+    transcribe_key: SecretStr | None = None
+    transcribe_model: str | None = None
+    retention_days: int | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    _base: SplitResult = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        object.__setattr__(self, "_base", _check_public_url(self, problems))
+        _check_twilio(self, problems)
+        _check_providers(self, problems)
+        _check_limits(self, problems)
+        _check_optional_services(self, problems)
+        if problems:
+            raise SettingsError(problems)
+
+    # -- construction -----------------------------------------------------
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, /, **overrides: Any) -> Settings:
+        """Read settings from ``environ`` (``os.environ`` if None).
+
+        ``overrides`` are CLI flags by field name; ``None`` values mean "flag not
+        given" and are ignored. Empty variables count as unset (``FOO=`` in a
+        compose file).
+        """
+        env = _environ(environ)
+        problems: list[str] = []
+        reader = _Reader(env, problems)
+        values: dict[str, Any] = {
+            "public_url": reader.text("PHONEBRIDGE_PUBLIC_URL") or "",
+            "twilio_auth_token": reader.secret("TWILIO_AUTH_TOKEN"),
+            "twilio_account_sid": reader.text("TWILIO_ACCOUNT_SID"),
+            "skip_twilio_signature": reader.flag("PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE"),
+            "allow_insecure_http": reader.flag("PHONEBRIDGE_INSECURE_HTTP"),
+            "personas_dir": personas_directory(env),
+            "data_dir": Path(reader.text("PHONEBRIDGE_DATA") or DEFAULT_DATA_DIR),
+            "database_url": reader.text("DATABASE_URL"),
+            "personaplex_urls": reader.url_list("PERSONAPLEX_URLS"),
+            "personaplex_handshake_timeout": reader.number("PERSONAPLEX_HANDSHAKE_TIMEOUT", 30.0),
+            "polargrid_api_key": reader.secret("POLARGRID_API_KEY"),
+            "polargrid_region": reader.text("POLARGRID_REGION") or "yto-01",
+            "fal_key": reader.secret("FAL_KEY"),
+            "max_calls": reader.integer("PHONEBRIDGE_MAX_CALLS", 50),
+            "stream_signature": reader.choice(
+                "PHONEBRIDGE_STREAM_SIGNATURE", StreamSignaturePolicy, StreamSignaturePolicy.STRICT
+            ),
+            "pending_timeout": reader.number("PHONEBRIDGE_PENDING_TIMEOUT", 15.0),
+            "dashboard_token": reader.secret("PHONEBRIDGE_DASHBOARD_TOKEN"),
+            "log_format": reader.choice("PHONEBRIDGE_LOG_FORMAT", LogFormat, LogFormat.TEXT),
+            "log_level": (reader.text("PHONEBRIDGE_LOG_LEVEL") or "INFO").upper(),
+            "transcribe_url": reader.text("PHONEBRIDGE_TRANSCRIBE_URL"),
+            "transcribe_key": reader.secret("PHONEBRIDGE_TRANSCRIBE_KEY"),
+            "transcribe_model": reader.text("PHONEBRIDGE_TRANSCRIBE_MODEL"),
+            "retention_days": reader.integer("PHONEBRIDGE_RETENTION_DAYS", None),
+            "host": reader.text("PHONEBRIDGE_HOST") or "127.0.0.1",
+            "port": reader.integer("PHONEBRIDGE_PORT", 8080),
+        }
+        values.update(_given(overrides))
+        try:
+            settings = cls(**values)
+        except SettingsError as exc:
+            problems.extend(exc.problems)
+        if problems:
+            raise SettingsError(problems)
+        return settings
+
+    def override(self, **changes: Any) -> Settings:
+        """A copy with CLI flags applied (``None`` = not given), validated again."""
+        return dataclasses.replace(self, **_given(changes))
+
+    # -- derived values -----------------------------------------------------
+
+    @property
+    def stream_url(self) -> str:
+        """The ``<Stream url>``: ``wss://host[/prefix]/twilio/media``, no query (§1.1)."""
+        return self.websocket_url(STREAM_PATH)
+
+    def webhook_url(self, path: str) -> str:
+        """The public URL of ``path`` (e.g. ``/twilio/voice``): what Twilio signs (§1.4)."""
+        return urlunsplit(self._base._replace(path=self._base.path + _absolute(path)))
+
+    def websocket_url(self, path: str) -> str:
+        scheme = "wss" if self._base.scheme == "https" else "ws"
+        return urlunsplit(
+            self._base._replace(scheme=scheme, path=self._base.path + _absolute(path))
+        )
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'phonebridge.db').as_posix()}"
+
+    @property
+    def effective_stream_signature(self) -> StreamSignaturePolicy:
+        """Without an auth token there is nothing to check the socket's signature with."""
+        if self.twilio_auth_token is None:
+            return StreamSignaturePolicy.OFF
+        return self.stream_signature
+
+    def check_against(self, book: PersonaBook) -> list[str]:
+        """Problems between these settings and the personas: what start-up must refuse."""
+        problems: list[str] = []
+        configured = {
+            "personaplex": bool(self.personaplex_urls),
+            "polargrid": self.polargrid_api_key is not None,
+            "fal": self.fal_key is not None,
+        }
+        needs = {
+            "personaplex": "PERSONAPLEX_URLS",
+            "polargrid": "POLARGRID_API_KEY",
+            "fal": "FAL_KEY",
+        }
+        for persona in book.personas:
+            label = f"persona {persona.id!r} ({persona.source})"
+            if not configured[persona.provider] and (
+                persona.provider != "personaplex" or persona.overflow is None
+            ):
+                problems.append(
+                    f"{label} uses provider {persona.provider} but {needs[persona.provider]} "
+                    "is not set"
+                    + (
+                        ": set it, or add an overflow provider"
+                        if persona.provider == "personaplex"
+                        else ""
+                    )
+                )
+            if persona.overflow is not None and not configured[persona.overflow]:
+                problems.append(
+                    f"{label} overflows to {persona.overflow} but {needs[persona.overflow]} "
+                    "is not set: set it, or remove overflow"
+                )
+        return problems
+
+    def __repr__(self) -> str:
+        parts = []
+        for item in dataclasses.fields(self):
+            if not item.repr:
+                continue
+            value = getattr(self, item.name)
+            if item.name == "database_url" and value is not None:
+                value = redact_url(value)
+            elif item.name == "personaplex_urls":
+                value = tuple(redact_url(url) for url in value)
+            parts.append(f"{item.name}={value!r}")
+        return f"Settings({', '.join(parts)})"
+
+
+def personas_directory(environ: Mapping[str, str] | None = None) -> Path:
+    """``PHONEBRIDGE_PERSONAS`` or ``./personas``: for commands that need no other setting."""
+    value = _environ(environ).get("PHONEBRIDGE_PERSONAS", "").strip()
+    return Path(value) if value else DEFAULT_PERSONAS_DIR
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Warnings for ``PHONEBRIDGE_*`` variables nobody reads (typos fail silently otherwise)."""
+    warnings = []
+    for name in sorted(_environ(environ)):
+        if name.startswith("PHONEBRIDGE_") and name not in KNOWN_VARIABLES:
+            close = difflib.get_close_matches(name, sorted(KNOWN_VARIABLES), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            warnings.append(f"{name} is not a phonebridge setting{hint}")
+    return warnings
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password and query string values masked, for logs and repr."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    query = re.sub(r"=([^&]*)", "=***", parts.query)
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+KNOWN_VARIABLES = frozenset(
+    {
+        "PHONEBRIDGE_PUBLIC_URL",
+        "PHONEBRIDGE_PERSONAS",
+        "PHONEBRIDGE_DATA",
+        "PHONEBRIDGE_MAX_CALLS",
+        "PHONEBRIDGE_STREAM_SIGNATURE",
+        "PHONEBRIDGE_PENDING_TIMEOUT",
+        "PHONEBRIDGE_DASHBOARD_TOKEN",
+        "PHONEBRIDGE_LOG_FORMAT",
+        "PHONEBRIDGE_LOG_LEVEL",
+        "PHONEBRIDGE_TRANSCRIBE_URL",
+        "PHONEBRIDGE_TRANSCRIBE_KEY",
+        "PHONEBRIDGE_TRANSCRIBE_MODEL",
+        "PHONEBRIDGE_RETENTION_DAYS",
+        "PHONEBRIDGE_HOST",
+        "PHONEBRIDGE_PORT",
+        "PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE",
+        "PHONEBRIDGE_INSECURE_HTTP",
+        "TWILIO_AUTH_TOKEN",
+        "TWILIO_ACCOUNT_SID",
+        "DATABASE_URL",
+        "PERSONAPLEX_URLS",
+        "PERSONAPLEX_HANDSHAKE_TIMEOUT",
+        "POLARGRID_API_KEY",
+        "POLARGRID_REGION",
+        "FAL_KEY",
+    }
+)
+
+
+# -- reading -------------------------------------------------------------------
+
+
+def _environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if environ is None else environ
+
+
+_PATH_FIELDS = frozenset({"personas_dir", "data_dir"})
+_ENUM_FIELDS: dict[str, type[StrEnum]] = {
+    "stream_signature": StreamSignaturePolicy,
+    "log_format": LogFormat,
+}
+
+
+def _given(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """CLI flag values with ``None`` (flag not given) dropped and plain strings typed."""
+    return {name: _typed(name, value) for name, value in changes.items() if value is not None}
+
+
+def _typed(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    if name in _SECRET_FIELDS:
+        return SecretStr(value)
+    if name in _PATH_FIELDS:
+        return Path(value)
+    if name == "personaplex_urls":
+        return _split_list(value)
+    if name in _ENUM_FIELDS:
+        kind = _ENUM_FIELDS[name]
+        try:
+            return kind(value.strip().lower())
+        except ValueError:
+            allowed = " | ".join(member.value for member in kind)
+            raise SettingsError([f"{name} must be {allowed}, not {value!r}"]) from None
+    return value
+
+
+def _split_list(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
+class _Reader:
+    """Reads typed values from the environment, collecting every problem at once."""
+
+    def __init__(self, environ: Mapping[str, str], problems: list[str]) -> None:
+        self._env = environ
+        self._problems = problems
+
+    def text(self, name: str) -> str | None:
+        value = self._env.get(name, "").strip()
+        return value or None
+
+    def secret(self, name: str) -> SecretStr | None:
+        value = self.text(name)
+        return None if value is None else SecretStr(value)
+
+    def flag(self, name: str) -> bool:
+        value = (self.text(name) or "0").lower()
+        if value in _TRUE:
+            return True
+        if value not in _FALSE:
+            self._problems.append(f"{name} must be 1 or 0 (true/false), not {value!r}")
+        return False
+
+    def integer(self, name: str, default: int | None) -> Any:
+        value = self.text(name)
+        if value is None:
+            return default
+        try:
+            return int(value)
+        except ValueError:
+            self._problems.append(f"{name} must be a whole number, not {value!r}")
+            return default
+
+    def number(self, name: str, default: float) -> float:
+        value = self.text(name)
+        if value is None:
+            return default
+        try:
+            return float(value)
+        except ValueError:
+            self._problems.append(f"{name} must be a number of seconds, not {value!r}")
+            return default
+
+    def choice(self, name: str, kind: type[StrEnum], default: StrEnum) -> Any:
+        value = self.text(name)
+        if value is None:
+            return default
+        try:
+            return kind(value.lower())
+        except ValueError:
+            allowed = " | ".join(member.value for member in kind)
+            self._problems.append(f"{name} must be {allowed}, not {value!r}")
+            return default
+
+    def url_list(self, name: str) -> tuple[str, ...]:
+        return _split_list(self.text(name) or "")
+
+
+# -- validation ----------------------------------------------------------------
+
+
+def _absolute(path: str) -> str:
+    return path if path.startswith("/") else "/" + path
+
+
+def _check_public_url(settings: Settings, problems: list[str]) -> SplitResult:
+    placeholder = urlsplit("https://public-url.invalid")
+    url = settings.public_url.strip()
+    if not url:
+        problems.append(
+            "PHONEBRIDGE_PUBLIC_URL is not set: set it to the https:// base URL Twilio "
+            "reaches (e.g. https://abcd.ngrok.app); webhook signatures are checked against it"
+        )
+        return placeholder
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        problems.append(
+            f"PHONEBRIDGE_PUBLIC_URL {url!r} is not an http(s) URL with a host "
+            "(e.g. https://abcd.ngrok.app)"
+        )
+        return placeholder
+    if parts.query or parts.fragment or parts.username or parts.password:
+        problems.append(
+            f"PHONEBRIDGE_PUBLIC_URL {redact_url(url)!r} must be a plain base URL: no "
+            "query string, fragment or credentials (Twilio rejects a stream URL with a query)"
+        )
+        return placeholder
+    if (
+        parts.scheme == "http"
+        and parts.hostname not in _LOOPBACK_HOSTS
+        and not settings.allow_insecure_http
+    ):
+        problems.append(
+            f"PHONEBRIDGE_PUBLIC_URL {url!r} uses http: Twilio needs https (and wss for the "
+            "stream); for local development set PHONEBRIDGE_INSECURE_HTTP=1"
+        )
+    try:
+        parts.port  # noqa: B018 - raises ValueError on an out-of-range port
+    except ValueError:
+        problems.append(f"PHONEBRIDGE_PUBLIC_URL {url!r} has an invalid port")
+        return placeholder
+    return parts._replace(path=parts.path.rstrip("/"))
+
+
+def _check_twilio(settings: Settings, problems: list[str]) -> None:
+    if settings.twilio_auth_token is None and not settings.skip_twilio_signature:
+        problems.append(
+            "TWILIO_AUTH_TOKEN is not set: set it to your Twilio auth token (Console > "
+            "Account > API keys & tokens) so webhooks can be verified; for local "
+            "development only, PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1 turns the check off"
+        )
+    sid = settings.twilio_account_sid
+    if sid is not None and not _ACCOUNT_SID_PATTERN.fullmatch(sid):
+        problems.append(
+            f"TWILIO_ACCOUNT_SID {sid!r} is not an account SID ('AC' and 32 hex digits)"
+        )
+
+
+def _check_providers(settings: Settings, problems: list[str]) -> None:
+    seen: set[tuple[str, str, int | None, str]] = set()
+    for url in settings.personaplex_urls:
+        parts = urlsplit(url)
+        shown = redact_url(url)
+        try:
+            port = parts.port
+        except ValueError:
+            problems.append(f"PERSONAPLEX_URLS: {shown!r} has an invalid port")
+            continue
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            problems.append(
+                f"PERSONAPLEX_URLS: {shown!r} is not a ws:// or wss:// URL with a host "
+                "(e.g. ws://gpu-1:8998)"
+            )
+            continue
+        if parts.query or parts.fragment:
+            problems.append(
+                f"PERSONAPLEX_URLS: {shown!r} must not carry a query string; the bridge adds "
+                "the prompt and voice itself"
+            )
+            continue
+        # One server listed twice would get two leases, so two concurrent calls:
+        # the second hangs silently or runs with the first's prompt (§2.5).
+        key = (parts.scheme, parts.hostname.lower(), port, parts.path.rstrip("/"))
+        if key in seen:
+            problems.append(
+                f"PERSONAPLEX_URLS lists {shown!r} twice: each server takes one call at a time"
+            )
+        seen.add(key)
+    if not _REGION_PATTERN.fullmatch(settings.polargrid_region):
+        problems.append(
+            f"POLARGRID_REGION {settings.polargrid_region!r} is not a region id (e.g. yto-01)"
+        )
+    if settings.personaplex_handshake_timeout <= 0:
+        problems.append("PERSONAPLEX_HANDSHAKE_TIMEOUT must be more than 0 seconds")
+
+
+def _check_limits(settings: Settings, problems: list[str]) -> None:
+    if settings.max_calls < 1:
+        problems.append("PHONEBRIDGE_MAX_CALLS must be at least 1")
+    if settings.pending_timeout <= 0:
+        problems.append("PHONEBRIDGE_PENDING_TIMEOUT must be more than 0 seconds")
+    if not 0 <= settings.port <= 65535:
+        problems.append(f"PHONEBRIDGE_PORT {settings.port} is not a TCP port (0-65535)")
+    if not settings.host.strip():
+        problems.append("PHONEBRIDGE_HOST must not be empty")
+    if settings.retention_days is not None and settings.retention_days < 1:
+        problems.append("PHONEBRIDGE_RETENTION_DAYS must be at least 1 (or unset to keep all)")
+    if settings.log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        problems.append(
+            f"PHONEBRIDGE_LOG_LEVEL {settings.log_level!r} must be DEBUG, INFO, WARNING, "
+            "ERROR or CRITICAL"
+        )
+
+
+def _check_optional_services(settings: Settings, problems: list[str]) -> None:
+    if settings.transcribe_url is None:
+        if settings.transcribe_key is not None or settings.transcribe_model is not None:
+            problems.append(
+                "PHONEBRIDGE_TRANSCRIBE_KEY/_MODEL are set but PHONEBRIDGE_TRANSCRIBE_URL is "
+                "not: set the URL too, or unset them"
+            )
+    elif urlsplit(settings.transcribe_url).scheme not in ("http", "https"):
+        problems.append(
+            f"PHONEBRIDGE_TRANSCRIBE_URL {redact_url(settings.transcribe_url)!r} is not an "
+            "http(s) URL"
+        )
+    if settings.database_url is not None and "://" not in settings.database_url:
+        problems.append(
+            "DATABASE_URL is not a URL (e.g. sqlite+aiosqlite:///data/phonebridge.db or "
+            "postgresql+asyncpg://user:pass@host/db)"
+        )

@@ -1,0 +1,348 @@
+"""Read ``personas/*.yaml`` into a :class:`PersonaBook`, or say exactly what is wrong.
+
+Issue 4, "Personas": validation gives ``file:line`` errors for unknown keys,
+invalid E.164, a number claimed twice, unknown voice, empty prompt and unknown
+provider. Loading is all or nothing: one broken file rejects the whole directory,
+so a half-valid set of personas never goes live (the hot reload keeps the
+previous book instead, see :mod:`.reload`).
+
+Each file is parsed once into a YAML node tree (which keeps line numbers) and
+constructed from that same tree, so pydantic's error locations can be mapped
+back onto lines. :func:`load_personas` raises only :class:`PersonaError`,
+whatever the bytes in the files.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from .book import PersonaBook, PersonaError, PersonaProblem
+from .schema import MAX_PROMPT_CHARS, PROVIDERS, Fallback, Limits, Persona, PersonaFile
+
+__all__ = ["PersonaError", "PersonaProblem", "load_personas", "persona_files"]
+
+PERSONA_SUFFIXES = (".yaml", ".yml")
+
+# The id ends up in URLs, TwiML <Parameter> values, logs and metric labels.
+_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+_MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
+    (): PersonaFile,
+    ("limits",): Limits,
+    ("fallback",): Fallback,
+}
+
+Loc = tuple[int | str, ...]
+
+
+def persona_files(directory: Path) -> list[Path]:
+    """The files :func:`load_personas` reads, sorted by name.
+
+    Hidden names are skipped: Kubernetes mounts a ConfigMap as ``..data`` and
+    ``..2024_…`` entries beside the real files, and editors leave ``.#name.yaml``
+    lock files.
+    """
+    return sorted(
+        entry
+        for entry in directory.iterdir()
+        if entry.suffix in PERSONA_SUFFIXES and not entry.name.startswith(".") and entry.is_file()
+    )
+
+
+def load_personas(directory: Path) -> PersonaBook:
+    """Load every persona file in ``directory``; raise :class:`PersonaError` if any is wrong."""
+    try:
+        paths = persona_files(directory)
+    except OSError as exc:
+        raise PersonaError(
+            [PersonaProblem(directory, None, f"cannot read the directory: {exc.strerror or exc}")]
+        ) from exc
+    if not paths:
+        raise PersonaError(
+            [PersonaProblem(directory, None, "no persona files (*.yaml or *.yml) here")]
+        )
+    problems: list[PersonaProblem] = []
+    loaded: list[_LoadedFile] = []
+    for path in paths:
+        result = _load_file(path)
+        if isinstance(result, _LoadedFile):
+            loaded.append(result)
+        else:
+            problems.extend(result)
+    problems.extend(_cross_check(loaded))
+    if problems:
+        raise PersonaError(problems)
+    return PersonaBook.from_personas((item.persona for item in loaded), directory=directory)
+
+
+@dataclass(frozen=True, slots=True)
+class _LoadedFile:
+    persona: Persona
+    root: yaml.Node
+
+    def line(self, loc: Loc, *, of_key: bool = False) -> int:
+        return _line_of(self.root, loc, of_key=of_key)
+
+
+def _load_file(path: Path) -> _LoadedFile | list[PersonaProblem]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return [PersonaProblem(path, None, f"cannot read the file: {exc.strerror or exc}")]
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        return [PersonaProblem(path, line, "not UTF-8 text: save the file as UTF-8")]
+    if not _ID_PATTERN.fullmatch(path.stem):
+        return [
+            PersonaProblem(
+                path,
+                None,
+                f"file name {path.name!r}: the part before the suffix is the persona id and "
+                "may use only letters, digits, '-' and '_' (at most 64)",
+            )
+        ]
+    parsed = _parse_yaml(path, text)
+    if isinstance(parsed, list):
+        return parsed
+    root, data = parsed
+    if data is None:
+        return [
+            PersonaProblem(
+                path, 1, "the file is empty: a persona needs name, provider, voice and prompt"
+            )
+        ]
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else "a single value"
+        return [
+            PersonaProblem(
+                path,
+                root.start_mark.line + 1,
+                f"expected keys (name: ..., provider: ...) at the top of the file, found {kind}",
+            )
+        ]
+    problems = _duplicate_keys(path, root)
+    try:
+        content = PersonaFile.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(
+            PersonaProblem(path, _line_for_error(root, error), _describe(error))
+            for error in exc.errors(include_url=False)
+        )
+        return sorted(problems, key=lambda problem: problem.line or 0)
+    if problems:
+        return problems
+    persona = Persona.model_validate({**dict(content), "id": path.stem, "source": path})
+    return _LoadedFile(persona, root)
+
+
+class _PersonaYamlLoader(yaml.SafeLoader):
+    """SafeLoader whose impossible dates are YAML errors with a line, not bare ValueErrors."""
+
+
+def _construct_timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> object:
+    # ``date: 2024-13-45`` matches the timestamp pattern, then datetime() refuses it.
+    try:
+        return loader.construct_yaml_timestamp(node)
+    except ValueError as exc:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value!r} is not a valid date or time ({exc})", node.start_mark
+        ) from exc
+
+
+_PersonaYamlLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+
+
+def _parse_yaml(path: Path, text: str) -> tuple[yaml.Node, Any] | list[PersonaProblem]:
+    loader = _PersonaYamlLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return yaml.ScalarNode("tag:yaml.org,2002:null", "", loader.get_mark()), None
+        return root, loader.construct_document(root)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        reason = exc.problem or exc.context or "invalid YAML"
+        return [PersonaProblem(path, line, f"invalid YAML: {reason}")]
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        return [
+            PersonaProblem(path, line, f"invalid YAML: character {exc.character!r} not allowed")
+        ]
+    except yaml.YAMLError as exc:
+        return [PersonaProblem(path, None, f"invalid YAML: {exc}")]
+    except (ValueError, OverflowError) as exc:
+        # Backstop: PyYAML's constructors may raise plain ValueError for values
+        # that match a pattern but do not exist (dates are handled above).
+        return [PersonaProblem(path, None, f"invalid YAML value: {exc}")]
+    except RecursionError:
+        return [PersonaProblem(path, None, "invalid YAML: nested too deeply")]
+    finally:
+        loader.dispose()
+
+
+def _duplicate_keys(path: Path, root: yaml.Node) -> list[PersonaProblem]:
+    """YAML keeps the last of two equal keys without a word: report both instead."""
+    problems: list[PersonaProblem] = []
+    seen_nodes: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:  # aliases (and self-references) share nodes
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first_line: dict[str, int] = {}
+            for key, value in node.value:
+                stack.append(value)
+                if not isinstance(key, yaml.ScalarNode):
+                    continue
+                line = key.start_mark.line + 1
+                if key.value in first_line:
+                    problems.append(
+                        PersonaProblem(
+                            path,
+                            line,
+                            f"key {key.value!r} appears twice (first on line "
+                            f"{first_line[key.value]})",
+                        )
+                    )
+                else:
+                    first_line[key.value] = line
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return sorted(problems, key=lambda problem: problem.line or 0)
+
+
+def _line_of(root: yaml.Node, loc: Loc, *, of_key: bool = False) -> int:
+    """The 1-based line of the value at ``loc`` (or of its key), or of the nearest parent."""
+    node = root
+    line = root.start_mark.line + 1
+    for depth, part in enumerate(loc):
+        last = depth == len(loc) - 1
+        if isinstance(node, yaml.MappingNode):
+            match = None
+            for key, value in node.value:  # the last equal key wins, as in YAML
+                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                    match = (key, value)
+            if match is None:
+                return line
+            key, node = match
+            line = (key if (of_key and last) else node).start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if not 0 <= part < len(node.value):
+                return line
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+def _line_for_error(root: yaml.Node, error: ErrorDetails) -> int:
+    of_key = error["type"] in ("extra_forbidden", "invalid_key")
+    return _line_of(root, tuple(error["loc"]), of_key=of_key)
+
+
+def _dotted(loc: Loc) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _describe(error: ErrorDetails) -> str:
+    """pydantic's message, reworded where a persona author needs more than it says."""
+    loc = tuple(error["loc"])
+    where = _dotted(loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        model = _MODEL_AT.get(tuple(str(part) for part in loc[:-1]), PersonaFile)
+        allowed = sorted(model.model_fields)
+        close = difflib.get_close_matches(key, allowed, n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
+        return f"unknown key {where!r} ({hint})"
+    if kind == "invalid_key":
+        return f"key {_short(loc[-1])}: keys must be plain text"
+    if kind == "tuple_type" and loc == ("numbers",):
+        return 'numbers: expected a list of quoted E.164 numbers, e.g. ["+14165550123"]'
+    if kind == "model_type" and len(loc) == 1 and str(loc[0]) in ("limits", "fallback"):
+        keys = ", ".join(sorted(_MODEL_AT[(str(loc[0]),)].model_fields))
+        return f"{where}: expected keys ({keys})"
+    if kind == "missing":
+        return f"missing required key {where!r}"
+    if kind == "literal_error" and loc and loc[-1] in ("provider", "overflow"):
+        return (
+            f"{where}: unknown provider {_short(error['input'])} "
+            f"(expected one of {', '.join(PROVIDERS)})"
+        )
+    if kind == "string_too_long" and loc == ("prompt",):
+        return (
+            f"prompt: {len(str(error['input']))} characters is too long (at most "
+            f"{MAX_PROMPT_CHARS}: the prompt travels in a URL query string)"
+        )
+    if kind == "string_pattern_mismatch" and loc == ("tts_voice",):
+        voice = _short(error["input"])
+        return f"tts_voice: {voice} is not a Twilio <Say> voice name (e.g. Polly.Joanna)"
+    if kind == "string_pattern_mismatch" and loc == ("tts_language",):
+        return f"tts_language: {_short(error['input'])} is not a language tag (e.g. en-US)"
+    return f"{where}: {error['msg']}" if where else error["msg"]
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _cross_check(loaded: list[_LoadedFile]) -> list[PersonaProblem]:
+    """Problems between files: a number claimed twice, two defaults, two files with one id."""
+    problems: list[PersonaProblem] = []
+    ids: dict[str, Path] = {}
+    claims: dict[str, tuple[Path, int]] = {}
+    default_at: tuple[Path, int] | None = None
+    for item in loaded:
+        persona = item.persona
+        if persona.id in ids:
+            problems.append(
+                PersonaProblem(
+                    persona.source,
+                    None,
+                    f"persona id {persona.id!r} is also used by {ids[persona.id]}: rename one",
+                )
+            )
+        ids.setdefault(persona.id, persona.source)
+        for index, number in enumerate(persona.numbers):
+            here = (persona.source, item.line(("numbers", index)))
+            if number in claims:
+                first_path, first_line = claims[number]
+                problems.append(
+                    PersonaProblem(
+                        *here, f"number {number} is already claimed at {first_path}:{first_line}"
+                    )
+                )
+            else:
+                claims[number] = here
+        if persona.default:
+            here = (persona.source, item.line(("default",), of_key=True))
+            if default_at is None:
+                default_at = here
+            else:
+                problems.append(
+                    PersonaProblem(
+                        *here,
+                        f"a second default persona: {default_at[0]}:{default_at[1]} is "
+                        "already the default (only one file may say default: true)",
+                    )
+                )
+    return problems

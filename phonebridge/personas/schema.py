@@ -1,0 +1,213 @@
+"""What a persona file may say (issue 4, "Personas"; PROTOCOLS.md §1, §2.1, §3).
+
+One YAML file per persona. :class:`PersonaFile` is the file's content, validated
+strictly (``extra="forbid"``: a typo such as ``prompts:`` is an error, never a
+silently ignored key). :class:`Persona` adds what the loader knows: the ``id``
+(the file stem) and the ``source`` path.
+
+The values a persona carries end up on the wire, so they are checked here, once:
+
+- ``voice`` becomes the self-hosted server's ``voice_prompt`` file name, which
+  the server joins onto its voice directory without sanitising it (§2.1): only
+  names from :data:`phonebridge.models.base.VOICES` pass.
+- ``prompt`` becomes a URL query parameter (``text_prompt`` §2.1, ``persona`` §3).
+  An empty one crashes the self-hosted session seconds in, so it must have text;
+  and it is capped so that, percent-encoded, it stays inside common URL limits.
+- ``numbers`` and ``fallback.transfer_to`` are E.164 (Twilio's ``To``, §1.1).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from phonebridge.models.base import VOICES, SessionRequest
+
+ProviderName = Literal["personaplex", "polargrid", "fal"]
+"""``personaplex`` = the self-hosted pool (PERSONAPLEX_URLS); the others are hosted."""
+
+PROVIDERS: tuple[ProviderName, ...] = ("personaplex", "polargrid", "fal")
+
+E164_PATTERN = re.compile(r"^\+[1-9]\d{1,14}$")
+
+MAX_PROMPT_CHARS = 2000
+"""Why 2000: the prompt travels in a query string (§2.1, §3). Percent-encoding can
+triple it, and many proxies and load balancers cap a request line at 8 KiB."""
+
+MAX_CALL_SECONDS_CEILING = 4 * 3600
+"""Twilio's own ceiling on a call's length is four hours."""
+
+DEFAULT_APOLOGY = "Sorry, we're having trouble right now. Please call back later."
+DEFAULT_BUSY_MESSAGE = "All our lines are busy right now. Please call back in a few minutes."
+
+# Twilio <Say> voice names: "alice", "man", "Polly.Joanna", "Google.en-US-Standard-C",
+# "Polly.Joanna-Neural". Checked loosely (Twilio adds voices); it lands in an XML
+# attribute, so only a safe character set is allowed.
+_TTS_VOICE_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9._-]{0,63}$")
+_LANGUAGE_PATTERN = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+
+def _quoted_number(value: object) -> object:
+    # YAML reads an unquoted +14165550123 as the integer 14165550123: say so
+    # instead of pydantic's bare "Input should be a valid string".
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise PydanticCustomError(
+            "e164_unquoted",
+            'phone numbers must be quoted strings: write "+{value}" (YAML reads '
+            "+{value} without quotes as a number)",
+            {"value": value},
+        )
+    return value
+
+
+def _e164(value: str) -> str:
+    if not E164_PATTERN.fullmatch(value):
+        raise PydanticCustomError(
+            "e164",
+            "'{value}' is not an E.164 number (a '+', the country code, then up to 15 digits "
+            "with no spaces or dashes, e.g. +14165550123)",
+            {"value": value},
+        )
+    return value
+
+
+def _voice(value: str) -> str:
+    if value in VOICES:
+        return value
+    if value.endswith(".pt") and value[:-3] in VOICES:
+        raise PydanticCustomError(
+            "voice_suffix",
+            "write '{value}' without '.pt' ('{bare}'): the bridge adds the suffix where "
+            "the server needs it",
+            {"value": value, "bare": value[:-3]},
+        )
+    raise PydanticCustomError(
+        "voice",
+        "unknown voice '{value}' (expected one of {voices})",
+        {"value": value, "voices": ", ".join(sorted(VOICES))},
+    )
+
+
+def _text(value: str) -> str:
+    stripped = value.strip()
+    if not stripped:
+        raise PydanticCustomError("empty", "must not be empty", {})
+    return stripped
+
+
+E164 = Annotated[str, BeforeValidator(_quoted_number), AfterValidator(_e164)]
+Voice = Annotated[str, AfterValidator(_voice)]
+NonEmptyText = Annotated[str, AfterValidator(_text)]
+Prompt = Annotated[NonEmptyText, Field(max_length=MAX_PROMPT_CHARS)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+class Limits(_Strict):
+    """When the bridge ends a call by itself."""
+
+    max_call_seconds: float = Field(default=600, gt=0, le=MAX_CALL_SECONDS_CEILING)
+    """Hang up after this long. PersonaPlex's context holds ~4 minutes of frames
+    (§2.5): past that the prompt scrolls out of view and the persona drifts, so
+    values much above 240 trade faithfulness for length."""
+
+    silence_hangup_seconds: float | None = Field(default=30, gt=0)
+    """End the call when the caller has been silent this long; ``null`` = never."""
+
+
+class Fallback(_Strict):
+    """What the caller hears when the model fails or a limit ends the call."""
+
+    say: NonEmptyText = DEFAULT_APOLOGY
+    """Spoken with Twilio ``<Say>``, then the call hangs up (unless ``transfer_to``)."""
+
+    transfer_to: E164 | None = None
+    """If set, ``<Dial>`` this number (a human) after ``say`` instead of hanging up."""
+
+
+class PersonaFile(_Strict):
+    """The content of one ``personas/*.yaml`` file."""
+
+    name: NonEmptyText
+    """Shown on the dashboard and in logs."""
+
+    description: str = ""
+    """Free text for the humans who maintain the file."""
+
+    numbers: tuple[E164, ...] = ()
+    """Dialled numbers (Twilio ``To``) that reach this persona."""
+
+    provider: ProviderName
+    voice: Voice
+    prompt: Prompt
+
+    default: bool = False
+    """The persona for dialled numbers no file lists. At most one file may say so."""
+
+    overflow: ProviderName | None = None
+    """Hosted provider to use when no self-hosted slot is free; ``null`` = say busy."""
+
+    limits: Limits = Limits()
+    fallback: Fallback = Fallback()
+
+    busy_message: NonEmptyText = DEFAULT_BUSY_MESSAGE
+    """Spoken (then hang up) when no model slot is free and there is no overflow."""
+
+    recording: bool = True
+    """Record the call (both sides). Callers may need to be told: check local law."""
+
+    tts_voice: Annotated[str, Field(pattern=_TTS_VOICE_PATTERN.pattern)] | None = None
+    """Twilio ``<Say voice=...>`` for busy and fallback messages (e.g. ``Polly.Joanna``)."""
+
+    tts_language: Annotated[str, Field(pattern=_LANGUAGE_PATTERN.pattern)] | None = None
+    """Twilio ``<Say language=...>`` (e.g. ``en-US``); ``null`` = Twilio's default."""
+
+    dtmf_to_model: bool = True
+    """Tell the model about keypad digits, where the provider supports text injection."""
+
+    @field_validator("overflow")
+    @classmethod
+    def _overflow_differs(
+        cls, overflow: ProviderName | None, info: ValidationInfo
+    ) -> ProviderName | None:
+        # Fields validate in declaration order, so ``provider`` is known here
+        # (absent only if it was itself invalid: then that error is reported).
+        if overflow is not None and overflow == info.data.get("provider"):
+            raise PydanticCustomError(
+                "overflow_same",
+                "overflow '{overflow}' is the same provider as 'provider': use a different "
+                "provider, or remove overflow",
+                {"overflow": overflow},
+            )
+        return overflow
+
+
+class Persona(PersonaFile):
+    """A loaded persona: the file's content plus where it came from."""
+
+    id: str
+    """The file stem (``citysan`` for ``personas/citysan.yaml``): stable, used in URLs and logs."""
+
+    source: Path
+
+    def session_request(self) -> SessionRequest:
+        """What to ask the model for on a call to this persona."""
+        return SessionRequest(prompt=self.prompt, voice=self.voice)
+
+    def providers(self) -> tuple[ProviderName, ...]:
+        """The provider, then the overflow provider if there is one."""
+        return (self.provider,) if self.overflow is None else (self.provider, self.overflow)
