@@ -244,6 +244,11 @@ class OggPageReader:
         self._buffer = bytearray()
         self._error: OggError | None = None
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held for an incomplete page: at most one page (~64 KiB) plus 3."""
+        return len(self._buffer)
+
     def push(self, data: bytes) -> list[OggPage]:
         """Feed bytes; returns the pages they complete. Raises only :class:`OggError`."""
         if self._error is not None:

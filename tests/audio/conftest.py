@@ -1,0 +1,40 @@
+"""Signals and measurements shared by the audio tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+Samples = npt.NDArray[np.float64]
+
+
+def tone(freq_hz: float, seconds: float, rate: int, amplitude: float = 16000.0) -> bytes:
+    """A sine as s16le PCM."""
+    t = np.arange(int(seconds * rate)) / rate
+    return np.rint(amplitude * np.sin(2 * np.pi * freq_hz * t)).astype("<i2").tobytes()
+
+
+def samples(pcm: bytes) -> Samples:
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float64)
+
+
+def rms(x: Samples) -> float:
+    return float(np.sqrt(np.mean(x * x)))
+
+
+def db(ratio: float) -> float:
+    return float(20 * np.log10(ratio))
+
+
+def best_lag(reference: Samples, delayed: Samples, max_lag: int) -> int:
+    """The lag (in samples) at which ``delayed`` best matches ``reference``."""
+    n = len(reference) - max_lag
+    scores = [float(np.dot(reference[:n], delayed[lag : lag + n])) for lag in range(max_lag)]
+    return int(np.argmax(scores))
+
+
+def snr_db(reference: Samples, test: Samples) -> float:
+    """SNR of ``test`` against ``reference`` after a least-squares gain match."""
+    gain = float(np.dot(reference, test) / np.dot(reference, reference))
+    noise = test - gain * reference
+    return db(rms(gain * reference) / rms(noise))
