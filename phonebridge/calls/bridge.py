@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from phonebridge.calls.admission import Admission, Lease
-from phonebridge.calls.journal import JournalFactory
+from phonebridge.calls.journal import JournalFactory, UnansweredCall
 from phonebridge.calls.outcome import CallEndReason, CallOutcome, OutcomeBook
 from phonebridge.calls.pending import PendingCall, PendingCalls, new_token
 from phonebridge.calls.session import CallSession, PhoneSocket
@@ -121,7 +121,12 @@ class Bridge:
             lease = self.admission.acquire(persona.provider, persona.overflow)
         except CapacityError as exc:
             log.info("busy: %s", exc, extra={"call_sid": call.call_sid})
-            await self._journals.record_unanswered(call, persona, CallEndReason.BUSY, str(exc))
+            await self._journals.record_unanswered(
+                UnansweredCall(call.call_sid, call.from_number, call.to_number),
+                persona,
+                CallEndReason.BUSY,
+                str(exc),
+            )
             return _say(persona, persona.busy_message)
         pending = self._reserve(call, persona, lease)
         return self._connect_twiml(pending)
@@ -137,7 +142,6 @@ class Bridge:
             persona=persona,
             lease=lease,
             session=session,
-            opening=asyncio.get_running_loop().create_future(),  # replaced just below
             token=new_token(),
             created=now,
             deadline=now + self.config.pending_timeout,
@@ -294,7 +298,7 @@ class Bridge:
             await call.opening
         call.lease.release()
         outcome = CallOutcome(call.call_sid, call.persona.id, reason, detail)
-        await self._journals.record_unanswered_pending(call, outcome)
+        await self._journals.record_unanswered_pending(call, outcome, self._clock())
 
     async def drain(self, deadline_seconds: float) -> None:
         """Stop taking calls, let live ones finish until the deadline, then end them.

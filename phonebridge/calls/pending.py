@@ -34,13 +34,14 @@ class PendingCall:
     persona: Persona
     lease: Lease
     session: ModelSession
-    opening: asyncio.Task[ModelSession]
-    """Resolves to the open session (maybe on the overflow provider)."""
     token: str
     created: float
     deadline: float
     events: list[tuple[float, str, str]] = field(default_factory=list)
     """(time, kind, detail) call events that happened before the stream (overflow...)."""
+    opening: asyncio.Task[ModelSession] = field(init=False)
+    """Resolves to the open session (maybe on the overflow provider); set by the
+    webhook right after construction, because the task needs the call itself."""
 
 
 def new_token() -> str:

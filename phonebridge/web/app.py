@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 
 from fastapi import FastAPI
@@ -29,7 +30,7 @@ class AppDeps:
 
     bridge: Bridge
     twilio_auth: TwilioAuth
-    background: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
+    background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=tuple)
     """Long-running coroutines started with the app and cancelled at shutdown."""
     on_shutdown: Sequence[Callable[[], Awaitable[None]]] = field(default_factory=tuple)
     """Run in order after the calls are drained (close the call index, ...)."""
@@ -42,8 +43,8 @@ def create_app(deps: AppDeps) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        tasks = [asyncio.create_task(job()) for job in (deps.bridge.sweep_pending_forever,
-                                                        *deps.background)]
+        jobs = (deps.bridge.sweep_pending_forever, *deps.background)
+        tasks = [asyncio.create_task(job()) for job in jobs]
         try:
             yield
         finally:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from enum import StrEnum
 
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import Response
 from starlette.websockets import WebSocketDisconnect
 
 from phonebridge.calls.bridge import Bridge
+from phonebridge.config import StreamSignaturePolicy
 from phonebridge.errors import RemoteProtocolError
 from phonebridge.telephony.twilio.signature import (
     SIGNATURE_HEADER,
@@ -32,14 +32,6 @@ log = logging.getLogger(__name__)
 
 TWIML = "application/xml"
 MAX_MEDIA_MESSAGE_BYTES = 64 * 1024  # a 20 ms frame is ~300 bytes of JSON; be generous
-
-
-class StreamSignaturePolicy(StrEnum):
-    """How to treat ``X-Twilio-Signature`` on the media upgrade (§1.4: unverified)."""
-
-    STRICT = "strict"  # reject an upgrade without a valid signature (default)
-    LOG = "log"  # accept, but log what arrived (to learn what a real peer sends)
-    OFF = "off"  # development only
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,28 @@
+# Two commands a fresh machine can run (see README.md): `make demo`, `make test`.
+# Each bootstraps what it needs first (system libraries, .venv), once.
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test check bench serve
+
+$(VENV)/.runtime: pyproject.toml deploy/bootstrap.sh
+	deploy/bootstrap.sh
+	touch $@
+
+$(VENV)/.dev: pyproject.toml deploy/bootstrap.sh
+	deploy/bootstrap.sh --test
+	touch $(VENV)/.runtime $@
+
+## Run one simulated phone call through the real bridge (no keys, no GPU).
+demo: $(VENV)/.runtime
+	$(BIN)/phonebridge demo
+
+## Lint, type-check and run the whole test suite with branch coverage.
+test: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest --cov=phonebridge --cov-branch --cov-report=term:skip-covered
+
+bench: $(VENV)/.dev
+	$(BIN)/python bench/bench_audio.py

@@ -1,0 +1,156 @@
+"""The composition root: settings in, a ready-to-serve application out.
+
+Everything with a life (the call index, the persona watcher, the bridge) is
+built here from :class:`~phonebridge.config.Settings` and handed to
+:func:`phonebridge.web.app.create_app`; nothing else reads settings globally.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from collections.abc import Callable, Coroutine
+from typing import Any
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+
+from phonebridge.calls.admission import Admission, ServerPool
+from phonebridge.calls.bridge import Bridge, BridgeConfig
+from phonebridge.calls.journal import JournalFactory
+from phonebridge.config import Settings, SettingsError
+from phonebridge.models.base import ModelSessionFactory
+from phonebridge.models.factory import (
+    FalFactory,
+    FalSettings,
+    PersonaPlexFactory,
+    PersonaPlexSettings,
+    PolarGridFactory,
+    PolarGridSettings,
+)
+from phonebridge.personas.reload import PersonaStore
+from phonebridge.storage.index import CallIndex
+from phonebridge.web.app import AppDeps, create_app
+from phonebridge.web.twilio_routes import TwilioAuth
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderOverrides:
+    """Where hosted providers live; only the simulators (tests, demo) change these."""
+
+    polargrid_base_url: str | None = None
+    fal_base_url: str | None = None
+
+
+def model_factories(
+    settings: Settings, *, clock: Clock, overrides: ProviderOverrides = ProviderOverrides()
+) -> dict[str, ModelSessionFactory]:
+    """One factory per configured provider."""
+    model_log = logging.getLogger("phonebridge.models")
+    factories: dict[str, ModelSessionFactory] = {}
+    if settings.personaplex_urls:
+        factories["personaplex"] = PersonaPlexFactory(
+            PersonaPlexSettings(
+                server_urls=settings.personaplex_urls,
+                handshake_timeout=settings.personaplex_handshake_timeout,
+            ),
+            clock=clock,
+            logger=model_log,
+        )
+    if settings.polargrid_api_key is not None:
+        factories["polargrid"] = PolarGridFactory(
+            PolarGridSettings(
+                api_key=settings.polargrid_api_key.get_secret_value(),
+                region=settings.polargrid_region,
+                base_url=overrides.polargrid_base_url,
+            ),
+            clock=clock,
+            logger=model_log,
+        )
+    if settings.fal_key is not None:
+        fal = FalSettings(api_key=settings.fal_key.get_secret_value())
+        if overrides.fal_base_url is not None:
+            fal = FalSettings(api_key=fal.api_key, base_url=overrides.fal_base_url)
+        factories["fal"] = FalFactory(fal, clock=clock, logger=model_log)
+    return factories
+
+
+async def build_app(
+    settings: Settings,
+    *,
+    clock: Clock = time.monotonic,
+    overrides: ProviderOverrides = ProviderOverrides(),
+    drain_seconds: float = 30.0,
+) -> FastAPI:
+    """Load personas, open the call index, and assemble the app.
+
+    Raises :class:`SettingsError` when the settings and the personas disagree
+    (a persona needs a provider nobody configured).
+    """
+    personas = PersonaStore(settings.personas_dir)  # raises PersonaError on a broken directory
+    problems = settings.check_against(personas.current)
+    if problems:
+        raise SettingsError(problems)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    index = await CallIndex.create(settings.effective_database_url)
+    crashed = await index.mark_interrupted_calls(
+        datetime.now(UTC), data_dir=settings.data_dir
+    )
+    if crashed:
+        log.warning("%d call(s) were cut by a crash; marked and repaired", len(crashed))
+    factories = model_factories(settings, clock=clock, overrides=overrides)
+    admission = Admission(
+        ServerPool(settings.personaplex_urls, clock=clock),
+        available_providers=factories.keys(),
+        max_calls=settings.max_calls,
+    )
+    bridge = Bridge(
+        config=BridgeConfig(
+            stream_url=settings.stream_url,
+            action_url=settings.webhook_url("/twilio/stream-ended"),
+            pending_timeout=settings.pending_timeout,
+        ),
+        personas=lambda: personas.current,
+        admission=admission,
+        factories=factories,
+        journals=JournalFactory(data_dir=settings.data_dir, index=index),
+        clock=clock,
+    )
+    token = settings.twilio_auth_token
+    auth = TwilioAuth(
+        auth_token=token.get_secret_value() if token is not None else "",
+        public_url=settings.public_url,
+        stream_url=settings.stream_url,
+        verify_webhooks=not settings.skip_twilio_signature,
+        stream_policy=settings.effective_stream_signature,
+    )
+
+    async def watch_personas() -> None:
+        # Edits are picked up by polling and on SIGHUP; a broken edit keeps the
+        # previous personas in force (PersonaStore logs the file:line problems).
+        loop = asyncio.get_running_loop()
+        personas.install_sighup(loop)
+        try:
+            await personas.watch(asyncio.Event())
+        finally:
+            personas.remove_sighup(loop)
+
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = [watch_personas]
+    return create_app(
+        AppDeps(
+            bridge=bridge,
+            twilio_auth=auth,
+            background=background,
+            on_shutdown=[index.close],
+            drain_seconds=drain_seconds,
+        )
+    )
+
+
+__all__ = ["ProviderOverrides", "SettingsError", "build_app", "model_factories"]
