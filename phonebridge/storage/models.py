@@ -1,0 +1,153 @@
+"""The typed records of the call index (no database code: the web API imports these too).
+
+Every datetime is timezone-aware UTC; constructing a record with a naive
+datetime raises ``ValueError`` (a bug in the caller, caught before any I/O).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from enum import Enum, StrEnum
+from typing import Any, ClassVar
+
+CRASHED = "crashed"
+"""``end_reason`` of a call whose process died (set at the next start-up)."""
+
+
+class CallStatus(StrEnum):
+    PENDING = "pending"  # webhook answered, media stream not here yet
+    LIVE = "live"  # the stream is connected
+    ENDED = "ended"
+
+
+class _Unset(Enum):
+    UNSET = "unset"
+
+
+UNSET = _Unset.UNSET
+"""Marks a :class:`CallUpdate` field that should be left unchanged (None means "set NULL")."""
+
+
+def _require_aware(owner: object) -> None:
+    for f in fields(owner):  # type: ignore[arg-type]
+        value = getattr(owner, f.name)
+        if isinstance(value, datetime) and value.tzinfo is None:
+            raise ValueError(f"{type(owner).__name__}.{f.name} must be timezone-aware")
+
+
+@dataclass(frozen=True, slots=True)
+class CallStart:
+    """What is known when the webhook arrives."""
+
+    call_sid: str
+    started_at: datetime
+    from_number: str = ""
+    to_number: str = ""
+    persona: str = ""
+    provider: str = ""
+    stream_sid: str | None = None
+    status: CallStatus = CallStatus.PENDING
+    recording_path: str | None = None
+    transcript_path: str | None = None
+
+    def __post_init__(self) -> None:
+        _require_aware(self)
+
+
+@dataclass(frozen=True, slots=True)
+class CallUpdate:
+    """Fields to change on a call; each left at :data:`UNSET` is untouched."""
+
+    stream_sid: str | _Unset | None = UNSET
+    status: CallStatus | _Unset = UNSET
+    from_number: str | _Unset = UNSET
+    to_number: str | _Unset = UNSET
+    persona: str | _Unset = UNSET
+    provider: str | _Unset = UNSET
+    model_ready_at: datetime | _Unset | None = UNSET
+    model_socket_seconds: float | _Unset | None = UNSET
+    recording_path: str | _Unset | None = UNSET
+    transcript_path: str | _Unset | None = UNSET
+    error: str | _Unset | None = UNSET
+    files_expired_at: datetime | _Unset | None = UNSET
+
+    def __post_init__(self) -> None:
+        _require_aware(self)
+
+    def changed(self) -> dict[str, Any]:
+        """The fields that are set, by column name."""
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) is not UNSET
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnd:
+    """How a call ended. ``ended_by``: who hung up (``caller``, ``agent``, ``system``)."""
+
+    ended_at: datetime
+    end_reason: str
+    ended_by: str | None = None
+    model_socket_seconds: float | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        _require_aware(self)
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One row of the call index."""
+
+    call_sid: str
+    stream_sid: str | None
+    from_number: str
+    to_number: str
+    persona: str
+    provider: str
+    status: CallStatus
+    started_at: datetime
+    model_ready_at: datetime | None
+    ended_at: datetime | None
+    duration_seconds: float | None
+    end_reason: str | None
+    ended_by: str | None
+    model_socket_seconds: float | None
+    recording_path: str | None
+    transcript_path: str | None
+    error: str | None
+    files_expired_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CallQuery:
+    """Filters for :meth:`CallIndex.list_calls`; ``number`` matches part of From or To,
+    ``since``/``until`` bound ``started_at`` (``since <= started_at < until``)."""
+
+    MAX_LIMIT: ClassVar[int] = 1000
+
+    number: str | None = None
+    persona: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    end_reason: str | None = None
+    status: CallStatus | None = None
+    limit: int = 50
+    offset: int = 0
+
+    def __post_init__(self) -> None:
+        _require_aware(self)
+        if not 1 <= self.limit <= self.MAX_LIMIT:
+            raise ValueError(f"limit must be 1..{self.MAX_LIMIT}")
+        if self.offset < 0:
+            raise ValueError("offset must be >= 0")
+
+
+@dataclass(frozen=True, slots=True)
+class CallPage:
+    items: list[CallRecord] = field(default_factory=list)
+    total: int = 0
