@@ -6,10 +6,10 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import best_lag, db, rms, samples, tone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from phonebridge.audio.analysis import best_lag, db, rms, samples, tone
 from phonebridge.audio.resample import Downsampler24kTo8k, Upsampler8kTo24k, design_prototype
 from phonebridge.errors import AudioError
 

@@ -1,4 +1,9 @@
-"""Signals and measurements shared by the audio tests."""
+"""Signal measurements for tests, benchmarks and the simulators' self-checks.
+
+Test signals (tones), levels, alignment by cross-correlation and SNR: the
+figures the audio tests hold the transcoding path to, kept in one place so a
+benchmark or a demo measures quality exactly the way the tests do.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,13 @@ Samples = npt.NDArray[np.float64]
 
 
 def tone(freq_hz: float, seconds: float, rate: int, amplitude: float = 16000.0) -> bytes:
-    """A sine as s16le PCM."""
+    """A sine of ``freq_hz`` as s16le PCM."""
     t = np.arange(int(seconds * rate)) / rate
     return np.rint(amplitude * np.sin(2 * np.pi * freq_hz * t)).astype("<i2").tobytes()
 
 
 def samples(pcm: bytes) -> Samples:
+    """s16le PCM as float64 samples."""
     return np.frombuffer(pcm, dtype="<i2").astype(np.float64)
 
 
@@ -23,18 +29,19 @@ def rms(x: Samples) -> float:
 
 
 def db(ratio: float) -> float:
+    """An amplitude ratio in decibels."""
     return float(20 * np.log10(ratio))
 
 
 def best_lag(reference: Samples, delayed: Samples, max_lag: int) -> int:
-    """The lag (in samples) at which ``delayed`` best matches ``reference``."""
-    n = len(reference) - max_lag
+    """The lag in samples, 0..max_lag-1, at which ``delayed`` best matches ``reference``."""
+    n = min(len(reference), len(delayed) - max_lag)
     scores = [float(np.dot(reference[:n], delayed[lag : lag + n])) for lag in range(max_lag)]
     return int(np.argmax(scores))
 
 
 def snr_db(reference: Samples, test: Samples) -> float:
-    """SNR of ``test`` against ``reference`` after a least-squares gain match."""
+    """SNR of ``test`` against ``reference`` (same length) after a least-squares gain match."""
     gain = float(np.dot(reference, test) / np.dot(reference, reference))
     noise = test - gain * reference
     return db(rms(gain * reference) / rms(noise))
