@@ -62,7 +62,9 @@ STREAM_PATH = "/twilio/media"
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # The region becomes part of a host name (api.<region>.edge.polargrid.ai, §3):
 # a strict pattern keeps a stray value from pointing the key at another host.
-_REGION_PATTERN = re.compile(r"^[a-z]{2,5}-\d{2}$")
+_REGION_PATTERN = re.compile(r"^[a-z]{2,5}-[0-9]{2}$")
+_HOST_PATTERN = re.compile(r"[A-Za-z0-9.-]+|[0-9A-Fa-f:.]+")  # a name, IPv4 or IPv6
+_PATH_PATTERN = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")  # RFC 3986 pchar and "/"
 _ACCOUNT_SID_PATTERN = re.compile(r"^AC[0-9a-fA-F]{32}$")
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
@@ -445,7 +447,15 @@ def _check_public_url(settings: Settings, problems: list[str]) -> SplitResult:
         )
         return placeholder
     parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    # urlsplit silently drops tabs and newlines; a host or path with odd
+    # characters would give a stream URL Twilio cannot use or sign the same way.
+    if (
+        parts.scheme not in ("https", "http")
+        or not parts.hostname
+        or not _HOST_PATTERN.fullmatch(parts.hostname)
+        or not _PATH_PATTERN.fullmatch(parts.path)
+        or any(character.isspace() for character in url)
+    ):
         problems.append(
             f"PHONEBRIDGE_PUBLIC_URL {url!r} is not an http(s) URL with a host "
             "(e.g. https://abcd.ngrok.app)"

@@ -163,7 +163,11 @@ _PersonaYamlLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_tim
 
 
 def _parse_yaml(path: Path, text: str) -> tuple[yaml.Node, Any] | list[PersonaProblem]:
-    loader = _PersonaYamlLoader(text)
+    try:
+        # The reader checks for forbidden characters already in the constructor.
+        loader = _PersonaYamlLoader(text)
+    except yaml.reader.ReaderError as exc:
+        return [_reader_problem(path, text, exc)]
     try:
         root = loader.get_single_node()
         if root is None:
@@ -175,10 +179,7 @@ def _parse_yaml(path: Path, text: str) -> tuple[yaml.Node, Any] | list[PersonaPr
         reason = exc.problem or exc.context or "invalid YAML"
         return [PersonaProblem(path, line, f"invalid YAML: {reason}")]
     except yaml.reader.ReaderError as exc:
-        line = text[: exc.position].count("\n") + 1
-        return [
-            PersonaProblem(path, line, f"invalid YAML: character {exc.character!r} not allowed")
-        ]
+        return [_reader_problem(path, text, exc)]
     except yaml.YAMLError as exc:
         return [PersonaProblem(path, None, f"invalid YAML: {exc}")]
     except (ValueError, OverflowError) as exc:
@@ -189,6 +190,14 @@ def _parse_yaml(path: Path, text: str) -> tuple[yaml.Node, Any] | list[PersonaPr
         return [PersonaProblem(path, None, "invalid YAML: nested too deeply")]
     finally:
         loader.dispose()
+
+
+def _reader_problem(path: Path, text: str, exc: yaml.reader.ReaderError) -> PersonaProblem:
+    line = text[: exc.position].count("\n") + 1
+    character = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    return PersonaProblem(
+        path, line, f"invalid YAML: the control character U+{character:04X} is not allowed"
+    )
 
 
 def _duplicate_keys(path: Path, root: yaml.Node) -> list[PersonaProblem]:
@@ -287,7 +296,7 @@ def _describe(error: ErrorDetails) -> str:
             f"{where}: unknown provider {_short(error['input'])} "
             f"(expected one of {', '.join(PROVIDERS)})"
         )
-    if kind == "string_too_long" and loc == ("prompt",):
+    if kind in ("string_too_long", "too_long") and loc == ("prompt",):
         return (
             f"prompt: {len(str(error['input']))} characters is too long (at most "
             f"{MAX_PROMPT_CHARS}: the prompt travels in a URL query string)"

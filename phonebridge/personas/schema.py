@@ -40,7 +40,7 @@ ProviderName = Literal["personaplex", "polargrid", "fal"]
 
 PROVIDERS: tuple[ProviderName, ...] = ("personaplex", "polargrid", "fal")
 
-E164_PATTERN = re.compile(r"^\+[1-9]\d{1,14}$")
+E164_PATTERN = re.compile(r"^\+[1-9][0-9]{1,14}$")  # [0-9]: \d would also match non-ASCII digits
 
 MAX_PROMPT_CHARS = 2000
 """Why 2000: the prompt travels in a query string (§2.1, §3). Percent-encoding can

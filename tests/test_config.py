@@ -1,0 +1,409 @@
+"""Settings from the environment: defaults, validation messages, derived URLs, secrets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import SecretStr
+
+from phonebridge.config import (
+    KNOWN_VARIABLES,
+    LogFormat,
+    Settings,
+    SettingsError,
+    StreamSignaturePolicy,
+    personas_directory,
+    redact_url,
+    unknown_variables,
+)
+from phonebridge.errors import ConfigError
+from phonebridge.personas import Persona, PersonaBook
+
+MINIMAL = {
+    "PHONEBRIDGE_PUBLIC_URL": "https://bridge.example.com",
+    "TWILIO_AUTH_TOKEN": "auth-token-secret",
+}
+
+
+def settings_from(**env: str) -> Settings:
+    return Settings.from_env(MINIMAL | env)
+
+
+def problems_from(env: dict[str, str], **overrides: Any) -> list[str]:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env, **overrides)
+    assert isinstance(caught.value, ConfigError)
+    return list(caught.value.problems)
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env(MINIMAL)
+    assert settings.personas_dir == Path("personas")
+    assert settings.data_dir == Path("data")
+    assert settings.effective_database_url == "sqlite+aiosqlite:///data/phonebridge.db"
+    assert settings.personaplex_urls == ()
+    assert settings.personaplex_handshake_timeout == 30.0
+    assert settings.polargrid_region == "yto-01"
+    assert settings.max_calls == 50
+    assert settings.stream_signature is StreamSignaturePolicy.STRICT
+    assert settings.effective_stream_signature is StreamSignaturePolicy.STRICT
+    assert settings.pending_timeout == 15.0
+    assert settings.log_format is LogFormat.TEXT
+    assert settings.log_level == "INFO"
+    assert settings.retention_days is None
+    assert (settings.host, settings.port) == ("127.0.0.1", 8080)
+    assert settings.twilio_auth_token == SecretStr("auth-token-secret")
+
+
+def test_everything_from_the_environment() -> None:
+    settings = settings_from(
+        TWILIO_ACCOUNT_SID="AC" + "0123456789abcdef" * 2,
+        PHONEBRIDGE_PERSONAS="/etc/phonebridge/personas",
+        PHONEBRIDGE_DATA="/var/lib/phonebridge",
+        DATABASE_URL="postgresql+asyncpg://pb:hunter2@db/pb",
+        PERSONAPLEX_URLS=" ws://gpu-1:8998 , wss://gpu-2.internal/api/chat,",
+        PERSONAPLEX_HANDSHAKE_TIMEOUT="12.5",
+        POLARGRID_API_KEY="pg_abc",
+        POLARGRID_REGION="nyc-02",
+        FAL_KEY="fal-key",
+        PHONEBRIDGE_MAX_CALLS="8",
+        PHONEBRIDGE_STREAM_SIGNATURE="LOG",
+        PHONEBRIDGE_PENDING_TIMEOUT="5",
+        PHONEBRIDGE_DASHBOARD_TOKEN="dash",
+        PHONEBRIDGE_LOG_FORMAT="json",
+        PHONEBRIDGE_LOG_LEVEL="debug",
+        PHONEBRIDGE_TRANSCRIBE_URL="https://asr.example.com/v1/audio/transcriptions",
+        PHONEBRIDGE_TRANSCRIBE_KEY="asr-key",
+        PHONEBRIDGE_TRANSCRIBE_MODEL="whisper-1",
+        PHONEBRIDGE_RETENTION_DAYS="30",
+        PHONEBRIDGE_HOST="0.0.0.0",
+        PHONEBRIDGE_PORT="9000",
+    )
+    assert settings.personas_dir == Path("/etc/phonebridge/personas")
+    assert settings.effective_database_url == "postgresql+asyncpg://pb:hunter2@db/pb"
+    assert settings.personaplex_urls == ("ws://gpu-1:8998", "wss://gpu-2.internal/api/chat")
+    assert settings.personaplex_handshake_timeout == 12.5
+    assert settings.polargrid_region == "nyc-02"
+    assert settings.max_calls == 8
+    assert settings.stream_signature is StreamSignaturePolicy.LOG
+    assert settings.log_format is LogFormat.JSON
+    assert settings.log_level == "DEBUG"
+    assert settings.retention_days == 30
+    assert (settings.host, settings.port) == ("0.0.0.0", 9000)
+    assert settings.fal_key is not None
+    assert settings.fal_key.get_secret_value() == "fal-key"
+
+
+def test_default_database_follows_the_data_dir() -> None:
+    settings = settings_from(PHONEBRIDGE_DATA="/srv/pb")
+    assert settings.effective_database_url == "sqlite+aiosqlite:////srv/pb/phonebridge.db"
+    moved = settings.override(data_dir="/mnt/other")
+    assert moved.effective_database_url == "sqlite+aiosqlite:////mnt/other/phonebridge.db"
+
+
+def test_empty_variables_count_as_unset() -> None:
+    settings = settings_from(PHONEBRIDGE_PORT="", FAL_KEY="  ", PHONEBRIDGE_PERSONAS="")
+    assert settings.port == 8080
+    assert settings.fal_key is None
+    assert settings.personas_dir == Path("personas")
+
+
+def test_nothing_set_says_what_to_set() -> None:
+    problems = problems_from({})
+    assert len(problems) == 2
+    assert problems[0].startswith("PHONEBRIDGE_PUBLIC_URL is not set: set it to the https://")
+    assert problems[1].startswith("TWILIO_AUTH_TOKEN is not set")
+    assert "PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1" in problems[1]
+
+
+def test_all_problems_are_reported_at_once_in_the_message() -> None:
+    env = MINIMAL | {
+        "PHONEBRIDGE_PORT": "eighty",
+        "PHONEBRIDGE_MAX_CALLS": "0",
+        "PHONEBRIDGE_STREAM_SIGNATURE": "maybe",
+        "PERSONAPLEX_URLS": "http://gpu-1:8998",
+    }
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env)
+    message = str(caught.value)
+    assert message.startswith("invalid settings:\n  - ")
+    for fragment in (
+        "PHONEBRIDGE_PORT must be a whole number, not 'eighty'",
+        "PHONEBRIDGE_MAX_CALLS must be at least 1",
+        "PHONEBRIDGE_STREAM_SIGNATURE must be strict | log | off, not 'maybe'",
+        "PERSONAPLEX_URLS: 'http://gpu-1:8998' is not a ws:// or wss:// URL",
+    ):
+        assert fragment in message
+
+
+def test_skip_signature_switch_allows_no_token_and_turns_stream_check_off() -> None:
+    settings = Settings.from_env(
+        {
+            "PHONEBRIDGE_PUBLIC_URL": "https://bridge.example.com",
+            "PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE": "1",
+        }
+    )
+    assert settings.skip_twilio_signature is True
+    assert settings.twilio_auth_token is None
+    assert settings.effective_stream_signature is StreamSignaturePolicy.OFF
+
+
+@pytest.mark.parametrize(
+    ("public_url", "stream_url", "voice_url"),
+    [
+        (
+            "https://bridge.example.com",
+            "wss://bridge.example.com/twilio/media",
+            "https://bridge.example.com/twilio/voice",
+        ),
+        (
+            "https://bridge.example.com/",
+            "wss://bridge.example.com/twilio/media",
+            "https://bridge.example.com/twilio/voice",
+        ),
+        (
+            "https://example.com:8443/phone/",
+            "wss://example.com:8443/phone/twilio/media",
+            "https://example.com:8443/phone/twilio/voice",
+        ),
+        (
+            "http://127.0.0.1:5000",
+            "ws://127.0.0.1:5000/twilio/media",
+            "http://127.0.0.1:5000/twilio/voice",
+        ),
+    ],
+)
+def test_derived_urls(public_url: str, stream_url: str, voice_url: str) -> None:
+    settings = settings_from(PHONEBRIDGE_PUBLIC_URL=public_url)
+    assert settings.stream_url == stream_url
+    assert settings.webhook_url("/twilio/voice") == voice_url
+    assert settings.webhook_url("twilio/voice") == voice_url
+
+
+@pytest.mark.parametrize(
+    ("public_url", "fragment"),
+    [
+        ("bridge.example.com", "is not an http(s) URL with a host"),
+        ("ftp://bridge.example.com", "is not an http(s) URL with a host"),
+        ("https://", "is not an http(s) URL with a host"),
+        ("https://bridge.example.com/?a=1", "must be a plain base URL"),
+        ("https://user:pw@bridge.example.com", "must be a plain base URL"),
+        ("https://bridge.example.com:99999", "has an invalid port"),
+        ("http://bridge.example.com", "set PHONEBRIDGE_INSECURE_HTTP=1"),
+    ],
+)
+def test_bad_public_urls(public_url: str, fragment: str) -> None:
+    (problem,) = problems_from(MINIMAL | {"PHONEBRIDGE_PUBLIC_URL": public_url})
+    assert problem.startswith("PHONEBRIDGE_PUBLIC_URL ")
+    assert fragment in problem
+    assert "pw" not in problem
+
+
+def test_http_needs_the_dev_switch_unless_loopback() -> None:
+    assert settings_from(PHONEBRIDGE_PUBLIC_URL="http://localhost:8080").stream_url.startswith(
+        "ws://"
+    )
+    settings = settings_from(
+        PHONEBRIDGE_PUBLIC_URL="http://devbox.lan:8080", PHONEBRIDGE_INSECURE_HTTP="1"
+    )
+    assert settings.stream_url == "ws://devbox.lan:8080/twilio/media"
+
+
+@pytest.mark.parametrize(
+    ("urls", "fragment"),
+    [
+        ("gpu-1:8998", "is not a ws:// or wss:// URL"),
+        ("ws://gpu-1:8998/api/chat?text_prompt=x", "must not carry a query string"),
+        ("ws://gpu-1:8998,ws://GPU-1:8998/", "twice: each server takes one call at a time"),
+        ("ws://gpu-1:0x", "has an invalid port"),
+    ],
+)
+def test_bad_personaplex_urls(urls: str, fragment: str) -> None:
+    (problem,) = problems_from(MINIMAL | {"PERSONAPLEX_URLS": urls})
+    assert problem.startswith("PERSONAPLEX_URLS")
+    assert fragment in problem
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"TWILIO_ACCOUNT_SID": "SK123"}, "is not an account SID"),
+        ({"POLARGRID_REGION": "evil.com/x"}, "is not a region id"),
+        ({"POLARGRID_REGION": "yto-0\u0661"}, "is not a region id"),
+        ({"PERSONAPLEX_HANDSHAKE_TIMEOUT": "0"}, "must be more than 0 seconds"),
+        ({"PERSONAPLEX_HANDSHAKE_TIMEOUT": "soon"}, "must be a number of seconds"),
+        ({"PHONEBRIDGE_PENDING_TIMEOUT": "-1"}, "must be more than 0 seconds"),
+        ({"PHONEBRIDGE_PORT": "70000"}, "is not a TCP port"),
+        ({"PHONEBRIDGE_HOST": " "}, None),  # blank = unset = default
+        ({"PHONEBRIDGE_RETENTION_DAYS": "0"}, "must be at least 1"),
+        ({"PHONEBRIDGE_LOG_FORMAT": "xml"}, "must be text | json"),
+        ({"PHONEBRIDGE_LOG_LEVEL": "loud"}, "must be DEBUG, INFO"),
+        ({"PHONEBRIDGE_INSECURE_HTTP": "sure"}, "must be 1 or 0"),
+        ({"PHONEBRIDGE_TRANSCRIBE_KEY": "k"}, "PHONEBRIDGE_TRANSCRIBE_URL is not"),
+        ({"PHONEBRIDGE_TRANSCRIBE_URL": "asr.local"}, "is not an http(s) URL"),
+        ({"DATABASE_URL": "phonebridge.db"}, "DATABASE_URL is not a URL"),
+    ],
+)
+def test_each_setting_is_validated(env: dict[str, str], fragment: str | None) -> None:
+    if fragment is None:
+        settings_from(**env)
+        return
+    (problem,) = problems_from(MINIMAL | env)
+    assert fragment in problem
+
+
+def test_secrets_never_appear_in_repr() -> None:
+    settings = settings_from(
+        POLARGRID_API_KEY="pg_supersecret",
+        FAL_KEY="fal-supersecret",
+        PHONEBRIDGE_DASHBOARD_TOKEN="dash-supersecret",
+        PHONEBRIDGE_TRANSCRIBE_URL="https://asr.example.com",
+        PHONEBRIDGE_TRANSCRIBE_KEY="asr-supersecret",
+        DATABASE_URL="postgresql+asyncpg://pb:db-supersecret@db/pb",
+        PERSONAPLEX_URLS="wss://user:ws-supersecret@gpu-1/api/chat",
+    )
+    for text in (repr(settings), str(settings), f"{settings}"):
+        assert "supersecret" not in text
+        assert "auth-token-secret" not in text
+        assert "gpu-1" in text
+        assert "public_url='https://bridge.example.com'" in text
+
+
+def test_from_env_applies_cli_flags_before_validating() -> None:
+    settings = Settings.from_env(
+        {"PHONEBRIDGE_PORT": "9000"},
+        public_url="http://127.0.0.1:4321",
+        twilio_auth_token="flag-token",
+        port=None,  # flag not given: the environment's value stays
+        personas_dir="elsewhere",
+    )
+    assert settings.port == 9000
+    assert settings.public_url == "http://127.0.0.1:4321"
+    assert settings.twilio_auth_token == SecretStr("flag-token")
+    assert settings.personas_dir == Path("elsewhere")
+
+
+def test_override_revalidates_and_types_values() -> None:
+    settings = Settings.from_env(MINIMAL)
+    changed = settings.override(
+        port=0,
+        stream_signature="off",
+        personaplex_urls="ws://127.0.0.1:1,ws://127.0.0.1:2",
+        fal_key="k",
+        host=None,
+    )
+    assert changed.port == 0
+    assert changed.stream_signature is StreamSignaturePolicy.OFF
+    assert changed.personaplex_urls == ("ws://127.0.0.1:1", "ws://127.0.0.1:2")
+    assert changed.fal_key == SecretStr("k")
+    assert changed.host == "127.0.0.1"
+    assert settings.port == 8080  # the original is untouched (frozen)
+    with pytest.raises(SettingsError, match="PHONEBRIDGE_PORT -1 is not a TCP port"):
+        settings.override(port=-1)
+    with pytest.raises(SettingsError, match="stream_signature must be"):
+        settings.override(stream_signature="sometimes")
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings.from_env(MINIMAL)
+    with pytest.raises(AttributeError):
+        settings.port = 1  # type: ignore[misc]
+
+
+def test_personas_directory_alone() -> None:
+    assert personas_directory({}) == Path("personas")
+    assert personas_directory({"PHONEBRIDGE_PERSONAS": "/p"}) == Path("/p")
+
+
+def test_unknown_variables_are_flagged_with_a_suggestion() -> None:
+    env = {"PHONEBRIDGE_PUBLIC_ULR": "x", "PHONEBRIDGE_PORT": "1", "HOME": "/root"}
+    assert unknown_variables(env) == [
+        "PHONEBRIDGE_PUBLIC_ULR is not a phonebridge setting (did you mean PHONEBRIDGE_PUBLIC_URL?)"
+    ]
+
+
+def test_every_known_variable_is_read_by_from_env() -> None:
+    # A variable in the list that from_env ignored would pass the typo check silently.
+    source = Path(Settings.from_env.__code__.co_filename).read_text()
+    for name in KNOWN_VARIABLES - {"PHONEBRIDGE_PERSONAS"}:
+        assert f'"{name}"' in source.split("def from_env", 1)[1].split("def override", 1)[0]
+
+
+def test_redact_url() -> None:
+    assert redact_url("wss://u:p@h/x?token=abc&v=1") == "wss://u:***@h/x?token=***&v=***"
+    assert redact_url("ws://h:1/x") == "ws://h:1/x"
+
+
+@given(st.text(max_size=30))
+def test_arbitrary_public_urls_give_settings_or_a_settings_error(url: str) -> None:
+    outcome: Settings | SettingsError
+    try:
+        outcome = Settings.from_env(MINIMAL | {"PHONEBRIDGE_PUBLIC_URL": url})
+    except SettingsError as exc:
+        outcome = exc
+    if isinstance(outcome, SettingsError):
+        assert outcome.problems
+    else:
+        assert outcome.stream_url.startswith(("wss://", "ws://"))
+        assert "?" not in outcome.stream_url
+        assert not any(character.isspace() for character in outcome.stream_url)
+
+
+def book(*personas: dict[str, Any]) -> PersonaBook:
+    base = {"name": "P", "voice": "NATF2", "prompt": "Hi"}
+    return PersonaBook.from_personas(
+        Persona.model_validate(base | {"id": f"p{i}", "source": Path(f"p{i}.yaml")} | fields)
+        for i, fields in enumerate(personas)
+    )
+
+
+def test_check_against_personas() -> None:
+    bare = Settings.from_env(MINIMAL)
+    personas = book(
+        {"provider": "polargrid"},
+        {"provider": "fal"},
+        {"provider": "personaplex"},
+        {"provider": "personaplex", "overflow": "polargrid"},
+    )
+    assert bare.check_against(personas) == [
+        "persona 'p0' (p0.yaml) uses provider polargrid but POLARGRID_API_KEY is not set",
+        "persona 'p1' (p1.yaml) uses provider fal but FAL_KEY is not set",
+        "persona 'p2' (p2.yaml) uses provider personaplex but PERSONAPLEX_URLS is not set: "
+        "set it, or add an overflow provider",
+        "persona 'p3' (p3.yaml) overflows to polargrid but POLARGRID_API_KEY is not set: "
+        "set it, or remove overflow",
+    ]
+    # A self-hosted persona without servers is fine when its overflow is configured.
+    with_polargrid = bare.override(polargrid_api_key="pg_x")
+    assert (
+        with_polargrid.check_against(book({"provider": "personaplex", "overflow": "polargrid"}))
+        == []
+    )
+    full = bare.override(
+        polargrid_api_key="pg_x", fal_key="f", personaplex_urls=("ws://127.0.0.1:1",)
+    )
+    assert full.check_against(personas) == []
+
+
+@pytest.mark.parametrize(
+    "public_url",
+    [
+        "https://bri dge.example.com",
+        "https://bridge.example.com/a b",
+        "https://exa\nmple.com",
+        'https://example.com/"><x',
+        "https://exa_mple.com",
+    ],
+)
+def test_public_url_with_odd_characters_is_rejected(public_url: str) -> None:
+    (problem,) = problems_from(MINIMAL | {"PHONEBRIDGE_PUBLIC_URL": public_url})
+    assert "is not an http(s) URL with a host" in problem
+
+
+def test_ipv6_public_url() -> None:
+    settings = settings_from(PHONEBRIDGE_PUBLIC_URL="http://[::1]:8080")
+    assert settings.stream_url == "ws://[::1]:8080/twilio/media"
