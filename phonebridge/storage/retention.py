@@ -1,0 +1,76 @@
+"""Retention: delete old recordings and transcripts, keep the call rows.
+
+A call whose ``ended_at`` is more than ``days`` before ``now`` loses its files;
+its row stays (the history, durations and billing seconds are kept) with both
+paths set to NULL and ``files_expired_at`` set, so the dashboard can say
+"expired" instead of "missing".
+
+Safety: a path is deleted only if it resolves (symlinks followed) to a file
+inside ``data_dir``. A row pointing elsewhere is reported in
+:attr:`RetentionReport.refused` and left as it is for an operator to look at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from phonebridge.errors import StorageError
+from phonebridge.storage.index import CallIndex
+from phonebridge.storage.layout import resolve_inside
+from phonebridge.storage.models import CallRecord, CallUpdate
+
+
+@dataclass(slots=True)
+class RetentionReport:
+    """What one retention pass did."""
+
+    expired_calls: list[str] = field(default_factory=list)  # rows whose files are gone now
+    deleted_files: list[Path] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (call_sid, why)
+
+
+async def apply_retention(
+    index: CallIndex, data_dir: Path, days: int, now: datetime
+) -> RetentionReport:
+    """Delete the files of calls that ended more than ``days`` days before ``now``.
+
+    Raises ``ValueError`` for ``days < 1`` (0 would delete the call that just
+    ended) and :class:`StorageError` if the index cannot be read or updated.
+    """
+    if days < 1:
+        raise ValueError("retention must keep at least one day")
+    report = RetentionReport()
+    for record in await index.calls_with_files_ended_before(now - timedelta(days=days)):
+        try:
+            deleted = await asyncio.to_thread(_delete_files, record, data_dir)
+        except StorageError as exc:
+            report.refused.append((record.call_sid, str(exc)))
+            continue
+        except OSError as exc:
+            report.refused.append((record.call_sid, f"cannot delete: {exc}"))
+            continue
+        report.deleted_files.extend(deleted)
+        await index.update(
+            record.call_sid,
+            CallUpdate(recording_path=None, transcript_path=None, files_expired_at=now),
+        )
+        report.expired_calls.append(record.call_sid)
+    return report
+
+
+def _delete_files(record: CallRecord, data_dir: Path) -> list[Path]:
+    # Resolve every path first, so one row's refused path deletes nothing of it.
+    targets = [
+        resolve_inside(data_dir, stored)
+        for stored in (record.recording_path, record.transcript_path)
+        if stored
+    ]
+    deleted: list[Path] = []
+    for target in targets:
+        if target.is_file():
+            target.unlink()
+            deleted.append(target)
+    return deleted
