@@ -65,7 +65,6 @@ def test_connect_is_the_last_verb_and_parameters_round_trip() -> None:
         "wss://h.example/m?token=abc",
         "wss://h.example/m?",
         "ws://h.example/m",
-        "ws://127.0.0.1:8080/m?token=abc",
         "https://h.example/m",
         "wss:///m",
         "/twilio/media",
@@ -105,10 +104,3 @@ def test_dial_and_say_validation() -> None:
         twiml.say_and_hangup("  ")
     root = ET.fromstring(twiml.dial("+14165550199").encode())
     assert [child.tag for child in root] == ["Dial"]
-
-
-def test_plain_ws_is_allowed_on_loopback_only_for_the_simulator() -> None:
-    document = twiml.connect_stream(
-        "ws://127.0.0.1:8080/twilio/media", "http://127.0.0.1:8080/twilio/stream-ended", {}
-    )
-    assert 'url="ws://127.0.0.1:8080/twilio/media"' in document

@@ -31,15 +31,9 @@ MAX_PARAMETER_CHARS: Final = 500
 _E164: Final = re.compile(r"\+[1-9][0-9]{1,14}")
 
 
-_LOOPBACK: Final = frozenset({"127.0.0.1", "localhost", "::1"})
-
-
 def _check_stream_url(url: str) -> None:
     parts = urlsplit(url)
-    # Plain ws:// only on loopback: Twilio can never reach it, so the only
-    # client is the phone simulator (tests and `phonebridge demo`).
-    local = parts.scheme == "ws" and parts.hostname in _LOOPBACK
-    if (parts.scheme != "wss" and not local) or not parts.hostname:
+    if parts.scheme != "wss" or not parts.hostname:
         raise LocalProtocolError(f"<Stream url> must be an absolute wss:// URL, got {url!r}")
     if parts.query or "?" in url:
         raise LocalProtocolError(
