@@ -131,7 +131,11 @@ class Settings:
 
     def __post_init__(self) -> None:
         problems: list[str] = []
-        object.__setattr__(self, "_base", _check_public_url(self, problems))
+        base = _check_public_url(self, problems)
+        object.__setattr__(self, "_base", base)
+        if not problems:
+            # Normalised (no trailing slash) so every user builds URLs the same way.
+            object.__setattr__(self, "public_url", urlunsplit(base))
         _check_twilio(self, problems)
         _check_providers(self, problems)
         _check_limits(self, problems)

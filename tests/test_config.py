@@ -179,6 +179,8 @@ def test_skip_signature_switch_allows_no_token_and_turns_stream_check_off() -> N
 )
 def test_derived_urls(public_url: str, stream_url: str, voice_url: str) -> None:
     settings = settings_from(PHONEBRIDGE_PUBLIC_URL=public_url)
+    assert not settings.public_url.endswith("/")
+    assert settings.webhook_url("/") == settings.public_url + "/"
     assert settings.stream_url == stream_url
     assert settings.webhook_url("/twilio/voice") == voice_url
     assert settings.webhook_url("twilio/voice") == voice_url
