@@ -1,0 +1,269 @@
+"""Sans-I/O cores of the three providers: no sockets, no event loop (PROTOCOLS.md §2-§4)."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import parse_qs, urlsplit
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from phonebridge.audio.ogg import OggPageReader
+from phonebridge.audio.opus_stream import OggOpusDecodeStream
+from phonebridge.errors import (
+    ConfigError,
+    LocalProtocolError,
+    ModelAuthError,
+    ModelRateLimited,
+    ModelUnavailable,
+    RemoteProtocolError,
+)
+from phonebridge.models.base import (
+    VOICES,
+    AgentAudio,
+    AgentText,
+    EndReason,
+    SessionEnded,
+    SessionRequest,
+)
+from phonebridge.models.fal_protocol import FalConfig, FalProtocol, auth_headers, build_url
+from phonebridge.models.personaplex_protocol import (
+    Kind,
+    OggStreamProtocol,
+    Ready,
+    build_chat_url,
+)
+from phonebridge.models.polargrid_protocol import PolarGridProtocol, subprotocols
+from phonebridge.models.polargrid_protocol import build_url as polargrid_url
+from phonebridge.models.upgrade_errors import error_for_status, parse_retry_after
+from phonebridge.simulators.personaplex.server_ogg import ServerOggWriter
+from phonebridge.simulators.personaplex.testing import REQUEST, SILENCE, tone
+
+
+def query(url: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(url).query, keep_blank_values=True)
+
+
+# -- self-hosted URL (§2.1) -----------------------------------------------------
+
+
+def test_chat_url_has_only_prompt_and_voice_with_pt() -> None:
+    url = build_chat_url("ws://gpu1:8998", REQUEST)
+    assert urlsplit(url).path == "/api/chat"
+    assert query(url) == {"text_prompt": [REQUEST.prompt], "voice_prompt": ["NATF2.pt"]}
+
+
+@given(
+    prompt=st.text(min_size=1).filter(lambda p: p.strip()),
+    voice=st.sampled_from(sorted(VOICES)),
+)
+def test_chat_url_never_carries_seed_or_sampling(prompt: str, voice: str) -> None:
+    params = query(build_chat_url("wss://h/", SessionRequest(prompt, voice)))
+    assert set(params) == {"text_prompt", "voice_prompt"}
+    assert params["text_prompt"] == [prompt]
+    assert params["voice_prompt"] == [voice + ".pt"]
+
+
+@pytest.mark.parametrize(
+    ("prompt", "voice"),
+    [("", "NATF2"), ("   ", "NATF2"), ("hi", "NATF2.pt"), ("hi", "../../etc/passwd"), ("hi", "X")],
+)
+def test_chat_url_refuses_what_crashes_the_server(prompt: str, voice: str) -> None:
+    with pytest.raises(ConfigError):
+        build_chat_url("ws://h:8998", SessionRequest(prompt, voice))
+
+
+def test_chat_url_refuses_non_websocket_scheme() -> None:
+    with pytest.raises(ConfigError):
+        build_chat_url("http://h:8998", REQUEST)
+
+
+# -- the Ogg stream core (§2.2-§2.4) ----------------------------------------------
+
+
+def test_nothing_is_sent_before_the_handshake() -> None:
+    core = OggStreamProtocol()
+    assert all(core.encode_audio(tone(i)) == [] for i in range(10))
+    assert core.receive(bytes([Kind.HANDSHAKE])) == [Ready()]
+    assert core.ready
+
+
+def test_first_frame_starts_with_bos_and_there_is_only_one() -> None:
+    core = OggStreamProtocol()
+    core.receive(b"\x00")
+    frames = [f for i in range(50) for f in core.encode_audio(tone(i))]
+    assert all(f[0] == Kind.AUDIO for f in frames)
+    pages = []
+    reader = OggPageReader()
+    for frame in frames:
+        pages += reader.push(frame[1:])
+    assert pages[0].bos
+    assert pages[0].body.startswith(b"OpusHead")
+    assert sum(p.bos for p in pages) == 1
+    assert len(pages) == 2 + 50  # head, tags, one page per 20 ms
+
+
+def test_audio_text_and_unknown_kinds_from_the_server() -> None:
+    core = OggStreamProtocol()
+    writer = ServerOggWriter()
+    assert core.receive(b"\x01" + writer.headers()) == []  # headers decode to nothing
+    (audio,) = core.receive(b"\x01" + writer.step(bytes(3840)))
+    assert isinstance(audio, AgentAudio)
+    assert len(audio.pcm) == 3840
+    assert core.receive(" text frame") == []
+    assert core.receive(b"\x02 hello") == [AgentText(" hello")]
+    assert core.receive(b"\x05whatever") == []
+
+
+def test_corrupt_server_ogg_is_a_remote_protocol_error() -> None:
+    core = OggStreamProtocol()
+    page = bytearray(ServerOggWriter().headers())
+    page[30] ^= 0xFF  # breaks the CRC
+    with pytest.raises(RemoteProtocolError):
+        core.receive(b"\x01" + bytes(page))
+    with pytest.raises(RemoteProtocolError):
+        core.receive(b"")
+
+
+def test_frames_must_be_20_ms() -> None:
+    with pytest.raises(LocalProtocolError):
+        OggStreamProtocol().encode_audio(b"\0" * 100)
+
+
+def test_close_is_remote_closed_with_code() -> None:
+    ended = OggStreamProtocol().end_for_close(None, "")
+    assert ended == SessionEnded(EndReason.REMOTE_CLOSED, "code 1006")
+
+
+def test_sent_stream_decodes_back() -> None:
+    core = OggStreamProtocol()
+    core.receive(b"\x00")
+    decoder = OggOpusDecodeStream()
+    pcm = b"".join(decoder.push(f[1:]) for i in range(25) for f in core.encode_audio(tone(i)))
+    assert len(pcm) == 25 * len(SILENCE)
+
+
+# -- PolarGrid (§3) -------------------------------------------------------------
+
+
+def test_polargrid_url_and_subprotocol_auth() -> None:
+    url = polargrid_url(REQUEST, region="yul-01", api_key="pg_secret")
+    parts = urlsplit(url)
+    assert parts.netloc == "api.yul-01.edge.polargrid.ai"
+    assert parts.path == "/v1/voice/personaplex"
+    assert query(url) == {"voice": ["NATF2"], "persona": [REQUEST.prompt]}
+    assert "pg_secret" not in url
+    assert subprotocols("pg_secret") == ["bearer.pg_secret"]
+
+
+def test_polargrid_query_auth_puts_token_in_url() -> None:
+    url = polargrid_url(REQUEST, api_key="pg_secret", auth="query")
+    assert query(url)["token"] == ["pg_secret"]
+    assert subprotocols("pg_secret", "query") == []
+
+
+@pytest.mark.parametrize("region", ["", "evil.com/x", "a b"])
+def test_polargrid_region_must_be_a_host_label(region: str) -> None:
+    with pytest.raises(ConfigError):
+        polargrid_url(REQUEST, region=region)
+
+
+def test_polargrid_control_and_text_frames_only_when_ready() -> None:
+    core = PolarGridProtocol()
+    assert core.control_frame("eos") == []
+    core.receive(b"\x00")
+    assert core.control_frame("eos") == [b"\x03eos"]
+    assert core.control_frame("bos") == [b"\x03bos"]
+    assert core.text_frame("héllo") == [b"\x02" + "héllo".encode()]
+
+
+# -- upgrade errors (§3) --------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [401, 402, 403])
+def test_auth_statuses_are_not_retryable(status: int) -> None:
+    error = error_for_status("polargrid", status)
+    assert isinstance(error, ModelAuthError)
+    assert not error.retryable
+
+
+def test_429_carries_retry_after() -> None:
+    error = error_for_status("polargrid", 429, "12")
+    assert isinstance(error, ModelRateLimited)
+    assert error.retryable
+    assert error.retry_after == 12.0
+
+
+@pytest.mark.parametrize("status", [404, 502, 500])
+def test_unavailable_statuses_are_retryable_elsewhere(status: int) -> None:
+    error = error_for_status("fal", status)
+    assert isinstance(error, ModelUnavailable)
+    assert error.retryable
+
+
+def test_retry_after_forms() -> None:
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("junk") is None
+    date = "Wed, 21 Oct 2015 07:28:00 GMT"
+    assert parse_retry_after(date) is None  # no clock given: no guess
+    assert parse_retry_after(date, now_epoch=1445412470.0) == 10.0
+
+
+# -- fal (§4) -------------------------------------------------------------------
+
+
+def test_fal_sends_80_ms_msgpack_with_full_config() -> None:
+    core = FalProtocol(FalConfig(prompt="p", voice="NATM1"))
+    assert core.encode_audio(SILENCE) == []  # not ready before the socket opens
+    core.on_open()
+    sent = [m for i in range(8) for m in core.encode_audio(tone(i))]
+    assert len(sent) == 2
+    for message in sent:
+        fields = msgpack.unpackb(message)
+        assert len(fields["audio"]) == 3840
+        assert {k: v for k, v in fields.items() if k != "audio"} == {
+            "prompt": "p",
+            "voice": "NATM1",
+            "temperature_audio": 0.8,
+            "temperature_text": 0.7,
+            "top_k_audio": 250,
+            "top_k_text": 25,
+        }
+    assert b"".join(msgpack.unpackb(m)["audio"] for m in sent) == b"".join(
+        tone(i) for i in range(8)
+    )
+
+
+def test_fal_seed_only_when_configured() -> None:
+    assert "seed" not in FalConfig(prompt="p").fields()
+    assert FalConfig(prompt="p", seed=3).fields()["seed"] == 3
+
+
+def test_fal_replies_and_control_messages() -> None:
+    core = FalProtocol(FalConfig(prompt="p"))
+    reply = msgpack.packb({"audio": b"\1\0" * 10, "text": " hi"})
+    assert core.receive(reply) == [AgentAudio(b"\1\0" * 10), AgentText(" hi")]
+    assert core.receive(json.dumps({"type": "x-fal-message", "action": "timings"})) == []
+    (timeout,) = core.receive(
+        json.dumps({"type": "x-fal-error", "error": "TIMEOUT", "reason": "idle"})
+    )
+    assert timeout == SessionEnded(EndReason.TIMEOUT, "TIMEOUT: idle")
+    (internal,) = core.receive(json.dumps({"type": "x-fal-error", "error": "INTERNAL_ERROR"}))
+    assert internal == SessionEnded(EndReason.REMOTE_ERROR, "INTERNAL_ERROR")
+    with pytest.raises(RemoteProtocolError):
+        core.receive(b"\xc1")  # never-used msgpack byte
+
+
+def test_fal_close_codes() -> None:
+    core = FalProtocol(FalConfig(prompt="p"))
+    assert core.end_for_close(1000, "").reason is EndReason.REMOTE_CLOSED
+    assert core.end_for_close(1011, "boom").reason is EndReason.REMOTE_ERROR
+    assert core.end_for_close(None, "").reason is EndReason.REMOTE_ERROR
+
+
+def test_fal_url_and_header() -> None:
+    assert build_url() == "wss://fal.run/fal-ai/personaplex/realtime"
+    assert build_url("ws://127.0.0.1:1/") == "ws://127.0.0.1:1/fal-ai/personaplex/realtime"
+    assert auth_headers("k-123") == {"Authorization": "Key k-123"}
