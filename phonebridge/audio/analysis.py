@@ -45,3 +45,15 @@ def snr_db(reference: Samples, test: Samples) -> float:
     gain = float(np.dot(reference, test) / np.dot(reference, reference))
     noise = test - gain * reference
     return db(rms(gain * reference) / rms(noise))
+
+
+def aligned_snr_db(reference: Samples, test: Samples, lags: range, edge: int = 0) -> float:
+    """The best :func:`snr_db` of ``test`` delayed by any of ``lags`` samples.
+
+    ``edge`` samples are left out at both ends of ``reference`` (start-up and
+    tail transients). For periodic signals, where cross-correlation cannot
+    tell one period from the next, search a narrow range of lags.
+    """
+    length = min(reference.size - 2 * edge, test.size - edge - max(lags))
+    ref = reference[edge : edge + length]
+    return max(snr_db(ref, test[edge + lag : edge + lag + length]) for lag in lags)
