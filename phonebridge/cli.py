@@ -11,17 +11,13 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from phonebridge import __version__
+from phonebridge import __version__, demo, serve
+from phonebridge.personas import cli as personas_cli
+from phonebridge.simulators import cli as simulators_cli
+from phonebridge.simulators.phone import cli as phone_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # Imported here so `phonebridge --version` stays fast and a broken optional
-    # part cannot stop the others from loading.
-    from phonebridge import demo, serve
-    from phonebridge.personas import cli as personas_cli
-    from phonebridge.simulators import cli as simulators_cli
-    from phonebridge.simulators.phone import cli as phone_cli
-
     parser = argparse.ArgumentParser(
         prog="phonebridge",
         description="Put a full-duplex PersonaPlex speech model on a phone number.",

@@ -26,7 +26,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument("--host", help="bind address (PHONEBRIDGE_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="bind port (PHONEBRIDGE_PORT, default 8080)")
-    parser.add_argument("--public-url", help="https base URL Twilio reaches (PHONEBRIDGE_PUBLIC_URL)")
+    parser.add_argument(
+        "--public-url", help="https base URL Twilio reaches (PHONEBRIDGE_PUBLIC_URL)"
+    )
     parser.add_argument("--personas", type=Path, help="persona directory (PHONEBRIDGE_PERSONAS)")
     parser.add_argument("--data", type=Path, help="data directory (PHONEBRIDGE_DATA)")
     parser.add_argument(

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import UTC, datetime
 from collections.abc import Callable, Coroutine
-from typing import Any
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -99,9 +99,7 @@ async def build_app(
         raise SettingsError(problems)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     index = await CallIndex.create(settings.effective_database_url)
-    crashed = await index.mark_interrupted_calls(
-        datetime.now(UTC), data_dir=settings.data_dir
-    )
+    crashed = await index.mark_interrupted_calls(datetime.now(UTC), data_dir=settings.data_dir)
     if crashed:
         log.warning("%d call(s) were cut by a crash; marked and repaired", len(crashed))
     factories = model_factories(settings, clock=clock, overrides=overrides)

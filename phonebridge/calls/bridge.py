@@ -103,6 +103,7 @@ class Bridge:
         self.live: dict[str, CallSession] = {}
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._sweeper_wake = asyncio.Event()
+        self._call_finished = asyncio.Event()
 
     # -- POST /twilio/voice ------------------------------------------------------
 
@@ -234,6 +235,7 @@ class Bridge:
             outcome = await session.run()
         finally:
             self.live.pop(pending.call_sid, None)
+            self._call_finished.set()
         self.outcomes.record(outcome)
         log.info(
             "call ended: %s (%s)",
@@ -310,15 +312,18 @@ class Bridge:
         self.admission.draining = True
         for call in self.pending.drain_all():
             await self._abandon(call, CallEndReason.DRAIN, "shutting down")
-        give_up_at = self._clock() + deadline_seconds
-        while self.live and self._clock() < give_up_at:
-            await asyncio.sleep(0.05)
+        await self._wait_for_no_live_calls(deadline_seconds)
         for session in list(self.live.values()):
             session.end(CallEndReason.DRAIN, "drain deadline reached")
         # Teardown is quick (close sockets, write the journal); wait for it.
-        finish_by = self._clock() + 5.0
-        while self.live and self._clock() < finish_by:
-            await asyncio.sleep(0.01)
+        await self._wait_for_no_live_calls(5.0)
+
+    async def _wait_for_no_live_calls(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while self.live:
+                    self._call_finished.clear()
+                    await self._call_finished.wait()
 
 
 def _say(persona: Persona, message: str) -> str:

@@ -152,12 +152,8 @@ class CallSession:
             task.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
         for result in results:
-            if isinstance(result, BaseException) and not isinstance(
-                result, asyncio.CancelledError
-            ):
-                log.error(
-                    "call task failed", exc_info=result, extra={"call_sid": self.call_sid}
-                )
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                log.error("call task failed", exc_info=result, extra={"call_sid": self.call_sid})
         self.pending.lease.release()
         if outcome.reason.ended_by != "caller":
             # Closing the stream makes Twilio request the <Connect action> URL.

@@ -18,7 +18,9 @@ VOICE_RMS_THRESHOLD = 330
 class SilenceTimer:
     """Tracks when the caller last made a sound; ``limit=None`` never expires."""
 
-    def __init__(self, limit_seconds: float | None, *, threshold: int = VOICE_RMS_THRESHOLD) -> None:
+    def __init__(
+        self, limit_seconds: float | None, *, threshold: int = VOICE_RMS_THRESHOLD
+    ) -> None:
         self._limit = limit_seconds
         self._threshold = threshold
         self._last_voice = 0.0

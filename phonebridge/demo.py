@@ -1,0 +1,151 @@
+"""``phonebridge demo``: one simulated phone call through the real bridge.
+
+No keys, no GPU, no network: the bridge runs on loopback exactly as in
+production, the model is the PersonaPlex simulator in speech mode (a test
+double that answers with short recorded phrases), and the caller is the
+Twilio phone simulator playing a recording shipped with the package. Exits 0
+only if the call worked: answered, the caller heard the agent, the call ended
+cleanly and its record says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+from phonebridge.local import DEMO_AUTH_TOKEN, SimulatorOptions, local_bridge
+from phonebridge.personas.loader import load_personas
+from phonebridge.simulators.phone.dial import dial
+from phonebridge.simulators.phone.report import DialReport
+from phonebridge.storage.index import CallIndex
+from phonebridge.storage.models import CallRecord
+
+DEMO_PERSONA = "citysan"
+DEMO_CALLER = "+15005550006"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="run one simulated call through the real bridge (no keys, no GPU)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--personas", type=Path, default=Path("personas"))
+    parser.add_argument("--data", type=Path, default=Path("data"))
+    parser.add_argument("--persona", default=DEMO_PERSONA, help="persona id to call")
+    parser.add_argument("--fast", action="store_true", help="send audio faster than real time")
+    parser.add_argument("--json", action="store_true", help="print the phone's JSON report")
+    parser.set_defaults(func=run)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoResult:
+    report: DialReport
+    record: CallRecord | None
+    heard: Path
+
+    @property
+    def problems(self) -> list[str]:
+        problems: list[str] = []
+        report = self.report
+        if report.webhook_status != 200:
+            problems.append(f"webhook answered {report.webhook_status}")
+        if report.protocol_errors:
+            problems.append(f"protocol errors: {report.protocol_errors}")
+        if report.frames_received == 0:
+            problems.append("the caller heard nothing from the agent")
+        if self.record is None:
+            problems.append("no call record")
+        elif self.record.end_reason != "caller_hangup":
+            problems.append(f"call ended with {self.record.end_reason}: {self.record.error}")
+        return problems
+
+
+async def run_demo(
+    *, personas_dir: Path, data_dir: Path, persona_id: str, fast: bool
+) -> DemoResult:
+    book = await asyncio.to_thread(load_personas, personas_dir)
+    persona = book.by_id(persona_id)
+    if persona is None or not persona.numbers:
+        raise SystemExit(f"demo: no persona {persona_id!r} with a number in {personas_dir}")
+    caller_audio = Path(str(files("phonebridge.assets").joinpath("demo_caller.wav")))
+    heard = data_dir / "demo-heard.wav"
+    async with local_bridge(
+        personas_dir=personas_dir,
+        data_dir=data_dir,
+        simulators=SimulatorOptions(reply="speech", conditioning_delay=0.5),
+    ) as bridge:
+        print(
+            f"bridge listening on {bridge.url} (PersonaPlex simulator at "
+            f"{bridge.self_hosted[0].url})"
+        )
+        print(f"calling {persona.name} on {persona.numbers[0]} from {DEMO_CALLER} ...")
+        report = await dial(
+            bridge.url,
+            to=persona.numbers[0],
+            from_=DEMO_CALLER,
+            auth_token=DEMO_AUTH_TOKEN,
+            public_url=bridge.public_url,
+            audio=caller_audio,
+            out=heard,
+            fast=fast,
+        )
+        # The call row is completed when the bridge's teardown finishes, a
+        # moment after the phone hung up.
+        index = await CallIndex.create(bridge.settings.effective_database_url)
+        try:
+            record = None
+            for _ in range(100):
+                record = await index.get(report.call_sid)
+                if record is not None and record.ended_at is not None:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            await index.close()
+    return DemoResult(report, record, heard)
+
+
+def run(args: argparse.Namespace) -> int:
+    args.data.mkdir(parents=True, exist_ok=True)
+    result = asyncio.run(
+        run_demo(
+            personas_dir=args.personas,
+            data_dir=args.data,
+            persona_id=args.persona,
+            fast=args.fast,
+        )
+    )
+    report, record = result.report, result.record
+    if args.json:
+        print(report.to_json())
+    first = report.first_agent_audio_after_start_s
+    print(
+        f"call {report.call_sid}: sent {report.frames_sent} frames, "
+        f"heard {report.frames_received} frames ({report.heard_seconds:.1f} s of agent audio)"
+    )
+    if first is not None:
+        print(f"first agent audio {first * 1000:.0f} ms after the stream started")
+    print(f"what the caller heard: {result.heard}")
+    if record is not None:
+        print(
+            f"call record: ended by {record.ended_by} ({record.end_reason}), "
+            f"model socket open {record.model_socket_seconds or 0:.2f} s"
+        )
+        print(f"recording:  {record.recording_path}")
+        print(f"transcript: {record.transcript_path}")
+        transcript = Path(record.transcript_path) if record.transcript_path else None
+        if transcript is not None and transcript.exists():
+            said = [u["text"] for u in json.loads(transcript.read_text())["utterances"]]
+            print("agent said: " + " / ".join(said))
+    problems = result.problems
+    for problem in problems:
+        print(f"demo FAILED: {problem}", file=sys.stderr)
+    if not problems:
+        print("demo OK")
+    return 1 if problems else 0
