@@ -15,8 +15,15 @@ written (interleaved) once it is *final*. A position is final when
 * both channels have been given audio past it, or
 * the call clock said so with :meth:`CallRecorder.advance_to` (call it every
   tick: "nothing will be added before this sample any more"), or
-* it lies more than ``max_lag_seconds`` behind the newest audio on either
-  channel (a safety net that bounds memory if ``advance_to`` is never called).
+* it lies more than ``max_lag_seconds`` behind the newest *caller* audio (a
+  safety net that bounds memory if ``advance_to`` is never called and the agent
+  is silent). Only the caller channel drives it: caller audio arrives in real
+  time, while agent audio may legitimately be scheduled ahead of the line
+  (it sits in Twilio's playout queue) and must not make the present final.
+
+Barge-in: when the orchestrator sends Twilio a ``clear``, agent audio queued
+for the future never reaches the line; :meth:`CallRecorder.discard_agent_from`
+removes it from the recording too (as long as it is still pending).
 
 Overlaps, decided: audio added at positions still pending is **mixed** into
 what is there (saturating add) — both pieces were really sent, so neither is
@@ -217,6 +224,19 @@ class CallRecorder:
             self._clock_horizon = sample
             self._write_final()
 
+    def discard_agent_from(self, sample: int) -> None:
+        """Forget pending agent audio at timeline positions >= ``sample`` (Twilio ``clear``).
+
+        Positions already written stay as they are; the agent's newest position
+        moves back to ``sample`` so new speech can be added there without mixing.
+        """
+        if self._failed or self._info is not None:
+            return
+        keep = max(0, sample - self._written)
+        agent = self._agent
+        agent.samples = agent.samples[:keep].copy()
+        agent.high = min(agent.high, max(sample, self._written))
+
     def _add(self, channel: _PendingChannel, pcm8: bytes, at_sample: int) -> None:
         if len(pcm8) % SAMPLE_WIDTH:
             raise AudioError(f"16-bit PCM must have an even length, got {len(pcm8)} bytes")
@@ -240,8 +260,7 @@ class CallRecorder:
 
     def _final_position(self) -> int:
         both_given = min(self._caller.high, self._agent.high)
-        newest = max(self._caller.high, self._agent.high)
-        return max(self._clock_horizon, both_given, newest - self._max_lag)
+        return max(self._clock_horizon, both_given, self._caller.high - self._max_lag)
 
     def _write_final(self) -> None:
         final = self._final_position()

@@ -197,6 +197,35 @@ def test_one_silent_side_cannot_hold_back_the_file(tmp_path: Path) -> None:
     recorder.close()
 
 
+def test_agent_audio_scheduled_ahead_never_makes_caller_positions_final(tmp_path: Path) -> None:
+    path = tmp_path / "call.wav"
+    recorder = CallRecorder(path, max_lag_seconds=2.0)
+    recorder.add_agent(pcm(tone(5 * RATE)), 0)  # 5 s of agent speech queued at once
+    caller = tone(5 * RATE, amplitude=3000, freq=200.0)
+    for start in range(0, len(caller), 160):  # the caller arrives in real time
+        recorder.add_caller(pcm(caller[start : start + 160]), start)
+    assert recorder.late_samples_dropped == 0
+    recorder.close()
+    left, right = read_channels(path)
+    np.testing.assert_array_equal(left, caller)
+    np.testing.assert_array_equal(right, tone(5 * RATE))
+
+
+def test_cleared_agent_audio_is_not_recorded(tmp_path: Path) -> None:
+    path = tmp_path / "call.wav"
+    recorder = CallRecorder(path)
+    recorder.add_agent(pcm(np.full(8000, 500)), 0)  # 1 s queued for playback
+    recorder.advance_to(1600)  # 200 ms played ...
+    recorder.discard_agent_from(2400)  # ... then the caller barged in at 300 ms
+    recorder.add_agent(pcm(np.full(800, -9)), 2400)  # the model's new answer
+    recorder.advance_to(8000)
+    recorder.close()
+    _, right = read_channels(path)
+    assert (right[:2400] == 500).all()
+    assert (right[2400:3200] == -9).all()  # replaced, not mixed with the cleared audio
+    assert not right[3200:].any()
+
+
 def test_odd_length_pcm_is_refused(tmp_path: Path) -> None:
     recorder = CallRecorder(tmp_path / "call.wav")
     with pytest.raises(AudioError, match="even length"):
