@@ -23,6 +23,7 @@ upgraded and then hangs silently until the first ends.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Final, Literal, Self
@@ -107,6 +108,8 @@ class PersonaPlexSimulator:
             ping_interval=None,  # neither server sends pings (§2.2, §3)
             close_timeout=1.0,
             max_size=2**20,
+            # Its own logger: upgrade headers (keys included) are logged at DEBUG.
+            logger=logging.getLogger(__name__),
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
