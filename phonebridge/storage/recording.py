@@ -187,8 +187,12 @@ class CallRecorder:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._file: BinaryIO = opener(path)
+        except OSError as exc:
+            raise StorageError(f"cannot create recording {path}: {exc}") from exc
+        try:
             self._file.write(wav_header(sample_rate, 0))
         except OSError as exc:
+            self._file.close()
             raise StorageError(f"cannot create recording {path}: {exc}") from exc
 
     # -- state ---------------------------------------------------------------
@@ -370,7 +374,9 @@ def _find_chunks(head: bytes) -> tuple[int, int, int] | None:
 def repair_wav(path: Path) -> RecordingInfo | None:
     """Make a WAV left by a killed writer consistent: sizes from the file length.
 
-    A trailing partial frame is cut off. Returns None (and changes nothing) if
+    A trailing partial frame is cut off. Everything after the ``data`` chunk's
+    start counts as audio, which holds for the files :class:`CallRecorder`
+    writes (``data`` is their last chunk). Returns None (and changes nothing) if
     ``path`` is not a RIFF/WAVE file with a ``fmt `` and a ``data`` chunk in
     its first 4 KB. Raises ``OSError`` if the file cannot be read or written.
     """

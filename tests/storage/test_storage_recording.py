@@ -316,6 +316,14 @@ def test_disk_full_raises_once_then_the_recorder_turns_itself_off(tmp_path: Path
     np.testing.assert_array_equal(left[:160], tone(160))
 
 
+def test_a_full_disk_at_the_start_is_a_storage_error(tmp_path: Path) -> None:
+    def opener(p: Path) -> BinaryIO:
+        return DiskFillsUp(p, capacity=0)  # type: ignore[return-value]
+
+    with pytest.raises(StorageError, match="cannot create recording"):
+        CallRecorder(tmp_path / "call.wav", opener=opener)
+
+
 def test_repair_sets_sizes_from_the_length_and_cuts_a_partial_frame(tmp_path: Path) -> None:
     path = tmp_path / "crashed.wav"
     audio = np.arange(-500, 500, dtype="<i2")  # 500 stereo frames
