@@ -14,7 +14,7 @@ import math
 import socket
 import struct
 import wave
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,7 @@ TONE = pcm16_to_ulaw(
     )
 )  # 20 ms of a 440 Hz tone
 
-AgentScript = Callable[[WebSocket, str, "FakeBridge"], Awaitable[None]]
+AgentScript = Callable[[WebSocket, str, "FakeBridge"], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -267,7 +267,9 @@ async def test_gaps_and_dtmf_fast(bridge: FakeBridge) -> None:
     # DTMF sits between the frames of its time on the wire.
     order = [e for _, e in bridge.events if isinstance(e, Media | Dtmf)]
     first_dtmf = next(i for i, e in enumerate(order) if isinstance(e, Dtmf))
-    assert order[first_dtmf - 1].timestamp_ms == 580
+    before = order[first_dtmf - 1]
+    assert isinstance(before, Media)
+    assert before.timestamp_ms == 580
     assert report.dtmf_sent == ["1", "2", "#"]
 
 

@@ -91,7 +91,7 @@ def make_handler(state: FakeTwilio) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class LoopbackHttpClient(TwilioHttpClient):
+class LoopbackHttpClient(TwilioHttpClient):  # type: ignore[misc]
     """The package's own transport, pointed at the fake API instead of api.twilio.com."""
 
     def __init__(self, base: str) -> None:

@@ -28,7 +28,8 @@ Decisions this module makes (the wire leaves them open):
 
 The outbound builders are on the hot path (50 messages per second per call),
 so they concatenate string pieces (names escaped by the C JSON string encoder)
-instead of building dicts for :func:`json.dumps` (numbers in bench/bench_twilio.py).
+instead of building dicts for :func:`json.dumps`: 0.9 µs against 5.4 µs per
+frame (bench/bench_twilio.py; parsing an inbound media message costs ~9 µs).
 They emit exactly the fields §1.3 lists: Twilio rejects extra fields.
 """
 
