@@ -7,6 +7,7 @@
 - :mod:`~phonebridge.audio.opus_stream` — PCM <-> Ogg Opus bytes, as model clients use them
 - :mod:`~phonebridge.audio.frames` — fixed-size framing
 - :mod:`~phonebridge.audio.pipeline` — the phone side: mu-law 8 kHz <-> PCM 24 kHz
+- :mod:`~phonebridge.audio.analysis` — tones, alignment, SNR/SINAD (tests, bench)
 
 PCM everywhere is ``bytes`` of signed 16-bit little-endian mono samples.
 """
