@@ -43,7 +43,8 @@ def redact_url(url: str) -> str:
             [
                 (name, MASK if name.lower() in SECRET_QUERY_PARAMS else value)
                 for name, value in pairs
-            ]
+            ],
+            safe="*",  # keep the mask readable
         )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
