@@ -229,6 +229,7 @@ class Bridge:
             phone=phone,
             journal=journal,
             clock=self._clock,
+            on_outcome=self.outcomes.record,
         )
         self.live[pending.call_sid] = session
         try:
@@ -236,7 +237,6 @@ class Bridge:
         finally:
             self.live.pop(pending.call_sid, None)
             self._call_finished.set()
-        self.outcomes.record(outcome)
         log.info(
             "call ended: %s (%s)",
             outcome.reason.value,

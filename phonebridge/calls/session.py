@@ -69,6 +69,7 @@ class CallSession:
         phone: PhoneSocket,
         journal: CallJournal,
         clock: Callable[[], float],
+        on_outcome: Callable[[CallOutcome], None],
         on_model_ready: Callable[[ModelSession], None] | None = None,
     ) -> None:
         self.pending = pending
@@ -80,6 +81,7 @@ class CallSession:
         self._phone = phone
         self._journal = journal
         self._clock = clock
+        self._on_outcome = on_outcome
         self._on_model_ready = on_model_ready
         self._origin = clock()  # the call's timeline starts at the stream's start
         self._ended = asyncio.Event()
@@ -155,6 +157,9 @@ class CallSession:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 log.error("call task failed", exc_info=result, extra={"call_sid": self.call_sid})
         self.pending.lease.release()
+        # Before the stream closes: Twilio asks the <Connect action> URL at once,
+        # and its answer depends on this outcome.
+        self._on_outcome(outcome)
         if outcome.reason.ended_by != "caller":
             # Closing the stream makes Twilio request the <Connect action> URL.
             with contextlib.suppress(Exception):
