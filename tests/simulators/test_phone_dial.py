@@ -237,6 +237,7 @@ async def test_signed_call_streams_like_twilio(bridge: FakeBridge, tmp_path: Pat
     assert report.ok
     assert report.ended_by == "caller"
     assert report.frames_received == 10
+    assert report.agent_audio_seconds == pytest.approx(0.2)
     assert report.first_agent_audio_after_start_s is not None
     assert report.action_url is None  # the caller hung up: nothing to continue
     assert bridge.actions == []
@@ -396,6 +397,17 @@ async def test_query_string_in_stream_url_never_connects(bridge: FakeBridge) -> 
     assert [e.code for e in report.protocol_errors] == [31920]
     assert report.ended_by == "stream_failed"
     assert bridge.events == []
+
+
+async def test_refused_stream_is_31902(bridge: FakeBridge) -> None:
+    closed = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    report = await call(bridge, hangup_after=0.1, connect_override=f"ws://127.0.0.1:{port}")
+    assert [e.code for e in report.protocol_errors] == [31902]
+    assert report.connected_url == f"ws://127.0.0.1:{port}/twilio/media"
+    assert report.ended_by == "stream_failed"
 
 
 async def test_busy_answer_is_recorded(bridge: FakeBridge) -> None:

@@ -208,6 +208,7 @@ class _Call:
                         http, answer.action_url, self.call_params("in-progress"), False
                     )
         self.report.heard_seconds = len(self.heard) / (BYTES_PER_MS * 1000)
+        self.report.agent_audio_seconds = self.report.bytes_received / (BYTES_PER_MS * 1000)
         return self.report
 
     async def fetch_twiml(
@@ -276,7 +277,11 @@ class _Call:
             self.error(wire.HANDSHAKE_ERROR, f"upgrade answered HTTP {exc.response.status_code}")
             self.ended("stream_failed")
             return
-        except (OSError, TimeoutError, InvalidHandshake) as exc:
+        except TimeoutError as exc:
+            self.error(wire.CONNECTION_TIMEOUT, f"no answer from {local}: {exc!r}")
+            self.ended("stream_failed")
+            return
+        except (OSError, InvalidHandshake) as exc:
             self.error(wire.CONNECTION_REFUSED, f"cannot open {local}: {exc!r}")
             self.ended("stream_failed")
             return

@@ -50,7 +50,8 @@ class DialReport:
     action_url: str | None = None
     action_status: int | None = None
     action_answer: str | None = None
-    heard_seconds: float = 0.0
+    heard_seconds: float = 0.0  # the playback timeline written to ``out`` (silence included)
+    agent_audio_seconds: float = 0.0  # audio the bridge sent (bytes_received at 8 kHz)
     heard_path: str | None = None
 
     @property

@@ -25,6 +25,7 @@ INVALID_MESSAGE: Final = 31951  # "Stream - Protocol - Invalid Message"
 WEBSOCKET_PROTOCOL_ERROR: Final = 31924  # "Stream - WebSocket - Protocol Error"
 HANDSHAKE_ERROR: Final = 31920  # upgrade answered with a status other than 101
 URL_SCHEME_NOT_SUPPORTED: Final = 31922  # <Stream url> is not wss://
+CONNECTION_TIMEOUT: Final = 31901
 CONNECTION_REFUSED: Final = 31902
 BUFFER_OVERFLOW: Final = 31931  # more than 10 minutes of audio queued: discarded
 
