@@ -20,7 +20,7 @@ demo: $(VENV)/.runtime
 ## Lint, type-check and run the whole test suite with branch coverage.
 test: $(VENV)/.dev
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	$(BIN)/ruff format --check phonebridge tests bench
 	$(BIN)/mypy
 	$(BIN)/pytest --cov=phonebridge --cov-branch --cov-report=term:skip-covered
 

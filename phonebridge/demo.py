@@ -39,7 +39,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--personas", type=Path, default=Path("personas"))
     parser.add_argument("--data", type=Path, default=Path("data"))
     parser.add_argument("--persona", default=DEMO_PERSONA, help="persona id to call")
-    parser.add_argument("--fast", action="store_true", help="send audio faster than real time")
     parser.add_argument("--json", action="store_true", help="print the phone's JSON report")
     parser.set_defaults(func=run)
 
@@ -67,9 +66,7 @@ class DemoResult:
         return problems
 
 
-async def run_demo(
-    *, personas_dir: Path, data_dir: Path, persona_id: str, fast: bool
-) -> DemoResult:
+async def run_demo(*, personas_dir: Path, data_dir: Path, persona_id: str) -> DemoResult:
     book = await asyncio.to_thread(load_personas, personas_dir)
     persona = book.by_id(persona_id)
     if persona is None or not persona.numbers:
@@ -94,7 +91,6 @@ async def run_demo(
             public_url=bridge.public_url,
             audio=caller_audio,
             out=heard,
-            fast=fast,
         )
         # The call row is completed when the bridge's teardown finishes, a
         # moment after the phone hung up.
@@ -118,7 +114,6 @@ def run(args: argparse.Namespace) -> int:
             personas_dir=args.personas,
             data_dir=args.data,
             persona_id=args.persona,
-            fast=args.fast,
         )
     )
     report, record = result.report, result.record
@@ -127,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     first = report.first_agent_audio_after_start_s
     print(
         f"call {report.call_sid}: sent {report.frames_sent} frames, "
-        f"heard {report.frames_received} frames ({report.heard_seconds:.1f} s of agent audio)"
+        f"heard {report.frames_received} frames ({report.agent_audio_seconds:.1f} s of agent audio)"
     )
     if first is not None:
         print(f"first agent audio {first * 1000:.0f} ms after the stream started")
