@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 from typing import cast
 
 from phonebridge.simulators.personaplex import (
@@ -19,8 +18,6 @@ from phonebridge.simulators.personaplex import (
     PersonaPlexSimulator,
     ReplyMode,
 )
-
-log = logging.getLogger("phonebridge.simulators")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -80,12 +77,21 @@ def run(args: argparse.Namespace) -> int:
         retry_after=args.retry_after,
         idle_timeout=args.idle_timeout,
     )
-    print(
-        f"PersonaPlex simulator (TEST DOUBLE, {args.flavour}, reply={args.reply}) "
-        f"on ws://{args.host}:{args.port}"
-    )
     try:
-        asyncio.run(simulator.serve_forever())
+        asyncio.run(_serve(simulator, args))
     except KeyboardInterrupt:
         return 0
     return 0
+
+
+async def _serve(simulator: PersonaPlexSimulator, args: argparse.Namespace) -> None:
+    await simulator.start()
+    print(
+        f"PersonaPlex simulator (TEST DOUBLE, {args.flavour}, reply={args.reply}) "
+        f"on {simulator.url}",
+        flush=True,
+    )
+    try:
+        await asyncio.Future()  # until Ctrl-C
+    finally:
+        await simulator.stop()
