@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
+import logging
 import os
 import socket
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import uvicorn
 
+from phonebridge.calls.bridge import Bridge
 from phonebridge.config import Settings, SettingsError
 from phonebridge.errors import ConfigError
 from phonebridge.service import build_app
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -74,10 +78,49 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+class DrainingServer(uvicorn.Server):
+    """uvicorn, but the first SIGTERM/SIGINT drains the bridge before exiting.
+
+    Plain uvicorn closes its listening socket at once and then waits for open
+    connections; a webhook retried by Twilio would find nobody there, and
+    readiness would never fail first. Draining instead: readiness fails and
+    webhooks get the busy answer while calls in progress finish (up to the
+    deadline); the rest are ended with their fallback and records written;
+    then uvicorn shuts down. A second signal exits at once.
+    """
+
+    def __init__(self, config: uvicorn.Config, bridge: Bridge, drain_seconds: float) -> None:
+        super().__init__(config)
+        self._bridge = bridge
+        self._drain_seconds = drain_seconds
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain_task: asyncio.Task[None] | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets=sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._loop is None or self._drain_task is not None or self.should_exit:
+            super().handle_exit(sig, frame)
+            return
+        log.info("signal %d: draining for up to %.0f s", sig, self._drain_seconds)
+        self._loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        self._drain_task = asyncio.create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            await self._bridge.drain(self._drain_seconds)
+        finally:
+            self.should_exit = True
+
+
 async def serve(
     settings: Settings, *, drain_seconds: float, sock: socket.socket | None = None
 ) -> None:
-    """Serve until SIGINT/SIGTERM; uvicorn's shutdown runs the app's drain."""
+    """Serve until SIGINT/SIGTERM, draining calls first (see DrainingServer)."""
     app = await build_app(settings, drain_seconds=drain_seconds)
     config = uvicorn.Config(
         app,
@@ -89,6 +132,5 @@ async def serve(
         timeout_graceful_shutdown=int(drain_seconds) + 10,
         lifespan="on",
     )
-    server = uvicorn.Server(config)
-    with contextlib.ExitStack():
-        await server.serve(sockets=[sock] if sock is not None else None)
+    server = DrainingServer(config, app.state.deps.bridge, drain_seconds)
+    await server.serve(sockets=[sock] if sock is not None else None)

@@ -21,6 +21,7 @@ from phonebridge.calls.admission import Admission, ServerPool
 from phonebridge.calls.bridge import Bridge, BridgeConfig
 from phonebridge.calls.journal import JournalFactory
 from phonebridge.config import Settings, SettingsError
+from phonebridge.metrics import BridgeMetrics
 from phonebridge.models.base import ModelSessionFactory
 from phonebridge.models.factory import (
     FalFactory,
@@ -32,7 +33,7 @@ from phonebridge.models.factory import (
 )
 from phonebridge.personas.reload import PersonaStore
 from phonebridge.storage.index import CallIndex
-from phonebridge.web.app import AppDeps, create_app
+from phonebridge.web.app import AppDeps, HistoryDeps, create_app
 from phonebridge.web.twilio_routes import TwilioAuth
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,8 @@ async def build_app(
         available_providers=factories.keys(),
         max_calls=settings.max_calls,
     )
+    metrics = BridgeMetrics()
+    metrics.watch_leases(lambda: admission.pool.in_use, admission.pool.free_count)
     bridge = Bridge(
         config=BridgeConfig(
             stream_url=settings.stream_url,
@@ -119,6 +122,7 @@ async def build_app(
         factories=factories,
         journals=JournalFactory(data_dir=settings.data_dir, index=index),
         clock=clock,
+        metrics=metrics,
     )
     token = settings.twilio_auth_token
     auth = TwilioAuth(
@@ -147,6 +151,15 @@ async def build_app(
             background=background,
             on_shutdown=[index.close],
             drain_seconds=drain_seconds,
+            history=HistoryDeps(
+                index=index,
+                data_dir=settings.data_dir,
+                dashboard_token=(
+                    settings.dashboard_token.get_secret_value()
+                    if settings.dashboard_token is not None
+                    else None
+                ),
+            ),
         )
     )
 

@@ -34,6 +34,7 @@ from phonebridge.errors import (
     ModelError,
     RemoteProtocolError,
 )
+from phonebridge.metrics import BridgeMetrics
 from phonebridge.models.base import ModelSession, ModelSessionFactory
 from phonebridge.personas.book import PersonaBook
 from phonebridge.personas.schema import Persona
@@ -91,6 +92,7 @@ class Bridge:
         factories: Mapping[str, ModelSessionFactory],
         journals: JournalFactory,
         clock: Callable[[], float],
+        metrics: BridgeMetrics | None = None,
     ) -> None:
         self.config = config
         self._personas = personas
@@ -98,6 +100,7 @@ class Bridge:
         self._factories = factories
         self._journals = journals
         self._clock = clock
+        self.metrics = metrics or BridgeMetrics()
         self.pending = PendingCalls()
         self.outcomes = OutcomeBook()
         self.live: dict[str, CallSession] = {}
@@ -122,6 +125,7 @@ class Bridge:
             lease = self.admission.acquire(persona.provider, persona.overflow)
         except CapacityError as exc:
             log.info("busy: %s", exc, extra={"call_sid": call.call_sid})
+            self.metrics.calls.labels("busy", CallEndReason.BUSY.value).inc()
             await self._journals.record_unanswered(
                 UnansweredCall(call.call_sid, call.from_number, call.to_number),
                 persona,
@@ -230,6 +234,7 @@ class Bridge:
             journal=journal,
             clock=self._clock,
             on_outcome=self.outcomes.record,
+            metrics=self.metrics,
         )
         self.live[pending.call_sid] = session
         try:
@@ -299,6 +304,10 @@ class Bridge:
         with contextlib.suppress(BaseException):
             await call.opening
         call.lease.release()
+        self.metrics.calls.labels("no_stream", reason.value).inc()
+        self.metrics.model_socket_seconds.labels(call.session.provider).inc(
+            call.session.timings.socket_seconds(self._clock())
+        )
         outcome = CallOutcome(call.call_sid, call.persona.id, reason, detail)
         await self._journals.record_unanswered_pending(call, outcome, self._clock())
 

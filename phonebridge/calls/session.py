@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Protocol
 
@@ -33,6 +34,7 @@ from phonebridge.calls.pacer import InputPacer
 from phonebridge.calls.pending import PendingCall
 from phonebridge.calls.voice_activity import SilenceTimer
 from phonebridge.errors import ModelError, RemoteProtocolError
+from phonebridge.metrics import BridgeMetrics
 from phonebridge.models.base import FRAME_BYTES, AgentAudio, AgentText, ModelSession
 from phonebridge.telephony.twilio.events import Dtmf, Mark, Media, Stop
 from phonebridge.telephony.twilio.protocol import (
@@ -70,7 +72,7 @@ class CallSession:
         journal: CallJournal,
         clock: Callable[[], float],
         on_outcome: Callable[[CallOutcome], None],
-        on_model_ready: Callable[[ModelSession], None] | None = None,
+        metrics: BridgeMetrics,
     ) -> None:
         self.pending = pending
         assert stream.start is not None, "the stream handler reads 'start' first"
@@ -82,7 +84,11 @@ class CallSession:
         self._journal = journal
         self._clock = clock
         self._on_outcome = on_outcome
-        self._on_model_ready = on_model_ready
+        self._metrics = metrics
+        # Bound once: a labelled child lookup per frame would cost more than the frame.
+        self._inbound_seconds = metrics.frame_processing.labels("inbound")
+        self._outbound_seconds = metrics.frame_processing.labels("outbound")
+        self._end_requested_at: float | None = None
         self._origin = clock()  # the call's timeline starts at the stream's start
         self._ended = asyncio.Event()
         self._outcome: CallOutcome | None = None
@@ -113,6 +119,7 @@ class CallSession:
         """Ask for the call to end; the first reason wins."""
         if self._outcome is None:
             self._outcome = CallOutcome(self.call_sid, self.persona.id, reason, detail)
+            self._end_requested_at = self._clock()
             self._ended.set()
 
     @property
@@ -124,6 +131,7 @@ class CallSession:
         self._journal.event("answered", 0.0, f"stream {self.stream_sid}")
         for at, kind, detail in self.pending.events:
             self._journal.event(kind, 0.0, f"{detail} ({at:+.3f}s before stream)")
+        self._metrics.active_calls.inc()
         tasks = [
             asyncio.create_task(self._phone_reader(), name=f"{self.call_sid}:phone"),
             asyncio.create_task(self._model_reader(), name=f"{self.call_sid}:model"),
@@ -135,7 +143,10 @@ class CallSession:
             self.end(CallEndReason.DRAIN, "call task cancelled")
             raise
         finally:
-            await self._teardown(tasks)
+            try:
+                await self._teardown(tasks)
+            finally:
+                self._metrics.active_calls.dec()
         assert self._outcome is not None
         return self._outcome
 
@@ -148,6 +159,13 @@ class CallSession:
         model = self._model or self.pending.session
         with contextlib.suppress(Exception):
             await model.close()
+        closed_at = self._clock()
+        if self._end_requested_at is not None:
+            self._metrics.hangup_to_model_closed.observe(closed_at - self._end_requested_at)
+        self._metrics.model_socket_seconds.labels(model.provider).inc(
+            model.timings.socket_seconds(closed_at)
+        )
+        self._metrics.calls.labels("answered", outcome.reason.value).inc()
         if not self.pending.opening.done():
             self.pending.opening.cancel()
         for task in tasks:
@@ -206,6 +224,7 @@ class CallSession:
                 pass  # None: ignored after stop (a second stop, late media)
 
     async def _on_caller_audio(self, media: Media) -> None:
+        started = time.perf_counter()
         pcm8 = ulaw_to_pcm16(media.payload)
         self._journal.caller_audio(pcm8, media.timestamp_ms * 8)
         self._silence.observe(pcm8, self.now())
@@ -213,9 +232,14 @@ class CallSession:
         now = self._clock()
         # Twilio frames are 20 ms, but nothing promises it (§1.2): split to
         # the model's 20 ms frames, carrying any remainder.
+        frames: list[bytes] = []
         for offset in range(0, len(pcm24) - FRAME_BYTES + 1, FRAME_BYTES):
-            for frame in self._pacer.push_caller(pcm24[offset : offset + FRAME_BYTES], now):
-                await self._send_to_model(frame)
+            frames += self._pacer.push_caller(pcm24[offset : offset + FRAME_BYTES], now)
+        # The sends are inside the measurement: they hold the model client's
+        # Opus encoding, and a socket write is only a buffer append.
+        for frame in frames:
+            await self._send_to_model(frame)
+        self._inbound_seconds.observe(time.perf_counter() - started)
         if self._pacer.started:
             self._wake_clock.set()
 
@@ -234,6 +258,7 @@ class CallSession:
         sent_at = self._marks.pop(name, None)
         if sent_at is not None:
             self.playback_lag = self._clock() - sent_at
+            self._metrics.playback_lag.observe(self.playback_lag)
 
     async def _input_clock(self) -> None:
         """Feeds the model at real time; checks the call's limits once a second."""
@@ -248,8 +273,12 @@ class CallSession:
                     async with asyncio.timeout(timeout):
                         await self._wake_clock.wait()
             now = self._clock()
+            silence_before = self._pacer.stats.silence_frames
             for frame in self._pacer.tick(now):
                 await self._send_to_model(frame)
+            filled = self._pacer.stats.silence_frames - silence_before
+            if filled:
+                self._metrics.silence_frames.inc(filled)
             if now >= next_limit_check:
                 next_limit_check = now + 1.0
                 self._check_limits()
@@ -277,8 +306,11 @@ class CallSession:
             raise
         self._model = model
         self._journal.event("model_ready", self.now(), model.provider)
-        if self._on_model_ready is not None:
-            self._on_model_ready(model)
+        timings = model.timings
+        if timings.connect_seconds is not None:
+            self._metrics.model_connect.labels(model.provider).observe(timings.connect_seconds)
+        if timings.time_to_ready is not None:
+            self._metrics.model_ready.labels(model.provider).observe(timings.time_to_ready)
         self._pacer.start(self._clock())
         self._wake_clock.set()
         async for event in model.events():
@@ -293,6 +325,7 @@ class CallSession:
         self.end(CallEndReason.MODEL_ENDED, "event stream ended")
 
     async def _on_agent_audio(self, pcm24: bytes) -> None:
+        started = time.perf_counter()
         pcm8 = self._downsampler.push(pcm24)
         if not pcm8:
             return
@@ -304,10 +337,18 @@ class CallSession:
         self._playback_end += len(pcm8) // 2
         self._outbound_mulaw += pcm16_to_ulaw(pcm8)
         whole = len(self._outbound_mulaw) - len(self._outbound_mulaw) % PHONE_FRAME_BYTES
-        for offset in range(0, whole, PHONE_FRAME_BYTES):
-            chunk = bytes(self._outbound_mulaw[offset : offset + PHONE_FRAME_BYTES])
-            await self._phone.send_text(media_message(self.stream_sid, chunk))
+        messages = [
+            media_message(
+                self.stream_sid, bytes(self._outbound_mulaw[offset : offset + PHONE_FRAME_BYTES])
+            )
+            for offset in range(0, whole, PHONE_FRAME_BYTES)
+        ]
         del self._outbound_mulaw[:whole]
+        if messages:
+            # Per 20 ms phone frame, like the inbound figure.
+            self._outbound_seconds.observe((time.perf_counter() - started) / len(messages))
+        for message in messages:
+            await self._phone.send_text(message)
         await self._maybe_mark()
 
     async def _maybe_mark(self) -> None:

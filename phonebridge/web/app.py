@@ -13,15 +13,31 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from phonebridge.calls.bridge import Bridge
+from phonebridge.storage.index import CallIndex
+from phonebridge.web.api import api_router, live_calls
+from phonebridge.web.auth import dashboard_auth
+from phonebridge.web.dashboard import dashboard_router
 from phonebridge.web.twilio_routes import TwilioAuth, twilio_router
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryDeps:
+    """What the call-history API and the dashboard read (issue 5)."""
+
+    index: CallIndex
+    data_dir: Path
+    dashboard_token: str | None = None
+    """None: only loopback clients may read the history (see web/auth.py)."""
 
 
 @dataclass(slots=True)
@@ -36,6 +52,8 @@ class AppDeps:
     """Run in order after the calls are drained (close the call index, ...)."""
     drain_seconds: float = 30.0
     """How long calls in progress may go on after shutdown begins."""
+    history: HistoryDeps | None = None
+    """The call history API and dashboard; None serves neither."""
 
 
 def create_app(deps: AppDeps) -> FastAPI:
@@ -60,6 +78,13 @@ def create_app(deps: AppDeps) -> FastAPI:
 
     app = FastAPI(title="phonebridge", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.include_router(twilio_router(deps.bridge, deps.twilio_auth))
+    if deps.history is not None:
+        # the Twilio routes above stay outside the dashboard auth on purpose
+        require = dashboard_auth(deps.history.dashboard_token)
+        live = live_calls(deps.bridge.live)
+        history = deps.history
+        app.include_router(api_router(history.index, history.data_dir, live, require))
+        app.include_router(dashboard_router(history.index, live, require))
 
     @app.get("/healthz", response_class=PlainTextResponse)
     async def healthz() -> str:
@@ -70,6 +95,10 @@ def create_app(deps: AppDeps) -> FastAPI:
         if deps.bridge.admission.can_take_calls():
             return PlainTextResponse("ready")
         return PlainTextResponse("not ready", status_code=503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(deps.bridge.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     app.state.deps = deps
     return app

@@ -1,0 +1,108 @@
+"""Prometheus metrics for the bridge (``GET /metrics``).
+
+One :class:`BridgeMetrics` per app, on its own ``CollectorRegistry`` (no
+global state: tests build as many apps as they like). What each metric means
+when something goes wrong is explained in ``docs/deployment.md``.
+
+Label values are only ever fixed vocabularies (provider names, end reasons,
+directions): never a phone number, call SID or anything a caller controls,
+which would both leak data and explode the series count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+# Per-frame work is tens of microseconds; the buckets resolve that and still
+# show the milliseconds that would mean trouble.
+_FRAME_BUCKETS = (25e-6, 50e-6, 100e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 20e-3, 50e-3)
+_CONNECT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60)
+_FAST_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+_LAG_BUCKETS = (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10)
+
+
+class _LeaseCollector(Collector):
+    """Reads the self-hosted pool at scrape time (no bookkeeping on the call path)."""
+
+    def __init__(self, in_use: Callable[[], int], free: Callable[[], int]) -> None:
+        self._in_use = in_use
+        self._free = free
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "phonebridge_leases", "Self-hosted PersonaPlex servers by state", labels=["state"]
+        )
+        family.add_metric(["in_use"], self._in_use())
+        family.add_metric(["free"], self._free())
+        yield family
+
+
+class BridgeMetrics:
+    """Every metric the bridge exports."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.active_calls = Gauge(
+            "phonebridge_active_calls", "Calls with a live media stream", registry=r
+        )
+        self.calls = Counter(
+            "phonebridge_calls",
+            "Calls by outcome (answered, busy, no_stream) and end reason",
+            ["outcome", "end_reason"],
+            registry=r,
+        )
+        self.model_connect = Histogram(
+            "phonebridge_model_connect_seconds",
+            "WebSocket connect time to the model provider",
+            ["provider"],
+            buckets=_CONNECT_BUCKETS,
+            registry=r,
+        )
+        self.model_ready = Histogram(
+            "phonebridge_model_time_to_ready_seconds",
+            "From opening the model session to the model listening (handshake)",
+            ["provider"],
+            buckets=_CONNECT_BUCKETS,
+            registry=r,
+        )
+        self.frame_processing = Histogram(
+            "phonebridge_frame_processing_seconds",
+            "Bridge CPU time per frame: inbound = caller to model, outbound = model to caller",
+            ["direction"],
+            buckets=_FRAME_BUCKETS,
+            registry=r,
+        )
+        self.silence_frames = Counter(
+            "phonebridge_silence_frames",
+            "20 ms silence frames the clock fed the model because Twilio sent nothing",
+            registry=r,
+        )
+        self.playback_lag = Histogram(
+            "phonebridge_twilio_playback_lag_seconds",
+            "Mark round trip: audio queued at Twilio ahead of what the caller hears",
+            buckets=_LAG_BUCKETS,
+            registry=r,
+        )
+        self.hangup_to_model_closed = Histogram(
+            "phonebridge_hangup_to_model_closed_seconds",
+            "From the end of a call to its model socket closed (billing stops)",
+            buckets=_FAST_BUCKETS,
+            registry=r,
+        )
+        self.model_socket_seconds = Counter(
+            "phonebridge_model_socket_seconds",
+            "Seconds model sockets were open: what hosted providers bill",
+            ["provider"],
+            registry=r,
+        )
+
+    def watch_leases(self, in_use: Callable[[], int], free: Callable[[], int]) -> None:
+        self.registry.register(_LeaseCollector(in_use, free))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
