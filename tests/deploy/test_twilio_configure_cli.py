@@ -1,0 +1,226 @@
+"""``phonebridge twilio configure`` against a fake Twilio REST API on loopback.
+
+The real argument parser, settings, ``twilio.rest.Client`` and ``requests``
+transport are used; only the host is rewritten from api.twilio.com to a local
+``http.server`` that records what it was sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
+
+from phonebridge.telephony.twilio import configure_cli
+
+ACCOUNT = "AC0123456789abcdef0123456789abcdef"
+TOKEN = "test-auth-token"
+NUMBER = "+14165550123"
+NUMBER_SID = "PN33333333333333333333333333333333"
+BASE_ENV = {
+    "TWILIO_ACCOUNT_SID": ACCOUNT,
+    "TWILIO_AUTH_TOKEN": TOKEN,
+    "PHONEBRIDGE_PUBLIC_URL": "https://bridge.example.com/",
+}
+
+
+@dataclass
+class FakeTwilio:
+    updates: list[tuple[str, dict[str, list[str]]]] = field(default_factory=list)
+    lookups: list[str] = field(default_factory=list)
+
+
+def make_handler(state: FakeTwilio) -> type[BaseHTTPRequestHandler]:
+    numbers_path = f"/2010-04-01/Accounts/{ACCOUNT}/IncomingPhoneNumbers"
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _reply(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _authorised(self) -> bool:
+            expected = "Basic " + base64.b64encode(f"{ACCOUNT}:{TOKEN}".encode()).decode()
+            if self.headers.get("Authorization") != expected:
+                self._reply(401, {"code": 20003, "message": "Authenticate", "status": 401})
+                return False
+            return True
+
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            if not self._authorised():
+                return
+            number = parse_qs(url.query).get("PhoneNumber", [""])[0]
+            state.lookups.append(number)
+            found = (
+                [{"sid": NUMBER_SID, "phone_number": number, "account_sid": ACCOUNT}]
+                if url.path == f"{numbers_path}.json" and number == NUMBER
+                else []
+            )
+            self._reply(200, {"incoming_phone_numbers": found, "next_page_uri": None})
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length", "0"))
+            form = parse_qs(self.rfile.read(length).decode())
+            if not self._authorised():
+                return
+            path = urlsplit(self.path).path
+            state.updates.append((path, form))
+            self._reply(200, {"sid": NUMBER_SID, "voice_url": form["VoiceUrl"][0]})
+
+    return Handler
+
+
+class LoopbackHttpClient(TwilioHttpClient):  # type: ignore[misc]
+    """The package's own transport, pointed at the fake API instead of api.twilio.com."""
+
+    def __init__(self, base: str) -> None:
+        super().__init__(timeout=5)
+        self.base = base
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+        assert url.startswith("https://api.twilio.com/")
+        return super().request(
+            method, self.base + url[len("https://api.twilio.com") :], *args, **kwargs
+        )
+
+
+@pytest.fixture
+def fake() -> Iterator[tuple[FakeTwilio, LoopbackHttpClient]]:
+    state = FakeTwilio()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    http = LoopbackHttpClient(f"http://127.0.0.1:{server.server_address[1]}")
+    try:
+        yield state, http
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        if http.session is not None:
+            http.session.close()
+
+
+def run_cli(
+    argv: list[str], environ: dict[str, str], http: LoopbackHttpClient | None
+) -> tuple[int, str, str]:
+    """Parse ``argv`` with the real sub-command and run it, capturing its output."""
+    parser = argparse.ArgumentParser(prog="phonebridge")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    configure_cli.register(subparsers, environ=environ, http_client=http)
+    args = parser.parse_args(argv)
+    out, err = io.StringIO(), io.StringIO()
+    code: int = args.func(args, out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_sets_voice_url_from_public_url(fake: tuple[FakeTwilio, LoopbackHttpClient]) -> None:
+    state, http = fake
+    code, out, err = run_cli(["twilio", "configure", "--number", NUMBER], BASE_ENV, http)
+    assert (code, err) == (0, "")
+    assert state.lookups == [NUMBER]
+    assert state.updates == [
+        (
+            f"/2010-04-01/Accounts/{ACCOUNT}/IncomingPhoneNumbers/{NUMBER_SID}.json",
+            {"VoiceUrl": ["https://bridge.example.com/twilio/voice"], "VoiceMethod": ["POST"]},
+        )
+    ]
+    assert NUMBER_SID in out
+    assert "https://bridge.example.com/twilio/voice" in out
+    assert TOKEN not in out
+
+
+def test_public_url_flag_wins_and_keeps_its_prefix(
+    fake: tuple[FakeTwilio, LoopbackHttpClient],
+) -> None:
+    state, http = fake
+    argv = ["twilio", "configure", "--number", NUMBER, "--public-url", "https://x.ngrok.app/pb"]
+    code, _, _ = run_cli(argv, BASE_ENV, http)
+    assert code == 0
+    assert state.updates[0][1]["VoiceUrl"] == ["https://x.ngrok.app/pb/twilio/voice"]
+
+
+def test_unknown_number_fails_without_update(fake: tuple[FakeTwilio, LoopbackHttpClient]) -> None:
+    state, http = fake
+    code, out, err = run_cli(["twilio", "configure", "--number", "+14165550999"], BASE_ENV, http)
+    assert code == 1
+    assert "not a phone number of this account" in err
+    assert out == ""
+    assert state.updates == []
+
+
+def test_wrong_token_is_reported_not_echoed(fake: tuple[FakeTwilio, LoopbackHttpClient]) -> None:
+    state, http = fake
+    environ = BASE_ENV | {"TWILIO_AUTH_TOKEN": "wrong-token-value"}
+    code, _, err = run_cli(["twilio", "configure", "--number", NUMBER], environ, http)
+    assert code == 1
+    assert "401" in err
+    assert "wrong-token-value" not in err
+    assert state.updates == []
+
+
+@pytest.mark.parametrize(
+    ("missing", "named"),
+    [
+        ("TWILIO_ACCOUNT_SID", "TWILIO_ACCOUNT_SID"),
+        ("TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN"),
+        ("PHONEBRIDGE_PUBLIC_URL", "PHONEBRIDGE_PUBLIC_URL"),
+    ],
+)
+def test_missing_setting_is_named(missing: str, named: str) -> None:
+    environ = {name: value for name, value in BASE_ENV.items() if name != missing}
+    # No http client: the command must stop before any request is attempted.
+    code, out, err = run_cli(["twilio", "configure", "--number", NUMBER], environ, None)
+    assert code == 2
+    assert named in err
+    assert out == ""
+
+
+def test_account_sid_needed_even_when_signatures_are_skipped() -> None:
+    environ = {
+        "PHONEBRIDGE_PUBLIC_URL": "https://bridge.example.com",
+        "PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE": "1",
+    }
+    code, _, err = run_cli(["twilio", "configure", "--number", NUMBER], environ, None)
+    assert code == 2
+    assert "TWILIO_ACCOUNT_SID" in err
+    assert "TWILIO_AUTH_TOKEN" in err
+
+
+@pytest.mark.parametrize("number", ["4165550123", "+0123", "(416) 555-0123", "+1 416 555 0123"])
+def test_rejects_non_e164_numbers(number: str) -> None:
+    code, _, err = run_cli(["twilio", "configure", "--number", number], BASE_ENV, None)
+    assert code == 2
+    assert "E.164" in err
+
+
+def test_http_public_url_is_refused_before_calling_twilio() -> None:
+    argv = ["twilio", "configure", "--number", NUMBER, "--public-url", "http://bridge.example.com"]
+    code, _, err = run_cli(argv, BASE_ENV, None)
+    assert code == 2
+    assert "https" in err
+
+
+def test_configure_requires_number() -> None:
+    parser = argparse.ArgumentParser(prog="phonebridge")
+    configure_cli.register(parser.add_subparsers(dest="command", required=True))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["twilio", "configure"])
