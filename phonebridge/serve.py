@@ -17,6 +17,7 @@ import uvicorn
 from phonebridge.calls.bridge import Bridge
 from phonebridge.config import Settings, SettingsError
 from phonebridge.errors import ConfigError
+from phonebridge.logs import configure_logging
 from phonebridge.service import build_app
 
 log = logging.getLogger(__name__)
@@ -64,12 +65,27 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings.from_env(os.environ, **flags)
 
 
+def secret_values(settings: Settings) -> list[str]:
+    """Every secret the settings hold, for the log filter to mask."""
+    secrets = (
+        settings.twilio_auth_token,
+        settings.polargrid_api_key,
+        settings.fal_key,
+        settings.dashboard_token,
+        settings.transcribe_key,
+    )
+    return [secret.get_secret_value() for secret in secrets if secret is not None]
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args)
     except SettingsError as exc:
         print(f"phonebridge: cannot start:\n{exc}", file=sys.stderr)
         return 2
+    configure_logging(
+        level=settings.log_level, log_format=settings.log_format, secrets=secret_values(settings)
+    )
     try:
         asyncio.run(serve(settings, drain_seconds=args.drain_seconds))
     except ConfigError as exc:

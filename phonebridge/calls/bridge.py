@@ -246,7 +246,7 @@ class Bridge:
             "call ended: %s (%s)",
             outcome.reason.value,
             outcome.detail,
-            extra={"call_sid": outcome.call_sid},
+            extra={"call_sid": outcome.call_sid, "persona": outcome.persona_id},
         )
 
     async def _await_start(self, phone: PhoneSocket, stream: MediaStreamProtocol) -> Start | None:
