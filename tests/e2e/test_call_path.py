@@ -265,3 +265,25 @@ async def test_persona_edits_are_picked_up_and_broken_ones_rejected(
     await asyncio.sleep(0.2)
     again = await call(bridge, new_number, hangup_after=0.3)
     assert again.custom_parameters["persona"] == "teacher"
+
+
+async def test_webhook_without_stream_releases_the_model_after_the_deadline(
+    start_bridge: BridgeFactory,
+) -> None:
+    """The caller hung up while it rang: the opened model socket must not leak."""
+    async with start_bridge(pending_timeout=0.5) as bridge:
+        form = {"CallSid": "CA" + "5" * 32, "To": SHAKSHUKA, "From": "+15005550006"}
+        url = bridge.public_url + "/twilio/voice"
+        async with httpx.AsyncClient() as http:
+            answer = await http.post(
+                bridge.url + "/twilio/voice",
+                data=form,
+                headers={SIGNATURE_HEADER: sign(DEMO_AUTH_TOKEN, url, form)},
+            )
+        assert "<Connect" in answer.text
+        async with asyncio.timeout(5):
+            model = await bridge.self_hosted[0].wait_for_close(0)
+        assert model.closed_at is not None
+        record = await record_of(bridge, form["CallSid"])
+        assert record.end_reason == "no_stream"
+        assert bridge.app.state.deps.bridge.admission.active_calls == 0
