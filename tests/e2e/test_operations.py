@@ -19,7 +19,7 @@ from phonebridge.simulators.phone.dial import dial
 from phonebridge.storage.index import CallIndex
 from phonebridge.telephony.twilio.signature import SIGNATURE_HEADER, sign
 
-from .conftest import REPO, tone_mulaw
+from .conftest import REPO, BridgeFactory, tone_mulaw
 
 SHAKSHUKA = "+14165550102"
 
@@ -144,3 +144,19 @@ async def test_sigterm_drains_calls_then_exits(tmp_path: Path) -> None:
     assert record is not None
     assert record.end_reason == "drain"
     assert sim.connections[0].closed_at is not None
+
+
+async def test_health_and_readiness(start_bridge: BridgeFactory, personas_dir: Path) -> None:
+    # Only the self-hosted server configured: ready exactly while its lease is free.
+    for overflowing in ("aerorentals.yaml", "citysan.yaml"):
+        (personas_dir / overflowing).unlink()
+    async with (
+        start_bridge(polargrid_api_key=None, fal_key=None) as bridge,
+        httpx.AsyncClient() as http,
+    ):
+        assert (await http.get(bridge.url + "/healthz")).status_code == 200
+        assert (await http.get(bridge.url + "/readyz")).status_code == 200
+        lease = bridge.app.state.deps.bridge.admission.acquire("personaplex", None)
+        assert (await http.get(bridge.url + "/readyz")).status_code == 503
+        lease.release()
+        assert (await http.get(bridge.url + "/readyz")).status_code == 200
