@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import wave
@@ -236,3 +237,21 @@ async def test_paths_cannot_escape_and_nothing_is_listed(
             response = await http.get(f"/api/calls/{record.call_sid}/{suffix}")
             assert response.status_code == 404, suffix
             assert b"not-yours" not in response.content
+
+
+async def test_a_call_in_progress_is_marked_live(bridge: LocalBridge) -> None:
+    calling = asyncio.create_task(place_call(bridge, CITYSAN, tail=3.0))
+    async with client(bridge) as http:
+        async with asyncio.timeout(20):
+            while True:
+                items = (await http.get("/api/calls")).json()["items"]
+                if items and items[0]["live"]:
+                    break
+                assert not calling.done(), "the call ended before it was ever seen live"
+                await asyncio.sleep(0.05)
+        assert items[0]["status"] == "live"
+        assert items[0]["live_seconds"] >= 0
+        record = await calling
+        after = (await http.get(f"/api/calls/{record.call_sid}")).json()
+        assert after["live"] is False
+        assert after["live_seconds"] is None
