@@ -15,12 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 
 from phonebridge.calls.admission import Admission, ServerPool
 from phonebridge.calls.bridge import Bridge, BridgeConfig
-from phonebridge.calls.journal import JournalFactory
+from phonebridge.calls.journal import JournalFactory, Transcriber
 from phonebridge.config import Settings, SettingsError
+from phonebridge.errors import StorageError
 from phonebridge.metrics import BridgeMetrics
 from phonebridge.models.base import ModelSessionFactory
 from phonebridge.models.factory import (
@@ -33,10 +35,14 @@ from phonebridge.models.factory import (
 )
 from phonebridge.personas.reload import PersonaStore
 from phonebridge.storage.index import CallIndex
+from phonebridge.storage.retention import apply_retention
 from phonebridge.web.app import AppDeps, HistoryDeps, create_app
 from phonebridge.web.twilio_routes import TwilioAuth
 
 log = logging.getLogger(__name__)
+
+DEFAULT_TRANSCRIBE_MODEL = "whisper-1"
+RETENTION_INTERVAL_SECONDS = 3600.0
 
 Clock = Callable[[], float]
 
@@ -109,6 +115,18 @@ async def build_app(
         available_providers=factories.keys(),
         max_calls=settings.max_calls,
     )
+    shutdown: list[Callable[[], Coroutine[Any, Any, None]]] = [index.close]
+    transcriber: Transcriber | None = None
+    if settings.transcribe_url:
+        http = httpx.AsyncClient()
+        shutdown.append(http.aclose)
+        key = settings.transcribe_key
+        transcriber = Transcriber(
+            url=settings.transcribe_url,
+            api_key=key.get_secret_value() if key is not None else None,
+            model=settings.transcribe_model or DEFAULT_TRANSCRIBE_MODEL,
+            client=http,
+        )
     metrics = BridgeMetrics()
     metrics.watch_leases(lambda: admission.pool.in_use, admission.pool.free_count)
     bridge = Bridge(
@@ -120,7 +138,7 @@ async def build_app(
         personas=lambda: personas.current,
         admission=admission,
         factories=factories,
-        journals=JournalFactory(data_dir=settings.data_dir, index=index),
+        journals=JournalFactory(data_dir=settings.data_dir, index=index, transcriber=transcriber),
         clock=clock,
         metrics=metrics,
     )
@@ -144,12 +162,30 @@ async def build_app(
             personas.remove_sighup(loop)
 
     background: list[Callable[[], Coroutine[Any, Any, None]]] = [watch_personas]
+    days = settings.retention_days
+    if days is not None:
+
+        async def expire_old_files() -> None:
+            while True:
+                try:
+                    report = await apply_retention(
+                        index, settings.data_dir, days, datetime.now(UTC)
+                    )
+                    if report.expired_calls:
+                        log.info(
+                            "retention: expired files of %d call(s)", len(report.expired_calls)
+                        )
+                except StorageError as exc:
+                    log.error("retention pass failed: %s", exc)
+                await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
+
+        background.append(expire_old_files)
     return create_app(
         AppDeps(
             bridge=bridge,
             twilio_auth=auth,
             background=background,
-            on_shutdown=[index.close],
+            on_shutdown=shutdown,
             drain_seconds=drain_seconds,
             history=HistoryDeps(
                 index=index,

@@ -8,11 +8,14 @@ at the end. Whatever was written survives (issue 5, "Per call").
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+import httpx
 
 from phonebridge.calls.outcome import CallEndReason, CallOutcome
 from phonebridge.calls.pending import PendingCall
@@ -24,10 +27,21 @@ from phonebridge.storage.index import CallIndex
 from phonebridge.storage.models import CallEnd, CallStart, CallStatus, CallUpdate
 from phonebridge.storage.recording import CallRecorder
 from phonebridge.storage.transcript import TranscriptBuilder
+from phonebridge.storage.transcription import transcribe_caller
 
 log = logging.getLogger(__name__)
 
 WallClock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class Transcriber:
+    """An OpenAI-compatible transcription endpoint for the caller's words (optional)."""
+
+    url: str
+    api_key: str | None
+    model: str
+    client: httpx.AsyncClient
 
 
 def utc_now() -> datetime:
@@ -56,8 +70,12 @@ class CallJournal:
         transcript_path: Path,
         wall_clock: WallClock,
         started_at: datetime,
+        transcriber: Transcriber | None = None,
+        background: set[asyncio.Task[None]] | None = None,
     ) -> None:
         self.call_sid = call_sid
+        self._transcriber = transcriber
+        self._background = background if background is not None else set()
         self._index = index
         self._recorder = recorder
         self.transcript = transcript
@@ -126,6 +144,12 @@ class CallJournal:
             errors.append(f"transcript: {exc}")
         if outcome.reason is not CallEndReason.CALLER_HANGUP and outcome.detail:
             errors.append(outcome.detail)
+        if self._transcriber is not None and recording_path is not None and transcript_path:
+            # After the call is on record: transcription takes seconds, and a
+            # failure must cost nothing but the caller's words.
+            task = asyncio.create_task(self._add_caller_words(recording_path, transcript_path))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         if self._index is None:
             return
         socket_seconds = timings.socket_seconds(now)
@@ -151,6 +175,22 @@ class CallJournal:
         except StorageError as exc:
             log.error("call row not completed: %s", exc, extra={"call_sid": self.call_sid})
 
+    async def _add_caller_words(self, recording: Path, transcript_path: Path) -> None:
+        transcriber = self._transcriber
+        assert transcriber is not None
+        try:
+            segments = await transcribe_caller(
+                recording,
+                url=transcriber.url,
+                api_key=transcriber.api_key,
+                model=transcriber.model,
+                client=transcriber.client,
+            )
+            self.transcript.caller_segments(segments)
+            await asyncio.to_thread(self.transcript.write, transcript_path)
+        except StorageError as exc:
+            log.warning("caller words not transcribed: %s", exc, extra={"call_sid": self.call_sid})
+
 
 class JournalFactory:
     """Makes a :class:`CallJournal` per call and records calls that never started."""
@@ -161,10 +201,14 @@ class JournalFactory:
         data_dir: Path,
         index: CallIndex | None,
         wall_clock: WallClock = utc_now,
+        transcriber: Transcriber | None = None,
     ) -> None:
         self._data_dir = data_dir
         self._index = index
         self._wall_clock = wall_clock
+        self._transcriber = transcriber
+        self.background: set[asyncio.Task[None]] = set()
+        """Post-call work in flight (transcriptions)."""
 
     async def open(self, pending: PendingCall, stream_sid: str) -> CallJournal:
         started_at = self._wall_clock()
@@ -197,6 +241,8 @@ class JournalFactory:
             transcript_path=paths.transcript,
             wall_clock=self._wall_clock,
             started_at=started_at,
+            transcriber=self._transcriber,
+            background=self.background,
         )
 
     async def record_unanswered(
