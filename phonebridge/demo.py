@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 from dataclasses import dataclass
@@ -40,6 +41,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--data", type=Path, default=Path("data"))
     parser.add_argument("--persona", default=DEMO_PERSONA, help="persona id to call")
     parser.add_argument("--json", action="store_true", help="print the phone's JSON report")
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="after the call, keep the bridge running so the dashboard can be browsed",
+    )
     parser.set_defaults(func=run)
 
 
@@ -48,6 +54,7 @@ class DemoResult:
     report: DialReport
     record: CallRecord | None
     heard: Path
+    dashboard: str
 
     @property
     def problems(self) -> list[str]:
@@ -66,7 +73,9 @@ class DemoResult:
         return problems
 
 
-async def run_demo(*, personas_dir: Path, data_dir: Path, persona_id: str) -> DemoResult:
+async def run_demo(
+    *, personas_dir: Path, data_dir: Path, persona_id: str, keep_serving: bool = False
+) -> DemoResult:
     book = await asyncio.to_thread(load_personas, personas_dir)
     persona = book.by_id(persona_id)
     if persona is None or not persona.numbers:
@@ -104,21 +113,46 @@ async def run_demo(*, personas_dir: Path, data_dir: Path, persona_id: str) -> De
                 await asyncio.sleep(0.05)
         finally:
             await index.close()
-    return DemoResult(report, record, heard)
+        result = DemoResult(report, record, heard, bridge.url + "/")
+        if keep_serving:
+            print_summary(result)
+            print(f"dashboard: {result.dashboard} (Ctrl-C to stop)")
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.Event().wait()
+    return result
 
 
 def run(args: argparse.Namespace) -> int:
     args.data.mkdir(parents=True, exist_ok=True)
-    result = asyncio.run(
-        run_demo(
-            personas_dir=args.personas,
-            data_dir=args.data,
-            persona_id=args.persona,
+    try:
+        result = asyncio.run(
+            run_demo(
+                personas_dir=args.personas,
+                data_dir=args.data,
+                persona_id=args.persona,
+                keep_serving=args.serve,
+            )
         )
-    )
-    report, record = result.report, result.record
+    except KeyboardInterrupt:
+        return 0
     if args.json:
-        print(report.to_json())
+        print(result.report.to_json())
+    if not args.serve:
+        print_summary(result)
+        print(
+            "dashboard: the bridge stopped with the demo; run `phonebridge demo --serve` "
+            "to browse this call at its dashboard URL"
+        )
+    problems = result.problems
+    for problem in problems:
+        print(f"demo FAILED: {problem}", file=sys.stderr)
+    if not problems:
+        print("demo OK")
+    return 1 if problems else 0
+
+
+def print_summary(result: DemoResult) -> None:
+    report, record = result.report, result.record
     first = report.first_agent_audio_after_start_s
     print(
         f"call {report.call_sid}: sent {report.frames_sent} frames, "
@@ -138,9 +172,3 @@ def run(args: argparse.Namespace) -> int:
         if transcript is not None and transcript.exists():
             said = [u["text"] for u in json.loads(transcript.read_text())["utterances"]]
             print("agent said: " + " / ".join(said))
-    problems = result.problems
-    for problem in problems:
-        print(f"demo FAILED: {problem}", file=sys.stderr)
-    if not problems:
-        print("demo OK")
-    return 1 if problems else 0
