@@ -23,11 +23,9 @@ from phonebridge.local import DEMO_AUTH_TOKEN, LocalBridge, SimulatorOptions
 from phonebridge.personas.loader import load_personas
 from phonebridge.simulators.phone.dial import dial
 from phonebridge.simulators.phone.report import DialReport
-from phonebridge.storage.index import CallIndex
-from phonebridge.storage.models import CallRecord
 from phonebridge.telephony.twilio.signature import SIGNATURE_HEADER, sign
 
-from .conftest import BridgeFactory, tone_mulaw
+from .conftest import BridgeFactory, record_of, tone_mulaw
 
 CITYSAN = "+14165550101"  # personaplex, overflow polargrid
 SHAKSHUKA = "+14165550102"  # personaplex, no overflow
@@ -51,20 +49,6 @@ def read_json(path: str | None) -> dict[str, Any]:
     assert path is not None
     data: dict[str, Any] = json.loads(Path(path).read_text())
     return data
-
-
-async def record_of(bridge: LocalBridge, call_sid: str) -> CallRecord:
-    """The call row, once the bridge's teardown has completed it."""
-    index = await CallIndex.create(bridge.settings.effective_database_url)
-    try:
-        async with asyncio.timeout(10):
-            while True:
-                record = await index.get(call_sid)
-                if record is not None and record.ended_at is not None:
-                    return record
-                await asyncio.sleep(0.02)
-    finally:
-        await index.close()
 
 
 async def test_a_call_is_answered_by_its_persona_and_hears_the_model(

@@ -5,17 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import shutil
 import signal
 import socket
-import sys
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 import uvicorn
@@ -24,9 +20,8 @@ from fastapi import FastAPI, Request
 from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL, LocalBridge
 from phonebridge.simulators.personaplex.server import PersonaPlexSimulator
 from phonebridge.simulators.phone.dial import dial
-from phonebridge.storage.index import CallIndex
 
-from .conftest import REPO, BridgeFactory, tone_mulaw
+from .conftest import BridgeFactory, record_of, serve_process, tone_mulaw
 
 SHAKSHUKA = "+14165550102"
 
@@ -45,19 +40,6 @@ def onset(channel: np.ndarray[Any, np.dtype[np.int16]], threshold: int = 3000) -
     return int(loud[0])
 
 
-async def finished_record(bridge: LocalBridge, call_sid: str) -> Any:
-    index = await CallIndex.create(bridge.settings.effective_database_url)
-    try:
-        async with asyncio.timeout(10):
-            while True:
-                record = await index.get(call_sid)
-                if record is not None and record.ended_at is not None:
-                    return record
-                await asyncio.sleep(0.02)
-    finally:
-        await index.close()
-
-
 async def test_recording_channels_line_up_on_the_call_timeline(bridge: LocalBridge) -> None:
     # One second of silence, then the caller's tone; the echo model repeats it.
     audio = bytes([0xFF]) * 8000 + tone_mulaw(0.5)
@@ -69,7 +51,7 @@ async def test_recording_channels_line_up_on_the_call_timeline(bridge: LocalBrid
         audio=audio,
         tail=1.0,
     )
-    record = await finished_record(bridge, report.call_sid)
+    record = await record_of(bridge, report.call_sid)
     samples = read_stereo(record.recording_path)
     caller_at = onset(samples[:, 0])
     agent_at = onset(samples[:, 1])
@@ -125,7 +107,7 @@ async def test_caller_words_are_merged_into_the_transcript(
             audio=tone_mulaw(1.0),
             tail=0.3,
         )
-        record = await finished_record(bridge, report.call_sid)
+        record = await record_of(bridge, report.call_sid)
         path = Path(record.transcript_path)
         async with asyncio.timeout(10):
             while True:
@@ -138,52 +120,16 @@ async def test_caller_words_are_merged_into_the_transcript(
     assert seen == [{"model": "whisper-x", "auth": "Bearer sk-test-transcribe"}]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-async def start_serve(env: dict[str, str], port: int) -> asyncio.subprocess.Process:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "phonebridge.cli", "serve", env=env
-    )
-    async with httpx.AsyncClient() as http, asyncio.timeout(30):
-        while True:
-            try:
-                if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
-                    return process
-            except httpx.HTTPError:
-                await asyncio.sleep(0.05)
-
-
 async def test_kill_9_mid_call_leaves_a_playable_recording_and_a_crash_record(
     tmp_path: Path,
 ) -> None:
-    personas = tmp_path / "personas"
-    shutil.copytree(REPO / "personas", personas)
-    port = free_port()
-    data = tmp_path / "data"
     async with PersonaPlexSimulator(flavour="self-hosted", reply="echo") as sim:
-        env = {
-            **{
-                k: v for k, v in os.environ.items() if not k.startswith(("PHONEBRIDGE_", "TWILIO_"))
-            },
-            "PHONEBRIDGE_PUBLIC_URL": PUBLIC_URL,
-            "TWILIO_AUTH_TOKEN": DEMO_AUTH_TOKEN,
-            "PERSONAPLEX_URLS": sim.url,
-            "POLARGRID_API_KEY": "pg_unused",
-            "FAL_KEY": "fal-unused",
-            "PHONEBRIDGE_PERSONAS": str(personas),
-            "PHONEBRIDGE_DATA": str(data),
-            "PHONEBRIDGE_PORT": str(port),
-        }
-        server = await start_serve(env, port)
+        serve = serve_process(tmp_path, sim.url)
+        server = await serve.start()
         try:
             phone = asyncio.create_task(
                 dial(
-                    f"http://127.0.0.1:{port}",
+                    serve.url,
                     to=SHAKSHUKA,
                     auth_token=DEMO_AUTH_TOKEN,
                     public_url=PUBLIC_URL,
@@ -196,15 +142,11 @@ async def test_kill_9_mid_call_leaves_a_playable_recording_and_a_crash_record(
             await server.wait()
             report = await phone
             # The next start repairs the recording and marks the call.
-            server = await start_serve(env, port)
+            server = await serve.start()
         finally:
             server.send_signal(signal.SIGTERM)
             await server.wait()
-    index = await CallIndex.create(f"sqlite+aiosqlite:///{data / 'phonebridge.db'}")
-    try:
-        record = await index.get(report.call_sid)
-    finally:
-        await index.close()
+    record = await serve.record(report.call_sid)
     assert record is not None
     assert record.end_reason == "crashed"
     samples = read_stereo(record.recording_path)

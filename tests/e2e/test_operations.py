@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import shutil
 import signal
-import socket
-import sys
 from pathlib import Path
 
 import httpx
@@ -16,10 +12,9 @@ import httpx
 from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL, LocalBridge
 from phonebridge.simulators.personaplex.server import PersonaPlexSimulator
 from phonebridge.simulators.phone.dial import dial
-from phonebridge.storage.index import CallIndex
 from phonebridge.telephony.twilio.signature import SIGNATURE_HEADER, sign
 
-from .conftest import REPO, BridgeFactory, tone_mulaw
+from .conftest import BridgeFactory, serve_process, tone_mulaw
 
 SHAKSHUKA = "+14165550102"
 
@@ -66,43 +61,13 @@ async def test_metrics_after_a_call(bridge: LocalBridge) -> None:
     assert report.call_sid not in text
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 async def test_sigterm_drains_calls_then_exits(tmp_path: Path) -> None:
-    personas = tmp_path / "personas"
-    shutil.copytree(REPO / "personas", personas)
-    port = free_port()
-    local = f"http://127.0.0.1:{port}"
     async with PersonaPlexSimulator(flavour="self-hosted", reply="echo") as sim:
-        env = {
-            **{
-                k: v for k, v in os.environ.items() if not k.startswith(("PHONEBRIDGE_", "TWILIO_"))
-            },
-            "PHONEBRIDGE_PUBLIC_URL": PUBLIC_URL,
-            "TWILIO_AUTH_TOKEN": DEMO_AUTH_TOKEN,
-            "PERSONAPLEX_URLS": sim.url,
-            "POLARGRID_API_KEY": "pg_unused",
-            "FAL_KEY": "fal-unused",
-            "PHONEBRIDGE_PERSONAS": str(personas),
-            "PHONEBRIDGE_DATA": str(tmp_path / "data"),
-            "PHONEBRIDGE_PORT": str(port),
-        }
-        server = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "phonebridge.cli", "serve", "--drain-seconds", "0.5", env=env
-        )
+        serve = serve_process(tmp_path, sim.url)
+        local = serve.url
+        server = await serve.start("--drain-seconds", "0.5")
         try:
             async with httpx.AsyncClient() as http, asyncio.timeout(30):
-                while True:
-                    try:
-                        if (await http.get(local + "/healthz")).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        await asyncio.sleep(0.05)
                 phone = asyncio.create_task(
                     dial(
                         local,
@@ -136,11 +101,7 @@ async def test_sigterm_drains_calls_then_exits(tmp_path: Path) -> None:
     # The call was ended by the bridge at the deadline, with the fallback, on record.
     assert report.ended_by == "bridge"
     assert report.said, report.action_answer
-    index = await CallIndex.create(f"sqlite+aiosqlite:///{tmp_path / 'data' / 'phonebridge.db'}")
-    try:
-        record = await index.get(report.call_sid)
-    finally:
-        await index.close()
+    record = await serve.record(report.call_sid)
     assert record is not None
     assert record.end_reason == "drain"
     assert sim.connections[0].closed_at is not None
