@@ -51,6 +51,7 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 from pydantic import SecretStr
 
 from phonebridge.errors import ConfigError
+from phonebridge.models.redact import redact_url
 
 if TYPE_CHECKING:
     from phonebridge.personas.book import PersonaBook
@@ -291,16 +292,6 @@ def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
             hint = f" (did you mean {close[0]}?)" if close else ""
             warnings.append(f"{name} is not a phonebridge setting{hint}")
     return warnings
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password and query string values masked, for logs and repr."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
-    query = re.sub(r"=([^&]*)", "=***", parts.query)
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 KNOWN_VARIABLES = frozenset(

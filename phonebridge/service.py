@@ -8,6 +8,7 @@ built here from :class:`~phonebridge.config.Settings` and handed to
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -83,7 +84,7 @@ def model_factories(
     if settings.fal_key is not None:
         fal = FalSettings(api_key=settings.fal_key.get_secret_value())
         if overrides.fal_base_url is not None:
-            fal = FalSettings(api_key=fal.api_key, base_url=overrides.fal_base_url)
+            fal = dataclasses.replace(fal, base_url=overrides.fal_base_url)
         factories["fal"] = FalFactory(fal, clock=clock, logger=model_log)
     return factories
 

@@ -336,7 +336,7 @@ def test_every_known_variable_is_read_by_from_env() -> None:
 
 
 def test_redact_url() -> None:
-    assert redact_url("wss://u:p@h/x?token=abc&v=1") == "wss://u:***@h/x?token=***&v=***"
+    assert redact_url("wss://u:p@h/x?token=abc&v=1") == "wss://u:***@h/x?token=***&v=1"
     assert redact_url("ws://h:1/x") == "ws://h:1/x"
 
 

@@ -23,7 +23,13 @@ class PhoneToModel:
         self.delay_samples_24k = self._upsampler.delay_samples_24k
 
     def push(self, mulaw: bytes) -> bytes:
-        return self._upsampler.push(ulaw_to_pcm16(mulaw))
+        return self.push_with_line(mulaw)[1]
+
+    def push_with_line(self, mulaw: bytes) -> tuple[bytes, bytes]:
+        """``(pcm8, pcm24)``: the decoded line audio too (the recorder and the
+        silence timer want it), without decoding twice."""
+        pcm8 = ulaw_to_pcm16(mulaw)
+        return pcm8, self._upsampler.push(pcm8)
 
     def flush(self) -> bytes:
         """The filter's tail (silence in, the last ms of speech out)."""
@@ -41,7 +47,12 @@ class ModelToPhone:
         self.delay_samples_8k = self._downsampler.delay_samples_8k
 
     def push(self, pcm24: bytes) -> bytes:
-        return pcm16_to_ulaw(self._downsampler.push(pcm24))
+        return self.push_with_line(pcm24)[1]
+
+    def push_with_line(self, pcm24: bytes) -> tuple[bytes, bytes]:
+        """``(pcm8, mulaw)``: the 8 kHz PCM that goes on the line, and its mu-law."""
+        pcm8 = self._downsampler.push(pcm24)
+        return pcm8, pcm16_to_ulaw(pcm8)
 
     def flush(self) -> bytes:
         return pcm16_to_ulaw(self._downsampler.flush())

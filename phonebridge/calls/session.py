@@ -26,8 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from phonebridge.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
-from phonebridge.audio.resample import Downsampler24kTo8k, Upsampler8kTo24k
+from phonebridge.audio.pipeline import ModelToPhone, PhoneToModel
 from phonebridge.calls.journal import CallJournal
 from phonebridge.calls.outcome import CallEndReason, CallOutcome
 from phonebridge.calls.pacer import InputPacer
@@ -95,8 +94,8 @@ class CallSession:
         self._model: ModelSession | None = None
         self._wake_clock = asyncio.Event()
         self._pacer = InputPacer(silence=bytes(FRAME_BYTES))
-        self._upsampler = Upsampler8kTo24k()
-        self._downsampler = Downsampler24kTo8k()
+        self._inbound = PhoneToModel()
+        self._outbound = ModelToPhone()
         self._outbound_mulaw = bytearray()
         self._playback_end = 0  # 8 kHz sample where the audio we queued at Twilio ends
         self._marks: dict[str, float] = {}
@@ -225,10 +224,9 @@ class CallSession:
 
     async def _on_caller_audio(self, media: Media) -> None:
         started = time.perf_counter()
-        pcm8 = ulaw_to_pcm16(media.payload)
+        pcm8, pcm24 = self._inbound.push_with_line(media.payload)
         self._journal.caller_audio(pcm8, media.timestamp_ms * 8)
         self._silence.observe(pcm8, self.now())
-        pcm24 = self._upsampler.push(pcm8)
         now = self._clock()
         # Twilio frames are 20 ms, but nothing promises it (§1.2): split to
         # the model's 20 ms frames, carrying any remainder.
@@ -299,8 +297,6 @@ class CallSession:
         except ModelError as exc:
             self.end(CallEndReason.MODEL_FAILED, str(exc))
             return
-        except asyncio.CancelledError:
-            raise
         except Exception as exc:
             self.end(CallEndReason.MODEL_FAILED, f"unexpected: {exc!r}")
             raise
@@ -326,7 +322,7 @@ class CallSession:
 
     async def _on_agent_audio(self, pcm24: bytes) -> None:
         started = time.perf_counter()
-        pcm8 = self._downsampler.push(pcm24)
+        pcm8, mulaw = self._outbound.push_with_line(pcm24)
         if not pcm8:
             return
         # Twilio plays what we send in order, starting now or when the audio
@@ -335,7 +331,7 @@ class CallSession:
         self._playback_end = max(self._playback_end, now_sample)
         self._journal.agent_audio(pcm8, self._playback_end)
         self._playback_end += len(pcm8) // 2
-        self._outbound_mulaw += pcm16_to_ulaw(pcm8)
+        self._outbound_mulaw += mulaw
         whole = len(self._outbound_mulaw) - len(self._outbound_mulaw) % PHONE_FRAME_BYTES
         messages = [
             media_message(

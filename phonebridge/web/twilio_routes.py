@@ -31,7 +31,6 @@ from phonebridge.telephony.twilio.signature import (
 log = logging.getLogger(__name__)
 
 TWIML = "application/xml"
-MAX_MEDIA_MESSAGE_BYTES = 64 * 1024  # a 20 ms frame is ~300 bytes of JSON; be generous
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +62,11 @@ class _StarlettePhone:
         if message["type"] == "websocket.disconnect":
             self._closed = True
             return None
+        # Size limits: the server's ws_max_size bounds a frame, and the Twilio
+        # protocol (MAX_MESSAGE_CHARS) rejects an oversize message as a
+        # protocol error of the call.
         text = message.get("text")
         if text is not None:
-            if len(text) > MAX_MEDIA_MESSAGE_BYTES:
-                raise RemoteProtocolError(f"Twilio message of {len(text)} chars is too large")
             return str(text)
         return bytes(message.get("bytes") or b"")
 

@@ -103,3 +103,17 @@ def test_flush_returns_the_filter_tails() -> None:
     assert len(phone_in.flush()) == 2 * phone_in.delay_samples_24k
     assert len(phone_out.push(bytes(960))) == 160
     assert len(phone_out.flush()) == phone_out.delay_samples_8k
+
+
+def test_push_with_line_returns_the_line_audio_and_the_same_output() -> None:
+    """The call path records the 8 kHz line audio; it must be what was transcoded."""
+    mulaw = bytes(range(256))[:160]
+    a, b = PhoneToModel(), PhoneToModel()
+    pcm8, pcm24 = a.push_with_line(mulaw)
+    assert pcm8 == ulaw_to_pcm16(mulaw)
+    assert pcm24 == b.push(mulaw)
+    c, d = ModelToPhone(), ModelToPhone()
+    line, coded = c.push_with_line(pcm24)
+    assert coded == pcm16_to_ulaw(line)
+    assert coded == d.push(pcm24)
+    assert len(line) == len(pcm24) // 3
