@@ -8,115 +8,19 @@ transport are used; only the host is rewritten from api.twilio.com to a local
 from __future__ import annotations
 
 import argparse
-import base64
 import io
-import json
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from twilio.http.http_client import TwilioHttpClient
-from twilio.http.response import Response
 
 from phonebridge.telephony.twilio import configure_cli
 
-ACCOUNT = "AC0123456789abcdef0123456789abcdef"
-TOKEN = "test-auth-token"
-NUMBER = "+14165550123"
-NUMBER_SID = "PN33333333333333333333333333333333"
+from .conftest import ACCOUNT, NUMBER, NUMBER_SID, TOKEN, FakeTwilio, LoopbackHttpClient
+
 BASE_ENV = {
     "TWILIO_ACCOUNT_SID": ACCOUNT,
     "TWILIO_AUTH_TOKEN": TOKEN,
     "PHONEBRIDGE_PUBLIC_URL": "https://bridge.example.com/",
 }
-
-
-@dataclass
-class FakeTwilio:
-    updates: list[tuple[str, dict[str, list[str]]]] = field(default_factory=list)
-    lookups: list[str] = field(default_factory=list)
-
-
-def make_handler(state: FakeTwilio) -> type[BaseHTTPRequestHandler]:
-    numbers_path = f"/2010-04-01/Accounts/{ACCOUNT}/IncomingPhoneNumbers"
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _reply(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _authorised(self) -> bool:
-            expected = "Basic " + base64.b64encode(f"{ACCOUNT}:{TOKEN}".encode()).decode()
-            if self.headers.get("Authorization") != expected:
-                self._reply(401, {"code": 20003, "message": "Authenticate", "status": 401})
-                return False
-            return True
-
-        def do_GET(self) -> None:
-            url = urlsplit(self.path)
-            if not self._authorised():
-                return
-            number = parse_qs(url.query).get("PhoneNumber", [""])[0]
-            state.lookups.append(number)
-            found = (
-                [{"sid": NUMBER_SID, "phone_number": number, "account_sid": ACCOUNT}]
-                if url.path == f"{numbers_path}.json" and number == NUMBER
-                else []
-            )
-            self._reply(200, {"incoming_phone_numbers": found, "next_page_uri": None})
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length", "0"))
-            form = parse_qs(self.rfile.read(length).decode())
-            if not self._authorised():
-                return
-            path = urlsplit(self.path).path
-            state.updates.append((path, form))
-            self._reply(200, {"sid": NUMBER_SID, "voice_url": form["VoiceUrl"][0]})
-
-    return Handler
-
-
-class LoopbackHttpClient(TwilioHttpClient):  # type: ignore[misc]
-    """The package's own transport, pointed at the fake API instead of api.twilio.com."""
-
-    def __init__(self, base: str) -> None:
-        super().__init__(timeout=5)
-        self.base = base
-
-    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
-        assert url.startswith("https://api.twilio.com/")
-        return super().request(
-            method, self.base + url[len("https://api.twilio.com") :], *args, **kwargs
-        )
-
-
-@pytest.fixture
-def fake() -> Iterator[tuple[FakeTwilio, LoopbackHttpClient]]:
-    state = FakeTwilio()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(state))
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    http = LoopbackHttpClient(f"http://127.0.0.1:{server.server_address[1]}")
-    try:
-        yield state, http
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-        if http.session is not None:
-            http.session.close()
 
 
 def run_cli(
