@@ -135,6 +135,19 @@ class Admission:
         self._active.add(lease)
         return lease
 
+    def move_to_overflow(self, lease: Lease, overflow: str) -> Lease:
+        """Trade ``lease`` (its provider failed to open) for one on ``overflow``.
+
+        The old lease is released either way; :class:`CapacityError` if the
+        overflow provider cannot take the call.
+        """
+        lease.release()
+        moved = self._try(overflow, overflowed=True) if not self.draining else None
+        if moved is None:
+            raise CapacityError(f"overflow {overflow} unavailable")
+        self._active.add(moved)
+        return moved
+
     def _try(self, provider: str, *, overflowed: bool) -> Lease | None:
         if provider not in self._providers:
             return None

@@ -183,15 +183,12 @@ class Bridge:
                 extra={"call_sid": pending.call_sid},
             )
         # Outside the except block, so a failure here does not chain the first one.
-        pending.lease.release()
         try:
-            lease = self.admission.acquire(overflow, None)
+            pending.lease = self.admission.move_to_overflow(pending.lease, overflow)
         except CapacityError as exc:
-            raise ModelBusy(f"overflow {overflow} unavailable: {exc}") from exc
-        pending.lease = lease
-        pending.lease.overflowed = True
+            raise ModelBusy(str(exc)) from exc
         pending.events.append((self._clock() - pending.created, "overflow", f"to {overflow}"))
-        pending.session = self._new_session(pending.persona, lease)
+        pending.session = self._new_session(pending.persona, pending.lease)
         await pending.session.open()
         return pending.session
 

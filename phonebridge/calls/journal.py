@@ -24,7 +24,7 @@ from phonebridge.models.base import SessionTimings
 from phonebridge.personas.schema import Persona
 from phonebridge.storage import layout
 from phonebridge.storage.index import CallIndex
-from phonebridge.storage.models import CallEnd, CallStart, CallStatus, CallUpdate
+from phonebridge.storage.models import UNSET, CallEnd, CallStart, CallStatus, CallUpdate
 from phonebridge.storage.recording import CallRecorder
 from phonebridge.storage.transcript import TranscriptBuilder
 from phonebridge.storage.transcription import transcribe_caller
@@ -83,13 +83,19 @@ class CallJournal:
         self._wall_clock = wall_clock
         self._started_at = started_at
         self._model_ready_at: datetime | None = None
+        self._provider: str | None = None
 
     # -- as the call runs (synchronous, cheap) ---------------------------------
 
     def event(self, kind: str, at: float, detail: str = "") -> None:
         self.transcript.event(kind, at, detail)
-        if kind == "model_ready":
-            self._model_ready_at = self._wall_clock()
+
+    def model_ready(self, provider: str, at: float) -> None:
+        """The model listens; ``provider`` is the one that actually took the call
+        (it differs from the reserved one after an overflow at open)."""
+        self.transcript.event("model_ready", at, provider)
+        self._model_ready_at = self._wall_clock()
+        self._provider = provider
 
     def dtmf(self, digit: str, at: float) -> None:
         self.transcript.dtmf(digit, at)
@@ -159,6 +165,7 @@ class CallJournal:
             await self._index.update(
                 self.call_sid,
                 CallUpdate(
+                    provider=self._provider if self._provider is not None else UNSET,
                     model_ready_at=self._model_ready_at,
                     recording_path=str(recording_path) if recording_path else None,
                     transcript_path=str(transcript_path) if transcript_path else None,

@@ -301,7 +301,7 @@ class CallSession:
             self.end(CallEndReason.MODEL_FAILED, f"unexpected: {exc!r}")
             raise
         self._model = model
-        self._journal.event("model_ready", self.now(), model.provider)
+        self._journal.model_ready(model.provider, self.now())
         timings = model.timings
         if timings.connect_seconds is not None:
             self._metrics.model_connect.labels(model.provider).observe(timings.connect_seconds)

@@ -83,3 +83,16 @@ def test_rested_server_is_skipped_until_cooldown_ends() -> None:
         admission.acquire("personaplex", None)
     clock.now += 31
     assert admission.acquire("personaplex", None).server_url == "ws://a"
+
+
+def test_move_to_overflow_releases_the_failed_server() -> None:
+    admission = make(["ws://a"], {"personaplex", "fal"}, max_calls=1)
+    lease = admission.acquire("personaplex", "fal")
+    moved = admission.move_to_overflow(lease, "fal")
+    assert (moved.provider, moved.overflowed) == ("fal", True)
+    assert lease.released
+    assert admission.pool.in_use == 0
+    assert admission.active_calls == 1  # one call, one slot: the cap still holds
+    with pytest.raises(CapacityError, match="overflow polargrid unavailable"):
+        admission.move_to_overflow(moved, "polargrid")
+    assert admission.active_calls == 0

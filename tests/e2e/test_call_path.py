@@ -271,3 +271,18 @@ async def test_webhook_without_stream_releases_the_model_after_the_deadline(
         record = await record_of(bridge, form["CallSid"])
         assert record.end_reason == "no_stream"
         assert bridge.app.state.deps.bridge.admission.active_calls == 0
+
+
+async def test_a_hung_self_hosted_server_overflows_at_open(start_bridge: BridgeFactory) -> None:
+    """The server never hand-shakes (§2.5: busy or stuck): the call moves to PolarGrid."""
+    options = SimulatorOptions(
+        reply="echo", conditioning_delay=0.05, extra={"never_handshake": True}
+    )
+    async with start_bridge(simulators=options, personaplex_handshake_timeout=0.3) as bridge:
+        report = await call(bridge, CITYSAN, audio=tone_mulaw(1.5))
+        assert report.frames_received > 0
+        record = await record_of(bridge, report.call_sid)
+        assert record.provider == "polargrid"
+        # The stuck server is rested, not offered to the next call.
+        assert bridge.app.state.deps.bridge.admission.pool.free_count() == 0
+        assert bridge.app.state.deps.bridge.admission.active_calls == 0
