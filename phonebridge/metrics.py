@@ -25,9 +25,38 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-# Per-frame work is tens of microseconds; the buckets resolve that and still
-# show the milliseconds that would mean trouble.
-_FRAME_BUCKETS = (25e-6, 50e-6, 100e-6, 200e-6, 500e-6, 1e-3, 2e-3, 5e-3, 10e-3, 20e-3, 50e-3)
+# Per-frame work is tens to hundreds of microseconds; the buckets resolve that
+# finely enough for the load benchmark to read p50/p99 from them (bench/
+# bench_load.py interpolates within a bucket) and still show the milliseconds
+# that would mean trouble.
+_FRAME_BUCKETS = (
+    *(n * 25e-6 for n in range(1, 13)),  # 25 µs steps to 300 µs
+    400e-6,
+    500e-6,
+    750e-6,
+    1e-3,
+    1.5e-3,
+    2e-3,
+    3e-3,
+    5e-3,
+    10e-3,
+    20e-3,
+    50e-3,
+)
+# Event-loop lag: how late a 20 ms timer fires. Every frame the bridge handles
+# waits this long on top of its processing.
+_LOOP_LAG_BUCKETS = (
+    *(n * 0.5e-3 for n in range(1, 11)),  # 0.5 ms steps to 5 ms
+    7.5e-3,
+    10e-3,
+    15e-3,
+    20e-3,
+    30e-3,
+    50e-3,
+    100e-3,
+    250e-3,
+    1.0,
+)
 _CONNECT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60)
 _FAST_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 _LAG_BUCKETS = (0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10)
@@ -88,6 +117,13 @@ class BridgeMetrics:
             ["outcome", "end_reason"],
             registry=r,
         )
+        self.calls_refused = Counter(
+            "phonebridge_calls_refused",
+            "Calls the toll-fraud guard answered busy, by the limit that refused them "
+            "(caller_rate, caller_concurrent, global_rate)",
+            ["limit"],
+            registry=r,
+        )
         self.model_connect = Histogram(
             "phonebridge_model_connect_seconds",
             "WebSocket connect time to the model provider",
@@ -112,6 +148,18 @@ class BridgeMetrics:
         self.silence_frames = Counter(
             "phonebridge_silence_frames",
             "20 ms silence frames the clock fed the model because Twilio sent nothing",
+            registry=r,
+        )
+        self.dropped_frames = Counter(
+            "phonebridge_dropped_frames",
+            "Caller frames dropped after the model was ready because they arrived"
+            " faster than real time (the pacer keeps the newest)",
+            registry=r,
+        )
+        self.event_loop_lag = Histogram(
+            "phonebridge_event_loop_lag_seconds",
+            "How late a 20 ms timer fires on the event loop: the delay every frame waits",
+            buckets=_LOOP_LAG_BUCKETS,
             registry=r,
         )
         self.playback_lag = Histogram(

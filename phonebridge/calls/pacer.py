@@ -36,7 +36,8 @@ class PacerStats:
 
     caller_frames: int = 0
     silence_frames: int = 0
-    dropped_frames: int = 0
+    dropped_frames: int = 0  # after the model was ready: audio the caller lost
+    discarded_before_ready: int = 0  # while the model conditioned: by design (§2.6)
     rebased: int = 0
 
 
@@ -88,7 +89,7 @@ class InputPacer:
         if self._origin is None:
             # Before the model is ready caller audio is dropped, not queued
             # (ARCHITECTURE.md, life of a call step 2).
-            self.stats.dropped_frames += 1
+            self.stats.discarded_before_ready += 1
             return []
         self._queue.append(frame)
         if len(self._queue) > self._max_queue:

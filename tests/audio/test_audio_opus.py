@@ -15,6 +15,8 @@ from phonebridge.audio.analysis import aligned_snr_db, samples, tone
 from phonebridge.audio.opus import (
     DEFAULT_BITRATE,
     DEFAULT_COMPLEXITY,
+    DEFAULT_MAX_BANDWIDTH,
+    NARROWBAND,
     OpusDecoder,
     OpusEncoder,
     packet_samples_48k,
@@ -45,6 +47,29 @@ def encode_with_duration(ms: float, rate: int = 24000) -> bytes:
 def test_defaults_are_the_documented_choice() -> None:
     assert DEFAULT_COMPLEXITY == 5
     assert DEFAULT_BITRATE == 32_000
+
+
+def _toc_config(packet: bytes) -> int:
+    return packet[0] >> 3  # RFC 6716 §3.1
+
+
+# TOC configs that code narrowband (RFC 6716 §3.1 table 2): SILK NB, CELT NB.
+_NARROWBAND_CONFIGS = frozenset({0, 1, 2, 3, 16, 17, 18, 19})
+
+
+def test_the_phone_line_is_coded_as_narrowband_by_default() -> None:
+    assert DEFAULT_MAX_BANDWIDTH == NARROWBAND
+    pcm = tone(440, 0.2, 24000)
+    encoder = OpusEncoder()
+    configs = {_toc_config(encoder.encode(pcm[i : i + 960])) for i in range(0, len(pcm), 960)}
+    assert configs <= _NARROWBAND_CONFIGS
+
+
+def test_without_a_bandwidth_cap_libopus_codes_the_full_band() -> None:
+    pcm = tone(440, 0.2, 24000)
+    encoder = OpusEncoder(max_bandwidth=None)
+    configs = {_toc_config(encoder.encode(pcm[i : i + 960])) for i in range(0, len(pcm), 960)}
+    assert not configs & _NARROWBAND_CONFIGS
 
 
 def test_encoder_lookahead_is_the_opushead_pre_skip() -> None:

@@ -20,7 +20,8 @@ def test_caller_audio_before_start_is_dropped_not_queued() -> None:
     assert pacer.tick(0.5) == []
     pacer.start(1.0)
     assert pacer.tick(1.0) == []  # nothing queued from before start
-    assert pacer.stats.dropped_frames == 1
+    assert pacer.stats.discarded_before_ready == 1
+    assert pacer.stats.dropped_frames == 0  # by design, not lost audio
 
 
 def test_on_time_frames_pass_through_at_once() -> None:
