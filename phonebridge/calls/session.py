@@ -52,7 +52,11 @@ class PhoneSocket(Protocol):
     """The Twilio side of a call, as the web layer hands it over."""
 
     async def receive(self) -> str | bytes | None:
-        """The next message; ``None`` once the socket is closed."""
+        """The next message; ``None`` once the socket is closed.
+
+        Raises :class:`RemoteProtocolError` when the transport refused what the
+        peer sent (a frame over the size limit) and closed the socket.
+        """
 
     async def send_text(self, text: str) -> None: ...
 
@@ -99,6 +103,7 @@ class CallSession:
         self._outbound_mulaw = bytearray()
         self._playback_end = 0  # 8 kHz sample where the audio we queued at Twilio ends
         self._marks: dict[str, float] = {}
+        self._unknown_logged = False
         self._mark_counter = 0
         self._next_mark_at = 0.0
         self.playback_lag: float | None = None
@@ -196,20 +201,20 @@ class CallSession:
                     self.end(CallEndReason.CALLER_DROPPED, "media socket closed without stop")
                     return
                 await self._on_phone_message(raw)
+        except RemoteProtocolError as exc:
+            # Twilio never sends malformed messages; one that arrives means the
+            # stream is corrupt or not Twilio's. End the call (the bridge closes
+            # the stream, so Twilio asks the <Connect action> URL) rather than
+            # guess, and read no further: the stream's state is unknown.
+            log.warning("Twilio protocol error: %s", exc, extra={"call_sid": self.call_sid})
+            self.end(CallEndReason.PROTOCOL_ERROR, str(exc))
         except Exception as exc:
             self.end(CallEndReason.BRIDGE_ERROR, f"phone reader: {exc!r}")
             raise
 
     async def _on_phone_message(self, raw: str | bytes) -> None:
-        try:
-            event = self._stream.receive(raw, self._clock())
-        except RemoteProtocolError as exc:
-            # Twilio never sends malformed messages; one that arrives means the
-            # stream is corrupt or not Twilio's. End the call (the caller gets
-            # the fallback through the <Connect action> URL) rather than guess.
-            log.warning("Twilio protocol error: %s", exc, extra={"call_sid": self.call_sid})
-            self.end(CallEndReason.PROTOCOL_ERROR, str(exc))
-            return
+        """One frame from Twilio; raises :class:`RemoteProtocolError` on a bad one."""
+        event = self._stream.receive(raw, self._clock())
         match event:
             case Media():
                 await self._on_caller_audio(event)
@@ -219,8 +224,12 @@ class CallSession:
                 self._on_mark(event.name)
             case Stop():
                 self.end(CallEndReason.CALLER_HANGUP, "stop")
+            case None if self._stream.unknown_events == 1 and not self._unknown_logged:
+                # Once per call: Twilio may have added an event we do not know yet.
+                self._unknown_logged = True
+                log.info("skipping unknown Twilio events", extra={"call_sid": self.call_sid})
             case _:
-                pass  # None: ignored after stop (a second stop, late media)
+                pass  # None: ignored after stop (a second stop, late media), unknown events
 
     async def _on_caller_audio(self, media: Media) -> None:
         started = time.perf_counter()

@@ -44,6 +44,10 @@ class TwilioAuth:
     stream_policy: StreamSignaturePolicy = StreamSignaturePolicy.STRICT
 
 
+# RFC 6455 §7.4.1: 1002 protocol error, 1007 invalid payload data, 1009 message too big.
+_BROKEN_BY_PEER = frozenset({1002, 1007, 1009})
+
+
 class _StarlettePhone:
     """Adapts a Starlette WebSocket to :class:`phonebridge.calls.session.PhoneSocket`."""
 
@@ -61,10 +65,15 @@ class _StarlettePhone:
             return None
         if message["type"] == "websocket.disconnect":
             self._closed = True
+            code = message.get("code")
+            if code in _BROKEN_BY_PEER:
+                # The server refused a frame (over ws_max_size, invalid UTF-8, a
+                # malformed frame) and closed: that is bad input, not a hang-up.
+                raise RemoteProtocolError(f"media socket closed with code {code}")
             return None
-        # Size limits: the server's ws_max_size bounds a frame, and the Twilio
-        # protocol (MAX_MESSAGE_CHARS) rejects an oversize message as a
-        # protocol error of the call.
+        # Size limits: the server's ws_max_size bounds a frame (see above), and
+        # the Twilio protocol (MAX_MESSAGE_CHARS) rejects an oversize message as
+        # a protocol error of the call.
         text = message.get("text")
         if text is not None:
             return str(text)

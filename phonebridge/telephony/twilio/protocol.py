@@ -20,6 +20,13 @@ Decisions this module makes (the wire leaves them open):
 - **Media, DTMF or mark before ``start`` is an error**, not ignored: Twilio
   always sends ``start`` first, so such a peer is not Twilio, and the socket has
   not been bound to a call yet (nothing could be done with the audio anyway).
+- **An unknown event name is skipped and counted** (by the stream, not the
+  parser: :func:`parse_message` raises :class:`UnknownEventError` for it).
+  Twilio adds events over time (``dtmf`` arrived years after ``media``), and
+  a bridge that drops every live call the day a new one ships is worse than
+  one that skips a message it cannot use. The message must still be a JSON
+  object with a string ``event``, and a ``streamSid`` on it, if any, must be
+  the active one.
 - **A second ``stop`` is ignored and counted; anything after ``stop`` too.**
   The stream is over; the hang-up path must not fail on a stray frame.
 - **Floods are counted, not judged.** :meth:`MediaStreamProtocol.stats` reports
@@ -90,10 +97,21 @@ def parse_message(raw: str | bytes) -> TwilioEvent:
     if not isinstance(doc, dict):
         raise RemoteProtocolError(f"message is a JSON {type(doc).__name__}, not an object")
     event = doc.get("event")
-    parser = _PARSERS.get(event) if isinstance(event, str) else None
+    if not isinstance(event, str):
+        raise RemoteProtocolError(f"event must be a string, got {event!r}")
+    parser = _PARSERS.get(event)
     if parser is None:
-        raise RemoteProtocolError(f"unknown event {event!r}")
+        raise UnknownEventError(event, doc.get("streamSid"))
     return parser(doc)
+
+
+class UnknownEventError(RemoteProtocolError):
+    """A well-formed message whose ``event`` §1.2 does not list (maybe a newer one)."""
+
+    def __init__(self, event: str, stream_sid: object) -> None:
+        super().__init__(f"unknown event {event[:40]!r}")
+        self.event = event
+        self.stream_sid = stream_sid
 
 
 def _field(obj: dict[str, Any], key: str, where: str) -> Any:
@@ -175,6 +193,10 @@ def _parse_media(doc: dict[str, Any]) -> Media:
         payload = binascii.a2b_base64(encoded, strict_mode=True)
     except (binascii.Error, ValueError) as exc:
         raise RemoteProtocolError(f"media.payload is not valid base64: {exc}") from exc
+    # The length check above is a cheap guard before decoding; base64 rounds up
+    # to 3-byte groups, so it lets up to two bytes too many through.
+    if len(payload) > MAX_MEDIA_PAYLOAD_BYTES:
+        raise RemoteProtocolError(f"media.payload exceeds {MAX_MEDIA_PAYLOAD_BYTES} bytes")
     return Media(
         sequence_number=_wire_number(doc, "sequenceNumber", "media"),
         stream_sid=_str(doc, "streamSid", "media"),
@@ -249,6 +271,7 @@ class StreamStats:
     duplicate_stops: int
     ignored_after_stop: int
     sequence_anomalies: int  # sequenceNumber not previous + 1 (counted, never fatal)
+    unknown_events: int  # well-formed messages with an event name §1.2 does not list
     audio_lead_ms: float  # received audio minus wall time since the first media, now
     max_audio_lead_ms: float  # the largest lead seen: a flood shows here
 
@@ -274,6 +297,7 @@ class MediaStreamProtocol:
         self._duplicate_stops = 0
         self._ignored_after_stop = 0
         self._sequence_anomalies = 0
+        self.unknown_events = 0
         self._last_sequence: int | None = None
         self._first_media_at: float | None = None
         self._max_lead_ms = 0.0
@@ -287,15 +311,29 @@ class MediaStreamProtocol:
             raise LocalProtocolError("receive() after a protocol error: close the socket")
         self._messages += 1
         try:
-            event = parse_message(raw)
+            try:
+                event = parse_message(raw)
+            except UnknownEventError as exc:
+                self._skip_unknown(exc)
+                return None
             return self._apply(event, now)
         except RemoteProtocolError:
             self.state = StreamState.FAILED
             raise
 
+    def _skip_unknown(self, exc: UnknownEventError) -> None:
+        active = self.stream_sid
+        if active is not None and exc.stream_sid is not None and exc.stream_sid != active:
+            raise RemoteProtocolError(
+                f"{exc.event[:40]!r} for streamSid {exc.stream_sid!r}, not the active {active!r}"
+            ) from exc
+        self.unknown_events += 1
+
     def _apply(self, event: TwilioEvent, now: float) -> TwilioEvent | None:
         if isinstance(event, Connected):
-            if self._messages != 1:
+            # Skipped unknown events do not count: a new event Twilio sends
+            # first must not make the documented first message an error.
+            if self._messages - self.unknown_events != 1:
                 raise RemoteProtocolError("'connected' after other messages")
             self._saw_connected = True
             return event
@@ -374,6 +412,7 @@ class MediaStreamProtocol:
             duplicate_stops=self._duplicate_stops,
             ignored_after_stop=self._ignored_after_stop,
             sequence_anomalies=self._sequence_anomalies,
+            unknown_events=self.unknown_events,
             audio_lead_ms=self._lead_ms(now),
             max_audio_lead_ms=self._max_lead_ms,
         )
