@@ -46,6 +46,10 @@ class SimulatorOptions:
     self_hosted_servers: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
     """Fault knobs for the self-hosted simulators (see PersonaPlexSimulator)."""
+    polargrid_extra: dict[str, Any] = field(default_factory=dict)
+    """Knobs for the PolarGrid simulator (``reject_status``, ``die_after``, ...)."""
+    fal_extra: dict[str, Any] = field(default_factory=dict)
+    """Knobs for the fal simulator (``reject_status``, ``fal_timeout_after``, ...)."""
 
 
 @dataclass(slots=True)
@@ -101,10 +105,13 @@ async def local_bridge(
                 reply=options.reply,
                 conditioning_delay=options.conditioning_delay,
                 api_key=DEMO_POLARGRID_KEY,
+                **options.polargrid_extra,
             )
         )
         fal = await stack.enter_async_context(
-            PersonaPlexSimulator(flavour="fal", reply=options.reply, api_key=DEMO_FAL_KEY)
+            PersonaPlexSimulator(
+                flavour="fal", reply=options.reply, api_key=DEMO_FAL_KEY, **options.fal_extra
+            )
         )
         sock = _bound_socket()
         stack.callback(sock.close)
@@ -136,6 +143,7 @@ async def local_bridge(
                 log_config=None,
                 ws_ping_interval=None,
                 ws_max_size=1 << 16,
+                ws_per_message_deflate=False,
                 lifespan="on",
                 timeout_graceful_shutdown=int(drain_seconds) + 5,
             )

@@ -20,6 +20,7 @@ class CallEndReason(StrEnum):
     CALLER_DROPPED = "caller_dropped"  # the media socket closed without `stop`
     MODEL_FAILED = "model_failed"  # the model session could not be opened
     MODEL_ENDED = "model_ended"  # the model session died mid-call
+    MODEL_STALLED = "model_stalled"  # the model socket stayed open but produced nothing
     MAX_DURATION = "max_duration"  # the persona's max call length was reached
     CALLER_SILENCE = "caller_silence"  # the caller said nothing for too long
     DRAIN = "drain"  # the bridge is shutting down
@@ -33,7 +34,12 @@ class CallEndReason(StrEnum):
     def ended_by(self) -> str:
         if self in (CallEndReason.CALLER_HANGUP, CallEndReason.CALLER_DROPPED):
             return "caller"
-        if self in (CallEndReason.MODEL_FAILED, CallEndReason.MODEL_ENDED):
+        if self in (
+            CallEndReason.MODEL_FAILED,
+            CallEndReason.MODEL_ENDED,
+            CallEndReason.MODEL_STALLED,
+        ):
+            # The bridge hangs up on a stalled model, but the model is why.
             return "model"
         return "bridge"
 
@@ -43,6 +49,7 @@ class CallEndReason(StrEnum):
         return self in (
             CallEndReason.MODEL_FAILED,
             CallEndReason.MODEL_ENDED,
+            CallEndReason.MODEL_STALLED,
             CallEndReason.BRIDGE_ERROR,
             CallEndReason.DRAIN,
         )

@@ -110,6 +110,12 @@ class CallSession:
         limits = self.persona.limits
         self._silence = SilenceTimer(limits.silence_hangup_seconds)
         self._max_duration = limits.max_call_seconds
+        # Stall watchdog: the model reader only counts events (no clock read per
+        # page); the once-a-second limit check notices when the count stops moving.
+        self._stall_seconds = limits.model_stall_seconds
+        self._model_outputs = 0
+        self._model_outputs_seen = 0
+        self._model_output_moved_at: float | None = None  # None until the model is ready
 
     # -- timeline ------------------------------------------------------------
 
@@ -297,6 +303,30 @@ class CallSession:
             self.end(CallEndReason.MAX_DURATION, f"{self._max_duration:g} s limit")
         elif self._silence.expired(now):
             self.end(CallEndReason.CALLER_SILENCE, "caller silent too long")
+        elif self._model_stalled(now):
+            detail = f"no model output for {self._stall_seconds:g} s"
+            log.warning("model stalled: %s", detail, extra={"call_sid": self.call_sid})
+            self.end(CallEndReason.MODEL_STALLED, detail)
+
+    def _model_stalled(self, now: float) -> bool:
+        """Has the ready model produced nothing for the persona's stall limit?
+
+        PersonaPlex emits one page per 80 ms step for as long as it is fed
+        (PROTOCOLS.md §2.3 step 5), and the input clock feeds it without pause,
+        so an open socket that stays quiet for seconds is a stuck model: the
+        caller would hear dead air until they gave up. Never during
+        conditioning: the clock starts when the model is ready. The output is
+        seen moving at most once a second, so this fires up to a second late,
+        never early.
+        """
+        moved_at = self._model_output_moved_at
+        if moved_at is None:
+            return False
+        if self._model_outputs != self._model_outputs_seen:
+            self._model_outputs_seen = self._model_outputs
+            self._model_output_moved_at = now
+            return False
+        return now - moved_at >= self._stall_seconds
 
     # -- model -> phone --------------------------------------------------------
 
@@ -317,12 +347,15 @@ class CallSession:
         if timings.time_to_ready is not None:
             self._metrics.model_ready.labels(model.provider).observe(timings.time_to_ready)
         self._pacer.start(self._clock())
+        self._model_output_moved_at = self.now()  # the stall watchdog starts now
         self._wake_clock.set()
         async for event in model.events():
             match event:
                 case AgentAudio():
+                    self._model_outputs += 1
                     await self._on_agent_audio(event.pcm)
                 case AgentText():
+                    self._model_outputs += 1
                     self._journal.agent_text(event.text, self._playback_end / 8000)
                 case _:
                     self.end(CallEndReason.MODEL_ENDED, f"{event.reason.value}: {event.detail}")

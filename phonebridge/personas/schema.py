@@ -49,6 +49,11 @@ triple it, and many proxies and load balancers cap a request line at 8 KiB."""
 MAX_CALL_SECONDS_CEILING = 4 * 3600
 """Twilio's own ceiling on a call's length is four hours."""
 
+DEFAULT_MODEL_STALL_SECONDS = 5.0
+"""Why 5 s: a healthy model emits output every 80 ms, so one second of nothing is
+already abnormal, but a hosted provider's network or a GPU hiccup can pause
+output briefly; 5 s of dead air is where a caller starts to hang up anyway."""
+
 DEFAULT_APOLOGY = "Sorry, we're having trouble right now. Please call back later."
 DEFAULT_BUSY_MESSAGE = "All our lines are busy right now. Please call back in a few minutes."
 
@@ -127,6 +132,13 @@ class Limits(_Strict):
 
     silence_hangup_seconds: float | None = Field(default=30, gt=0)
     """End the call when the caller has been silent this long; ``null`` = never."""
+
+    model_stall_seconds: float = Field(default=DEFAULT_MODEL_STALL_SECONDS, gt=0, le=60)
+    """End the call (the caller hears ``fallback``) when the model, once ready, has
+    produced nothing for this long. A healthy model sends a page every 80 ms for as
+    long as it is fed (§2.3 step 5), so seconds of nothing mean it is stuck. Per
+    persona because it is a caller-experience choice, like ``silence_hangup_seconds``:
+    how much dead air a caller of *this* line sits through before the apology."""
 
 
 class Fallback(_Strict):

@@ -6,7 +6,8 @@ configuration (messages missing part of it are counted, since a field left
 out reverts to its default). One reply ``{audio, text}`` per 1920 input
 samples; JSON text frames from the client are ignored. When no input arrives
 for ``idle_timeout`` seconds the server sends ``x-fal-error`` ``TIMEOUT`` and
-closes, like fal's runtime.
+closes, like fal's runtime; the ``fal_timeout_after`` fault does the same at a
+fixed time after the socket opened, whatever the input.
 """
 
 from __future__ import annotations
@@ -60,22 +61,35 @@ class FalSession:
             killer = self.loop.call_later(
                 self.faults.die_after, abort, self.ws, self.record, "die_after fault"
             )
+        after = self.faults.fal_timeout_after
+        timeout_at = None if after is None else self.loop.time() + after
         try:
             while True:
+                wait = self.idle_timeout
+                if timeout_at is not None:
+                    if self.loop.time() >= timeout_at:
+                        await self._time_out("fal_timeout_after fault", "fault TIMEOUT")
+                        return
+                    wait = min(wait, timeout_at - self.loop.time())
                 try:
-                    async with asyncio.timeout(self.idle_timeout):
+                    async with asyncio.timeout(wait):
                         message = await self.ws.recv()
                 except TimeoutError:
-                    reason = f"no input for {self.idle_timeout:g} s"
-                    await self.ws.send(_error("TIMEOUT", reason))
-                    self.record.end, self.record.close_code = "idle TIMEOUT", 1000
-                    await self.ws.close(1000)
+                    if timeout_at is not None and self.loop.time() >= timeout_at:
+                        continue  # the fault's time, not an idle client
+                    await self._time_out(f"no input for {self.idle_timeout:g} s", "idle TIMEOUT")
                     return
                 if isinstance(message, bytes):
                     await self._on_message(message)
         finally:
             if killer is not None:
                 killer.cancel()
+
+    async def _time_out(self, reason: str, end: str) -> None:
+        """fal's runtime gives up: ``x-fal-error`` ``TIMEOUT``, then a normal close."""
+        await self.ws.send(_error("TIMEOUT", reason))
+        self.record.end, self.record.close_code = end, 1000
+        await self.ws.close(1000)
 
     async def _on_message(self, message: bytes) -> None:
         try:

@@ -48,6 +48,8 @@ class Faults:
     close_during_conditioning: bool = False  # crash (1006) halfway through conditioning
     die_after: float | None = None  # crash (1006) this many seconds after the handshake
     stall_after: float | None = None  # stop producing output this long after the handshake
+    fal_timeout_after: float | None = None  # fal only: x-fal-error TIMEOUT, then close, this
+    # long after the socket opened (0: at connect, before any reply)
 
 
 def abort(ws: ServerConnection, record: ConnectionRecord, why: str) -> None:

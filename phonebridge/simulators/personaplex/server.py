@@ -67,6 +67,7 @@ class PersonaPlexSimulator:
         close_during_conditioning: bool = False,
         die_after: float | None = None,
         stall_after: float | None = None,
+        fal_timeout_after: float | None = None,
     ) -> None:
         if flavour not in FLAVOURS:
             raise ValueError(f"unknown flavour {flavour!r}")
@@ -84,6 +85,7 @@ class PersonaPlexSimulator:
             close_during_conditioning=close_during_conditioning,
             die_after=die_after,
             stall_after=stall_after,
+            fal_timeout_after=fal_timeout_after,
         )
         self.connections: list[ConnectionRecord] = []
         self.rejected: list[int] = []  # statuses of refused upgrades
