@@ -142,8 +142,12 @@ class FalProtocol:
     def _control(self, message: str) -> list[WireEvent]:
         try:
             control = json.loads(message)
-        except json.JSONDecodeError:
-            return []  # unknown text: fal documents only JSON control messages
+        except (ValueError, RecursionError):
+            # Unknown text: fal documents only JSON control messages. ValueError
+            # covers JSONDecodeError and numbers past int()'s 4300-digit limit;
+            # RecursionError is nesting deeper than the decoder's stack
+            # (both found by tests/fuzz/test_fuzz_model_frames.py).
+            return []
         if not isinstance(control, dict) or control.get("type") != "x-fal-error":
             return []  # x-fal-message (timings) and anything newer: informational
         error = str(control.get("error", "UNKNOWN"))

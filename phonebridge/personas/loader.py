@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,9 @@ def _load_file(path: Path) -> _LoadedFile | list[PersonaProblem]:
                 f"expected keys (name: ..., provider: ...) at the top of the file, found {kind}",
             )
         ]
+    unusable = _unusable_scalars(path, root)
+    if unusable:
+        return unusable
     problems = _duplicate_keys(path, root)
     try:
         content = PersonaFile.model_validate(data)
@@ -145,8 +149,25 @@ def _load_file(path: Path) -> _LoadedFile | list[PersonaProblem]:
     return _LoadedFile(persona, root)
 
 
+MAX_FLOW_NESTING = 32
+"""Deepest ``[``/``{`` nesting a persona file may use (a real one uses two)."""
+
+
 class _PersonaYamlLoader(yaml.SafeLoader):
-    """SafeLoader whose impossible dates are YAML errors with a line, not bare ValueErrors."""
+    """SafeLoader whose impossible dates are YAML errors with a line, not bare ValueErrors.
+
+    It also refuses flow collections nested past :data:`MAX_FLOW_NESTING`:
+    PyYAML's scanner re-checks every open level at each token, so a few KB of
+    ``[[[[...`` cost seconds (quadratic) before the composer's recursion limit
+    ends it; a hot reload would stall on it. Found by tests/fuzz/test_fuzz_personas.py.
+    """
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:  # noqa: N803 - PyYAML's name
+        if self.flow_level >= MAX_FLOW_NESTING:
+            raise yaml.scanner.ScannerError(
+                None, None, f"nested deeper than {MAX_FLOW_NESTING} levels", self.get_mark()
+            )
+        super().fetch_flow_collection_start(TokenClass)
 
 
 def _construct_timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> object:
@@ -233,6 +254,52 @@ def _duplicate_keys(path: Path, root: yaml.Node) -> list[PersonaProblem]:
     return sorted(problems, key=lambda problem: problem.line or 0)
 
 
+MAX_NUMBER_CHARS = 64
+"""Longest integer literal accepted: no persona setting needs more than a handful of digits."""
+
+
+def _unusable_scalars(path: Path, root: yaml.Node) -> list[PersonaProblem]:
+    """Scalars nothing downstream can handle, each with its line.
+
+    - A lone surrogate (a ``"\\ud800"`` escape) is not text: pydantic cannot
+      render its own error about it, and in a valid field the prompt's URL or
+      the TwiML could not be encoded later.
+    - An integer of thousands of digits (``0xfff…`` parses; decimal stops at
+      Python's 4300-digit limit) makes any message quoting it raise ValueError.
+
+    Both found by tests/fuzz/test_fuzz_personas.py. Walks nodes, not values:
+    aliases share nodes, so an alias bomb costs one visit per node.
+    """
+    problems: list[PersonaProblem] = []
+    seen_nodes: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen_nodes:
+            continue
+        seen_nodes.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            message = _scalar_problem(node)
+            if message is not None:
+                problems.append(PersonaProblem(path, node.start_mark.line + 1, message))
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend(part for pair in node.value for part in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return sorted(problems, key=lambda problem: problem.line or 0)
+
+
+def _scalar_problem(node: yaml.ScalarNode) -> str | None:
+    text = str(node.value)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "a \\u escape makes a lone surrogate, which is not text: remove it"
+    if node.tag == "tag:yaml.org,2002:int" and len(text) > MAX_NUMBER_CHARS:
+        return f"a number of {len(text)} characters: no setting takes one that long"
+    return None
+
+
 def _line_of(root: yaml.Node, loc: Loc, *, of_key: bool = False) -> int:
     """The 1-based line of the value at ``loc`` (or of its key), or of the nearest parent."""
     node = root
@@ -309,8 +376,22 @@ def _describe(error: ErrorDetails) -> str:
     return f"{where}: {error['msg']}" if where else error["msg"]
 
 
+def _bounded_repr() -> reprlib.Repr:
+    shown = reprlib.Repr()
+    shown.maxlevel, shown.maxlist, shown.maxtuple, shown.maxdict = 2, 4, 4, 4
+    shown.maxstring = shown.maxother = shown.maxlong = 100
+    return shown
+
+
+# reprlib, never repr(): YAML aliases make a value a few lines long in the file
+# and exponentially large when printed ("billion laughs": nine aliases of nine
+# aliases...), and repr() of it would hang the loader (and the hot reload).
+# Found by tests/fuzz/test_fuzz_personas.py.
+_BOUNDED_REPR = _bounded_repr()
+
+
 def _short(value: object) -> str:
-    text = repr(value)
+    text = _BOUNDED_REPR.repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
