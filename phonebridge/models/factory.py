@@ -21,6 +21,7 @@ from phonebridge.models.fal_protocol import config_for
 from phonebridge.models.personaplex import DEFAULT_HANDSHAKE_TIMEOUT, PersonaPlexSession
 from phonebridge.models.polargrid import PolarGridSession
 from phonebridge.models.polargrid_protocol import DEFAULT_REGION, AuthMode, region_base_url
+from phonebridge.models.retry_gate import RetryAfterGate
 from phonebridge.models.wsclient import DEFAULT_CLOSE_TIMEOUT, DEFAULT_OPEN_TIMEOUT
 
 Clock = Callable[[], float]
@@ -118,6 +119,7 @@ class PolarGridFactory:
         self.info = ProviderInfo(self.provider)
         self._clock = clock
         self._logger = logger
+        self.retry_gate = RetryAfterGate(self.provider)  # one 429 holds off every session
 
     def create(self, request: SessionRequest, *, server_url: str | None = None) -> ModelSession:
         s = self.settings
@@ -133,6 +135,7 @@ class PolarGridFactory:
             close_timeout=s.close_timeout,
             opus_complexity=s.opus_complexity,
             logger=self._logger,
+            retry_gate=self.retry_gate,
         )
 
 
@@ -148,6 +151,7 @@ class FalFactory:
         self.info = ProviderInfo(self.provider)
         self._clock = clock
         self._logger = logger
+        self.retry_gate = RetryAfterGate(self.provider)  # one 429 holds off every session
 
     def create(self, request: SessionRequest, *, server_url: str | None = None) -> ModelSession:
         s = self.settings
@@ -168,6 +172,7 @@ class FalFactory:
             open_timeout=s.open_timeout,
             close_timeout=s.close_timeout,
             logger=self._logger,
+            retry_gate=self.retry_gate,
         )
 
 

@@ -20,6 +20,7 @@ from phonebridge.models.polargrid_protocol import (
     build_url,
     subprotocols,
 )
+from phonebridge.models.retry_gate import RetryAfterGate
 from phonebridge.models.wsclient import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_OPEN_TIMEOUT,
@@ -49,6 +50,7 @@ class PolarGridSession(WebSocketModelSession):
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         opus_complexity: int | None = None,
         logger: logging.Logger | None = None,
+        retry_gate: RetryAfterGate | None = None,
     ) -> None:
         self._pg = PolarGridProtocol(complexity=opus_complexity)
         super().__init__(
@@ -61,6 +63,7 @@ class PolarGridSession(WebSocketModelSession):
             subprotocols=subprotocols(api_key, auth),
             secrets=(api_key,),
             logger=logger,
+            retry_gate=retry_gate,
         )
 
     async def end_of_turn(self) -> None:

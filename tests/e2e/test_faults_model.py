@@ -315,6 +315,24 @@ async def test_polargrid_refusing_the_upgrade(start_bridge: BridgeFactory, statu
         await assert_no_leaks(bridge, before)
 
 
+async def test_polargrid_retry_after_is_honoured(start_bridge: BridgeFactory) -> None:
+    """After a 429, calls skip PolarGrid for the ``Retry-After`` wait (§3), then try again."""
+    knobs = options(polargrid_extra={"reject_status": 429, "retry_after": 1})
+    async with start_bridge(simulators=knobs) as bridge:
+        before = await settled_baseline(bridge)
+        first = await call(bridge, POLAR_DESK, audio=tone_mulaw(0.4))
+        second = await call(bridge, POLAR_DESK, audio=tone_mulaw(0.4))
+        for report in (first, second):
+            assert (await record_of(bridge, report.call_sid)).provider == "fal"
+        assert bridge.polargrid.rejected == [429]  # the second call did not knock again
+        heal(bridge)
+        await asyncio.sleep(1.0)  # the wait the provider asked for is over
+        third = await call(bridge, POLAR_DESK, audio=tone_mulaw(0.4))
+        assert third.frames_received > 0
+        assert (await record_of(bridge, third.call_sid)).provider == "polargrid"
+        await assert_no_leaks(bridge, before)
+
+
 async def test_overflow_to_a_refusing_polargrid(start_bridge: BridgeFactory) -> None:
     """Every self-hosted server is taken and PolarGrid refuses: the fallback, not dead air.
 
