@@ -2,13 +2,27 @@
 
 The call itself matters more than its paperwork: every storage failure here
 (disk full, database locked) is logged with the call SID and the call goes
-on; the recorder turns itself off on a write error, the call row is retried
-at the end. Whatever was written survives (issue 5, "Per call").
+on. Whatever was written survives (issues 5 and 8). What happens, decided:
+
+- **Recording write fails** (disk full, file too large): the recorder turns
+  itself off after logging once; the call goes on; the WAV keeps what was
+  written (its header fixed at the end); the call row's ``error`` says
+  "recording incomplete" with the length kept and the OS error, and the
+  transcript has a ``recording_failed`` event at the moment it happened.
+- **Call index locked or unavailable**: the call never waits for it. The
+  row is inserted in the background when the stream starts; at the end the
+  final write is tried once inline (inserting the row first if the start
+  failed) and, failing that, retried in the background for about a quarter
+  of a minute (:data:`ROW_RETRY_DELAYS`). The transcript, written first,
+  always ends with a ``call`` event holding the row's facts as JSON, so a
+  row that is never written is not a call that is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -30,6 +44,14 @@ from phonebridge.storage.transcript import TranscriptBuilder
 from phonebridge.storage.transcription import transcribe_caller
 
 log = logging.getLogger(__name__)
+
+ROW_RETRY_DELAYS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
+"""Waits before each background retry of a call's final row (after the inline try).
+
+Why about 15 s in all: a locked SQLite (another process, a backup) is usually
+free again within seconds, and each attempt may itself wait out the index's
+busy timeout; beyond that the transcript holds the facts and the next
+start-up marks the row as crashed."""
 
 WallClock = Callable[[], datetime]
 
@@ -72,8 +94,14 @@ class CallJournal:
         started_at: datetime,
         transcriber: Transcriber | None = None,
         background: set[asyncio.Task[None]] | None = None,
+        start: CallStart | None = None,
+        row_started: asyncio.Task[bool] | None = None,
+        recording_error: str | None = None,
     ) -> None:
+        self._recording_error = recording_error  # why the call is not recorded at all
         self.call_sid = call_sid
+        self._start = start  # the row's first facts, to insert it late if the start failed
+        self._row_started = row_started
         self._transcriber = transcriber
         self._background = background if background is not None else set()
         self._index = index
@@ -114,7 +142,7 @@ class CallJournal:
             try:
                 self._recorder.advance_to(sample)
             except StorageError as exc:
-                self._recording_failed(exc)
+                self._recording_failed(exc, sample)
 
     def _record(
         self, add: Callable[[CallRecorder, bytes, int], None], pcm8: bytes, at_sample: int
@@ -124,25 +152,36 @@ class CallJournal:
         try:
             add(self._recorder, pcm8, at_sample)
         except StorageError as exc:
-            self._recording_failed(exc)
+            self._recording_failed(exc, at_sample)
 
-    def _recording_failed(self, exc: StorageError) -> None:
+    def _recording_failed(self, exc: StorageError, at_sample: int) -> None:
+        # The recorder raises once and then turns itself off: this runs once per call.
         log.error("recording stopped: %s", exc, extra={"call_sid": self.call_sid})
-        self.transcript.event("recording_failed", 0.0, str(exc))
+        self.transcript.event("recording_failed", max(0, at_sample) / 8000, str(exc))
 
     # -- at the end -----------------------------------------------------------------
 
     async def finish(self, outcome: CallOutcome, timings: SessionTimings, now: float) -> None:
         """Close the recording, write the transcript, complete the call row."""
-        errors: list[str] = []
+        errors: list[str] = [self._recording_error] if self._recording_error else []
         recording_path: Path | None = None
         if self._recorder is not None:
             # close() fsyncs (~20 ms on a long call): not on the event loop that
             # carries every other call's audio.
             info = await asyncio.to_thread(self._recorder.close)
             recording_path = info.path
-            if self._recorder.failed:
-                errors.append("recording incomplete (write error)")
+            if not info.complete:
+                errors.append(
+                    f"recording incomplete: {info.duration_seconds:.1f} s kept ({info.error})"
+                )
+        ended_at = self._wall_clock()
+        end = CallEnd(
+            ended_at=ended_at,
+            end_reason=outcome.reason.value,
+            ended_by=outcome.reason.ended_by,
+            model_socket_seconds=timings.socket_seconds(now),
+        )
+        self._note_call_facts(end, errors)
         transcript_path: Path | None = self.transcript_path
         try:
             await asyncio.to_thread(self.transcript.write, self.transcript_path)
@@ -160,29 +199,71 @@ class CallJournal:
             task.add_done_callback(self._background.discard)
         if self._index is None:
             return
-        socket_seconds = timings.socket_seconds(now)
+        changes = CallUpdate(
+            provider=self._provider if self._provider is not None else UNSET,
+            model_ready_at=self._model_ready_at,
+            recording_path=str(recording_path) if recording_path else None,
+            transcript_path=str(transcript_path) if transcript_path else None,
+        )
+        end = dataclasses.replace(end, error="; ".join(errors) or None)
         try:
-            await self._index.update(
-                self.call_sid,
-                CallUpdate(
-                    provider=self._provider if self._provider is not None else UNSET,
-                    model_ready_at=self._model_ready_at,
-                    recording_path=str(recording_path) if recording_path else None,
-                    transcript_path=str(transcript_path) if transcript_path else None,
-                ),
-            )
-            await self._index.finish_call(
-                self.call_sid,
-                CallEnd(
-                    ended_at=self._wall_clock(),
-                    end_reason=outcome.reason.value,
-                    ended_by=outcome.reason.ended_by,
-                    model_socket_seconds=socket_seconds,
-                    error="; ".join(errors) or None,
-                ),
-            )
+            await self._complete_row(self._index, changes, end)
         except StorageError as exc:
-            log.error("call row not completed: %s", exc, extra={"call_sid": self.call_sid})
+            log.error(
+                "call row not completed (retrying in the background; the transcript has "
+                "the call's facts): %s",
+                exc,
+                extra={"call_sid": self.call_sid},
+            )
+            task = asyncio.create_task(self._retry_row(self._index, changes, end))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    def _note_call_facts(self, end: CallEnd, errors: list[str]) -> None:
+        """The row's facts as the transcript's last event: they survive a lost row."""
+        start = self._start
+        facts = {
+            "from": start.from_number if start else None,
+            "to": start.to_number if start else None,
+            "persona": start.persona if start else None,
+            "provider": self._provider or (start.provider if start else None),
+            "started_at": self._started_at.isoformat(),
+            "ended_at": end.ended_at.isoformat(),
+            "end_reason": end.end_reason,
+            "ended_by": end.ended_by,
+            "model_socket_seconds": round(end.model_socket_seconds or 0.0, 3),
+            "errors": list(errors),
+        }
+        at = max(0.0, (end.ended_at - self._started_at).total_seconds())
+        self.transcript.event("call", at, json.dumps(facts, separators=(",", ":")))
+
+    async def _complete_row(self, index: CallIndex, changes: CallUpdate, end: CallEnd) -> None:
+        """Insert the row if its start never made it, then update and end it."""
+        started = True if self._row_started is None else await self._row_started
+        if not started and self._start is not None and await index.get(self.call_sid) is None:
+            await index.start_call(self._start)
+        self._row_started = None  # inserted now (or it was there): never insert again
+        await index.update(self.call_sid, changes)
+        await index.finish_call(self.call_sid, end)
+
+    async def _retry_row(self, index: CallIndex, changes: CallUpdate, end: CallEnd) -> None:
+        last: StorageError | None = None
+        for attempt, delay in enumerate(ROW_RETRY_DELAYS, start=2):
+            await asyncio.sleep(delay)
+            try:
+                await self._complete_row(index, changes, end)
+            except StorageError as exc:
+                last = exc
+                continue
+            log.info("call row completed on attempt %d", attempt, extra={"call_sid": self.call_sid})
+            return
+        log.error(
+            "call row lost after %d attempts (%s); the call's facts are in %s",
+            len(ROW_RETRY_DELAYS) + 1,
+            last,
+            self.transcript_path,
+            extra={"call_sid": self.call_sid},
+        )
 
     async def _add_caller_words(self, recording: Path, transcript_path: Path) -> None:
         transcriber = self._transcriber
@@ -223,24 +304,29 @@ class JournalFactory:
         started_at = self._wall_clock()
         paths = layout.call_paths(self._data_dir, pending.call_sid, started_at)
         recorder: CallRecorder | None = None
+        recording_error: str | None = None
         if pending.persona.recording:
             try:
                 recorder = CallRecorder(paths.recording)
             except StorageError as exc:
                 log.error("not recording: %s", exc, extra={"call_sid": pending.call_sid})
-        await self._start_row(
-            CallStart(
-                call_sid=pending.call_sid,
-                stream_sid=stream_sid,
-                from_number=pending.from_number,
-                to_number=pending.to_number,
-                persona=pending.persona.id,
-                provider=pending.lease.provider,
-                started_at=started_at,
-                status=CallStatus.LIVE,
-                recording_path=str(paths.recording) if recorder is not None else None,
-                transcript_path=str(paths.transcript),
-            )
+                recording_error = f"not recorded: {exc}"
+        start = CallStart(
+            call_sid=pending.call_sid,
+            stream_sid=stream_sid,
+            from_number=pending.from_number,
+            to_number=pending.to_number,
+            persona=pending.persona.id,
+            provider=pending.lease.provider,
+            started_at=started_at,
+            status=CallStatus.LIVE,
+            recording_path=str(paths.recording) if recorder is not None else None,
+            transcript_path=str(paths.transcript),
+        )
+        # In the background: a locked database must not keep the caller waiting
+        # (the model is open and the caller's words are dropped until the call runs).
+        row_started = asyncio.create_task(
+            self._start_row(start), name=f"{pending.call_sid}:row-start"
         )
         return CallJournal(
             call_sid=pending.call_sid,
@@ -252,6 +338,9 @@ class JournalFactory:
             started_at=started_at,
             transcriber=self._transcriber,
             background=self.background,
+            start=start,
+            row_started=row_started,
+            recording_error=recording_error,
         )
 
     async def record_unanswered(
@@ -290,13 +379,16 @@ class JournalFactory:
             pending.call_sid, outcome.reason, outcome.detail, wall, socket_seconds
         )
 
-    async def _start_row(self, start: CallStart) -> None:
+    async def _start_row(self, start: CallStart) -> bool:
+        """Insert a call's first row; False (logged) when the index refused it."""
         if self._index is None:
-            return
+            return True
         try:
             await self._index.start_call(start)
         except StorageError as exc:
             log.error("call row not created: %s", exc, extra={"call_sid": start.call_sid})
+            return False
+        return True
 
     async def _finish_row(
         self,

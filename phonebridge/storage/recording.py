@@ -46,6 +46,7 @@ is on disk (``complete=False``) without raising.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import struct
 from collections.abc import Callable
@@ -107,6 +108,18 @@ def wav_header(sample_rate: int, data_bytes: int) -> bytes:
         b"data",
         data_bytes,
     )
+
+
+def _write_all(file: BinaryIO, data: bytes) -> None:
+    """Write every byte or raise: at the edge of a full disk or a file-size limit
+    write(2) writes what fits and returns a short count without an error; the
+    next call is the one that fails (ENOSPC, EFBIG), and must be made."""
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        if not written:
+            raise OSError(errno.ENOSPC, "write made no progress")
+        view = view[written:]
 
 
 def _open_exclusive(path: Path) -> BinaryIO:
@@ -283,7 +296,7 @@ class CallRecorder:
         stereo[:, 0] = self._caller.take(count)
         stereo[:, 1] = self._agent.take(count)
         try:
-            self._file.write(stereo.tobytes())
+            _write_all(self._file, stereo.tobytes())
             self._written += count
             if self._written - self._in_header >= self._flush_every:
                 self._rewrite_header()
