@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.responses import PlainTextResponse, Response
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from phonebridge.calls.bridge import Bridge
@@ -25,6 +25,7 @@ from phonebridge.storage.index import CallIndex
 from phonebridge.web.api import api_router, live_calls
 from phonebridge.web.auth import dashboard_auth
 from phonebridge.web.dashboard import dashboard_router
+from phonebridge.web.limits import MAX_REQUEST_BODY_BYTES, BodySizeLimit
 from phonebridge.web.twilio_routes import TwilioAuth, twilio_router
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,15 @@ def create_app(deps: AppDeps) -> FastAPI:
                 except Exception:
                     log.exception("shutdown hook failed")
 
-    app = FastAPI(title="phonebridge", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # No /docs or /redoc: Swagger UI and ReDoc load their scripts from a CDN
+    # (the dashboard loads nothing from outside) and would be two more pages to
+    # guard. FastAPI's own /openapi.json is off too: it is served below, behind
+    # the dashboard auth, because it maps the call-history API.
+    app = FastAPI(
+        title="phonebridge", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
+    # Public webhooks must not read a 10 MB form before refusing it (web/limits.py).
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_REQUEST_BODY_BYTES)
     app.include_router(twilio_router(deps.bridge, deps.twilio_auth))
     if deps.history is not None:
         # the Twilio routes above stay outside the dashboard auth on purpose
@@ -85,6 +94,10 @@ def create_app(deps: AppDeps) -> FastAPI:
         history = deps.history
         app.include_router(api_router(history.index, history.data_dir, live, require))
         app.include_router(dashboard_router(history.index, live, require))
+
+        @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require)])
+        async def openapi() -> JSONResponse:
+            return JSONResponse(app.openapi())
 
     @app.get("/healthz", response_class=PlainTextResponse)
     async def healthz() -> str:
@@ -96,6 +109,11 @@ def create_app(deps: AppDeps) -> FastAPI:
             return PlainTextResponse("ready")
         return PlainTextResponse("not ready", status_code=503)
 
+    # /metrics is deliberately open, like /healthz: Prometheus scrapes pods on
+    # the private network without credentials (deploy/k8s: pod annotations), and
+    # the public edges never route it (deploy/Caddyfile answers 404, the Ingress
+    # exposes /twilio only). Its labels hold no secrets or phone numbers
+    # (tests/security/test_secrets.py checks the body).
     @app.get("/metrics")
     async def metrics() -> Response:
         return Response(deps.bridge.metrics.render(), media_type=CONTENT_TYPE_LATEST)
