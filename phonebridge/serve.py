@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -87,11 +88,27 @@ def run(args: argparse.Namespace) -> int:
         level=settings.log_level, log_format=settings.log_format, secrets=secret_values(settings)
     )
     try:
-        asyncio.run(serve(settings, drain_seconds=args.drain_seconds))
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(serve(settings, drain_seconds=args.drain_seconds))
     except ConfigError as exc:
         print(f"phonebridge: cannot start:\n{exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (Linux, macOS), else asyncio's own loop.
+
+    Every frame of every call is a socket read and a socket write on the one
+    event loop; uvloop's libuv transports do that work in C. The load
+    benchmark (bench/bench_load.py) shows what it buys.
+    """
+    try:
+        import uvloop  # noqa: PLC0415 - optional: no uvloop on Windows
+    except ImportError:  # pragma: no cover - uvloop is a dependency where it builds
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 class DrainingServer(uvicorn.Server):
@@ -145,6 +162,9 @@ async def serve(
         log_config=None,  # logging is configured by the CLI, not by uvicorn
         ws_ping_interval=None,  # Twilio does not need pings; keep frames for audio
         ws_max_size=1 << 16,
+        # Twilio sends base64 JSON that deflate would shrink by a quarter, at a
+        # CPU cost per frame that buys nothing on a data-centre link.
+        ws_per_message_deflate=False,
         timeout_graceful_shutdown=int(drain_seconds) + 10,
         lifespan="on",
     )

@@ -246,8 +246,11 @@ class CallSession:
         # Twilio frames are 20 ms, but nothing promises it (§1.2): split to
         # the model's 20 ms frames, carrying any remainder.
         frames: list[bytes] = []
+        dropped_before = self._pacer.stats.dropped_frames
         for offset in range(0, len(pcm24) - FRAME_BYTES + 1, FRAME_BYTES):
             frames += self._pacer.push_caller(pcm24[offset : offset + FRAME_BYTES], now)
+        if self._pacer.stats.dropped_frames != dropped_before:
+            self._metrics.dropped_frames.inc(self._pacer.stats.dropped_frames - dropped_before)
         # The sends are inside the measurement: they hold the model client's
         # Opus encoding, and a socket write is only a buffer append.
         for frame in frames:

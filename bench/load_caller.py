@@ -1,0 +1,209 @@
+"""Callers for the load benchmark: Twilio's side of many calls, as cheaply as possible.
+
+The phone simulator (phonebridge.simulators.phone) checks every message the
+bridge sends against Twilio's rules; that is what tests need, and too costly
+for a hundred calls on one core. These callers do what Twilio does on the
+wire — signed webhook, signed ``wss`` upgrade, ``connected``/``start``, one
+``media`` message per 20 ms with string sequence numbers, marks echoed,
+``stop`` — from pre-encoded payloads: a JSON template filled per frame.
+
+Each caller sends digital silence with a 40 ms tone burst every second (the
+model farm's probe connections time its arrival) and notes when agent audio
+turns from silence to sound (the farm's reply bursts), when the first agent
+frame arrived, and when it sent ``stop``. Times are ``loop.time()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import audioop
+import base64
+import json
+import math
+import secrets
+import struct
+from dataclasses import dataclass, field
+
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from phonebridge.simulators.phone.routes import Routes
+from phonebridge.simulators.phone.twiml_reader import TwimlAnswer, read_twiml
+from phonebridge.simulators.phone.wire import TwilioStreamWriter
+from phonebridge.telephony.twilio.signature import SIGNATURE_HEADER, sign
+
+FRAME_SECONDS = 0.020
+BURST_EVERY_FRAMES = 50  # one burst per second
+BURST_FRAMES = 2
+SOUND_RMS = 800
+
+
+def _mulaw_frame(freq: float | None) -> str:
+    if freq is None:
+        pcm = bytes(320)
+    else:
+        wave = (int(0.4 * 32767 * math.sin(2 * math.pi * freq * n / 8000)) for n in range(160))
+        pcm = struct.pack("<160h", *wave)
+    return base64.b64encode(audioop.lin2ulaw(pcm, 2)).decode("ascii")
+
+
+SILENCE_B64 = _mulaw_frame(None)
+BURST_B64 = _mulaw_frame(1000.0)
+_MEDIA = (
+    '{"event":"media","sequenceNumber":"%d","media":{"track":"inbound","chunk":"%d",'
+    '"timestamp":"%d","payload":"%s"},"streamSid":"%s"}'
+)
+_MARK = '{"event":"mark","sequenceNumber":"%d","streamSid":"%s","mark":{"name":%s}}'
+_STOP = (
+    '{"event":"stop","sequenceNumber":"%d","streamSid":"%s",'
+    '"stop":{"accountSid":"%s","callSid":"%s"}}'
+)
+ACCOUNT_SID = "AC" + "0" * 32
+
+
+@dataclass(slots=True)
+class CallTrace:
+    """What one caller saw."""
+
+    index: int
+    call_sid: str
+    start_at: float | None = None
+    stop_at: float | None = None
+    first_media_at: float | None = None
+    frames_sent: int = 0
+    frames_received: int = 0
+    send_late_max: float = 0.0  # how far the generator itself fell behind its schedule
+    bursts_sent: list[float] = field(default_factory=list)
+    bursts_heard: list[float] = field(default_factory=list)  # agent bursts
+    error: str = ""
+
+
+class Caller:
+    """One call: webhook first (:meth:`dial`), then the stream (:meth:`talk`)."""
+
+    def __init__(
+        self, index: int, *, routes: Routes, auth_token: str, to: str, phase: float
+    ) -> None:
+        self.trace = CallTrace(index, "CA" + secrets.token_hex(16))
+        self._routes = routes
+        self._token = auth_token
+        self._to = to
+        self._from = f"+1416{index:07d}"
+        self._phase = phase
+        self._answer: TwimlAnswer | None = None
+        self._ws: ClientConnection | None = None
+        self._stream_sid = "MZ" + secrets.token_hex(16)
+        self._writer = TwilioStreamWriter(self._stream_sid, ACCOUNT_SID, self.trace.call_sid)
+        self._sequence = 1  # 'start' is 1; every later message takes the next number
+        self._hang_up = asyncio.Event()
+
+    async def dial(self, http: httpx.AsyncClient) -> None:
+        url = self._routes.public_base.rstrip("/") + "/twilio/voice"
+        params = {
+            "CallSid": self.trace.call_sid,
+            "AccountSid": ACCOUNT_SID,
+            "From": self._from,
+            "To": self._to,
+            "CallStatus": "ringing",
+            "Direction": "inbound",
+            "ApiVersion": "2010-04-01",
+        }
+        response = await http.post(
+            self._routes.http(url),
+            data=params,
+            headers={SIGNATURE_HEADER: sign(self._token, url, params)},
+        )
+        response.raise_for_status()
+        self._answer = read_twiml(response.text, response.headers.get("content-type"))
+        if not self._answer.connects_stream:
+            raise RuntimeError(f"call {self.trace.index} was not connected: {response.text}")
+
+    async def talk(self) -> None:
+        """Open the stream and talk until :meth:`hang_up`."""
+        assert self._answer is not None
+        assert self._answer.stream_url is not None
+        stream_url = self._answer.stream_url
+        loop = asyncio.get_running_loop()
+        try:
+            async with connect(
+                self._routes.websocket(stream_url),
+                additional_headers={SIGNATURE_HEADER: sign(self._token, stream_url, {})},
+                max_size=1 << 16,
+                ping_interval=None,
+            ) as ws:
+                self._ws = ws
+                await ws.send(self._writer.connected())
+                await ws.send(self._writer.start(self._answer.parameters))
+                self.trace.start_at = loop.time()
+                receiver = asyncio.create_task(self._receive(ws, loop))
+                try:
+                    await self._send_media(ws, loop)
+                finally:
+                    receiver.cancel()
+                    await asyncio.gather(receiver, return_exceptions=True)
+        except (OSError, ConnectionClosed) as exc:
+            self.trace.error = repr(exc)
+
+    def hang_up(self) -> None:
+        self._hang_up.set()
+
+    def _next_sequence(self) -> int:
+        self._sequence += 1
+        return self._sequence
+
+    async def _send_media(self, ws: ClientConnection, loop: asyncio.AbstractEventLoop) -> None:
+        # Each caller's 20 ms grid has its own phase, as independent calls do.
+        origin = loop.time() + self._phase
+        frame = 0
+        while not self._hang_up.is_set():
+            due = origin + frame * FRAME_SECONDS
+            delay = due - loop.time()
+            if delay > 0:
+                try:
+                    async with asyncio.timeout(delay):
+                        await self._hang_up.wait()
+                    break
+                except TimeoutError:
+                    pass
+            now = loop.time()
+            self.trace.send_late_max = max(self.trace.send_late_max, now - due)
+            burst = frame % BURST_EVERY_FRAMES < BURST_FRAMES and frame >= BURST_EVERY_FRAMES
+            if burst and frame % BURST_EVERY_FRAMES == 0:
+                self.trace.bursts_sent.append(now)
+            payload = BURST_B64 if burst else SILENCE_B64
+            message = _MEDIA % (
+                self._next_sequence(),
+                frame + 1,
+                frame * 20,
+                payload,
+                self._stream_sid,
+            )
+            await ws.send(message)
+            frame += 1
+            self.trace.frames_sent += 1
+        self.trace.stop_at = loop.time()
+        await ws.send(
+            _STOP % (self._next_sequence(), self._stream_sid, ACCOUNT_SID, self.trace.call_sid)
+        )
+
+    async def _receive(self, ws: ClientConnection, loop: asyncio.AbstractEventLoop) -> None:
+        loud = False
+        async for raw in ws:
+            now = loop.time()
+            message = json.loads(raw)
+            event = message.get("event")
+            if event == "media":
+                self.trace.frames_received += 1
+                if self.trace.first_media_at is None:
+                    self.trace.first_media_at = now
+                pcm = audioop.ulaw2lin(base64.b64decode(message["media"]["payload"]), 2)
+                is_loud = audioop.rms(pcm, 2) >= SOUND_RMS
+                if is_loud and not loud:
+                    self.trace.bursts_heard.append(now)
+                loud = is_loud
+            elif event == "mark":
+                # Twilio echoes a mark when playback reaches it; the load caller
+                # plays nothing, so it echoes at once.
+                name = json.dumps(message["mark"]["name"])
+                await ws.send(_MARK % (self._next_sequence(), self._stream_sid, name))
