@@ -26,3 +26,9 @@ test: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/bench_audio.py
+
+## Soak: 30 minutes of churning simulated calls against one `phonebridge serve`;
+## exits non-zero on a leak and writes the soak section of BENCHMARKS.md.
+.PHONY: soak
+soak: $(VENV)/.dev
+	$(BIN)/python bench/soak.py --minutes 30
