@@ -36,6 +36,21 @@ _SHORT = {
 }
 
 
+LEGEND = (  # one paragraph
+    "Results: `caller` the caller hung up with `stop`; `caller_dropped` its socket dropped "
+    "without one; `bridge` the bridge ended the stream (model died or never hand-shook, "
+    "no overflow left) and the `<Connect action>` answered with the persona's fallback; "
+    "`said_and_hung_up` a `<Say>` answer without a stream (busy: no server, overflow or "
+    "toll-fraud allowance left); `http403` forged webhook refused; `upgrade403` forged "
+    "stream signature refused at the upgrade; `closed1008` a stream with a wrong token "
+    "closed before any model session; `no_stream` webhook answered, stream never opened "
+    "(its model session closed at the pending deadline); `closed1000`/`closed1006` the "
+    "bridge closed a hand-driven stream after the model died (1000), or after the caller's "
+    "`stop` ended it without a close frame (1006: harmless with Twilio, which closes the "
+    "socket itself after `stop`)."
+)
+
+
 def category(outcome: str) -> str:
     """``scenario:result`` -> what happened to the caller (``other`` if unexpected)."""
     return _CATEGORIES.get(outcome.partition(":")[2], "other")
@@ -123,5 +138,7 @@ def render_section(result: SoakResult, command: str) -> str:
         "| call outcome (scenario: result) | calls |",
         "|---|---:|",
         *(f"| {outcome} | {count} |" for outcome, count in sorted(result.outcomes.items())),
+        "",
+        LEGEND,
     ]
     return "\n".join(lines)

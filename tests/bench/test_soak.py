@@ -14,6 +14,8 @@ from types import ModuleType
 
 import pytest
 
+from phonebridge.metrics import BridgeMetrics
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
@@ -122,3 +124,29 @@ async def test_a_short_soak_churns_and_leaks_nothing(bench: dict[str, ModuleType
     assert lines[-1].startswith("settled")
     section = soak.render_section(result, "bench/soak.py --minutes 0.1")
     assert "**Verdict: no leak.**" in section
+
+
+async def test_bridge_metrics_export_tasks_and_process_figures(
+    bench: dict[str, ModuleType],
+) -> None:
+    parse = bench["soak_probe"].parse_metrics
+    metrics = BridgeMetrics()
+    before = parse(metrics.render().decode())
+    blockers = [asyncio.create_task(asyncio.Event().wait()) for _ in range(3)]
+    try:
+        during = parse(metrics.render().decode())
+    finally:
+        for task in blockers:
+            task.cancel()
+        await asyncio.gather(*blockers, return_exceptions=True)
+    assert during["phonebridge_asyncio_tasks"] == before["phonebridge_asyncio_tasks"] + 3
+    assert during["process_open_fds"] > 0
+    assert during["process_resident_memory_bytes"] > 0
+
+
+def test_task_gauge_is_absent_rather_than_zero_off_the_loop(
+    bench: dict[str, ModuleType],
+) -> None:
+    rendered = bench["soak_probe"].parse_metrics(BridgeMetrics().render().decode())
+    assert "phonebridge_asyncio_tasks" not in rendered
+    assert "process_open_fds" in rendered
