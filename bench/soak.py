@@ -37,7 +37,15 @@ import httpx
 import numpy as np
 from report import ROOT, write_section
 from soak_calls import CallPlan, Line, place_call, plan_call
-from soak_probe import Limits, Sample, find_leaks, slope_per_hour, take_sample
+from soak_probe import (
+    Limits,
+    Sample,
+    calls_by_reason,
+    find_leaks,
+    scrape,
+    slope_per_hour,
+    take_sample,
+)
 from soak_render import progress_line, render_section
 
 from phonebridge.audio.g711 import pcm16_to_ulaw
@@ -79,6 +87,8 @@ class SoakResult:
     judged_seconds: float  # span of the second half the slope was fitted on
     churn_seconds: float
     serve_log_errors: int
+    bridge_calls: dict[str, int]  # phonebridge_calls_total during the churn, by outcome/reason
+    serve_cpu_seconds: float  # the bridge process's CPU time during the churn
     leaks: list[str]
 
 
@@ -127,6 +137,7 @@ async def _soak(config: SoakConfig, work: Path, out: Print) -> SoakResult:
             )
         )
         baseline = await _settle(sample, sims, None, config)
+        metrics_before = await scrape(http, bridge_url)
         out(f"baseline {progress_line(baseline, Counter())}")
 
         outcomes: Counter[str] = Counter()
@@ -159,6 +170,7 @@ async def _soak(config: SoakConfig, work: Path, out: Print) -> SoakResult:
         churn_seconds = time.monotonic() - churn_start
         end = await _settle(sample, sims, baseline, config)
         out(f"settled {progress_line(end, outcomes)}")
+        metrics_after = await scrape(http, bridge_url)
         open_models = _open_model_sockets(sims)
 
     # The serve process is stopped (drained) by now: its log is complete.
@@ -184,6 +196,9 @@ async def _soak(config: SoakConfig, work: Path, out: Print) -> SoakResult:
         judged_seconds=judged,
         churn_seconds=churn_seconds,
         serve_log_errors=_count_errors(log_path),
+        bridge_calls=_difference(calls_by_reason(metrics_after), calls_by_reason(metrics_before)),
+        serve_cpu_seconds=metrics_after.get("process_cpu_seconds_total", 0.0)
+        - metrics_before.get("process_cpu_seconds_total", 0.0),
         leaks=leaks,
     )
 
@@ -328,6 +343,12 @@ def _caller_audio(seconds: float) -> bytes:
     freq = 300 + 150 * np.sin(2 * np.pi * 0.2 * t)
     pcm = (np.sin(2 * np.pi * np.cumsum(freq) / 8000) * 0.3 * 32767).astype("<i2")
     return pcm16_to_ulaw(pcm.tobytes())
+
+
+def _difference(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
+    """Counts of the churn alone (the priming calls taken out)."""
+    counts = {key: value - before.get(key, 0) for key, value in after.items()}
+    return {key: value for key, value in counts.items() if value}
 
 
 def _count_errors(log_path: Path) -> int:

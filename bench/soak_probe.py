@@ -56,10 +56,25 @@ def parse_metrics(text: str) -> dict[str, float]:
     return values
 
 
-async def take_sample(http: httpx.AsyncClient, bridge_url: str, pid: int, at: float) -> Sample:
+async def scrape(http: httpx.AsyncClient, bridge_url: str) -> dict[str, float]:
     response = await http.get(bridge_url + "/metrics")
     response.raise_for_status()
-    metrics = parse_metrics(response.text)
+    return parse_metrics(response.text)
+
+
+def calls_by_reason(metrics: dict[str, float]) -> dict[str, int]:
+    """``phonebridge_calls_total`` as ``{"outcome/end_reason": count}``."""
+    counts = {}
+    prefix = "phonebridge_calls_total{"
+    for key, value in metrics.items():
+        if key.startswith(prefix):
+            labels = dict(part.split("=", 1) for part in key[len(prefix) : -1].split(","))
+            counts[f"{labels.get('outcome')}/{labels.get('end_reason')}"] = int(value)
+    return counts
+
+
+async def take_sample(http: httpx.AsyncClient, bridge_url: str, pid: int, at: float) -> Sample:
+    metrics = await scrape(http, bridge_url)
     rss_mb, fds, sockets = proc_view(pid)
     return Sample(
         at=at,

@@ -97,6 +97,12 @@ def render_section(result: SoakResult, command: str) -> str:
     peak = max((s.rss_mb for s in result.samples), default=end.rss_mb)
     judged = result.judged_seconds >= config.limits.min_judged_seconds
     verdict = "no leak" if not result.leaks else "LEAK: " + "; ".join(result.leaks)
+    total_bridge = sum(result.bridge_calls.values())
+    cpu_per_call = (
+        f"{result.serve_cpu_seconds / total_bridge * 1000:.0f} ms per call"
+        if total_bridge
+        else "no calls"
+    )
     mix = ", ".join(f"{name} {weight:.0%}" for name, weight in SCENARIOS.items())
     lines = [
         "## Soak",
@@ -140,5 +146,13 @@ def render_section(result: SoakResult, command: str) -> str:
         *(f"| {outcome} | {count} |" for outcome, count in sorted(result.outcomes.items())),
         "",
         LEGEND,
+        "",
+        "The bridge's own count (`phonebridge_calls_total`, by outcome/end reason) over the "
+        f"churn: {total_bridge} calls; the bridge process used {result.serve_cpu_seconds:.0f} s "
+        f"of CPU ({cpu_per_call}).",
+        "",
+        "| outcome/end reason | calls |",
+        "|---|---:|",
+        *(f"| {reason} | {count} |" for reason, count in sorted(result.bridge_calls.items())),
     ]
     return "\n".join(lines)

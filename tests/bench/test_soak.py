@@ -118,6 +118,7 @@ async def test_a_short_soak_churns_and_leaks_nothing(bench: dict[str, ModuleType
     # The bridge exported what the judge reads (-1 means a metric was missing).
     assert result.baseline.tasks > 0
     assert result.baseline.leases_in_use == 0
+    assert sum(result.bridge_calls.values()) >= 3, result.bridge_calls
     assert result.samples
     assert all(s.rss_mb > 0 and s.fds > 0 for s in result.samples)
     assert lines[0].startswith("baseline")
