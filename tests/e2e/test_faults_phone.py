@@ -40,7 +40,7 @@ from phonebridge.storage.models import CallRecord
 from phonebridge.telephony.twilio.protocol import MAX_MEDIA_PAYLOAD_BYTES
 
 from .conftest import BridgeFactory, record_of, tone_mulaw
-from .leaks import Baseline, assert_no_leaks, baseline
+from .faults_common import LeakBaseline
 
 SHAKSHUKA = "+14165550102"  # self-hosted, no overflow: one simulator sees every call
 FRAME = tone_mulaw(0.02)
@@ -85,22 +85,22 @@ async def bridge_ends_it(stream: RawStream, bridge: LocalBridge) -> tuple[int | 
     return code, await record_of(bridge, stream.call_sid)
 
 
-async def still_serving(bridge: LocalBridge, before: Baseline) -> None:
+async def still_serving(bridge: LocalBridge, leaks: LeakBaseline) -> None:
     """Nothing leaked, and an ordinary call right after is answered and heard."""
-    await assert_no_leaks(bridge, before)
+    await leaks.assert_no_leaks()
     async with asyncio.timeout(30):
         report = await dial(
             bridge.url,
             to=SHAKSHUKA,
             auth_token=DEMO_AUTH_TOKEN,
             public_url=bridge.public_url,
-            audio=tone_mulaw(0.6),
-            tail=0.4,
+            audio=tone_mulaw(0.4),
+            tail=0.2,
         )
     assert report.ok, report.protocol_errors
     assert report.frames_received > 0
     assert (await record_of(bridge, report.call_sid)).end_reason == "caller_hangup"
-    await assert_no_leaks(bridge, before)
+    await leaks.assert_no_leaks()
 
 
 def model_closed(bridge: LocalBridge, index: int = 0) -> None:
@@ -111,7 +111,7 @@ def model_closed(bridge: LocalBridge, index: int = 0) -> None:
 
 
 async def test_socket_dropped_without_stop(bridge: LocalBridge) -> None:
-    before = baseline()
+    leaks = LeakBaseline(bridge)
     async with open_call(bridge) as stream:
         await model_ready(bridge)
         await talk(stream, 0.2)
@@ -120,13 +120,13 @@ async def test_socket_dropped_without_stop(bridge: LocalBridge) -> None:
     record = await record_of(bridge, stream.call_sid)
     assert (record.end_reason, record.ended_by) == ("caller_dropped", "caller")
     model_closed(bridge)
-    await still_serving(bridge, before)
+    await still_serving(bridge, leaks)
 
 
 async def test_stop_twice_and_media_after_stop_are_ignored(
     bridge: LocalBridge, caplog: pytest.LogCaptureFixture
 ) -> None:
-    before = baseline()
+    leaks = LeakBaseline(bridge)
     async with open_call(bridge) as stream:
         await model_ready(bridge)
         await talk(stream, 0.2)
@@ -140,14 +140,14 @@ async def test_stop_twice_and_media_after_stop_are_ignored(
     assert record.error is None
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     model_closed(bridge)
-    await still_serving(bridge, before)
+    await still_serving(bridge, leaks)
 
 
 async def test_media_before_start_is_refused_and_the_reservation_expires(
     start_bridge: BridgeFactory,
 ) -> None:
     async with start_bridge(pending_timeout=0.5) as bridge:
-        before = baseline()
+        leaks = LeakBaseline(bridge)
         async with open_call(bridge, send_start=False) as stream:
             await stream.send(stream.writer.connected())
             await stream.media(FRAME, 0)
@@ -161,7 +161,7 @@ async def test_media_before_start_is_refused_and_the_reservation_expires(
         record = await record_of(bridge, stream.call_sid)
         assert record.end_reason == "no_stream"
         model_closed(bridge)
-        await still_serving(bridge, before)
+        await still_serving(bridge, leaks)
 
 
 # --------------------------------------------------------------------------- protocol errors
@@ -198,7 +198,7 @@ BAD_FRAMES: dict[str, Callable[[RawStream], str | bytes]] = {
 async def test_bad_frame_ends_the_call_with_protocol_error(
     bridge: LocalBridge, bad: Callable[[RawStream], str | bytes], caplog: pytest.LogCaptureFixture
 ) -> None:
-    before = baseline()
+    leaks = LeakBaseline(bridge)
     async with open_call(bridge) as stream:
         await model_ready(bridge)
         await talk(stream, 0.1)
@@ -209,11 +209,11 @@ async def test_bad_frame_ends_the_call_with_protocol_error(
     # A warning, not a bridge failure: no traceback, no "call task failed".
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     model_closed(bridge)
-    await still_serving(bridge, before)
+    await still_serving(bridge, leaks)
 
 
 async def test_unknown_event_is_ignored_and_the_call_goes_on(bridge: LocalBridge) -> None:
-    before = baseline()
+    leaks = LeakBaseline(bridge)
     async with open_call(bridge) as stream:
         model = await model_ready(bridge)
         await talk(stream, 0.1)
@@ -232,7 +232,7 @@ async def test_unknown_event_is_ignored_and_the_call_goes_on(bridge: LocalBridge
     record = await record_of(bridge, stream.call_sid)
     assert record.end_reason == "caller_hangup"
     assert model.input_packets > fed_before  # the model was still fed after it
-    await still_serving(bridge, before)
+    await still_serving(bridge, leaks)
 
 
 # --------------------------------------------------------------------------- flood
@@ -241,7 +241,7 @@ async def test_unknown_event_is_ignored_and_the_call_goes_on(bridge: LocalBridge
 async def test_media_flood_is_paced_to_real_time_and_the_bridge_stays_responsive(
     bridge: LocalBridge,
 ) -> None:
-    before = baseline()
+    leaks = LeakBaseline(bridge)
     flood_seconds = 1.0
     loop = asyncio.get_running_loop()
     async with open_call(bridge) as stream:
@@ -282,4 +282,4 @@ async def test_media_flood_is_paced_to_real_time_and_the_bridge_stays_responsive
     assert sent * 0.02 > 3 * open_seconds, (sent, open_seconds)
     # ... and the model got no more than real time (plus the pacer's small lead).
     assert fed_seconds <= open_seconds + 0.1, (fed_seconds, open_seconds)
-    await still_serving(bridge, before)
+    await still_serving(bridge, leaks)

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import resource
 import signal
 import sqlite3
@@ -36,7 +37,8 @@ from phonebridge.simulators.phone.dial import dial
 from phonebridge.simulators.phone.report import DialReport
 
 from .conftest import BridgeFactory, record_of, tone_mulaw
-from .leaks import Baseline, assert_no_leaks, baseline
+from .faults_common import LeakBaseline
+from .leaks import bridge_of
 
 SHAKSHUKA = "+14165550102"
 IN_MEMORY_INDEX = "sqlite+aiosqlite:///:memory:"
@@ -66,13 +68,13 @@ async def api_record(bridge: LocalBridge, call_sid: str) -> dict[str, Any]:
             await asyncio.sleep(0.05)
 
 
-async def still_serving(bridge: LocalBridge, before: Baseline) -> None:
-    await assert_no_leaks(bridge, before)
+async def still_serving(bridge: LocalBridge, leaks: LeakBaseline) -> None:
+    await leaks.assert_no_leaks()
     report = await call(bridge, 0.6)
     assert report.ok, report.protocol_errors
     assert report.frames_received > 0
     assert (await api_record(bridge, report.call_sid))["end_reason"] == "caller_hangup"
-    await assert_no_leaks(bridge, before)
+    await leaks.assert_no_leaks()
 
 
 def transcript_events(path: Path) -> list[dict[str, Any]]:
@@ -97,7 +99,7 @@ async def test_disk_full_while_recording_the_call_goes_on(
 ) -> None:
     limit = 48_000  # the recording fails ~1.5 s into the call
     async with start_bridge(database_url=IN_MEMORY_INDEX) as bridge:
-        before = baseline()
+        leaks = LeakBaseline(bridge)
         with file_size_limit(limit):
             report = await call(bridge, 3.0)
         # The call went on to the caller's hang-up, and the caller heard the model
@@ -125,17 +127,7 @@ async def test_disk_full_while_recording_the_call_goes_on(
         failed = [e for e in events if e["kind"] == "recording_failed"]
         assert len(failed) == 1
         assert 1.0 < failed[0]["at"] < 2.0
-        await still_serving(bridge, before)
-
-
-def database_fds(database: Path) -> int:
-    """Descriptors this process holds on the database's files."""
-    fds = Path("/proc/self/fd")
-    links = []
-    for fd in fds.iterdir():
-        with contextlib.suppress(OSError):
-            links.append(str(fd.readlink()))
-    return sum(link.startswith(str(database)) for link in links)
+        await still_serving(bridge, leaks)
 
 
 @contextlib.contextmanager
@@ -154,9 +146,8 @@ async def test_locked_database_the_call_goes_on_and_the_row_is_written_later(
     bridge: LocalBridge, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Locked longer than the index's busy timeout (5 s): the row's insert fails."""
-    before = baseline()
+    leaks = LeakBaseline(bridge)
     database = bridge.settings.data_dir / "phonebridge.db"
-    before_db_fds = database_fds(database)
     loop = asyncio.get_running_loop()
     with database_locked(database):
         locked_at = loop.time()
@@ -183,10 +174,32 @@ async def test_locked_database_the_call_goes_on_and_the_row_is_written_later(
     facts = [e for e in transcript_events(Path(record.transcript_path)) if e["kind"] == "call"]
     assert len(facts) == 1
     assert json.loads(facts[0]["detail"])["end_reason"] == "caller_hangup"
-    # While the insert waited on the lock, the index's pool opened another
-    # connection (one more descriptor on the database file) and keeps it:
-    # pooled, bounded by the pool size (5), not a leak. Every other
-    # descriptor must be back.
-    pooled = database_fds(database) - before_db_fds
-    assert 0 <= pooled <= 5
-    await still_serving(bridge, Baseline(before.tasks, before.fds + pooled))
+    await still_serving(bridge, leaks)
+
+
+async def test_persona_file_broken_during_a_call_the_call_and_the_number_go_on(
+    bridge: LocalBridge, personas_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """test_call_path covers the reload's rejection; this is a call already running."""
+    leaks = LeakBaseline(bridge)
+    ongoing = asyncio.create_task(call(bridge, 2.0))
+    async with asyncio.timeout(10):
+        while True:
+            if bridge_of(bridge).live:
+                break
+            await asyncio.sleep(0.02)
+    (personas_dir / "shakshuka.yaml").write_text("name: [unclosed\n")
+    os.kill(os.getpid(), signal.SIGHUP)
+    report = await ongoing
+    assert report.ok, report.protocol_errors
+    assert report.ended_by == "caller"
+    record = await record_of(bridge, report.call_sid)
+    assert (record.end_reason, record.persona) == ("caller_hangup", "shakshuka")
+    assert any(
+        r.levelno >= logging.WARNING and "shakshuka" in r.getMessage() for r in caplog.records
+    )
+    # The number still reaches the last good persona.
+    again = await call(bridge, 0.5)
+    assert again.custom_parameters["persona"] == "shakshuka"
+    assert again.frames_received > 0
+    await still_serving(bridge, leaks)
