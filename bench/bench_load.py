@@ -31,8 +31,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -42,11 +44,21 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 from load_caller import Caller
 from load_model import LoadModelFarm
-from load_stats import Scrape, cpu_seconds, pair_latencies, parse_metrics, percentile, rss_bytes
+from load_stats import (
+    Scrape,
+    children,
+    cpu_seconds,
+    merge,
+    pair_latencies,
+    parse_metrics,
+    percentile,
+    rss_bytes,
+)
 from report import machine, write_section
 
 from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL
@@ -106,6 +118,21 @@ def free_port() -> int:
         return port
 
 
+def free_ports(count: int) -> int:
+    """A base port with ``count`` free ports from it (worker N listens on base + N)."""
+    for _ in range(100):
+        base = free_port()
+        try:
+            with contextlib.ExitStack() as stack:
+                for offset in range(count):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
 class ServeProcess:
     """``phonebridge serve`` pinned to some CPUs, with its own data and personas."""
 
@@ -113,8 +140,10 @@ class ServeProcess:
         personas = workdir / "personas"
         personas.mkdir()
         (personas / "load.yaml").write_text(PERSONA)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = free_port() if workers == 1 else free_ports(workers)
+        self.workers = workers
+        self.urls = [f"http://127.0.0.1:{self.port + n}" for n in range(workers)]
+        self.url = self.urls[0]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PHONEBRIDGE_", "TWILIO_"))}
         env.update(
             PHONEBRIDGE_PUBLIC_URL=PUBLIC_URL,
@@ -138,23 +167,43 @@ class ServeProcess:
         self.process = subprocess.Popen(command, env=env)
 
     @property
-    def pid(self) -> int:
-        return self.process.pid
+    def pids(self) -> list[int]:
+        """The processes doing the work: serve itself, or its workers."""
+        return [self.process.pid] if self.workers == 1 else children(self.process.pid)
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
+    def rss_bytes(self) -> int:
+        return sum(rss_bytes(pid) for pid in self.pids)
+
+    def webhook_base(self, index: int) -> str:
+        """Round robin over the workers, as the proxy in front would."""
+        return self.urls[index % self.workers]
+
+    def stream_route(self, stream_url: str) -> str:
+        """``/twilio/wN/...`` to worker N, as deploy/Caddyfile.workers routes it."""
+        path = urlsplit(stream_url).path
+        match = re.match(r"/twilio/w(\d+)/", path)
+        base = self.urls[int(match.group(1))] if match else self.url
+        return base.replace("http://", "ws://") + path
 
     async def ready(self, http: httpx.AsyncClient) -> None:
-        async with asyncio.timeout(30):
-            while True:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"serve exited with {self.process.returncode}")
-                try:
-                    if (await http.get(self.url + "/readyz")).status_code == 200:
-                        return
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.05)
+        async with asyncio.timeout(60):
+            for url in self.urls:
+                while True:
+                    if self.process.poll() is not None:
+                        raise RuntimeError(f"serve exited with {self.process.returncode}")
+                    try:
+                        if (await http.get(url + "/readyz")).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    await asyncio.sleep(0.05)
 
     async def scrape(self, http: httpx.AsyncClient) -> Scrape:
-        return parse_metrics((await http.get(self.url + "/metrics")).text)
+        texts = [(await http.get(url + "/metrics")).text for url in self.urls]
+        return merge([parse_metrics(text) for text in texts])
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -188,13 +237,13 @@ async def run_level(calls: int, args: argparse.Namespace) -> LevelResult:
             try:
                 async with httpx.AsyncClient(timeout=30) as http:
                     await serve.ready(http)
-                    routes = Routes(PUBLIC_URL, serve.url)
 
                     def caller(index: int) -> Caller:
                         phase = (index % 20) * 0.001  # spread the callers' 20 ms grids
                         return Caller(
                             index,
-                            routes=routes,
+                            routes=Routes(PUBLIC_URL, serve.webhook_base(index)),
+                            stream_route=serve.stream_route,
                             auth_token=DEMO_AUTH_TOKEN,
                             to=BENCH_NUMBER,
                             phase=phase,
@@ -208,7 +257,7 @@ async def run_level(calls: int, args: argparse.Namespace) -> LevelResult:
                     warm.hang_up()
                     await warm_task
                     await farm.wait_all_closed()
-                    idle_rss = rss_bytes(serve.pid)
+                    idle_rss = serve.rss_bytes()
                     start_scrape = await serve.scrape(http)
 
                     callers = [caller(i) for i in range(1, calls + 1)]
@@ -221,18 +270,18 @@ async def run_level(calls: int, args: argparse.Namespace) -> LevelResult:
                     await asyncio.sleep(args.settle)
 
                     before = await serve.scrape(http)
-                    cpu_before, wall_before = cpu_seconds(serve.pid), time.monotonic()
+                    cpu_before, wall_before = serve.cpu_seconds(), time.monotonic()
                     gen_before = time.process_time()
                     window_start = loop.time()
-                    profiler = start_profiler(serve.pid, args, calls)
+                    profiler = start_profiler(serve.pids[0], args, calls)
                     await asyncio.sleep(args.seconds)
                     if profiler is not None:
                         await asyncio.to_thread(profiler.wait)
                     window_end = loop.time()
                     after = await serve.scrape(http)
-                    cpu_after, wall_after = cpu_seconds(serve.pid), time.monotonic()
+                    cpu_after, wall_after = serve.cpu_seconds(), time.monotonic()
                     gen_cpu = (time.process_time() - gen_before) / (wall_after - wall_before)
-                    rss_loaded = rss_bytes(serve.pid)
+                    rss_loaded = serve.rss_bytes()
 
                     for index, each in enumerate(callers):
                         loop.call_later(index / calls, each.hang_up)

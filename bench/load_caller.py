@@ -22,6 +22,7 @@ import json
 import math
 import secrets
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import httpx
@@ -83,7 +84,14 @@ class Caller:
     """One call: webhook first (:meth:`dial`), then the stream (:meth:`talk`)."""
 
     def __init__(
-        self, index: int, *, routes: Routes, auth_token: str, to: str, phase: float
+        self,
+        index: int,
+        *,
+        routes: Routes,
+        auth_token: str,
+        to: str,
+        phase: float,
+        stream_route: Callable[[str], str] | None = None,
     ) -> None:
         self.trace = CallTrace(index, "CA" + secrets.token_hex(16))
         self._routes = routes
@@ -91,6 +99,9 @@ class Caller:
         self._to = to
         self._from = f"+1416{index:07d}"
         self._phase = phase
+        # Where to open a <Stream url>: as the TLS proxy would route it (by
+        # worker path under `serve --workers`), else the routes' rebasing.
+        self._stream_route = stream_route or routes.websocket
         self._answer: TwimlAnswer | None = None
         self._ws: ClientConnection | None = None
         self._stream_sid = "MZ" + secrets.token_hex(16)
@@ -127,7 +138,7 @@ class Caller:
         loop = asyncio.get_running_loop()
         try:
             async with connect(
-                self._routes.websocket(stream_url),
+                self._stream_route(stream_url),
                 additional_headers={SIGNATURE_HEADER: sign(self._token, stream_url, {})},
                 max_size=1 << 16,
                 ping_interval=None,

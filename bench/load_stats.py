@@ -86,6 +86,35 @@ class Scrape:
         return self.values.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
+def merge(scrapes: Sequence[Scrape]) -> Scrape:
+    """One scrape for several worker processes: counts and buckets add up."""
+    histograms: dict[tuple[str, tuple[tuple[str, str], ...]], Histogram] = {}
+    values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for scrape in scrapes:
+        for key, histogram in scrape.histograms.items():
+            known = histograms.get(key)
+            histograms[key] = (
+                histogram
+                if known is None
+                else Histogram(
+                    histogram.bounds,
+                    tuple(a + b for a, b in zip(known.counts, histogram.counts, strict=True)),
+                )
+            )
+        for key, value in scrape.values.items():
+            values[key] = values.get(key, 0.0) + value
+    return Scrape(histograms, values)
+
+
+def children(pid: int) -> list[int]:
+    """Direct child processes (the workers of `serve --workers`)."""
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
 def parse_metrics(text: str) -> Scrape:
     buckets: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]] = {}
     values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}

@@ -20,6 +20,7 @@ from phonebridge.config import Settings, SettingsError
 from phonebridge.errors import ConfigError
 from phonebridge.logs import configure_logging
 from phonebridge.service import build_app
+from phonebridge.workers import run_workers
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=float,
         default=30.0,
         help="on SIGTERM, how long calls in progress may continue (default 30)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="bridge processes, one per core; worker N listens on --port + N and its"
+        " streams come back under /twilio/wN/ (see docs/deployment.md)",
     )
     parser.set_defaults(func=run)
 
@@ -87,6 +95,15 @@ def run(args: argparse.Namespace) -> int:
     configure_logging(
         level=settings.log_level, log_format=settings.log_format, secrets=secret_values(settings)
     )
+    if args.workers < 1:
+        print("phonebridge: cannot start:\n--workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.workers > 1:
+        try:
+            return run_workers(args, settings, args.workers)
+        except SettingsError as exc:
+            print(f"phonebridge: cannot start:\n{exc}", file=sys.stderr)
+            return 2
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             runner.run(serve(settings, drain_seconds=args.drain_seconds))

@@ -40,6 +40,9 @@ class TwilioAuth:
     auth_token: str
     public_url: str  # the https base URL Twilio reaches
     stream_url: str  # the wss URL written in the TwiML
+    # Where this process's stream and <Connect action> live: /twilio, or
+    # /twilio/w<N> for worker N of `serve --workers` (config.Settings.sticky_prefix).
+    sticky_prefix: str = "/twilio"
     verify_webhooks: bool = True  # False only with the clearly named development switch
     stream_policy: StreamSignaturePolicy = StreamSignaturePolicy.STRICT
 
@@ -98,7 +101,8 @@ class _StarlettePhone:
 
 def twilio_router(bridge: Bridge, auth: TwilioAuth) -> APIRouter:
     """The three endpoints Twilio talks to (not behind the dashboard's auth)."""
-    router = APIRouter(prefix="/twilio")
+    router = APIRouter()
+    sticky = auth.sticky_prefix
 
     async def signed_form(request: Request) -> dict[str, str] | None:
         form = {key: str(value) for key, value in (await request.form()).items()}
@@ -110,7 +114,7 @@ def twilio_router(bridge: Bridge, auth: TwilioAuth) -> APIRouter:
         log.warning("webhook with a bad or missing signature for %s", url)
         return None
 
-    @router.post("/voice")
+    @router.post("/twilio/voice")
     async def voice(request: Request) -> Response:
         form = await signed_form(request)
         if form is None:
@@ -121,14 +125,14 @@ def twilio_router(bridge: Bridge, auth: TwilioAuth) -> APIRouter:
             return Response(str(exc), status_code=400)
         return Response(answer, media_type=TWIML)
 
-    @router.post("/stream-ended")
+    @router.post(sticky + "/stream-ended")
     async def stream_ended(request: Request) -> Response:
         form = await signed_form(request)
         if form is None:
             return Response("invalid signature", status_code=403)
         return Response(bridge.stream_ended(form), media_type=TWIML)
 
-    @router.websocket("/media")
+    @router.websocket(sticky + "/media")
     async def media(websocket: WebSocket) -> None:
         if not _stream_allowed(websocket, auth):
             # Closing before accept() answers the upgrade with HTTP 403.

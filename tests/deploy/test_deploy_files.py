@@ -542,3 +542,15 @@ def test_guide_covers_the_essentials() -> None:
         "--drain-seconds",
     ):
         assert needed in guide, needed
+
+
+def test_workers_caddyfile_sends_each_worker_its_own_streams() -> None:
+    """`serve --workers`: worker N (port 8080 + N) gets /twilio/wN/*, as config.sticky_prefix."""
+    caddyfile = (DEPLOY / "Caddyfile.workers").read_text()
+    routes = re.findall(
+        r"handle /twilio/w(\d+)/\* \{\s*reverse_proxy 127\.0\.0\.1:(\d+)", caddyfile
+    )
+    assert routes == [("0", "8080"), ("1", "8081")]
+    assert all(int(port) == 8080 + int(worker) for worker, port in routes)
+    # Everything else (webhooks, dashboard) is balanced over all workers.
+    assert "reverse_proxy 127.0.0.1:8080 127.0.0.1:8081" in caddyfile
