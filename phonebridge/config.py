@@ -24,6 +24,9 @@ Variables (PROTOCOLS.md section in brackets)::
     POLARGRID_API_KEY, POLARGRID_REGION (yto-01)                             [§3]
     FAL_KEY                                                                   [§4]
     PHONEBRIDGE_MAX_CALLS       concurrent calls per instance (50)
+    PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR  calls one caller may start per hour (10; 0 = off)
+    PHONEBRIDGE_CALLER_MAX_CONCURRENT      calls one caller may have at once (2; 0 = off)
+    PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE   calls the instance may start per minute (60; 0 = off)
     PHONEBRIDGE_STREAM_SIGNATURE  strict | log | off: the media socket's signature check [§1.4]
     PHONEBRIDGE_PENDING_TIMEOUT seconds a webhook-reserved call waits for its stream (15)
     PHONEBRIDGE_DASHBOARD_TOKEN bearer token for the dashboard and API (unset = loopback only)
@@ -117,6 +120,10 @@ class Settings:
     polargrid_region: str = "yto-01"
     fal_key: SecretStr | None = None
     max_calls: int = 50
+    # Toll-fraud guard (phonebridge/calls/guard.py); 0 turns a limit off.
+    caller_max_calls_per_hour: int = 10
+    caller_max_concurrent: int = 2
+    max_new_calls_per_minute: int = 60
     stream_signature: StreamSignaturePolicy = StreamSignaturePolicy.STRICT
     pending_timeout: float = 15.0
     dashboard_token: SecretStr | None = None
@@ -172,6 +179,11 @@ class Settings:
             "polargrid_region": reader.text("POLARGRID_REGION") or "yto-01",
             "fal_key": reader.secret("FAL_KEY"),
             "max_calls": reader.integer("PHONEBRIDGE_MAX_CALLS", 50),
+            "caller_max_calls_per_hour": reader.integer(
+                "PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR", 10
+            ),
+            "caller_max_concurrent": reader.integer("PHONEBRIDGE_CALLER_MAX_CONCURRENT", 2),
+            "max_new_calls_per_minute": reader.integer("PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE", 60),
             "stream_signature": reader.choice(
                 "PHONEBRIDGE_STREAM_SIGNATURE", StreamSignaturePolicy, StreamSignaturePolicy.STRICT
             ),
@@ -300,6 +312,9 @@ KNOWN_VARIABLES = frozenset(
         "PHONEBRIDGE_PERSONAS",
         "PHONEBRIDGE_DATA",
         "PHONEBRIDGE_MAX_CALLS",
+        "PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR",
+        "PHONEBRIDGE_CALLER_MAX_CONCURRENT",
+        "PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE",
         "PHONEBRIDGE_STREAM_SIGNATURE",
         "PHONEBRIDGE_PENDING_TIMEOUT",
         "PHONEBRIDGE_DASHBOARD_TOKEN",
@@ -536,6 +551,13 @@ def _check_limits(settings: Settings, problems: list[str]) -> None:
         problems.append("PHONEBRIDGE_MAX_CALLS must be at least 1")
     if settings.pending_timeout <= 0:
         problems.append("PHONEBRIDGE_PENDING_TIMEOUT must be more than 0 seconds")
+    for name, value in (
+        ("PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR", settings.caller_max_calls_per_hour),
+        ("PHONEBRIDGE_CALLER_MAX_CONCURRENT", settings.caller_max_concurrent),
+        ("PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE", settings.max_new_calls_per_minute),
+    ):
+        if value < 0:
+            problems.append(f"{name} must be 0 (off) or more, not {value}")
     if not 0 <= settings.port <= 65535:
         problems.append(f"PHONEBRIDGE_PORT {settings.port} is not a TCP port (0-65535)")
     if not settings.host.strip():

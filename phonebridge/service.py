@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from phonebridge.calls.admission import Admission, ServerPool
 from phonebridge.calls.bridge import Bridge, BridgeConfig
+from phonebridge.calls.guard import GuardLimits, TollFraudGuard
 from phonebridge.calls.journal import JournalFactory, Transcriber
 from phonebridge.config import Settings, SettingsError
 from phonebridge.errors import StorageError
@@ -142,6 +143,14 @@ async def build_app(
         journals=JournalFactory(data_dir=settings.data_dir, index=index, transcriber=transcriber),
         clock=clock,
         metrics=metrics,
+        guard=TollFraudGuard(
+            GuardLimits(
+                caller_calls_per_window=settings.caller_max_calls_per_hour,
+                caller_window_seconds=3600.0,
+                caller_max_concurrent=settings.caller_max_concurrent,
+                global_calls_per_minute=settings.max_new_calls_per_minute,
+            )
+        ),
     )
     token = settings.twilio_auth_token
     auth = TwilioAuth(

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from phonebridge.calls.admission import Admission, Lease
+from phonebridge.calls.guard import Refused, TollFraudGuard, caller_key, mask_number
 from phonebridge.calls.journal import JournalFactory, UnansweredCall
 from phonebridge.calls.outcome import CallEndReason, CallOutcome, OutcomeBook
 from phonebridge.calls.pending import PendingCall, PendingCalls, new_token
@@ -93,6 +94,7 @@ class Bridge:
         journals: JournalFactory,
         clock: Callable[[], float],
         metrics: BridgeMetrics | None = None,
+        guard: TollFraudGuard | None = None,
     ) -> None:
         self.config = config
         self._personas = personas
@@ -107,6 +109,11 @@ class Bridge:
         self._call_tasks: set[asyncio.Task[None]] = set()
         self._sweeper_wake = asyncio.Event()
         self._call_finished = asyncio.Event()
+        self.guard = guard
+        # Calls the guard admitted, until their slot is given back: a call holds
+        # a slot exactly while its (current) lease is unreleased, the same truth
+        # the instance-wide cap counts, whichever exit path released it.
+        self._guarded_calls: list[PendingCall] = []
 
     # -- POST /twilio/voice ------------------------------------------------------
 
@@ -121,6 +128,31 @@ class Bridge:
         if persona is None:
             log.warning("no persona for %s and no default", call.to_number)
             return twiml.say_and_hangup(NOT_IN_SERVICE)
+        admitted_caller: str | None = None
+        if self.guard is not None:
+            # Before the lease: a refused call opens no model session and costs nothing.
+            self._guarded_calls = [p for p in self._guarded_calls if not p.lease.released]
+            caller = caller_key(call.from_number)
+            active = sum(1 for p in self._guarded_calls if caller_key(p.from_number) == caller)
+            decision = self.guard.check(call.from_number, self._clock(), active_calls=active)
+            if isinstance(decision, Refused):
+                log.warning(
+                    "toll-fraud guard refused a call from %s: %s (%s)",
+                    mask_number(decision.caller),
+                    decision.reason.value,
+                    decision.detail,
+                    extra={"call_sid": call.call_sid, "persona": persona.id},
+                )
+                self.metrics.calls.labels("busy", CallEndReason.RATE_LIMITED.value).inc()
+                self.metrics.calls_refused.labels(decision.reason.value).inc()
+                await self._journals.record_unanswered(
+                    UnansweredCall(call.call_sid, call.from_number, call.to_number),
+                    persona,
+                    CallEndReason.RATE_LIMITED,
+                    f"{decision.reason.value}: {decision.detail}",
+                )
+                return _say(persona, persona.busy_message)
+            admitted_caller = decision.caller
         try:
             lease = self.admission.acquire(persona.provider, persona.overflow)
         except CapacityError as exc:
@@ -134,6 +166,10 @@ class Bridge:
             )
             return _say(persona, persona.busy_message)
         pending = self._reserve(call, persona, lease)
+        if self.guard is not None and admitted_caller is not None:
+            # Counted only now, with a slot taken: a busy answer uses no quota.
+            self.guard.record(admitted_caller, self._clock())
+            self._guarded_calls.append(pending)
         return self._connect_twiml(pending)
 
     def _reserve(self, call: WebhookCall, persona: Persona, lease: Lease) -> PendingCall:

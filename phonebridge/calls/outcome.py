@@ -27,6 +27,7 @@ class CallEndReason(StrEnum):
     PROTOCOL_ERROR = "protocol_error"  # Twilio's stream broke the protocol
     BRIDGE_ERROR = "bridge_error"  # a bug on our side; logged with a traceback
     BUSY = "busy"  # no slot: the caller heard the busy message
+    RATE_LIMITED = "rate_limited"  # the toll-fraud guard refused it: busy message, no model
     NO_STREAM = "no_stream"  # the webhook answered, the stream never came
     CRASHED = "crashed"  # the process died during the call
 
