@@ -409,3 +409,42 @@ def test_public_url_with_odd_characters_is_rejected(public_url: str) -> None:
 def test_ipv6_public_url() -> None:
     settings = settings_from(PHONEBRIDGE_PUBLIC_URL="http://[::1]:8080")
     assert settings.stream_url == "ws://[::1]:8080/twilio/media"
+
+
+# -- toll-fraud guard -------------------------------------------------------------------
+
+
+def test_toll_fraud_limits_default_to_sane_values() -> None:
+    settings = Settings.from_env(MINIMAL)
+    assert settings.caller_max_calls_per_hour == 10
+    assert settings.caller_max_concurrent == 2
+    assert settings.max_new_calls_per_minute == 60
+
+
+def test_toll_fraud_limits_from_the_environment_and_zero_turns_them_off() -> None:
+    settings = settings_from(
+        PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR="3",
+        PHONEBRIDGE_CALLER_MAX_CONCURRENT="0",
+        PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE="0",
+    )
+    assert settings.caller_max_calls_per_hour == 3
+    assert settings.caller_max_concurrent == 0
+    assert settings.max_new_calls_per_minute == 0
+    # Empty means unset (a compose file's FOO=): the default, not "off".
+    assert settings_from(PHONEBRIDGE_CALLER_MAX_CONCURRENT="").caller_max_concurrent == 2
+
+
+def test_toll_fraud_limits_are_validated_together() -> None:
+    problems = problems_from(
+        MINIMAL
+        | {
+            "PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR": "-1",
+            "PHONEBRIDGE_CALLER_MAX_CONCURRENT": "two",
+            "PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE": "-5",
+        }
+    )
+    text = "\n".join(problems)
+    assert "PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR must be 0 (off) or more" in text
+    assert "PHONEBRIDGE_CALLER_MAX_CONCURRENT must be a whole number" in text
+    assert "PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE must be 0 (off) or more" in text
+    assert unknown_variables({"PHONEBRIDGE_CALLER_MAX_CONCURRENT": "1"}) == []
