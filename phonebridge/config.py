@@ -61,7 +61,7 @@ if TYPE_CHECKING:
 
 DEFAULT_PERSONAS_DIR = Path("personas")
 DEFAULT_DATA_DIR = Path("data")
-STREAM_PATH = "/twilio/media"
+TWILIO_PREFIX = "/twilio"
 
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # The region becomes part of a host name (api.<region>.edge.polargrid.ai, §3):
@@ -120,6 +120,10 @@ class Settings:
     polargrid_region: str = "yto-01"
     fal_key: SecretStr | None = None
     max_calls: int = 50
+    # Set by `serve --workers N` for each worker process, never by hand: the
+    # worker's streams and action callbacks live under /twilio/w<N>/ so the
+    # proxy in front can route them back to the worker holding the call.
+    worker: int | None = None
     # Toll-fraud guard (phonebridge/calls/guard.py); 0 turns a limit off.
     caller_max_calls_per_hour: int = 10
     caller_max_concurrent: int = 2
@@ -179,6 +183,7 @@ class Settings:
             "polargrid_region": reader.text("POLARGRID_REGION") or "yto-01",
             "fal_key": reader.secret("FAL_KEY"),
             "max_calls": reader.integer("PHONEBRIDGE_MAX_CALLS", 50),
+            "worker": reader.integer("PHONEBRIDGE_WORKER", None),
             "caller_max_calls_per_hour": reader.integer(
                 "PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR", 10
             ),
@@ -214,9 +219,23 @@ class Settings:
     # -- derived values -----------------------------------------------------
 
     @property
+    def sticky_prefix(self) -> str:
+        """Where the paths that must reach *this* process live (stream, action).
+
+        ``/twilio`` for a single process; ``/twilio/w<N>`` for worker N of
+        ``serve --workers``, whose pending calls no other process knows.
+        """
+        return TWILIO_PREFIX if self.worker is None else f"{TWILIO_PREFIX}/w{self.worker}"
+
+    @property
     def stream_url(self) -> str:
-        """The ``<Stream url>``: ``wss://host[/prefix]/twilio/media``, no query (§1.1)."""
-        return self.websocket_url(STREAM_PATH)
+        """The ``<Stream url>``: ``wss://host[/prefix]/twilio[/wN]/media``, no query (§1.1)."""
+        return self.websocket_url(self.sticky_prefix + "/media")
+
+    @property
+    def action_url(self) -> str:
+        """The ``<Connect action>`` URL Twilio requests when the stream ends."""
+        return self.webhook_url(self.sticky_prefix + "/stream-ended")
 
     def webhook_url(self, path: str) -> str:
         """The public URL of ``path`` (e.g. ``/twilio/voice``): what Twilio signs (§1.4)."""
@@ -312,6 +331,7 @@ KNOWN_VARIABLES = frozenset(
         "PHONEBRIDGE_PERSONAS",
         "PHONEBRIDGE_DATA",
         "PHONEBRIDGE_MAX_CALLS",
+        "PHONEBRIDGE_WORKER",
         "PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR",
         "PHONEBRIDGE_CALLER_MAX_CONCURRENT",
         "PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE",
@@ -549,6 +569,8 @@ def _check_providers(settings: Settings, problems: list[str]) -> None:
 def _check_limits(settings: Settings, problems: list[str]) -> None:
     if settings.max_calls < 1:
         problems.append("PHONEBRIDGE_MAX_CALLS must be at least 1")
+    if settings.worker is not None and settings.worker < 0:
+        problems.append("PHONEBRIDGE_WORKER must be 0 or more (it is set by serve --workers)")
     if settings.pending_timeout <= 0:
         problems.append("PHONEBRIDGE_PENDING_TIMEOUT must be more than 0 seconds")
     for name, value in (

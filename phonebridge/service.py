@@ -25,6 +25,7 @@ from phonebridge.calls.guard import GuardLimits, TollFraudGuard
 from phonebridge.calls.journal import JournalFactory, Transcriber
 from phonebridge.config import Settings, SettingsError
 from phonebridge.errors import StorageError
+from phonebridge.loop_lag import watch_event_loop_lag
 from phonebridge.metrics import BridgeMetrics
 from phonebridge.models.base import ModelSessionFactory
 from phonebridge.models.factory import (
@@ -55,6 +56,22 @@ class ProviderOverrides:
 
     polargrid_base_url: str | None = None
     fal_base_url: str | None = None
+
+
+async def _repair_interrupted_calls(index: CallIndex, settings: Settings) -> None:
+    crashed = await index.mark_interrupted_calls(datetime.now(UTC), data_dir=settings.data_dir)
+    if crashed:
+        log.warning("%d call(s) were cut by a crash; marked and repaired", len(crashed))
+
+
+async def repair_interrupted_calls(settings: Settings) -> None:
+    """Mark and repair the calls a crash cut (for ``serve --workers``' supervisor)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    index = await CallIndex.create(settings.effective_database_url)
+    try:
+        await _repair_interrupted_calls(index, settings)
+    finally:
+        await index.close()
 
 
 def model_factories(
@@ -108,9 +125,10 @@ async def build_app(
         raise SettingsError(problems)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     index = await CallIndex.create(settings.effective_database_url)
-    crashed = await index.mark_interrupted_calls(datetime.now(UTC), data_dir=settings.data_dir)
-    if crashed:
-        log.warning("%d call(s) were cut by a crash; marked and repaired", len(crashed))
+    if settings.worker is None:
+        # Under `serve --workers` the supervisor does this once, before any
+        # worker starts: a worker doing it would mark its siblings' live calls.
+        await _repair_interrupted_calls(index, settings)
     factories = model_factories(settings, clock=clock, overrides=overrides)
     admission = Admission(
         ServerPool(settings.personaplex_urls, clock=clock),
@@ -134,7 +152,7 @@ async def build_app(
     bridge = Bridge(
         config=BridgeConfig(
             stream_url=settings.stream_url,
-            action_url=settings.webhook_url("/twilio/stream-ended"),
+            action_url=settings.action_url,
             pending_timeout=settings.pending_timeout,
         ),
         personas=lambda: personas.current,
@@ -157,6 +175,7 @@ async def build_app(
         auth_token=token.get_secret_value() if token is not None else "",
         public_url=settings.public_url,
         stream_url=settings.stream_url,
+        sticky_prefix=settings.sticky_prefix,
         verify_webhooks=not settings.skip_twilio_signature,
         stream_policy=settings.effective_stream_signature,
     )
@@ -171,9 +190,12 @@ async def build_app(
         finally:
             personas.remove_sighup(loop)
 
-    background: list[Callable[[], Coroutine[Any, Any, None]]] = [watch_personas]
+    async def watch_loop_lag() -> None:
+        await watch_event_loop_lag(bridge.metrics.event_loop_lag)
+
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = [watch_personas, watch_loop_lag]
     days = settings.retention_days
-    if days is not None:
+    if days is not None and settings.worker in (None, 0):  # one process expires files
 
         async def expire_old_files() -> None:
             while True:
