@@ -23,7 +23,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from phonebridge.calls.admission import Admission, Lease
-from phonebridge.calls.guard import Refused, TollFraudGuard, caller_key, mask_number
+from phonebridge.calls.guard import (
+    AnsweredCalls,
+    Refused,
+    TollFraudGuard,
+    caller_key,
+    mask_number,
+)
 from phonebridge.calls.journal import JournalFactory, UnansweredCall
 from phonebridge.calls.outcome import CallEndReason, CallOutcome, OutcomeBook
 from phonebridge.calls.pending import PendingCall, PendingCalls, new_token
@@ -47,6 +53,9 @@ log = logging.getLogger(__name__)
 
 NOT_IN_SERVICE = "The number you have dialled is not in service. Goodbye."
 GOODBYE = "Thank you for calling. Goodbye."
+# How long the action request waits for a live call's teardown to record its outcome;
+# teardown closes one socket and writes a row, well under a second.
+OUTCOME_WAIT_SECONDS = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +123,7 @@ class Bridge:
         # a slot exactly while its (current) lease is unreleased, the same truth
         # the instance-wide cap counts, whichever exit path released it.
         self._guarded_calls: list[PendingCall] = []
+        self._answered = AnsweredCalls()
 
     # -- POST /twilio/voice ------------------------------------------------------
 
@@ -124,6 +134,13 @@ class Bridge:
         if retry is not None:
             # Twilio retried the webhook: answer the same stream, open nothing new.
             return self._connect_twiml(retry)
+        if call.call_sid in self._answered:
+            # A signed webhook replayed after its call was answered: open nothing.
+            log.warning(
+                "voice webhook replayed; not answered again", extra={"call_sid": call.call_sid}
+            )
+            return twiml.hangup()
+        self._answered.add(call.call_sid)
         persona = self._personas().for_number(call.to_number)
         if persona is None:
             log.warning("no persona for %s and no default", call.to_number)
@@ -298,9 +315,23 @@ class Bridge:
 
     # -- POST /twilio/stream-ended ----------------------------------------------------
 
-    def stream_ended(self, form: Mapping[str, str]) -> str:
+    async def stream_ended(self, form: Mapping[str, str]) -> str:
         """TwiML for after the stream: the fallback if the call ended badly."""
-        outcome = self.outcomes.pop(form.get("CallSid", ""))
+        call_sid = form.get("CallSid", "")
+        outcome = self.outcomes.pop(call_sid)
+        if outcome is None and call_sid in self.live:
+            # The socket closed under a live call (the server refused an
+            # oversize frame, the connection broke): Twilio asks at once, and
+            # the call's teardown records why a moment later.
+            outcome = await self.outcomes.wait_pop(call_sid, within=OUTCOME_WAIT_SECONDS)
+        if outcome is None:
+            pending = self.pending.withdraw(call_sid)
+            if pending is not None:
+                # The stream failed before it claimed the call: free the model
+                # socket (billed) now rather than at the pending deadline.
+                outcome = await self._abandon(
+                    pending, CallEndReason.NO_STREAM, "stream ended before it started"
+                )
         if outcome is None:
             return twiml.hangup()
         persona = self._personas().by_id(outcome.persona_id)
@@ -329,7 +360,7 @@ class Bridge:
             for call in self.pending.expire(self._clock()):
                 await self._abandon(call, CallEndReason.NO_STREAM, "stream never arrived")
 
-    async def _abandon(self, call: PendingCall, reason: CallEndReason, detail: str) -> None:
+    async def _abandon(self, call: PendingCall, reason: CallEndReason, detail: str) -> CallOutcome:
         log.warning("abandoning pending call: %s", detail, extra={"call_sid": call.call_sid})
         call.opening.cancel()
         with contextlib.suppress(Exception):
@@ -343,6 +374,7 @@ class Bridge:
         )
         outcome = CallOutcome(call.call_sid, call.persona.id, reason, detail)
         await self._journals.record_unanswered_pending(call, outcome, self._clock())
+        return outcome
 
     async def drain(self, deadline_seconds: float) -> None:
         """Stop taking calls, let live ones finish until the deadline, then end them.

@@ -8,6 +8,7 @@ here. Outcomes are kept for a few minutes only: Twilio asks right away.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass
 from enum import StrEnum
@@ -52,6 +53,11 @@ class CallEndReason(StrEnum):
             CallEndReason.MODEL_ENDED,
             CallEndReason.MODEL_STALLED,
             CallEndReason.BRIDGE_ERROR,
+            # The stream broke, not the caller: they may still be on the line.
+            CallEndReason.PROTOCOL_ERROR,
+            # Twilio asks the action URL when a stream fails to start, with the
+            # caller still on the line.
+            CallEndReason.NO_STREAM,
             CallEndReason.DRAIN,
         )
 
@@ -70,8 +76,13 @@ class OutcomeBook:
     def __init__(self, capacity: int = 512) -> None:
         self._capacity = capacity
         self._outcomes: OrderedDict[str, CallOutcome] = OrderedDict()
+        self._waiters: dict[str, asyncio.Future[CallOutcome]] = {}
 
     def record(self, outcome: CallOutcome) -> None:
+        waiter = self._waiters.pop(outcome.call_sid, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(outcome)  # the action request was already asking
+            return
         self._outcomes[outcome.call_sid] = outcome
         self._outcomes.move_to_end(outcome.call_sid)
         while len(self._outcomes) > self._capacity:
@@ -79,3 +90,20 @@ class OutcomeBook:
 
     def pop(self, call_sid: str) -> CallOutcome | None:
         return self._outcomes.pop(call_sid, None)
+
+    async def wait_pop(self, call_sid: str, within: float) -> CallOutcome | None:
+        """The outcome, waiting up to ``within`` seconds for a teardown to record it."""
+        known = self.pop(call_sid)
+        if known is not None:
+            return known
+        waiter = self._waiters.get(call_sid)
+        if waiter is None:
+            waiter = self._waiters[call_sid] = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(within):
+                return await asyncio.shield(waiter)
+        except TimeoutError:
+            return None
+        finally:
+            if self._waiters.get(call_sid) is waiter:
+                del self._waiters[call_sid]

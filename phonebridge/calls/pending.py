@@ -69,6 +69,13 @@ class PendingCalls:
     def by_call_sid(self, call_sid: str) -> PendingCall | None:
         return self._by_sid.get(call_sid)
 
+    def withdraw(self, call_sid: str) -> PendingCall | None:
+        """Remove and return the call ``call_sid`` reserved, if its stream never claimed it."""
+        call = self._by_sid.pop(call_sid, None)
+        if call is not None:
+            self._by_token.pop(call.token, None)
+        return call
+
     def claim(self, token: str, call_sid: str) -> PendingCall | None:
         """The pending call for ``token`` if it was made for ``call_sid``; once only.
 

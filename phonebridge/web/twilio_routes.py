@@ -130,7 +130,7 @@ def twilio_router(bridge: Bridge, auth: TwilioAuth) -> APIRouter:
         form = await signed_form(request)
         if form is None:
             return Response("invalid signature", status_code=403)
-        return Response(bridge.stream_ended(form), media_type=TWIML)
+        return Response(await bridge.stream_ended(form), media_type=TWIML)
 
     @router.websocket(sticky + "/media")
     async def media(websocket: WebSocket) -> None:

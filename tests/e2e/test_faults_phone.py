@@ -35,11 +35,11 @@ from phonebridge.local import DEMO_AUTH_TOKEN, LocalBridge
 from phonebridge.simulators.personaplex.records import ConnectionRecord
 from phonebridge.simulators.phone.dial import dial
 from phonebridge.simulators.phone.raw import RawStream, raw_stream
-from phonebridge.simulators.phone.twiml_reader import read_twiml
+from phonebridge.simulators.phone.twiml_reader import TwimlAnswer, read_twiml
 from phonebridge.storage.models import CallRecord
 from phonebridge.telephony.twilio.protocol import MAX_MEDIA_PAYLOAD_BYTES
 
-from .conftest import BridgeFactory, record_of, tone_mulaw
+from .conftest import record_of, tone_mulaw
 from .faults_common import LeakBaseline
 
 SHAKSHUKA = "+14165550102"  # self-hosted, no overflow: one simulator sees every call
@@ -75,14 +75,14 @@ async def talk(stream: RawStream, seconds: float) -> None:
         await asyncio.sleep(0.02)
 
 
-async def bridge_ends_it(stream: RawStream, bridge: LocalBridge) -> tuple[int | None, CallRecord]:
+async def bridge_ends_it(stream: RawStream, bridge: LocalBridge) -> tuple[TwimlAnswer, CallRecord]:
     """The bridge closes the stream; Twilio then asks the action URL, which must answer."""
     async with asyncio.timeout(10):
-        code = await stream.wait_closed()
+        await stream.wait_closed()
     action = await stream.ask_action()
     assert action.status_code == 200
-    read_twiml(action.text, action.headers.get("content-type"))  # valid TwiML
-    return code, await record_of(bridge, stream.call_sid)
+    answer = read_twiml(action.text, action.headers.get("content-type"))  # valid TwiML
+    return answer, await record_of(bridge, stream.call_sid)
 
 
 async def still_serving(bridge: LocalBridge, leaks: LeakBaseline) -> None:
@@ -143,25 +143,26 @@ async def test_stop_twice_and_media_after_stop_are_ignored(
     await still_serving(bridge, leaks)
 
 
-async def test_media_before_start_is_refused_and_the_reservation_expires(
-    start_bridge: BridgeFactory,
+async def test_media_before_start_is_refused_and_the_reservation_freed_at_once(
+    bridge: LocalBridge,
 ) -> None:
-    async with start_bridge(pending_timeout=0.5) as bridge:
-        leaks = LeakBaseline(bridge)
-        async with open_call(bridge, send_start=False) as stream:
-            await stream.send(stream.writer.connected())
-            await stream.media(FRAME, 0)
-            async with asyncio.timeout(10):
-                assert await stream.wait_closed() == 1008  # policy violation
-            # The stream never claimed its call, so its action request finds no
-            # outcome: the bridge hangs up rather than guess.
-            action = await stream.ask_action()
-            assert action.status_code == 200
-        # The webhook's reservation (and its model socket) end at the pending deadline.
-        record = await record_of(bridge, stream.call_sid)
-        assert record.end_reason == "no_stream"
+    leaks = LeakBaseline(bridge)  # the default 15 s pending deadline: not what frees it
+    async with open_call(bridge, send_start=False) as stream:
+        await stream.send(stream.writer.connected())
+        await stream.media(FRAME, 0)
+        async with asyncio.timeout(10):
+            assert await stream.wait_closed() == 1008  # policy violation
+        # The stream never claimed its call; Twilio asks the action URL with the
+        # caller still on the line: the persona's fallback, and the reservation's
+        # model socket (billed) closed now rather than at the pending deadline.
+        action = await stream.ask_action()
+        assert action.status_code == 200
+        answer = read_twiml(action.text, action.headers.get("content-type"))
+        assert answer.said, answer.verbs
         model_closed(bridge)
-        await still_serving(bridge, leaks)
+    record = await record_of(bridge, stream.call_sid)
+    assert record.end_reason == "no_stream"
+    await still_serving(bridge, leaks)
 
 
 # --------------------------------------------------------------------------- protocol errors
@@ -203,8 +204,11 @@ async def test_bad_frame_ends_the_call_with_protocol_error(
         await model_ready(bridge)
         await talk(stream, 0.1)
         await stream.send(bad(stream))
-        _code, record = await bridge_ends_it(stream, bridge)
+        answer, record = await bridge_ends_it(stream, bridge)
     assert (record.end_reason, record.ended_by) == ("protocol_error", "bridge")
+    # The stream broke, not the caller, who may still be on the line: the
+    # persona's fallback, not a silent hang-up.
+    assert answer.said, answer.verbs
     assert record.error  # what was wrong is on the record
     # A warning, not a bridge failure: no traceback, no "call task failed".
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
