@@ -234,3 +234,31 @@ class TollFraudGuard:
 def _drop_older_than(times: deque[float], horizon: float) -> None:
     while times and times[0] <= horizon:
         times.popleft()
+
+
+class AnsweredCalls:
+    """Call SIDs this process has answered a voice webhook for (the newest ``capacity``).
+
+    Twilio's signature has no nonce or timestamp, so a captured webhook stays
+    valid for ever. A webhook for a call SID that was already answered and is
+    no longer pending is a replay (Twilio retries only while it has no answer,
+    and then the call is still pending): it must not open a second model
+    session. Bounded like the caller table; a replay of a call older than the
+    newest ``capacity`` is caught by the call-rate limits instead.
+    """
+
+    def __init__(self, capacity: int = DEFAULT_MAX_TRACKED_CALLERS) -> None:
+        self._capacity = capacity
+        self._sids: OrderedDict[str, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._sids)
+
+    def __contains__(self, call_sid: object) -> bool:
+        return call_sid in self._sids
+
+    def add(self, call_sid: str) -> None:
+        self._sids[call_sid] = None
+        self._sids.move_to_end(call_sid)
+        while len(self._sids) > self._capacity:
+            self._sids.popitem(last=False)

@@ -10,6 +10,7 @@ from phonebridge.calls.guard import (
     ANONYMOUS_CALLER,
     GLOBAL_WINDOW_SECONDS,
     Admitted,
+    AnsweredCalls,
     GuardLimits,
     GuardReason,
     Refused,
@@ -202,3 +203,16 @@ def test_memory_stays_bounded_whatever_arrives(numbers: list[int], cap: int) -> 
     for t, number in enumerate(numbers):
         attempt(g, f"+{number}", float(t))
         assert g.tracked_callers <= cap
+
+
+def test_answered_calls_remember_the_newest_sids_only() -> None:
+    answered = AnsweredCalls(capacity=3)
+    for sid in ("CA1", "CA2", "CA3", "CA4"):
+        answered.add(sid)
+    assert "CA1" not in answered
+    assert all(sid in answered for sid in ("CA2", "CA3", "CA4"))
+    answered.add("CA2")  # seen again: becomes the newest
+    answered.add("CA5")
+    assert "CA2" in answered
+    assert "CA3" not in answered
+    assert len(answered) == 3
