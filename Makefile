@@ -3,7 +3,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check bench serve
+.PHONY: demo test check bench bench-load soak serve
 
 $(VENV)/.runtime: pyproject.toml deploy/bootstrap.sh
 	deploy/bootstrap.sh
@@ -26,6 +26,12 @@ test: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/bench_audio.py
+
+## Concurrent calls against one `phonebridge serve` pinned to CPU 0, then two
+## workers on CPUs 0-1; writes both tables to BENCHMARKS.md.
+bench-load: $(VENV)/.dev
+	$(BIN)/python bench/bench_load.py --levels 25,50,75,100 --write bench_load
+	$(BIN)/python bench/bench_load.py --levels 50,100,150 --workers 2 --serve-cpus 0,1 --write bench_load_workers
 
 ## Soak: 30 minutes of churning simulated calls against one `phonebridge serve`;
 ## exits non-zero on a leak and writes the soak section of BENCHMARKS.md.

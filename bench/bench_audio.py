@@ -10,25 +10,26 @@ direction and the total, plus an Opus complexity table, and replaces the
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import re
 import statistics
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import opuslib
 import opuslib.api.encoder
+from report import BENCHMARKS, machine, write_section
 
 from phonebridge.audio.analysis import tone
 from phonebridge.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
 from phonebridge.audio.ogg import OggOpusReader, OggOpusWriter
-from phonebridge.audio.opus import DEFAULT_BITRATE, DEFAULT_COMPLEXITY, OpusDecoder, OpusEncoder
+from phonebridge.audio.opus import (
+    DEFAULT_BITRATE,
+    DEFAULT_COMPLEXITY,
+    NARROWBAND,
+    OpusDecoder,
+    OpusEncoder,
+)
 from phonebridge.audio.resample import Downsampler24kTo8k, Upsampler8kTo24k
 
-ROOT = Path(__file__).resolve().parent.parent
-START, END = "<!-- bench_audio:start -->", "<!-- bench_audio:end -->"
 COMMAND = ".venv/bin/python bench/bench_audio.py"
 
 
@@ -53,51 +54,64 @@ def speechlike_frames(rate: int, count: int) -> list[bytes]:
     return [pcm[2 * size * i : 2 * size * (i + 1)] for i in range(count)]
 
 
-def measure(iterations: int, complexity: int) -> dict[str, float]:
+def measure(iterations: int, complexity: int, *, line_rate_codec: bool) -> dict[str, float]:
+    """µs per 20 ms for each stage of one chain.
+
+    ``line_rate_codec``: the chain the bridge runs now (libopus encodes from
+    and decodes to 8 kHz, narrowband: no resampler). Otherwise the chain of
+    session 1 (24 kHz codec, full band, polyphase resamplers both ways),
+    measured again for the before/after table.
+    """
+    rate = 8000 if line_rate_codec else 24000
+    bandwidth = NARROWBAND if line_rate_codec else None
+    frames_codec = speechlike_frames(rate, 250)
     frames24 = speechlike_frames(24000, 250)
     frames8 = [pcm16_to_ulaw(f) for f in speechlike_frames(8000, 250)]
-    n = len(frames24)
+    n = len(frames_codec)
 
     # Inputs for the later stages, made once with the project's own code.
-    encoder = OpusEncoder(complexity=complexity, bitrate=DEFAULT_BITRATE)
-    packets20 = [encoder.encode(f) for f in frames24]
-    writer = OggOpusWriter(serial=1, pre_skip=encoder.lookahead_48k)
+    encoder = OpusEncoder(rate, complexity=complexity, max_bandwidth=bandwidth)
+    packets20 = [encoder.encode(f) for f in frames_codec]
+    writer = OggOpusWriter(serial=1, pre_skip=encoder.lookahead_48k, input_sample_rate=rate)
     headers = writer.headers()
     pages = [writer.write_packet(p) for p in packets20]
-    # The server sends 80 ms packets: make some with libopus directly.
+    # The server sends 80 ms full-band packets at 24 kHz: make some with libopus.
     state = opuslib.api.encoder.create_state(24000, 1, opuslib.APPLICATION_VOIP)
     pcm80 = [b"".join(frames24[i : i + 4]) for i in range(0, n - 3, 4)]
     packets80 = [bytes(opuslib.api.encoder.encode(state, p, 1920, 4000)) for p in pcm80]
     opuslib.api.encoder.destroy(state)
 
     up, down = Upsampler8kTo24k(), Downsampler24kTo8k()
-    enc = OpusEncoder(complexity=complexity, bitrate=DEFAULT_BITRATE)
+    enc = OpusEncoder(rate, complexity=complexity, max_bandwidth=bandwidth)
     page_writer = OggOpusWriter(serial=2, pre_skip=312)
     page_writer.headers()
     reader = OggOpusReader()
     reader.push(headers)
-    dec = OpusDecoder()
+    dec = OpusDecoder(rate)
     pcm8 = [ulaw_to_pcm16(f) for f in frames8]
 
     results = {
-        "mu-law decode (160 B)": median_us(lambda i: ulaw_to_pcm16(frames8[i % n]), iterations),
-        "upsample 8k->24k": median_us(lambda i: up.push(pcm8[i % n]), iterations),
-        "Opus encode 20 ms": median_us(lambda i: enc.encode(frames24[i % n]), iterations),
-        "Ogg page write": median_us(
-            lambda i: page_writer.write_packet(packets20[i % n]), iterations
-        ),
-        "Ogg read (one page per 80 ms) /4": median_us(
-            lambda i: reader.push(pages[i % n]), iterations
-        ),
-        "Opus decode 80 ms /4": median_us(
-            lambda i: dec.decode(packets80[i % len(packets80)]), iterations, per_call_frames=4
-        ),
-        "downsample 24k->8k": median_us(lambda i: down.push(frames24[i % n]), iterations),
-        "mu-law encode (160 samples)": median_us(lambda i: pcm16_to_ulaw(pcm8[i % n]), iterations),
+        "mu-law decode (160 B)": median_us(lambda i: ulaw_to_pcm16(frames8[i % n]), iterations)
     }
+    if not line_rate_codec:
+        results["upsample 8k->24k"] = median_us(lambda i: up.push(pcm8[i % n]), iterations)
+    results["Opus encode 20 ms"] = median_us(lambda i: enc.encode(frames_codec[i % n]), iterations)
+    results["Ogg page write"] = median_us(
+        lambda i: page_writer.write_packet(packets20[i % n]), iterations
+    )
     # Reading one page is the same work whatever its packet's duration: the
     # server sends one page per 80 ms, so a 20 ms share is a quarter of it.
-    results["Ogg read (one page per 80 ms) /4"] /= 4
+    results["Ogg read (one page per 80 ms) /4"] = (
+        median_us(lambda i: reader.push(pages[i % n]), iterations) / 4
+    )
+    results["Opus decode 80 ms /4"] = median_us(
+        lambda i: dec.decode(packets80[i % len(packets80)]), iterations, per_call_frames=4
+    )
+    if not line_rate_codec:
+        results["downsample 24k->8k"] = median_us(lambda i: down.push(frames24[i % n]), iterations)
+    results["mu-law encode (160 samples)"] = median_us(
+        lambda i: pcm16_to_ulaw(pcm8[i % n]), iterations
+    )
     return results
 
 
@@ -110,22 +124,16 @@ OUTBOUND = [
 ]
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, nproc={os.cpu_count()}, Python {platform.python_version()}"
-
-
 def report(iterations: int) -> str:
-    stages = measure(iterations, DEFAULT_COMPLEXITY)
-    inbound = sum(stages[k] for k in INBOUND)
-    outbound = sum(stages[k] for k in OUTBOUND)
+    before = measure(iterations, DEFAULT_COMPLEXITY, line_rate_codec=False)
+    now = measure(iterations, DEFAULT_COMPLEXITY, line_rate_codec=True)
+
+    def cell(stages: dict[str, float], name: str) -> str:
+        return f"{stages[name]:.1f}" if name in stages else "—"
+
+    def total(stages: dict[str, float], names: list[str]) -> float:
+        return sum(stages.get(name, 0.0) for name in names)
+
     lines = [
         "## Audio path",
         "",
@@ -133,27 +141,39 @@ def report(iterations: int) -> str:
         f"median of {iterations} runs, µs per 20 ms frame of call; Opus complexity "
         f"{DEFAULT_COMPLEXITY}, {DEFAULT_BITRATE} b/s.",
         "",
-        "| stage | µs / 20 ms |",
-        "|---|---:|",
+        "*Session 1*: the codec at 24 kHz, full band, with the polyphase resamplers",
+        "both ways. *Now*: libopus encodes the line's 8 kHz directly (capped at",
+        "narrowband: the line has nothing above 4 kHz) and decodes the model's",
+        "replies straight to 8 kHz, so no resampler runs (fal alone still needs them).",
+        "",
+        "| stage | session 1 | now |",
+        "|---|---:|---:|",
     ]
-    lines += [f"| {name} | {stages[name]:.1f} |" for name in INBOUND]
-    lines.append(f"| **inbound (phone -> model)** | **{inbound:.1f}** |")
-    lines += [f"| {name} | {stages[name]:.1f} |" for name in OUTBOUND]
-    lines.append(f"| **outbound (model -> phone)** | **{outbound:.1f}** |")
-    verdict = "within" if inbound + outbound <= 300 else "OVER"
+    for names, label in (
+        (INBOUND, "inbound (phone -> model)"),
+        (OUTBOUND, "outbound (model -> phone)"),
+    ):
+        lines += [f"| {name} | {cell(before, name)} | {cell(now, name)} |" for name in names]
+        lines.append(
+            f"| **{label}** | **{total(before, names):.1f}** | **{total(now, names):.1f}** |"
+        )
+    both_before = total(before, INBOUND + OUTBOUND)
+    both_now = total(now, INBOUND + OUTBOUND)
+    verdict = "within" if both_now <= 300 else "OVER"
     lines.append(
-        f"| **both directions** | **{inbound + outbound:.1f}** ({verdict} the 300 µs target) |"
+        f"| **both directions** | **{both_before:.1f}** | **{both_now:.1f}**"
+        f" ({verdict} the 300 µs target) |"
     )
     lines += [
         "",
-        "Opus encode by complexity (µs per 20 ms frame):",
+        "Opus encode at 8 kHz, narrowband, by complexity (µs per 20 ms frame):",
         "",
         "| complexity | encode µs |",
         "|---:|---:|",
     ]
-    frames = speechlike_frames(24000, 250)
+    frames = speechlike_frames(8000, 250)
     for complexity in (0, 3, 5, 6, 8, 10):
-        encoder = OpusEncoder(complexity=complexity)
+        encoder = OpusEncoder(8000, complexity=complexity)
 
         def step(i: int, encoder: OpusEncoder = encoder) -> bytes:
             return encoder.encode(frames[i % len(frames)])
@@ -161,16 +181,6 @@ def report(iterations: int) -> str:
         us = median_us(step, iterations)
         lines.append(f"| {complexity} | {us:.1f} |")
     return "\n".join(lines)
-
-
-def write_section(section: str, path: Path) -> None:
-    block = f"{START}\n{section}\n{END}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
 
 
 def main() -> None:
@@ -181,8 +191,8 @@ def main() -> None:
     section = report(args.iterations)
     print(section)
     if not args.no_write:
-        write_section(section, ROOT / "BENCHMARKS.md")
-        print(f"\nwrote the Audio path section of {ROOT / 'BENCHMARKS.md'}")
+        write_section("bench_audio", section)
+        print(f"\nwrote the Audio path section of {BENCHMARKS}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,16 @@
 of a model socket: the headers go out exactly once, because a second BOS page
 (an encoder restarted mid-call) kills a PersonaPlex session (§2.3).
 :class:`OggOpusDecodeStream` turns the server's Ogg bytes, split or joined
-anyhow, into 24 kHz PCM.
+anyhow, into PCM.
+
+Both take the PCM rate as a parameter. An Opus stream has no fixed rate of its
+own (RFC 6716 §2: any decoder rate works with any encoder rate), so the bridge
+encodes the phone line's 8 kHz audio directly and decodes the model's
+replies straight to 8 kHz: libopus changes the rate inside the codec (CELT
+drops the bands above 4 kHz before its inverse transform, SILK resamples
+internally), which costs less than our polyphase filters and adds no filter
+delay. PersonaPlex decodes the stream at 24 kHz whatever it was encoded from
+(PROTOCOLS.md §2.4).
 """
 
 from __future__ import annotations
@@ -21,29 +30,38 @@ from phonebridge.audio.opus import (
 )
 from phonebridge.errors import LocalProtocolError
 
-SAMPLE_RATE = 24000
-FRAME_BYTES = 960  # 20 ms of 24 kHz s16le mono
+SAMPLE_RATE = 24000  # the default: the model's own rate
+FRAME_MS = 20
+
+
+def frame_bytes(sample_rate: int) -> int:
+    """Bytes in 20 ms of s16le mono at ``sample_rate``."""
+    return sample_rate * FRAME_MS // 1000 * 2
+
+
+FRAME_BYTES = frame_bytes(SAMPLE_RATE)
 
 
 class OggOpusEncodeStream:
-    """24 kHz PCM in, Ogg pages out: one page per 20 ms Opus packet."""
+    """PCM in (``sample_rate``), Ogg pages out: one page per 20 ms Opus packet."""
 
     def __init__(
         self,
         *,
+        sample_rate: int = SAMPLE_RATE,
         serial: int | None = None,
         complexity: int = DEFAULT_COMPLEXITY,
         bitrate: int | None = DEFAULT_BITRATE,
     ) -> None:
-        self._encoder = OpusEncoder(SAMPLE_RATE, complexity=complexity, bitrate=bitrate)
+        self._encoder = OpusEncoder(sample_rate, complexity=complexity, bitrate=bitrate)
         # A random serial, as RFC 3533 §6 asks, so streams can be told apart in captures.
         self.serial = secrets.randbits(32) if serial is None else serial
         self._writer = OggOpusWriter(
             serial=self.serial,
             pre_skip=self._encoder.lookahead_48k,
-            input_sample_rate=SAMPLE_RATE,
+            input_sample_rate=sample_rate,
         )
-        self._chunker = FrameChunker(FRAME_BYTES)
+        self._chunker = FrameChunker(frame_bytes(sample_rate))
         self._started = False
 
     def headers(self) -> bytes:
@@ -52,12 +70,12 @@ class OggOpusEncodeStream:
         self._started = True
         return pages
 
-    def push(self, pcm24: bytes) -> bytes:
-        """Feed 24 kHz PCM of any length; returns the pages of each complete 20 ms frame."""
+    def push(self, pcm: bytes) -> bytes:
+        """Feed PCM of any length; returns the pages of each complete 20 ms frame."""
         if not self._started:
             # Audio before the BOS page would kill the server session (§2.3).
             raise LocalProtocolError("push() before headers(): the BOS page must go first")
-        frames = self._chunker.push(pcm24)
+        frames = self._chunker.push(pcm)
         if len(frames) == 1:
             return self._writer.write_packet(self._encoder.encode(frames[0]))
         return b"".join(self._writer.write_packet(self._encoder.encode(f)) for f in frames)
@@ -69,7 +87,7 @@ class OggOpusEncodeStream:
 
 
 class OggOpusDecodeStream:
-    """Ogg Opus bytes in (any split), decoded 24 kHz PCM out.
+    """Ogg Opus bytes in (any split), decoded PCM out at ``sample_rate``.
 
     Output is every decoded sample, pre-skip included, unless ``trim_pre_skip``:
     on a live conversation the first few ms are silence either way, and one
@@ -77,9 +95,10 @@ class OggOpusDecodeStream:
     simple (the server's granules cannot be trusted for it: §2.4).
     """
 
-    def __init__(self, *, trim_pre_skip: bool = False) -> None:
+    def __init__(self, *, sample_rate: int = SAMPLE_RATE, trim_pre_skip: bool = False) -> None:
         self._reader = OggOpusReader()
-        self._decoder = OpusDecoder(SAMPLE_RATE)
+        self._decoder = OpusDecoder(sample_rate)
+        self._samples_per_48k = sample_rate / 48000
         self._trim_bytes: int | None = None if trim_pre_skip else 0
 
     @property
@@ -101,9 +120,8 @@ class OggOpusDecodeStream:
         if self._trim_bytes is None:
             head = self._reader.head
             assert head is not None  # audio packets only ever follow an OpusHead
-            # pre-skip counts 48 kHz samples (RFC 7845 §4.2): half as many 24 kHz
-            # samples, two bytes each.
-            self._trim_bytes = (head.pre_skip // 2) * 2
+            # pre-skip counts 48 kHz samples (RFC 7845 §4.2), two bytes each here.
+            self._trim_bytes = int(head.pre_skip * self._samples_per_48k) * 2
         if self._trim_bytes:
             cut = min(self._trim_bytes, len(pcm))
             pcm = pcm[cut:]

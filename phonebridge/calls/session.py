@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from phonebridge.audio.frames import FrameChunker
 from phonebridge.audio.pipeline import ModelToPhone, PhoneToModel
 from phonebridge.calls.journal import CallJournal
 from phonebridge.calls.outcome import CallEndReason, CallOutcome
@@ -99,6 +100,9 @@ class CallSession:
         self._wake_clock = asyncio.Event()
         self._pacer = InputPacer(silence=bytes(FRAME_BYTES))
         self._inbound = PhoneToModel()
+        # Twilio frames are 20 ms, but nothing promises it (§1.2): the model
+        # gets exact 20 ms frames, a remainder waiting for the next message.
+        self._caller_frames = FrameChunker(FRAME_BYTES)
         self._outbound = ModelToPhone()
         self._outbound_mulaw = bytearray()
         self._playback_end = 0  # 8 kHz sample where the audio we queued at Twilio ends
@@ -239,20 +243,19 @@ class CallSession:
 
     async def _on_caller_audio(self, media: Media) -> None:
         started = time.perf_counter()
-        pcm8, pcm24 = self._inbound.push_with_line(media.payload)
+        pcm8 = self._inbound.push(media.payload)
         self._journal.caller_audio(pcm8, media.timestamp_ms * 8)
         self._silence.observe(pcm8, self.now())
         now = self._clock()
-        # Twilio frames are 20 ms, but nothing promises it (§1.2): split to
-        # the model's 20 ms frames, carrying any remainder.
         frames: list[bytes] = []
         dropped_before = self._pacer.stats.dropped_frames
-        for offset in range(0, len(pcm24) - FRAME_BYTES + 1, FRAME_BYTES):
-            frames += self._pacer.push_caller(pcm24[offset : offset + FRAME_BYTES], now)
+        for frame in self._caller_frames.push(pcm8):
+            frames += self._pacer.push_caller(frame, now)
         if self._pacer.stats.dropped_frames != dropped_before:
             self._metrics.dropped_frames.inc(self._pacer.stats.dropped_frames - dropped_before)
         # The sends are inside the measurement: they hold the model client's
-        # Opus encoding, and a socket write is only a buffer append.
+        # encoding (Opus, or fal's resampling), and a socket write is only a
+        # buffer append.
         for frame in frames:
             await self._send_to_model(frame)
         self._inbound_seconds.observe(time.perf_counter() - started)
@@ -365,10 +368,10 @@ class CallSession:
                     return
         self.end(CallEndReason.MODEL_ENDED, "event stream ended")
 
-    async def _on_agent_audio(self, pcm24: bytes) -> None:
+    async def _on_agent_audio(self, pcm8: bytes) -> None:
         started = time.perf_counter()
-        pcm8, mulaw = self._outbound.push_with_line(pcm24)
-        if not pcm8:
+        mulaw = self._outbound.push(pcm8)
+        if not mulaw:
             return
         # Twilio plays what we send in order, starting now or when the audio
         # already queued ends: that is where this audio sits on the call's line.

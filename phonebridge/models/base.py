@@ -1,10 +1,14 @@
 """The model-session interface every PersonaPlex provider implements.
 
 A phone call owns exactly one :class:`ModelSession`. The call path only ever
-speaks 24 kHz mono signed 16-bit little-endian PCM to it, in 20 ms frames
-(480 samples, 960 bytes); each provider turns that into its own wire format
-(Ogg/Opus for self-hosted PersonaPlex and PolarGrid, raw PCM in msgpack for fal)
-and back.
+speaks the phone line's audio to it: 8 kHz mono signed 16-bit little-endian
+PCM, in 20 ms frames (160 samples, 320 bytes), and hears the same back. Each
+provider turns that into its own wire format and back: Ogg/Opus for
+self-hosted PersonaPlex and PolarGrid (libopus encodes from and decodes to
+8 kHz itself: the model side stays 24 kHz Opus), raw 24 kHz PCM in msgpack for
+fal (through the polyphase resamplers). Keeping the session at the line's rate
+means the Opus providers need no resampler at all: the load benchmark
+measured it as the largest single saving per call (BENCHMARKS.md).
 
 Life cycle::
 
@@ -28,8 +32,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-SAMPLE_RATE = 24_000
-FRAME_SAMPLES = 480  # 20 ms at 24 kHz
+SAMPLE_RATE = 8_000  # the phone line's rate (Twilio's mu-law, PROTOCOLS.md §1)
+FRAME_SAMPLES = 160  # 20 ms at 8 kHz
 FRAME_BYTES = FRAME_SAMPLES * 2
 
 VOICES: frozenset[str] = frozenset(
@@ -53,7 +57,7 @@ class EndReason(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class AgentAudio:
-    """Agent speech: 24 kHz mono s16le PCM, any length (80 ms from the self-hosted server)."""
+    """Agent speech: 8 kHz mono s16le PCM, any length (80 ms from the self-hosted server)."""
 
     pcm: bytes
 
@@ -137,7 +141,7 @@ class ModelSession(Protocol):
         """
 
     async def send_audio(self, pcm: bytes) -> None:
-        """Send one 20 ms frame (960 bytes of 24 kHz s16le). Never blocks for long.
+        """Send one 20 ms frame (320 bytes of 8 kHz s16le). Never blocks for long.
 
         After the session ended this is a no-op: the event stream reports why.
         """

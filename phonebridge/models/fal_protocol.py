@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import msgpack
 
+from phonebridge.audio.resample import Downsampler24kTo8k, Upsampler8kTo24k
 from phonebridge.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from phonebridge.models.base import (
     FRAME_BYTES,
@@ -98,6 +99,11 @@ class FalProtocol:
     def __init__(self, config: FalConfig) -> None:
         self._fields = config.fields()
         self._pending = bytearray()
+        # fal carries raw 24 kHz PCM (§4) and the session speaks the line's
+        # 8 kHz: the polyphase resamplers bridge the two, one per direction,
+        # their filter state kept for the session's life.
+        self._upsampler = Upsampler8kTo24k()
+        self._downsampler = Downsampler24kTo8k()
         self.ready = False
 
     def on_open(self) -> None:
@@ -109,7 +115,7 @@ class FalProtocol:
             raise LocalProtocolError(f"send one 20 ms frame ({FRAME_BYTES} bytes), got {len(pcm)}")
         if not self.ready:
             return []
-        self._pending += pcm
+        self._pending += self._upsampler.push(pcm)
         if len(self._pending) < CHUNK_BYTES:
             return []
         chunk = bytes(self._pending[:CHUNK_BYTES])
@@ -133,7 +139,9 @@ class FalProtocol:
         if isinstance(audio, bytes) and audio:
             if len(audio) % 2:
                 raise RemoteProtocolError("fal sent PCM with an odd number of bytes")
-            events.append(AgentAudio(audio))
+            line = self._downsampler.push(audio)
+            if line:
+                events.append(AgentAudio(line))
         text = reply.get("text")
         if isinstance(text, str) and text:
             events.append(AgentText(text))

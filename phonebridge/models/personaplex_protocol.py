@@ -31,6 +31,7 @@ from phonebridge.audio.opus_stream import OggOpusDecodeStream, OggOpusEncodeStre
 from phonebridge.errors import AudioError, ConfigError, LocalProtocolError, RemoteProtocolError
 from phonebridge.models.base import (
     FRAME_BYTES,
+    SAMPLE_RATE,
     VOICES,
     AgentAudio,
     AgentText,
@@ -114,8 +115,10 @@ class OggStreamProtocol:
             options["complexity"] = complexity
         if bitrate is not None:
             options["bitrate"] = bitrate
-        self._encoder = OggOpusEncodeStream(**options)
-        self._decoder = OggOpusDecodeStream()
+        # The codec works at the line's rate: libopus changes rate inside the
+        # codec, so no resampler runs on either side (see audio/opus_stream.py).
+        self._encoder = OggOpusEncodeStream(sample_rate=SAMPLE_RATE, **options)
+        self._decoder = OggOpusDecodeStream(sample_rate=SAMPLE_RATE)
         self._headers_sent = False
         self.ready = False
 
@@ -147,7 +150,7 @@ class OggStreamProtocol:
         return []
 
     def encode_audio(self, pcm: bytes) -> list[bytes]:
-        """The frames to send for one 20 ms frame of 24 kHz PCM (none before the handshake).
+        """The frames to send for one 20 ms frame of 8 kHz PCM (none before the handshake).
 
         The first frame after the handshake carries the OpusHead BOS page and
         the OpusTags page ahead of the first audio page: the server reads pages

@@ -42,7 +42,7 @@ async def test_happy_path_pcm_in_msgpack_with_full_config() -> None:
         "top_k_audio": 250,
         "top_k_text": 25,
     }
-    assert len(got.audio) == 10 * 3840
+    assert len(got.audio) == 10 * 1280  # 80 ms at the line's 8 kHz
     assert got.texts[0] == " Hello,"  # x-fal-message timings skipped, text surfaced
     assert got.ends == [SessionEnded(EndReason.CLOSED_BY_US)]
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from phonebridge.audio.ogg import OggPageReader
 from phonebridge.audio.opus_stream import OggOpusDecodeStream
+from phonebridge.audio.resample import Downsampler24kTo8k, Upsampler8kTo24k
 from phonebridge.errors import (
     ConfigError,
     LocalProtocolError,
@@ -109,9 +110,9 @@ def test_audio_text_and_unknown_kinds_from_the_server() -> None:
     core = OggStreamProtocol()
     writer = ServerOggWriter()
     assert core.receive(b"\x01" + writer.headers()) == []  # headers decode to nothing
-    (audio,) = core.receive(b"\x01" + writer.step(bytes(3840)))
+    (audio,) = core.receive(b"\x01" + writer.step(bytes(3840)))  # 80 ms at 24 kHz
     assert isinstance(audio, AgentAudio)
-    assert len(audio.pcm) == 3840
+    assert len(audio.pcm) == 1280  # the same 80 ms, decoded at the line's 8 kHz
     assert core.receive(" text frame") == []
     assert core.receive(b"\x02 hello") == [AgentText(" hello")]
     assert core.receive(b"\x05whatever") == []
@@ -140,7 +141,7 @@ def test_close_is_remote_closed_with_code() -> None:
 def test_sent_stream_decodes_back() -> None:
     core = OggStreamProtocol()
     core.receive(b"\x00")
-    decoder = OggOpusDecodeStream()
+    decoder = OggOpusDecodeStream(sample_rate=8000)
     pcm = b"".join(decoder.push(f[1:]) for i in range(25) for f in core.encode_audio(tone(i)))
     assert len(pcm) == 25 * len(SILENCE)
 
@@ -231,8 +232,10 @@ def test_fal_sends_80_ms_msgpack_with_full_config() -> None:
             "top_k_audio": 250,
             "top_k_text": 25,
         }
+    # fal carries 24 kHz: the line's frames go through the polyphase upsampler.
+    upsampler = Upsampler8kTo24k()
     assert b"".join(msgpack.unpackb(m)["audio"] for m in sent) == b"".join(
-        tone(i) for i in range(8)
+        upsampler.push(tone(i)) for i in range(8)
     )
 
 
@@ -243,8 +246,12 @@ def test_fal_seed_only_when_configured() -> None:
 
 def test_fal_replies_and_control_messages() -> None:
     core = FalProtocol(FalConfig(prompt="p"))
-    reply = msgpack.packb({"audio": b"\1\0" * 10, "text": " hi"})
-    assert core.receive(reply) == [AgentAudio(b"\1\0" * 10), AgentText(" hi")]
+    reply = msgpack.packb({"audio": b"\1\0" * 30, "text": " hi"})
+    # fal's 24 kHz PCM reaches the session at the line's 8 kHz (polyphase filter).
+    assert core.receive(reply) == [
+        AgentAudio(Downsampler24kTo8k().push(b"\1\0" * 30)),
+        AgentText(" hi"),
+    ]
     assert core.receive(json.dumps({"type": "x-fal-message", "action": "timings"})) == []
     (timeout,) = core.receive(
         json.dumps({"type": "x-fal-error", "error": "TIMEOUT", "reason": "idle"})

@@ -31,7 +31,7 @@ async def test_happy_path_audio_out_and_text_in() -> None:
         session = session_for(sim)
         got = await converse(session, frames=40)
         record = await sim.wait_for_close()
-    assert len(got.audio) == 10 * 3840  # one 80 ms page per 80 ms sent
+    assert len(got.audio) == 10 * 1280  # one 80 ms page per 80 ms sent (8 kHz)
     assert got.texts[:2] == [" Hello,", " thanks"]
     assert got.ends == [SessionEnded(EndReason.CLOSED_BY_US)]
     assert got.events[-1] == got.ends[0]

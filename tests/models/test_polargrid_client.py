@@ -32,7 +32,7 @@ async def test_happy_path_with_bearer_subprotocol() -> None:
     assert "token" not in record.query
     assert record.query == {"voice": ["NATF2"], "persona": [REQUEST.prompt]}
     assert record.bos_pages == 1
-    assert len(got.audio) == 5 * 3840
+    assert len(got.audio) == 5 * 1280  # 80 ms at 8 kHz
     assert got.ends == [SessionEnded(EndReason.CLOSED_BY_US)]
 
 

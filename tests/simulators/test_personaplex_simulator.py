@@ -19,6 +19,12 @@ from phonebridge.simulators.cli import register
 from phonebridge.simulators.personaplex import PersonaPlexSimulator
 from phonebridge.simulators.personaplex.testing import GUARD, SILENCE, tone
 
+
+def line_encoder() -> OggOpusEncodeStream:
+    """An Ogg/Opus stream fed 8 kHz frames, as the bridge's client sends."""
+    return OggOpusEncodeStream(sample_rate=8000)
+
+
 GOOD_QUERY = {"text_prompt": "Be brief.", "voice_prompt": "NATM1.pt"}
 QUIET = 0.3  # how long "nothing arrives" is watched; never a timing assertion on the server
 
@@ -106,7 +112,7 @@ async def test_wrong_path_is_404() -> None:
 async def test_input_during_conditioning_is_discarded() -> None:
     async with PersonaPlexSimulator(conditioning_delay=0.2) as sim:
         async with asyncio.timeout(GUARD), raw(chat_url(sim, **GOOD_QUERY)) as ws:
-            early = OggOpusEncodeStream()
+            early = line_encoder()
             for frame in stream_frames(early, 4):  # BOS and all, before the handshake
                 await ws.send(frame)
             await handshake(ws)
@@ -125,9 +131,9 @@ async def test_second_bos_page_kills_the_session() -> None:
     async with PersonaPlexSimulator(conditioning_delay=0.01) as sim:
         async with asyncio.timeout(GUARD), raw(chat_url(sim, **GOOD_QUERY)) as ws:
             await handshake(ws)
-            for frame in stream_frames(OggOpusEncodeStream(), 4):
+            for frame in stream_frames(line_encoder(), 4):
                 await ws.send(frame)
-            for frame in stream_frames(OggOpusEncodeStream(), 4):  # encoder restarted
+            for frame in stream_frames(line_encoder(), 4):  # encoder restarted
                 await ws.send(frame)
             closed = await expect_closed(ws)
         record = await sim.wait_for_close()
@@ -141,7 +147,7 @@ async def test_bad_crc_kills_the_session() -> None:
     async with PersonaPlexSimulator(conditioning_delay=0.01) as sim:
         async with asyncio.timeout(GUARD), raw(chat_url(sim, **GOOD_QUERY)) as ws:
             await handshake(ws)
-            encoder = OggOpusEncodeStream()
+            encoder = line_encoder()
             await ws.send(b"\x01" + encoder.headers())
             page = bytearray(encoder.push(SILENCE))
             page[-1] ^= 0x55
@@ -157,7 +163,7 @@ async def test_junk_between_pages_is_skipped() -> None:
     async with PersonaPlexSimulator(conditioning_delay=0.01) as sim:
         async with asyncio.timeout(GUARD), raw(chat_url(sim, **GOOD_QUERY)) as ws:
             await handshake(ws)
-            encoder = OggOpusEncodeStream()
+            encoder = line_encoder()
             await ws.send(b"\x01" + encoder.headers())
             for i in range(4):
                 await ws.send(b"\x01junk" + encoder.push(tone(i)))
@@ -171,7 +177,7 @@ async def test_no_output_without_input() -> None:
         async with asyncio.timeout(GUARD), raw(chat_url(sim, **GOOD_QUERY)) as ws:
             await handshake(ws)
             await expect_silence(ws)  # no clock of its own
-            await ws.send(b"\x01" + OggOpusEncodeStream().headers())
+            await ws.send(b"\x01" + line_encoder().headers())
             await expect_silence(ws)  # headers are not audio
         record = await sim.wait_for_close()
     assert record.frames_out == 0
@@ -184,7 +190,7 @@ async def test_one_80ms_page_per_80ms_of_input_with_sphn_headers() -> None:
         raw(chat_url(sim, **GOOD_QUERY)) as ws,
     ):
         header_message = await handshake(ws)
-        for frame in stream_frames(OggOpusEncodeStream(), 22):  # 440 ms: 5 steps + 40 ms
+        for frame in stream_frames(line_encoder(), 22):  # 440 ms: 5 steps + 40 ms
             await ws.send(frame)
         replies = [await ws.recv(decode=False) for _ in range(5)]
         await expect_silence(ws)  # the 40 ms left over make no page
@@ -216,7 +222,7 @@ async def test_echo_is_delayed_two_steps_and_text_follows_audio() -> None:
         raw(chat_url(sim, **GOOD_QUERY)) as ws,
     ):
         header_message = await handshake(ws)
-        for frame in stream_frames(OggOpusEncodeStream(), 25 * 4):
+        for frame in stream_frames(line_encoder(), 25 * 4):
             await ws.send(frame)
         messages = [await ws.recv(decode=False) for _ in range(26)]  # 25 pages + one text piece
     assert [m[0] for m in messages[-2:]] == [0x01, 0x02]  # text follows its step's page
@@ -251,7 +257,7 @@ async def test_fault_stall_stops_output_but_keeps_reading() -> None:
     async with PersonaPlexSimulator(conditioning_delay=0.01, stall_after=0.0) as sim:
         async with asyncio.timeout(GUARD), raw(chat_url(sim, **GOOD_QUERY)) as ws:
             await handshake(ws)
-            for frame in stream_frames(OggOpusEncodeStream(), 8):
+            for frame in stream_frames(line_encoder(), 8):
                 await ws.send(frame)
             await expect_silence(ws)
         record = await sim.wait_for_close()
@@ -289,7 +295,7 @@ async def test_polargrid_requires_bos_first_too() -> None:
         url = f"{sim.url}/v1/voice/personaplex?{query}&token=k"
         async with asyncio.timeout(GUARD), raw(url) as ws:
             await handshake(ws)
-            await ws.send(b"\x01" + stream_frames(OggOpusEncodeStream(), 1)[1][1:])
+            await ws.send(b"\x01" + stream_frames(line_encoder(), 1)[1][1:])
             closed = await expect_closed(ws)
     assert closed.rcvd is not None
     assert closed.rcvd.code == 1000

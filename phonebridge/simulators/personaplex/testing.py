@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from phonebridge.models.base import (
     FRAME_SAMPLES,
+    SAMPLE_RATE,
     AgentAudio,
     AgentText,
     ModelEvent,
@@ -18,7 +19,7 @@ from phonebridge.models.base import (
 )
 
 REQUEST = SessionRequest(prompt="You are a helpful receptionist.", voice="NATF2")
-SILENCE = bytes(FRAME_SAMPLES * 2)
+SILENCE = bytes(FRAME_SAMPLES * 2)  # one 20 ms frame at the session's (the line's) rate
 GUARD = 10.0  # seconds: only there to turn a hang into a failure, never a timing assertion
 
 
@@ -26,7 +27,7 @@ def tone(index: int, amplitude: int = 8000) -> bytes:
     """20 ms of a 440 Hz tone, phase-continuous across frame indices."""
     start = index * FRAME_SAMPLES
     return b"".join(
-        struct.pack("<h", int(amplitude * math.sin(2 * math.pi * 440 * (start + n) / 24000)))
+        struct.pack("<h", int(amplitude * math.sin(2 * math.pi * 440 * (start + n) / SAMPLE_RATE)))
         for n in range(FRAME_SAMPLES)
     )
 
