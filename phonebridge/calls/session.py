@@ -98,6 +98,7 @@ class CallSession:
         self._outcome: CallOutcome | None = None
         self._model: ModelSession | None = None
         self._wake_clock = asyncio.Event()
+        self._clock_due = 0.0  # when the input clock will wake on its own
         self._pacer = InputPacer(silence=bytes(FRAME_BYTES))
         self._inbound = PhoneToModel()
         # Twilio frames are 20 ms, but nothing promises it (§1.2): the model
@@ -259,7 +260,12 @@ class CallSession:
         for frame in frames:
             await self._send_to_model(frame)
         self._inbound_seconds.observe(time.perf_counter() - started)
-        if self._pacer.started:
+        # Wake the clock only if it now has something to do sooner than it
+        # planned (frames queued ahead of real time). A caller frame usually
+        # pushes the clock's deadline later, and waking it 50 times a second
+        # per call to find nothing to do showed up in the load profile.
+        deadline = self._pacer.next_deadline()
+        if deadline is not None and deadline < self._clock_due:
             self._wake_clock.set()
 
     async def _send_to_model(self, frame: bytes) -> None:
@@ -287,6 +293,7 @@ class CallSession:
             loop_now = self._clock()
             if deadline is None or deadline > loop_now:
                 timeout = 0.25 if deadline is None else min(deadline - loop_now, 0.25)
+                self._clock_due = loop_now + timeout
                 self._wake_clock.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(timeout):
