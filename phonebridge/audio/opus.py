@@ -24,11 +24,15 @@ import opuslib.api.info
 
 from phonebridge.errors import OpusError
 
-# Complexity 5 is the highest setting that keeps both directions of a call inside
-# the 300 µs per 20 ms budget (AUDIO.md: encode ~160 µs at 5 vs ~220 µs at 6 and
-# ~300 µs at 10, the rest of the chain ~120 µs). It scores PESQ-NB 4.08 (4.17 at
-# 32 kb/s) against 4.31 at 10: the phone line's mu-law, not Opus, is the ceiling.
-DEFAULT_COMPLEXITY: Final[int] = 5
+# Complexity 1. Session 1 chose 5 for 24 kHz full-band encoding (AUDIO.md:
+# PESQ-NB 4.17 at 5 against 4.31 at 10, ~160 µs). The bridge now encodes the
+# line's 8 kHz narrowband (see DEFAULT_MAX_BANDWIDTH and audio/opus_stream.py),
+# where complexity buys almost nothing: PESQ-NB over four speech files, decoded
+# at 24 kHz as the model does, is 4.48 at 1, 4.49 at 3 and 4.50 at 5, against
+# ~28, ~51 and ~58-80 µs per 20 ms. The encoder was the largest single item in
+# the load profile, so the cheapest setting within 0.025 of the best wins.
+# (Reproduce: the PESQ column of bench/bench_audio.py's complexity table.)
+DEFAULT_COMPLEXITY: Final[int] = 1
 
 # The bridge only ever encodes a phone line: 8 kHz audio upsampled to 24 kHz,
 # with nothing above 4 kHz. Capping Opus at narrowband stops libopus from

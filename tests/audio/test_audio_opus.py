@@ -45,7 +45,7 @@ def encode_with_duration(ms: float, rate: int = 24000) -> bytes:
 
 
 def test_defaults_are_the_documented_choice() -> None:
-    assert DEFAULT_COMPLEXITY == 5
+    assert DEFAULT_COMPLEXITY == 1
     assert DEFAULT_BITRATE == 32_000
 
 
