@@ -16,7 +16,6 @@ frame arrived, and when it sent ``stop``. Times are ``loop.time()``.
 from __future__ import annotations
 
 import asyncio
-import audioop
 import base64
 import json
 import math
@@ -29,6 +28,8 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from phonebridge.audio.analysis import rms, samples
+from phonebridge.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
 from phonebridge.simulators.phone.routes import Routes
 from phonebridge.simulators.phone.twiml_reader import TwimlAnswer, read_twiml
 from phonebridge.simulators.phone.wire import TwilioStreamWriter
@@ -40,13 +41,17 @@ BURST_FRAMES = 2
 SOUND_RMS = 800
 
 
+def rms_of(pcm: bytes) -> float:
+    return rms(samples(pcm))
+
+
 def _mulaw_frame(freq: float | None) -> str:
     if freq is None:
         pcm = bytes(320)
     else:
         wave = (int(0.4 * 32767 * math.sin(2 * math.pi * freq * n / 8000)) for n in range(160))
         pcm = struct.pack("<160h", *wave)
-    return base64.b64encode(audioop.lin2ulaw(pcm, 2)).decode("ascii")
+    return base64.b64encode(pcm16_to_ulaw(pcm)).decode("ascii")
 
 
 SILENCE_B64 = _mulaw_frame(None)
@@ -208,8 +213,8 @@ class Caller:
                 self.trace.frames_received += 1
                 if self.trace.first_media_at is None:
                     self.trace.first_media_at = now
-                pcm = audioop.ulaw2lin(base64.b64decode(message["media"]["payload"]), 2)
-                is_loud = audioop.rms(pcm, 2) >= SOUND_RMS
+                pcm = ulaw_to_pcm16(base64.b64decode(message["media"]["payload"]))
+                is_loud = rms_of(pcm) >= SOUND_RMS
                 if is_loud and not loud:
                     self.trace.bursts_heard.append(now)
                 loud = is_loud

@@ -20,7 +20,6 @@ this process, so one side's send and the other side's receive compare directly.
 from __future__ import annotations
 
 import asyncio
-import audioop
 import contextlib
 import math
 import struct
@@ -31,6 +30,7 @@ import opuslib
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from phonebridge.audio.analysis import rms, samples
 from phonebridge.audio.ogg import OggOpusReader, OggPageReader
 from phonebridge.audio.opus import OpusDecoder
 from phonebridge.simulators.personaplex.server_ogg import STEP_SAMPLES, ServerOggWriter
@@ -38,6 +38,10 @@ from phonebridge.simulators.personaplex.server_ogg import STEP_SAMPLES, ServerOg
 HANDSHAKE, AUDIO, TEXT = 0x00, 0x01, 0x02
 STEP_48K = 3840  # one model step (80 ms) in the 48 kHz granule units our client writes
 SOUND_RMS = 800  # well above codec noise on silence, well below the bursts
+
+
+def rms_of(pcm: bytes) -> float:
+    return rms(samples(pcm))
 
 
 def _encode_step(encoder: opuslib.Encoder, pcm: bytes) -> bytes:
@@ -179,7 +183,7 @@ class LoadModelFarm:
                 consumed = max(consumed, page.granule_position)
             if packets is not None and decoder is not None:
                 for packet in packets.push(payload):
-                    loud = audioop.rms(decoder.decode(packet), 2) >= SOUND_RMS
+                    loud = rms_of(decoder.decode(packet)) >= SOUND_RMS
                     if loud and not heard_sound:
                         record.bursts_heard.append(now)
                     heard_sound = loud
