@@ -33,6 +33,7 @@ from phonebridge.audio.opus import (
 from phonebridge.audio.resample import Downsampler24kTo8k, Upsampler8kTo24k
 
 SPEECH_ASSETS = ("greeting", "reply1", "reply2")
+SESSION_1_COMPLEXITY = 5  # the chain this project ran before the load work (issue 7)
 COMMAND = ".venv/bin/python bench/bench_audio.py"
 
 
@@ -166,7 +167,7 @@ OUTBOUND = [
 
 
 def report(iterations: int) -> str:
-    before = measure(iterations, DEFAULT_COMPLEXITY, line_rate_codec=False)
+    before = measure(iterations, SESSION_1_COMPLEXITY, line_rate_codec=False)
     now = measure(iterations, DEFAULT_COMPLEXITY, line_rate_codec=True)
 
     def cell(stages: dict[str, float], name: str) -> str:
@@ -182,10 +183,11 @@ def report(iterations: int) -> str:
         f"median of {iterations} runs, µs per 20 ms frame of call; Opus complexity "
         f"{DEFAULT_COMPLEXITY}, {DEFAULT_BITRATE} b/s.",
         "",
-        "*Session 1*: the codec at 24 kHz, full band, with the polyphase resamplers",
-        "both ways. *Now*: libopus encodes the line's 8 kHz directly (capped at",
-        "narrowband: the line has nothing above 4 kHz) and decodes the model's",
-        "replies straight to 8 kHz, so no resampler runs (fal alone still needs them).",
+        f"*Session 1*: the codec at 24 kHz, full band, complexity {SESSION_1_COMPLEXITY},",
+        "with the polyphase resamplers both ways. *Now*: libopus encodes the line's",
+        f"8 kHz directly (narrowband, complexity {DEFAULT_COMPLEXITY}: the line has nothing",
+        "above 4 kHz) and decodes the model's replies straight to 8 kHz, so no",
+        "resampler runs (fal alone still needs them).",
         "",
         "| stage | session 1 | now |",
         "|---|---:|---:|",
