@@ -193,10 +193,11 @@ class CallSession:
         # Before the stream closes: Twilio asks the <Connect action> URL at once,
         # and its answer depends on this outcome.
         self._on_outcome(outcome)
-        if outcome.reason.ended_by != "caller":
-            # Closing the stream makes Twilio request the <Connect action> URL.
-            with contextlib.suppress(Exception):
-                await self._phone.close()
+        # Closing the stream makes Twilio request the <Connect action> URL when
+        # the bridge ended the call; after the caller's `stop` it is a clean
+        # close handshake instead of a dropped connection (the soak saw 1006s).
+        with contextlib.suppress(Exception):
+            await self._phone.close()
         self._journal.event(
             "hangup", self.now(), f"{outcome.reason.value} by {outcome.reason.ended_by}"
         )
