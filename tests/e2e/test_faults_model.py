@@ -32,7 +32,7 @@ from phonebridge.simulators.phone.report import DialReport
 from phonebridge.storage.models import CallRecord
 
 from .conftest import BridgeFactory, record_of, tone_mulaw
-from .leaks import Baseline, assert_no_leaks, baseline, bridge_of
+from .leaks import assert_no_leaks, baseline, bridge_of
 
 CITYSAN = "+14165550101"  # personaplex, overflow polargrid; fallback transfers to the office
 SHAKSHUKA = "+14165550102"  # personaplex, no overflow
@@ -68,18 +68,6 @@ def desks(personas_dir: Path) -> None:
             f'busy_message: "{persona_id} is busy."',
         ]
         (personas_dir / f"{persona_id}.yaml").write_text("\n".join(lines) + "\n")
-
-
-async def settled_baseline(bridge: LocalBridge) -> Baseline:
-    """:func:`baseline` once the call index's connection pool is warm.
-
-    SQLAlchemy keeps up to five pooled SQLite connections, opened lazily when
-    calls overlap (two descriptors each); those are reused, not leaked, so they
-    are opened before the count is taken rather than counted against the fault.
-    """
-    index = bridge.app.state.deps.history.index
-    await asyncio.gather(*(index.get("CA-pool-warm-up") for _ in range(8)))
-    return baseline()
 
 
 def options(**knobs: Any) -> SimulatorOptions:
@@ -172,7 +160,7 @@ async def test_server_that_never_hand_shakes_is_rested(
     """No 0x00: with overflow the caller talks to PolarGrid, without it hears the fallback."""
     knobs = options(extra={"never_handshake": True}, self_hosted_servers=2)
     async with start_bridge(simulators=knobs, personaplex_handshake_timeout=0.3) as bridge:
-        before = await settled_baseline(bridge)
+        before = baseline(bridge)
         report = await call(bridge, to)
         hung = bridge.self_hosted[0]
         await closed(hung, 0)
@@ -200,7 +188,7 @@ async def test_server_closing_during_conditioning(
         reply="echo", conditioning_delay=0.2, extra={"close_during_conditioning": True}
     )
     async with start_bridge(simulators=knobs) as bridge:
-        before = await settled_baseline(bridge)
+        before = baseline(bridge)
         report = await call(bridge, to)
         await closed(bridge.self_hosted[0], 0)
         assert bridge.self_hosted[0].connections[0].end == "close_during_conditioning fault"
@@ -234,7 +222,7 @@ async def test_model_dying_mid_call(
 ) -> None:
     """The socket drops (1006) half a second in: the caller hears the fallback."""
     async with start_bridge(simulators=options(**{knob: {"die_after": 0.5}})) as bridge:
-        before = await settled_baseline(bridge)
+        before = baseline(bridge)
         report = await call(bridge, to, audio=tone_mulaw(3.0))
         assert report.frames_received > 0  # the model spoke before it died
         record = await heard_fallback(bridge, report, persona_id, "model_ended")
@@ -258,7 +246,7 @@ async def test_model_stalling_is_ended_with_the_fallback(
 ) -> None:
     """The socket stays open but the model goes quiet: the watchdog ends the call."""
     async with start_bridge(simulators=options(**{knob: {"stall_after": 0.2}})) as bridge:
-        before = await settled_baseline(bridge)
+        before = baseline(bridge)
         # The caller would talk for 6 s; the 1 s stall limit ends the call first.
         report = await call(bridge, to, audio=tone_mulaw(6.0))
         assert report.frames_received > 0  # it spoke before it stalled
@@ -278,7 +266,7 @@ async def test_stall_watchdog_waits_for_the_handshake(start_bridge: BridgeFactor
     """Conditioning longer than the stall limit is not a stall: no output is expected yet."""
     slow = SimulatorOptions(reply="echo", conditioning_delay=1.6)
     async with start_bridge(simulators=slow) as bridge:
-        before = await settled_baseline(bridge)
+        before = baseline(bridge)
         report = await call(bridge, PLEX_DESK, audio=tone_mulaw(2.2))
         record = await record_of(bridge, report.call_sid)
         assert record.end_reason == "caller_hangup"
@@ -297,7 +285,7 @@ async def test_polargrid_refusing_the_upgrade(start_bridge: BridgeFactory, statu
     """Account errors (401/402) are not retried; 429 and 502 overflow to fal."""
     knobs = options(polargrid_extra={"reject_status": status, "retry_after": 7})
     async with start_bridge(simulators=knobs) as bridge:
-        before = await settled_baseline(bridge)
+        before = baseline(bridge)
         report = await call(bridge, POLAR_DESK)
         assert bridge.polargrid.rejected == [status]
         assert bridge.polargrid.connections == []  # refused at the upgrade: no socket
@@ -319,7 +307,7 @@ async def test_polargrid_retry_after_is_honoured(start_bridge: BridgeFactory) ->
     """After a 429, calls skip PolarGrid for the ``Retry-After`` wait (§3), then try again."""
     knobs = options(polargrid_extra={"reject_status": 429, "retry_after": 1})
     async with start_bridge(simulators=knobs) as bridge:
-        before = await settled_baseline(bridge)
+        before = baseline(bridge)
         first = await call(bridge, POLAR_DESK, audio=tone_mulaw(0.4))
         second = await call(bridge, POLAR_DESK, audio=tone_mulaw(0.4))
         for report in (first, second):
@@ -342,7 +330,7 @@ async def test_overflow_to_a_refusing_polargrid(start_bridge: BridgeFactory) -> 
     status = 429
     knobs = options(polargrid_extra={"reject_status": status, "retry_after": 7})
     async with start_bridge(simulators=knobs) as bridge:
-        before = await settled_baseline(bridge)
+        before = baseline(bridge)
         holders = await occupy_every_server(bridge, 1.0)
         report = await call(bridge, CITYSAN)
         record = await heard_fallback(bridge, report, "citysan", "model_failed")
@@ -359,7 +347,7 @@ async def test_overflow_to_a_refusing_polargrid(start_bridge: BridgeFactory) -> 
 async def test_fal_timeout(start_bridge: BridgeFactory, after: float) -> None:
     """fal sends ``x-fal-error`` TIMEOUT and closes: the caller hears the fallback."""
     async with start_bridge(simulators=options(fal_extra={"fal_timeout_after": after})) as bridge:
-        before = await settled_baseline(bridge)
+        before = baseline(bridge)
         report = await call(bridge, FAL_DESK, audio=tone_mulaw(3.0))
         record = await heard_fallback(bridge, report, "faldesk", "model_ended")
         assert "TIMEOUT" in (record.error or "")
@@ -382,7 +370,7 @@ async def test_every_self_hosted_server_busy(
 ) -> None:
     """Two servers, two calls: a third hears the busy message or goes to its overflow."""
     async with start_bridge(simulators=options(self_hosted_servers=2)) as bridge:
-        before = await settled_baseline(bridge)
+        before = baseline(bridge)
         holders = await occupy_every_server(bridge, 1.0)
         report = await call(bridge, to)
         record = await record_of(bridge, report.call_sid)

@@ -40,7 +40,7 @@ from phonebridge.storage.models import CallRecord
 from phonebridge.telephony.twilio.protocol import MAX_MEDIA_PAYLOAD_BYTES
 
 from .conftest import record_of, tone_mulaw
-from .faults_common import LeakBaseline
+from .leaks import Baseline, assert_no_leaks, baseline
 
 SHAKSHUKA = "+14165550102"  # self-hosted, no overflow: one simulator sees every call
 FRAME = tone_mulaw(0.02)
@@ -85,9 +85,9 @@ async def bridge_ends_it(stream: RawStream, bridge: LocalBridge) -> tuple[TwimlA
     return answer, await record_of(bridge, stream.call_sid)
 
 
-async def still_serving(bridge: LocalBridge, leaks: LeakBaseline) -> None:
+async def still_serving(bridge: LocalBridge, leaks: Baseline) -> None:
     """Nothing leaked, and an ordinary call right after is answered and heard."""
-    await leaks.assert_no_leaks()
+    await assert_no_leaks(bridge, leaks)
     async with asyncio.timeout(30):
         report = await dial(
             bridge.url,
@@ -100,7 +100,7 @@ async def still_serving(bridge: LocalBridge, leaks: LeakBaseline) -> None:
     assert report.ok, report.protocol_errors
     assert report.frames_received > 0
     assert (await record_of(bridge, report.call_sid)).end_reason == "caller_hangup"
-    await leaks.assert_no_leaks()
+    await assert_no_leaks(bridge, leaks)
 
 
 def model_closed(bridge: LocalBridge, index: int = 0) -> None:
@@ -111,7 +111,7 @@ def model_closed(bridge: LocalBridge, index: int = 0) -> None:
 
 
 async def test_socket_dropped_without_stop(bridge: LocalBridge) -> None:
-    leaks = LeakBaseline(bridge)
+    leaks = baseline(bridge)
     async with open_call(bridge) as stream:
         await model_ready(bridge)
         await talk(stream, 0.2)
@@ -126,7 +126,7 @@ async def test_socket_dropped_without_stop(bridge: LocalBridge) -> None:
 async def test_stop_twice_and_media_after_stop_are_ignored(
     bridge: LocalBridge, caplog: pytest.LogCaptureFixture
 ) -> None:
-    leaks = LeakBaseline(bridge)
+    leaks = baseline(bridge)
     async with open_call(bridge) as stream:
         await model_ready(bridge)
         await talk(stream, 0.2)
@@ -146,7 +146,7 @@ async def test_stop_twice_and_media_after_stop_are_ignored(
 async def test_media_before_start_is_refused_and_the_reservation_freed_at_once(
     bridge: LocalBridge,
 ) -> None:
-    leaks = LeakBaseline(bridge)  # the default 15 s pending deadline: not what frees it
+    leaks = baseline(bridge)  # the default 15 s pending deadline: not what frees it
     async with open_call(bridge, send_start=False) as stream:
         await stream.send(stream.writer.connected())
         await stream.media(FRAME, 0)
@@ -199,7 +199,7 @@ BAD_FRAMES: dict[str, Callable[[RawStream], str | bytes]] = {
 async def test_bad_frame_ends_the_call_with_protocol_error(
     bridge: LocalBridge, bad: Callable[[RawStream], str | bytes], caplog: pytest.LogCaptureFixture
 ) -> None:
-    leaks = LeakBaseline(bridge)
+    leaks = baseline(bridge)
     async with open_call(bridge) as stream:
         await model_ready(bridge)
         await talk(stream, 0.1)
@@ -217,7 +217,7 @@ async def test_bad_frame_ends_the_call_with_protocol_error(
 
 
 async def test_unknown_event_is_ignored_and_the_call_goes_on(bridge: LocalBridge) -> None:
-    leaks = LeakBaseline(bridge)
+    leaks = baseline(bridge)
     async with open_call(bridge) as stream:
         model = await model_ready(bridge)
         await talk(stream, 0.1)
@@ -245,7 +245,7 @@ async def test_unknown_event_is_ignored_and_the_call_goes_on(bridge: LocalBridge
 async def test_media_flood_is_paced_to_real_time_and_the_bridge_stays_responsive(
     bridge: LocalBridge,
 ) -> None:
-    leaks = LeakBaseline(bridge)
+    leaks = baseline(bridge)
     flood_seconds = 1.0
     loop = asyncio.get_running_loop()
     async with open_call(bridge) as stream:

@@ -37,8 +37,7 @@ from phonebridge.simulators.phone.dial import dial
 from phonebridge.simulators.phone.report import DialReport
 
 from .conftest import BridgeFactory, record_of, tone_mulaw
-from .faults_common import LeakBaseline
-from .leaks import bridge_of
+from .leaks import Baseline, assert_no_leaks, baseline, bridge_of
 
 SHAKSHUKA = "+14165550102"
 IN_MEMORY_INDEX = "sqlite+aiosqlite:///:memory:"
@@ -68,13 +67,13 @@ async def api_record(bridge: LocalBridge, call_sid: str) -> dict[str, Any]:
             await asyncio.sleep(0.05)
 
 
-async def still_serving(bridge: LocalBridge, leaks: LeakBaseline) -> None:
-    await leaks.assert_no_leaks()
+async def still_serving(bridge: LocalBridge, leaks: Baseline) -> None:
+    await assert_no_leaks(bridge, leaks)
     report = await call(bridge, 0.6)
     assert report.ok, report.protocol_errors
     assert report.frames_received > 0
     assert (await api_record(bridge, report.call_sid))["end_reason"] == "caller_hangup"
-    await leaks.assert_no_leaks()
+    await assert_no_leaks(bridge, leaks)
 
 
 def transcript_events(path: Path) -> list[dict[str, Any]]:
@@ -99,7 +98,7 @@ async def test_disk_full_while_recording_the_call_goes_on(
 ) -> None:
     limit = 48_000  # the recording fails ~1.5 s into the call
     async with start_bridge(database_url=IN_MEMORY_INDEX) as bridge:
-        leaks = LeakBaseline(bridge)
+        leaks = baseline(bridge)
         with file_size_limit(limit):
             report = await call(bridge, 3.0)
         # The call went on to the caller's hang-up, and the caller heard the model
@@ -146,7 +145,7 @@ async def test_locked_database_the_call_goes_on_and_the_row_is_written_later(
     bridge: LocalBridge, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Locked longer than the index's busy timeout (5 s): the row's insert fails."""
-    leaks = LeakBaseline(bridge)
+    leaks = baseline(bridge)
     database = bridge.settings.data_dir / "phonebridge.db"
     loop = asyncio.get_running_loop()
     with database_locked(database):
@@ -181,7 +180,7 @@ async def test_persona_file_broken_during_a_call_the_call_and_the_number_go_on(
     bridge: LocalBridge, personas_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """test_call_path covers the reload's rejection; this is a call already running."""
-    leaks = LeakBaseline(bridge)
+    leaks = baseline(bridge)
     ongoing = asyncio.create_task(call(bridge, 2.0))
     async with asyncio.timeout(10):
         while True:

@@ -81,7 +81,7 @@ async def test_the_call_over_the_hourly_limit_hears_busy_and_opens_nothing(
     start_bridge: BridgeFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with start_bridge(caller_max_calls_per_hour=2) as bridge:
-        before = baseline()
+        before = baseline(bridge)
         for _ in range(2):
             await answered_call(bridge, ALICE)
         opened = model_connections(bridge)
@@ -126,7 +126,7 @@ async def test_a_second_concurrent_call_from_one_caller_is_refused_until_the_fir
         await record_of(bridge, (await first).call_sid)
         await assert_no_leaks(bridge)
         # Only now: overlapping calls grew the database pool (kept, not leaked).
-        before = baseline()
+        before = baseline(bridge)
         # The first call's slot is back, so the caller may call again.
         await answered_call(bridge, ALICE)
         assert 'limit="caller_concurrent"} 1.0' in await metrics_text(bridge)
@@ -137,7 +137,7 @@ async def test_the_instance_wide_rate_limit_refuses_new_callers_too(
     start_bridge: BridgeFactory,
 ) -> None:
     async with start_bridge(max_new_calls_per_minute=2, caller_max_calls_per_hour=0) as bridge:
-        before = baseline()
+        before = baseline(bridge)
         await answered_call(bridge, ALICE)
         await answered_call(bridge, BOB)
         opened = model_connections(bridge)
@@ -150,7 +150,7 @@ async def test_the_instance_wide_rate_limit_refuses_new_callers_too(
 
 async def test_withheld_numbers_share_one_bucket(start_bridge: BridgeFactory) -> None:
     async with start_bridge(caller_max_calls_per_hour=1) as bridge:
-        before = baseline()
+        before = baseline(bridge)
         await answered_call(bridge, "anonymous")
         opened = model_connections(bridge)
         # Twilio's keypad spelling of ANONYMOUS is the same caller.

@@ -83,7 +83,7 @@ async def test_signed_for_the_public_url_is_accepted_whatever_host_headers_say(
     start_bridge: BridgeFactory,
 ) -> None:
     async with start_bridge(pending_timeout=0.5) as bridge:
-        before = baseline()
+        before = baseline(bridge)
         form = voice_form()
         response = await post(
             bridge,
@@ -138,7 +138,7 @@ async def test_signed_for_any_other_url_is_rejected(
 
 async def test_a_query_string_is_part_of_the_signed_url(start_bridge: BridgeFactory) -> None:
     async with start_bridge(pending_timeout=0.5) as bridge:
-        before = baseline()
+        before = baseline(bridge)
         path = "/twilio/voice?source=pstn&x=1%202"
         public = bridge.public_url + path
         without_query = bridge.public_url + "/twilio/voice"
@@ -162,7 +162,7 @@ async def test_a_query_string_is_part_of_the_signed_url(start_bridge: BridgeFact
 async def test_a_forged_stream_ended_webhook_changes_nothing(start_bridge: BridgeFactory) -> None:
     """A forged action request must neither end a pending call nor read its outcome."""
     async with start_bridge(pending_timeout=3.0) as bridge:
-        before = baseline()
+        before = baseline(bridge)
         form = voice_form()
         webhook = bridge.public_url + "/twilio/voice"
         assert twiml_of(await post(bridge, "/twilio/voice", form, signed_url=webhook)).verbs == (
@@ -206,7 +206,7 @@ async def test_a_verbatim_replay_of_an_answered_webhook_opens_nothing(
     bridge: LocalBridge,
 ) -> None:
     """Twilio's signature has no nonce: a captured webhook stays valid, so the call SID must."""
-    before = baseline()
+    before = baseline(bridge)
     call_sid = "CA" + secrets.token_hex(16)
     async with asyncio.timeout(30):
         report = await dial(
@@ -263,7 +263,7 @@ async def start_stream(
 async def test_refused_and_reused_streams_open_no_second_model_session(
     bridge: LocalBridge,
 ) -> None:
-    before = baseline()
+    before = baseline(bridge)
     form = voice_form()
     answer = twiml_of(
         await post(bridge, "/twilio/voice", form, signed_url=bridge.public_url + "/twilio/voice")
@@ -302,7 +302,7 @@ async def test_refused_and_reused_streams_open_no_second_model_session(
 
 
 async def test_a_claimed_token_cannot_open_a_second_stream(bridge: LocalBridge) -> None:
-    before = baseline()
+    before = baseline(bridge)
     form = voice_form()
     answer = twiml_of(
         await post(bridge, "/twilio/voice", form, signed_url=bridge.public_url + "/twilio/voice")
