@@ -1,4 +1,5 @@
-"""End-to-end fixtures: the real bridge on loopback, PersonaPlex simulators, the phone simulator."""
+"""End-to-end fixtures: a real `phonebridge serve` subprocess (the in-process bridge,
+``start_bridge``/``bridge``, and the helpers come from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,82 +8,19 @@ import os
 import shutil
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
-import numpy as np
-import pytest
 
-from phonebridge.audio.g711 import pcm16_to_ulaw
-from phonebridge.local import (
-    DEMO_AUTH_TOKEN,
-    PUBLIC_URL,
-    LocalBridge,
-    SimulatorOptions,
-    local_bridge,
-)
+from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL
 from phonebridge.storage.index import CallIndex
 from phonebridge.storage.models import CallRecord
 
-REPO = Path(__file__).resolve().parents[2]
+from ..conftest import REPO, BridgeFactory, record_of, tone_mulaw
 
-BridgeFactory = Callable[..., AbstractAsyncContextManager[LocalBridge]]
-
-
-@pytest.fixture
-def personas_dir(tmp_path: Path) -> Path:
-    """A copy of the shipped personas that a test may edit."""
-    target = tmp_path / "personas"
-    shutil.copytree(REPO / "personas", target)
-    return target
-
-
-@pytest.fixture
-def start_bridge(personas_dir: Path, tmp_path: Path) -> BridgeFactory:
-    """``async with start_bridge(**settings) as bridge:`` with fast simulators."""
-
-    def factory(
-        simulators: SimulatorOptions | None = None, **overrides: Any
-    ) -> AbstractAsyncContextManager[LocalBridge]:
-        return local_bridge(
-            personas_dir=personas_dir,
-            data_dir=tmp_path / "data",
-            simulators=simulators or SimulatorOptions(reply="echo", conditioning_delay=0.05),
-            **overrides,
-        )
-
-    return factory
-
-
-def tone_mulaw(seconds: float, freq: float = 440.0, level: float = 0.3) -> bytes:
-    """A sine tone as 8 kHz mu-law bytes: a caller who is saying something."""
-    t = np.arange(int(seconds * 8000)) / 8000
-    pcm = (np.sin(2 * np.pi * freq * t) * level * 32767).astype("<i2").tobytes()
-    return pcm16_to_ulaw(pcm)
-
-
-@pytest.fixture
-async def bridge(start_bridge: BridgeFactory) -> AsyncIterator[LocalBridge]:
-    async with start_bridge() as running:
-        yield running
-
-
-async def record_of(bridge: LocalBridge, call_sid: str) -> CallRecord:
-    """The call row, once the bridge's teardown has completed it."""
-    index = await CallIndex.create(bridge.settings.effective_database_url)
-    try:
-        async with asyncio.timeout(10):
-            while True:
-                record = await index.get(call_sid)
-                if record is not None and record.ended_at is not None:
-                    return record
-                await asyncio.sleep(0.02)
-    finally:
-        await index.close()
+# The shared helpers, re-exported for the e2e tests' `from .conftest import ...`.
+__all__ = ["REPO", "BridgeFactory", "ServeProcess", "record_of", "serve_process", "tone_mulaw"]
 
 
 @dataclass(frozen=True, slots=True)

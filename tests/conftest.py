@@ -1,0 +1,87 @@
+"""Shared by every test that runs the real bridge on loopback.
+
+Fixtures here are visible in every test directory; the helpers are imported
+with ``from ..conftest import ...``. A directory chooses how the simulated
+models answer by overriding :func:`simulator_options`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from phonebridge.audio.g711 import pcm16_to_ulaw
+from phonebridge.local import LocalBridge, SimulatorOptions, local_bridge
+from phonebridge.storage.index import CallIndex
+from phonebridge.storage.models import CallRecord
+
+REPO = Path(__file__).resolve().parents[1]
+
+BridgeFactory = Callable[..., AbstractAsyncContextManager[LocalBridge]]
+
+
+@pytest.fixture
+def personas_dir(tmp_path: Path) -> Path:
+    """A copy of the shipped personas that a test may edit."""
+    target = tmp_path / "personas"
+    shutil.copytree(REPO / "personas", target)
+    return target
+
+
+@pytest.fixture
+def simulator_options() -> SimulatorOptions:
+    """Echoing simulators with a short conditioning delay (override per directory)."""
+    return SimulatorOptions(reply="echo", conditioning_delay=0.05)
+
+
+@pytest.fixture
+def start_bridge(
+    personas_dir: Path, tmp_path: Path, simulator_options: SimulatorOptions
+) -> BridgeFactory:
+    """``async with start_bridge(**settings) as bridge:``; ``simulators=`` to change them."""
+
+    def factory(
+        simulators: SimulatorOptions | None = None, **overrides: Any
+    ) -> AbstractAsyncContextManager[LocalBridge]:
+        return local_bridge(
+            personas_dir=personas_dir,
+            data_dir=tmp_path / "data",
+            simulators=simulators or simulator_options,
+            **overrides,
+        )
+
+    return factory
+
+
+@pytest.fixture
+async def bridge(start_bridge: BridgeFactory) -> AsyncIterator[LocalBridge]:
+    async with start_bridge() as running:
+        yield running
+
+
+def tone_mulaw(seconds: float, freq: float = 440.0, level: float = 0.3) -> bytes:
+    """A sine tone as 8 kHz mu-law bytes: a caller who is saying something."""
+    t = np.arange(int(seconds * 8000)) / 8000
+    pcm = (np.sin(2 * np.pi * freq * t) * level * 32767).astype("<i2").tobytes()
+    return pcm16_to_ulaw(pcm)
+
+
+async def record_of(bridge: LocalBridge, call_sid: str) -> CallRecord:
+    """The call row, once the bridge's teardown has completed it."""
+    index = await CallIndex.create(bridge.settings.effective_database_url)
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                record = await index.get(call_sid)
+                if record is not None and record.ended_at is not None:
+                    return record
+                await asyncio.sleep(0.02)
+    finally:
+        await index.close()
