@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from phonebridge.audio.frames import FrameChunker
-from phonebridge.audio.pipeline import ModelToPhone, PhoneToModel
+from phonebridge.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
 from phonebridge.calls.journal import CallJournal
 from phonebridge.calls.outcome import CallEndReason, CallOutcome
 from phonebridge.calls.pacer import InputPacer
@@ -100,11 +100,9 @@ class CallSession:
         self._wake_clock = asyncio.Event()
         self._clock_due = 0.0  # when the input clock will wake on its own
         self._pacer = InputPacer(silence=bytes(FRAME_BYTES))
-        self._inbound = PhoneToModel()
         # Twilio frames are 20 ms, but nothing promises it (§1.2): the model
         # gets exact 20 ms frames, a remainder waiting for the next message.
         self._caller_frames = FrameChunker(FRAME_BYTES)
-        self._outbound = ModelToPhone()
         self._outbound_mulaw = bytearray()
         self._playback_end = 0  # 8 kHz sample where the audio we queued at Twilio ends
         self._marks: dict[str, float] = {}
@@ -245,7 +243,7 @@ class CallSession:
 
     async def _on_caller_audio(self, media: Media) -> None:
         started = time.perf_counter()
-        pcm8 = self._inbound.push(media.payload)
+        pcm8 = ulaw_to_pcm16(media.payload)
         self._journal.caller_audio(pcm8, media.timestamp_ms * 8)
         self._silence.observe(pcm8, self.now())
         now = self._clock()
@@ -378,7 +376,7 @@ class CallSession:
 
     async def _on_agent_audio(self, pcm8: bytes) -> None:
         started = time.perf_counter()
-        mulaw = self._outbound.push(pcm8)
+        mulaw = pcm16_to_ulaw(pcm8)
         if not mulaw:
             return
         # Twilio plays what we send in order, starting now or when the audio

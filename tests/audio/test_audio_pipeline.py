@@ -30,7 +30,6 @@ import pytest
 from phonebridge.audio.analysis import best_lag, db, rms, samples, sinad_db, spectral_snr_db, tone
 from phonebridge.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
 from phonebridge.audio.opus_stream import OggOpusDecodeStream, OggOpusEncodeStream
-from phonebridge.audio.pipeline import ModelToPhone, PhoneToModel
 from phonebridge.audio.resample import Downsampler24kTo8k
 from phonebridge.simulators.personaplex.server_ogg import ServerOggWriter
 
@@ -39,11 +38,10 @@ SPEECH = (Path(__file__).parent / "fixtures" / "speech_8k.ulaw").read_bytes()
 
 def caller_to_wire(mulaw: bytes) -> bytes:
     """What the bridge sends the model: 20 ms Twilio frames in, Ogg pages out."""
-    phone_in = PhoneToModel()
     encoder = OggOpusEncodeStream(sample_rate=8000)
     wire = bytearray(encoder.headers())
     for i in range(0, len(mulaw), 160):
-        pcm8 = phone_in.push(mulaw[i : i + 160])
+        pcm8 = ulaw_to_pcm16(mulaw[i : i + 160])
         assert len(pcm8) == 2 * len(mulaw[i : i + 160])
         wire += encoder.push(pcm8)
     return bytes(wire)
@@ -51,10 +49,10 @@ def caller_to_wire(mulaw: bytes) -> bytes:
 
 def wire_to_caller(wire: bytes, chunk: int = 37) -> bytes:
     """What the caller hears: Ogg bytes split anyhow on the wire, mu-law out."""
-    decoder, phone_out = OggOpusDecodeStream(sample_rate=8000), ModelToPhone()
+    decoder = OggOpusDecodeStream(sample_rate=8000)
     out = bytearray()
     for i in range(0, len(wire), chunk):
-        out += phone_out.push(decoder.push(wire[i : i + chunk]))
+        out += pcm16_to_ulaw(decoder.push(wire[i : i + chunk]))
     return bytes(out)
 
 
@@ -113,18 +111,3 @@ def test_the_model_high_band_does_not_alias_onto_the_line(freq: int, ceiling_db:
     """Decoding straight to 8 kHz must still remove what the line cannot carry."""
     out = pcm_of(wire_to_caller(model_reply(tone(freq, 1.0, 24000, amplitude=10000))))[2000:-800]
     assert db(rms(out) / (10000 / np.sqrt(2))) <= ceiling_db
-
-
-def test_g711_legs_are_exact() -> None:
-    mulaw = bytes(range(256))
-    pcm = PhoneToModel().push(mulaw)
-    assert pcm == ulaw_to_pcm16(mulaw)
-    assert ModelToPhone().push(pcm) == pcm16_to_ulaw(pcm)
-
-
-def test_an_odd_byte_waits_for_its_other_half() -> None:
-    pcm = ulaw_to_pcm16(b"\x10\x20\x30")
-    phone_out = ModelToPhone()
-    first = phone_out.push(pcm[:3])  # one sample and half of the next
-    assert first == pcm16_to_ulaw(pcm[:2])
-    assert first + phone_out.push(pcm[3:]) == b"\x10\x20\x30"
