@@ -49,17 +49,10 @@ from urllib.parse import urlsplit
 import httpx
 from load_caller import Caller
 from load_model import LoadModelFarm
-from load_stats import (
-    Scrape,
-    children,
-    cpu_seconds,
-    merge,
-    pair_latencies,
-    parse_metrics,
-    percentile,
-    rss_bytes,
-)
+from load_stats import Scrape, merge, pair_latencies, parse_metrics, percentile
+from proc import children, cpu_seconds, rss_bytes
 from report import machine, write_section
+from serve_env import free_port, serve_env
 
 from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL
 from phonebridge.simulators.phone.routes import Routes
@@ -111,13 +104,6 @@ class LevelResult:
         return self.loop_lag_p99_ms < 20 and self.dropped_frames == 0 and self.failed_calls == 0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def free_ports(count: int) -> int:
     """A base port with ``count`` free ports from it (worker N listens on base + N)."""
     for _ in range(100):
@@ -144,14 +130,11 @@ class ServeProcess:
         self.workers = workers
         self.urls = [f"http://127.0.0.1:{self.port + n}" for n in range(workers)]
         self.url = self.urls[0]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PHONEBRIDGE_", "TWILIO_"))}
-        env.update(
-            PHONEBRIDGE_PUBLIC_URL=PUBLIC_URL,
-            TWILIO_AUTH_TOKEN=DEMO_AUTH_TOKEN,
-            PERSONAPLEX_URLS=",".join(model_urls),
-            PHONEBRIDGE_PERSONAS=str(personas),
-            PHONEBRIDGE_DATA=str(workdir / "data"),
-            PHONEBRIDGE_PORT=str(self.port),
+        env = serve_env(
+            personas=personas,
+            data=workdir / "data",
+            port=self.port,
+            self_hosted=model_urls,
             PHONEBRIDGE_MAX_CALLS=str(len(model_urls) + 10),
             PHONEBRIDGE_LOG_LEVEL="WARNING",
             # The toll-fraud guard would rightly refuse a hundred calls in three seconds.

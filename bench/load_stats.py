@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -106,15 +102,6 @@ def merge(scrapes: Sequence[Scrape]) -> Scrape:
     return Scrape(histograms, values)
 
 
-def children(pid: int) -> list[int]:
-    """Direct child processes (the workers of `serve --workers`)."""
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(child) for child in text.split()]
-
-
 def parse_metrics(text: str) -> Scrape:
     buckets: dict[tuple[str, tuple[tuple[str, str], ...]], list[tuple[float, float]]] = {}
     values: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
@@ -131,19 +118,6 @@ def parse_metrics(text: str) -> Scrape:
         for key, pairs in buckets.items()
     }
     return Scrape(histograms, values)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
 
 
 def pair_latencies(sent: Iterable[float], heard: Iterable[float], window: float) -> list[float]:

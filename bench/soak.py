@@ -20,11 +20,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import random
 import shutil
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -36,6 +34,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from report import ROOT, write_section
+from serve_env import free_port, serve_env
 from soak_calls import CallPlan, Line, place_call, plan_call
 from soak_probe import (
     Limits,
@@ -232,25 +231,17 @@ def _serve_env(
 ) -> tuple[dict[str, str], int]:
     personas = work / "personas"
     shutil.copytree(ROOT / "personas", personas)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    inherited = {
-        k: v for k, v in os.environ.items() if not k.startswith(("PHONEBRIDGE_", "TWILIO_"))
-    }
-    env = {
-        **inherited,
-        "PHONEBRIDGE_PUBLIC_URL": PUBLIC_URL,
-        "TWILIO_AUTH_TOKEN": DEMO_AUTH_TOKEN,
-        "PERSONAPLEX_URLS": ",".join(self_hosted),
-        "PERSONAPLEX_HANDSHAKE_TIMEOUT": str(config.handshake_timeout),
-        "POLARGRID_API_KEY": DEMO_POLARGRID_KEY,
-        "FAL_KEY": DEMO_FAL_KEY,
-        "PHONEBRIDGE_PERSONAS": str(personas),
-        "PHONEBRIDGE_DATA": str(work / "data"),
-        "PHONEBRIDGE_PORT": str(port),
-        "PHONEBRIDGE_PENDING_TIMEOUT": str(config.pending_timeout),
-    }
+    port = free_port()
+    env = serve_env(
+        personas=personas,
+        data=work / "data",
+        port=port,
+        self_hosted=self_hosted,
+        PERSONAPLEX_HANDSHAKE_TIMEOUT=str(config.handshake_timeout),
+        POLARGRID_API_KEY=DEMO_POLARGRID_KEY,
+        FAL_KEY=DEMO_FAL_KEY,
+        PHONEBRIDGE_PENDING_TIMEOUT=str(config.pending_timeout),
+    )
     return env, port
 
 

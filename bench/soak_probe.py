@@ -8,11 +8,10 @@ Two views of one process: the kernel's (``/proc/<pid>/status`` VmRSS, the
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
+from proc import descriptors, rss_bytes
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -29,21 +28,8 @@ class Sample:
 
 def proc_view(pid: int) -> tuple[float, int, int]:
     """(RSS in MB, open descriptors, of which sockets) of process ``pid``."""
-    rss_kb = 0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss_kb = int(line.split()[1])
-            break
-    fds = sockets = 0
-    fd_dir = f"/proc/{pid}/fd"
-    for name in os.listdir(fd_dir):
-        try:
-            target = os.readlink(f"{fd_dir}/{name}")
-        except OSError:  # closed between listdir and readlink
-            continue
-        fds += 1
-        sockets += target.startswith("socket:")
-    return rss_kb / 1024, fds, sockets
+    fds, sockets = descriptors(pid)
+    return rss_bytes(pid) / 2**20, fds, sockets
 
 
 def parse_metrics(text: str) -> dict[str, float]:
