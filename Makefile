@@ -28,10 +28,12 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/bench_audio.py
 
 ## Concurrent calls against one `phonebridge serve` pinned to CPU 0, then two
-## workers on CPUs 0-1; writes both tables to BENCHMARKS.md.
+## workers on CPUs 0-1 (sharing them with the generator on a 2-core machine);
+## writes both tables to BENCHMARKS.md: the commands behind its figures.
 bench-load: $(VENV)/.dev
-	$(BIN)/python bench/bench_load.py --levels 25,50,75,100 --write bench_load
-	$(BIN)/python bench/bench_load.py --levels 50,100,150 --workers 2 --serve-cpus 0,1 --write bench_load_workers
+	$(BIN)/python bench/bench_load.py --levels 20,30,35,40,50 --seconds 15 --write bench_load
+	$(BIN)/python bench/bench_load.py --levels 40,50,60 --seconds 15 --workers 2 \
+		--serve-cpus 0,1 --generator-cpus 0,1 --write bench_load_workers
 
 ## Soak: 30 minutes of churning simulated calls against one `phonebridge serve`;
 ## exits non-zero on a leak and writes the soak section of BENCHMARKS.md.

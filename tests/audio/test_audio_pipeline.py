@@ -29,6 +29,7 @@ import pytest
 
 from phonebridge.audio.analysis import best_lag, db, rms, samples, sinad_db, spectral_snr_db, tone
 from phonebridge.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
+from phonebridge.audio.opus import OpusEncoder
 from phonebridge.audio.opus_stream import OggOpusDecodeStream, OggOpusEncodeStream
 from phonebridge.audio.resample import Downsampler24kTo8k
 from phonebridge.simulators.personaplex.server_ogg import ServerOggWriter
@@ -111,3 +112,22 @@ def test_the_model_high_band_does_not_alias_onto_the_line(freq: int, ceiling_db:
     """Decoding straight to 8 kHz must still remove what the line cannot carry."""
     out = pcm_of(wire_to_caller(model_reply(tone(freq, 1.0, 24000, amplitude=10000))))[2000:-800]
     assert db(rms(out) / (10000 / np.sqrt(2))) <= ceiling_db
+
+
+def test_decoding_straight_to_8k_adds_no_delay() -> None:
+    """The outbound leg's algorithmic delay (BENCHMARKS.md latency budget): zero.
+
+    Decoding at 24 kHz and filtering down lags by the filter's 29 samples;
+    decoding at 8 kHz must line up 29 samples earlier than that, no later.
+    """
+    rng = np.random.default_rng(7)
+    noise = np.clip(rng.normal(0, 4000, 24000), -32768, 32767).astype("<i2").tobytes()
+    wire = model_reply(noise)
+    direct = samples(OggOpusDecodeStream(sample_rate=8000).push(wire))
+    filtered = samples(Downsampler24kTo8k().push(OggOpusDecodeStream(sample_rate=24000).push(wire)))
+    assert best_lag(direct[: 6000 - 100], filtered[: 6000 - 100], 100) == 29
+
+
+def test_the_encoder_lookahead_is_the_inbound_delay() -> None:
+    """The inbound leg's algorithmic delay: Opus's lookahead, 6.5 ms at 8 kHz."""
+    assert OpusEncoder(8000).lookahead_48k / 48 == 6.5
