@@ -3,7 +3,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test check bench bench-load soak serve
+.PHONY: demo test check bench bench-load soak serve fuzz
 
 $(VENV)/.runtime: pyproject.toml deploy/bootstrap.sh
 	deploy/bootstrap.sh
@@ -40,3 +40,8 @@ bench-load: $(VENV)/.dev
 .PHONY: soak
 soak: $(VENV)/.dev
 	$(BIN)/python bench/soak.py --minutes 30
+
+## The fuzzers with many random examples (the suite runs 150 per property):
+## a failure is saved in .hypothesis/ and replayed by the next `make test`.
+fuzz: $(VENV)/.dev
+	PHONEBRIDGE_FUZZ_EXAMPLES=3000 $(BIN)/pytest tests/fuzz

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from pydantic_core import ErrorDetails
 
 from .book import PersonaBook, PersonaError, PersonaProblem
 from .schema import MAX_PROMPT_CHARS, PROVIDERS, Fallback, Limits, Persona, PersonaFile
+from .shown import shown
 
 __all__ = ["PersonaError", "PersonaProblem", "load_personas", "persona_files"]
 
@@ -350,7 +350,7 @@ def _describe(error: ErrorDetails) -> str:
         hint = f"did you mean {close[0]!r}?" if close else f"allowed: {', '.join(allowed)}"
         return f"unknown key {where!r} ({hint})"
     if kind == "invalid_key":
-        return f"key {_short(loc[-1])}: keys must be plain text"
+        return f"key {shown(loc[-1])}: keys must be plain text"
     if kind == "tuple_type" and loc == ("numbers",):
         return 'numbers: expected a list of quoted E.164 numbers, e.g. ["+14165550123"]'
     if kind == "model_type" and len(loc) == 1 and str(loc[0]) in ("limits", "fallback"):
@@ -360,7 +360,7 @@ def _describe(error: ErrorDetails) -> str:
         return f"missing required key {where!r}"
     if kind == "literal_error" and loc and loc[-1] in ("provider", "overflow"):
         return (
-            f"{where}: unknown provider {_short(error['input'])} "
+            f"{where}: unknown provider {shown(error['input'])} "
             f"(expected one of {', '.join(PROVIDERS)})"
         )
     if kind in ("string_too_long", "too_long") and loc == ("prompt",):
@@ -369,30 +369,11 @@ def _describe(error: ErrorDetails) -> str:
             f"{MAX_PROMPT_CHARS}: the prompt travels in a URL query string)"
         )
     if kind == "string_pattern_mismatch" and loc == ("tts_voice",):
-        voice = _short(error["input"])
+        voice = shown(error["input"])
         return f"tts_voice: {voice} is not a Twilio <Say> voice name (e.g. Polly.Joanna)"
     if kind == "string_pattern_mismatch" and loc == ("tts_language",):
-        return f"tts_language: {_short(error['input'])} is not a language tag (e.g. en-US)"
+        return f"tts_language: {shown(error['input'])} is not a language tag (e.g. en-US)"
     return f"{where}: {error['msg']}" if where else error["msg"]
-
-
-def _bounded_repr() -> reprlib.Repr:
-    shown = reprlib.Repr()
-    shown.maxlevel, shown.maxlist, shown.maxtuple, shown.maxdict = 2, 4, 4, 4
-    shown.maxstring = shown.maxother = shown.maxlong = 100
-    return shown
-
-
-# reprlib, never repr(): YAML aliases make a value a few lines long in the file
-# and exponentially large when printed ("billion laughs": nine aliases of nine
-# aliases...), and repr() of it would hang the loader (and the hot reload).
-# Found by tests/fuzz/test_fuzz_personas.py.
-_BOUNDED_REPR = _bounded_repr()
-
-
-def _short(value: object) -> str:
-    text = _BOUNDED_REPR.repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _cross_check(loaded: list[_LoadedFile]) -> list[PersonaProblem]:

@@ -35,6 +35,8 @@ from pydantic_core import PydanticCustomError
 
 from phonebridge.models.base import VOICES, SessionRequest
 
+from .shown import shown
+
 ProviderName = Literal["personaplex", "polargrid", "fal"]
 """``personaplex`` = the self-hosted pool (PERSONAPLEX_URLS); the others are hosted."""
 
@@ -81,9 +83,9 @@ def _e164(value: str) -> str:
     if not E164_PATTERN.fullmatch(value):
         raise PydanticCustomError(
             "e164",
-            "'{value}' is not an E.164 number (a '+', the country code, then up to 15 digits "
+            "{value} is not an E.164 number (a '+', the country code, then up to 15 digits "
             "with no spaces or dashes, e.g. +14165550123)",
-            {"value": value},
+            {"value": shown(value)},
         )
     return value
 
@@ -94,14 +96,14 @@ def _voice(value: str) -> str:
     if value.endswith(".pt") and value[:-3] in VOICES:
         raise PydanticCustomError(
             "voice_suffix",
-            "write '{value}' without '.pt' ('{bare}'): the bridge adds the suffix where "
+            "write {value} without '.pt' ({bare}): the bridge adds the suffix where "
             "the server needs it",
-            {"value": value, "bare": value[:-3]},
+            {"value": shown(value), "bare": shown(value[:-3])},
         )
     raise PydanticCustomError(
         "voice",
-        "unknown voice '{value}' (expected one of {voices})",
-        {"value": value, "voices": ", ".join(sorted(VOICES))},
+        "unknown voice {value} (expected one of {voices})",
+        {"value": shown(value), "voices": ", ".join(sorted(VOICES))},
     )
 
 

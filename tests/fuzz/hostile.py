@@ -9,12 +9,16 @@ limit, lone surrogates, NaN, huge strings.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from hypothesis import strategies as st
 
-FUZZ_SETTINGS = {"max_examples": 150, "deadline": None}
-"""Modest: the suite must stay fast; CI runs every property on each push anyway."""
+FUZZ_SETTINGS = {
+    "max_examples": int(os.environ.get("PHONEBRIDGE_FUZZ_EXAMPLES", "150")),
+    "deadline": None,
+}
+"""Modest by default: the suite must stay fast. `make fuzz` raises the count."""
 
 # Numbers that break naive code: past int64, past float, past Python's
 # int<->str digit limit (4300 digits, a ValueError from int()/str()), NaN.

@@ -192,3 +192,17 @@ def test_a_number_of_thousands_of_digits_is_a_problem_with_its_line() -> None:
         error = load(document(field, "0x" + "f" * 5000))
         assert isinstance(error, PersonaError)
         assert any("characters" in problem.message for problem in error.problems), error
+
+
+def test_a_long_string_is_quoted_short_in_every_message() -> None:
+    # Found by the fuzzer: "'AAAA…' is not an E.164 number" quoted a 70 kB value
+    # whole. Every custom message now shows at most a few dozen characters.
+    long_value = "A" * 70_000
+    for field in ("fallback.transfer_to", "voice", "tts_voice", "provider"):
+        error = load(document(field, long_value))
+        assert isinstance(error, PersonaError)
+        assert all("AAAAAAAAAA" in problem.message for problem in error.problems), error
+        assert all(len(problem.message) < 300 for problem in error.problems), error
+    voice_error = load(document("voice", "NATF2.pt"))
+    assert isinstance(voice_error, PersonaError)
+    assert "write 'NATF2.pt' without '.pt' ('NATF2')" in str(voice_error)
