@@ -151,9 +151,7 @@ def speech_pesq(complexity: int) -> str:
         reference, test = samples(pcm8), samples(heard)
         test = test[best_lag(reference, test, 400) :]
         size = min(reference.size, test.size)
-        scores.append(
-            pesq(8000, reference[:size] / 32768.0, test[:size] / 32768.0, "nb")  # type: ignore[no-untyped-call]
-        )
+        scores.append(pesq(8000, reference[:size] / 32768.0, test[:size] / 32768.0, "nb"))
     return f"{sum(scores) / len(scores):.3f}"
 
 

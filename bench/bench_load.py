@@ -21,7 +21,9 @@ shares):
 - bridge-added first audio: (model's first page -> caller's first frame) +
   (stream start or handshake, whichever is later -> model's first input);
 - transit: model reply burst sent -> heard by the caller (outbound), caller
-  burst sent -> decoded at a probe model server (inbound), p50/p99.
+  burst sent -> the 80 ms step holding its onset whole at a probe model server
+  (inbound: includes the wait for the rest of the step, 0-60 ms, that the real
+  server has whatever the client does), p50/p99.
 
 "Calls per core" is the largest N whose loop-lag p99 is under 20 ms with zero
 dropped frames. Run: ``.venv/bin/python bench/bench_load.py --write``.

@@ -11,7 +11,9 @@ one 80 ms page per 80 ms of input consumed, nothing without input) but:
   ``burst_every_steps`` steps an 80 ms tone burst the phone side can detect);
 - counts consumed input from the Ogg granule positions instead of decoding,
   except on every ``probe_every``-th connection, which decodes to time the
-  caller's tone bursts arriving (the bridge's inbound transit).
+  caller's tone bursts arriving (the bridge's inbound transit): a burst counts
+  as arrived when the 80 ms step holding its onset is whole, the moment the
+  real server could first use it, however the client splits its pages.
 
 Times are ``loop.time()`` (CLOCK_MONOTONIC), the same clock as the callers in
 this process, so one side's send and the other side's receive compare directly.
@@ -37,6 +39,7 @@ from phonebridge.simulators.personaplex.server_ogg import STEP_SAMPLES, ServerOg
 
 HANDSHAKE, AUDIO, TEXT = 0x00, 0x01, 0x02
 STEP_48K = 3840  # one model step (80 ms) in the 48 kHz granule units our client writes
+PACKETS_PER_STEP = 4  # 20 ms packets from the bridge in one 80 ms model step
 SOUND_RMS = 800  # well above codec noise on silence, well below the bursts
 
 
@@ -169,6 +172,8 @@ class LoadModelFarm:
         packets = OggOpusReader() if record.probe else None
         decoder = OpusDecoder(24000) if record.probe else None
         heard_sound = False
+        packet_index = -1
+        onset_step_ends: int | None = None
         steps = 0
         async for message in ws:
             if not isinstance(message, bytes) or not message or message[0] != AUDIO:
@@ -183,15 +188,21 @@ class LoadModelFarm:
                 consumed = max(consumed, page.granule_position)
             if packets is not None and decoder is not None:
                 for packet in packets.push(payload):
+                    packet_index += 1
                     loud = rms_of(decoder.decode(packet)) >= SOUND_RMS
                     if loud and not heard_sound:
-                        record.bursts_heard.append(now)
+                        # The server can use the onset once its 80 ms step is
+                        # whole (§2.3 step 5): 4 packets of 20 ms from the first.
+                        onset_step_ends = packet_index // PACKETS_PER_STEP * PACKETS_PER_STEP + 3
                     heard_sound = loud
+                    if onset_step_ends is not None and packet_index >= onset_step_ends:
+                        record.bursts_heard.append(now)
+                        onset_step_ends = None
             while steps < consumed // STEP_48K:
                 steps += 1
                 burst = steps % self._burst_every == 0
-                page = writer.step_packet(self._burst_packet if burst else self._silence_packet)
-                await ws.send(bytes([AUDIO]) + page)
+                reply = writer.step_packet(self._burst_packet if burst else self._silence_packet)
+                await ws.send(bytes([AUDIO]) + reply)
                 sent_at = loop.time()
                 if record.first_page_at is None:
                     record.first_page_at = sent_at

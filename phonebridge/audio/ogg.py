@@ -186,12 +186,25 @@ class OggOpusWriter:
 
     def write_packet(self, packet: bytes) -> bytes:
         """One Opus packet as one page (several only if it exceeds a page, ~64 KiB)."""
+        return self.write_packets([packet])
+
+    def write_packets(self, packets: list[bytes]) -> bytes:
+        """Opus packets as one page when their lacing fits (255 segments), else a page each.
+
+        The page's granule is the end of its last packet (RFC 3533 §6).
+        """
         self._check_writable()
-        try:
-            self._granule += packet_samples_48k(packet)
-        except OpusError as exc:
-            raise LocalProtocolError(f"not a valid Opus packet: {exc}") from exc
-        return self._packet_pages(packet, self._granule)
+        granules: list[int] = []
+        for packet in packets:
+            try:
+                self._granule += packet_samples_48k(packet)
+            except OpusError as exc:
+                raise LocalProtocolError(f"not a valid Opus packet: {exc}") from exc
+            granules.append(self._granule)
+        laces = [lace for packet in packets for lace in lacing(len(packet))]
+        if len(packets) > 1 and len(laces) <= MAX_SEGMENTS:
+            return self._page(0, self._granule, laces, b"".join(packets))
+        return b"".join(map(self._packet_pages, packets, granules))
 
     def close(self) -> bytes:
         """An empty EOS page ending the stream; b"" if already closed.

@@ -43,7 +43,13 @@ FRAME_BYTES = frame_bytes(SAMPLE_RATE)
 
 
 class OggOpusEncodeStream:
-    """PCM in (``sample_rate``), Ogg pages out: one page per 20 ms Opus packet."""
+    """PCM in (``sample_rate``), Ogg pages out: a page per ``packets_per_page`` 20 ms packets.
+
+    One packet per page is the lowest latency for a reader that uses audio as
+    soon as it arrives. A reader that consumes audio in larger blocks gains
+    nothing from earlier pieces, and each page is a message, a socket write
+    and a CRC: see OggStreamProtocol for the model's 80 ms step.
+    """
 
     def __init__(
         self,
@@ -52,7 +58,10 @@ class OggOpusEncodeStream:
         serial: int | None = None,
         complexity: int = DEFAULT_COMPLEXITY,
         bitrate: int | None = DEFAULT_BITRATE,
+        packets_per_page: int = 1,
     ) -> None:
+        if packets_per_page < 1:
+            raise ValueError(f"packets_per_page must be at least 1, got {packets_per_page}")
         self._encoder = OpusEncoder(sample_rate, complexity=complexity, bitrate=bitrate)
         # A random serial, as RFC 3533 §6 asks, so streams can be told apart in captures.
         self.serial = secrets.randbits(32) if serial is None else serial
@@ -62,6 +71,8 @@ class OggOpusEncodeStream:
             input_sample_rate=sample_rate,
         )
         self._chunker = FrameChunker(frame_bytes(sample_rate))
+        self._packets_per_page = packets_per_page
+        self._packets: list[bytes] = []  # encoded, waiting for their page to fill
         self._started = False
 
     def headers(self) -> bytes:
@@ -71,19 +82,24 @@ class OggOpusEncodeStream:
         return pages
 
     def push(self, pcm: bytes) -> bytes:
-        """Feed PCM of any length; returns the pages of each complete 20 ms frame."""
+        """Feed PCM of any length; returns the pages its 20 ms frames complete (maybe none)."""
         if not self._started:
             # Audio before the BOS page would kill the server session (§2.3).
             raise LocalProtocolError("push() before headers(): the BOS page must go first")
-        frames = self._chunker.push(pcm)
-        if len(frames) == 1:
-            return self._writer.write_packet(self._encoder.encode(frames[0]))
-        return b"".join(self._writer.write_packet(self._encoder.encode(f)) for f in frames)
+        pages = b""
+        for frame in self._chunker.push(pcm):
+            self._packets.append(self._encoder.encode(frame))
+            if len(self._packets) == self._packets_per_page:
+                pages += self._writer.write_packets(self._packets)
+                self._packets = []
+        return pages
 
     def close(self) -> bytes:
-        """The EOS page. An incomplete last frame (< 20 ms) is dropped."""
+        """Any packets still waiting, then the EOS page. A last frame under 20 ms is dropped."""
         self._chunker.flush()
-        return self._writer.close()
+        pages = self._writer.write_packets(self._packets) if self._packets else b""
+        self._packets = []
+        return pages + self._writer.close()
 
 
 class OggOpusDecodeStream:

@@ -101,6 +101,16 @@ def describe_close(code: int | None, reason: str) -> str:
     return f"{text} ({reason})" if reason else text
 
 
+# The server steps once per 1920 decoded samples (80 ms, §2.3 step 5), and its
+# reader (sphn's OpusStreamReader) decodes every packet and trims no pre-skip,
+# so step k needs exactly audio packets 4k..4k+3 of the stream. A page holding
+# those four, sent as the fourth is encoded, reaches the server when the step
+# first becomes possible: the same moment as four 20 ms pages would, in one
+# message, one socket write and one CRC instead of four. The load profile put
+# the model socket's per-message cost at a tenth of the bridge's CPU.
+PACKETS_PER_MODEL_STEP = 4
+
+
 class OggStreamProtocol:
     """One PersonaPlex conversation in Ogg/Opus frames (§2.2-§2.4).
 
@@ -117,7 +127,9 @@ class OggStreamProtocol:
             options["bitrate"] = bitrate
         # The codec works at the line's rate: libopus changes rate inside the
         # codec, so no resampler runs on either side (see audio/opus_stream.py).
-        self._encoder = OggOpusEncodeStream(sample_rate=SAMPLE_RATE, **options)
+        self._encoder = OggOpusEncodeStream(
+            sample_rate=SAMPLE_RATE, packets_per_page=PACKETS_PER_MODEL_STEP, **options
+        )
         self._decoder = OggOpusDecodeStream(sample_rate=SAMPLE_RATE)
         self._headers_sent = False
         self.ready = False

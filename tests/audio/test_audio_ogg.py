@@ -149,6 +149,25 @@ def test_a_packet_larger_than_a_page_spans_pages() -> None:
     assert OggPacketReader().push(data)[2:] == [big, fake_packet(9)]
 
 
+def test_several_packets_share_a_page_when_their_lacing_fits() -> None:
+    writer = OggOpusWriter(serial=6, pre_skip=312)
+    packets = [fake_packet(60), fake_packet(255), fake_packet(61), fake_packet(62)]
+    data = writer.headers() + writer.write_packets(packets)
+    (page,) = pages_of(data)[2:]
+    assert page.segments == (60, 255, 0, 61, 62)
+    assert page.granule_position == 4 * 960  # the end of its last packet
+    assert OggPacketReader().push(data)[2:] == packets
+
+
+def test_packets_whose_lacing_overflows_a_page_get_a_page_each() -> None:
+    writer = OggOpusWriter(serial=7, pre_skip=312)
+    packets = [fake_packet(255 * 200), fake_packet(255 * 100)]  # 201 + 101 segments
+    data = writer.headers() + writer.write_packets(packets)
+    pages = pages_of(data)[2:]
+    assert [p.granule_position for p in pages] == [960, 1920]
+    assert OggPacketReader().push(data)[2:] == packets
+
+
 # -- page reader -----------------------------------------------------------------
 
 

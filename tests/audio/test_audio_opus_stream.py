@@ -36,6 +36,22 @@ def test_headers_once_then_one_page_per_20ms() -> None:
     assert {p.serial for p in pages} == {42}
 
 
+def test_packets_per_page_groups_frames_and_close_flushes_the_rest() -> None:
+    stream = OggOpusEncodeStream(serial=43, packets_per_page=4)
+    reader = OggPageReader()
+    reader.push(stream.headers())
+    assert stream.push(bytes(960 * 3)) == b""  # three packets wait for the fourth
+    (page,) = reader.push(stream.push(bytes(960 * 2)))
+    assert len(page.segments) == 4
+    assert page.granule_position == 4 * 960
+    tail = reader.push(stream.close())  # the fifth packet, then EOS
+    assert [len(p.segments) for p in tail] == [1, 0]
+    assert tail[0].granule_position == 5 * 960
+    assert tail[1].eos
+    with pytest.raises(ValueError, match="packets_per_page"):
+        OggOpusEncodeStream(packets_per_page=0)
+
+
 def test_push_before_headers_is_a_bug() -> None:
     with pytest.raises(LocalProtocolError):
         OggOpusEncodeStream().push(bytes(960))

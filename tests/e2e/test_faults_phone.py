@@ -63,7 +63,7 @@ async def model_ready(bridge: LocalBridge, index: int = 0) -> ConnectionRecord:
     async with asyncio.timeout(10):
         while True:
             connections = bridge.self_hosted[0].connections
-            if len(connections) > index and connections[index].input_packets > 0:
+            if len(connections) > index and connections[index].input_messages > 0:
                 return connections[index]
             await asyncio.sleep(0.01)
 
@@ -228,14 +228,14 @@ async def test_unknown_event_is_ignored_and_the_call_goes_on(bridge: LocalBridge
             "transcription": {"text": "hello"},
         }
         await stream.send(json.dumps(future_event))
-        fed_before = model.input_packets
+        fed_before = model.input_messages
         await talk(stream, 0.3)
         await stream.stop()
         async with asyncio.timeout(10):
             await stream.wait_closed()
     record = await record_of(bridge, stream.call_sid)
     assert record.end_reason == "caller_hangup"
-    assert model.input_packets > fed_before  # the model was still fed after it
+    assert model.input_messages > fed_before  # the model was still fed after it
     await still_serving(bridge, leaks)
 
 

@@ -31,7 +31,7 @@ async def test_happy_path_pcm_in_msgpack_with_full_config() -> None:
     async with PersonaPlexSimulator(flavour="fal", reply="speech", api_key=KEY) as sim:
         got = await converse(session_for(sim.url), frames=40)
         record = await sim.wait_for_close()
-    assert record.input_packets == 10  # four 20 ms frames per 80 ms message
+    assert record.input_messages == 10  # four 20 ms frames per 80 ms message
     assert record.input_samples == 40 * 480
     assert record.fal_configs_incomplete == 0
     assert record.fal_last_config == {

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from phonebridge.audio.ogg import OggPageReader
+from phonebridge.audio.ogg import OggOpusReader, OggPageReader
+from phonebridge.audio.opus import OpusDecoder
 from phonebridge.audio.opus_stream import OggOpusDecodeStream
 from phonebridge.audio.resample import Downsampler24kTo8k, Upsampler8kTo24k
 from phonebridge.errors import (
@@ -103,7 +104,27 @@ def test_first_frame_starts_with_bos_and_there_is_only_one() -> None:
     assert pages[0].bos
     assert pages[0].body.startswith(b"OpusHead")
     assert sum(p.bos for p in pages) == 1
-    assert len(pages) == 2 + 50  # head, tags, one page per 20 ms
+    assert len(pages) == 2 + 50 // 4  # head, tags, one page per 80 ms model step
+
+
+def test_each_message_completes_one_model_step_as_its_last_frame_is_encoded() -> None:
+    # The server steps on 1920 decoded samples at 24 kHz and trims no
+    # pre-skip (PROTOCOLS.md §2.3-2.4), so step k is packets 4k..4k+3: the
+    # page for it must leave with frame 4k+3, not later, and hold exactly it.
+    core = OggStreamProtocol()
+    core.receive(b"\x00")
+    sent_at = {i: core.encode_audio(tone(i)) for i in range(40)}
+    assert [i for i, frames in sent_at.items() if frames] == [0, *range(3, 40, 4)]
+    pages, packets = OggPageReader(), OggOpusReader()
+    server_decoder = OpusDecoder(24000)
+    decoded = 0
+    for i, frames in sent_at.items():
+        for frame in frames:
+            audio_pages = [p for p in pages.push(frame[1:]) if p.granule_position > 0]
+            assert [p.granule_position for p in audio_pages] == ([(i + 1) * 960] if i else [])
+            for packet in packets.push(frame[1:]):
+                decoded += len(server_decoder.decode(packet)) // 2
+        assert decoded == (i + 1) // 4 * 1920  # whole model steps, each on time
 
 
 def test_audio_text_and_unknown_kinds_from_the_server() -> None:
@@ -142,8 +163,8 @@ def test_sent_stream_decodes_back() -> None:
     core = OggStreamProtocol()
     core.receive(b"\x00")
     decoder = OggOpusDecodeStream(sample_rate=8000)
-    pcm = b"".join(decoder.push(f[1:]) for i in range(25) for f in core.encode_audio(tone(i)))
-    assert len(pcm) == 25 * len(SILENCE)
+    pcm = b"".join(decoder.push(f[1:]) for i in range(24) for f in core.encode_audio(tone(i)))
+    assert len(pcm) == 24 * len(SILENCE)
 
 
 # -- PolarGrid (§3) -------------------------------------------------------------

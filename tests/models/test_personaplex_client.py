@@ -72,7 +72,7 @@ async def test_nothing_sent_before_the_handshake() -> None:
         record = await sim.wait_for_close()
     assert record.pre_handshake_messages == 0
     assert record.bos_pages == 1
-    assert record.input_packets == 8
+    assert record.input_messages == 3  # the headers, then one page per 80 ms step
     assert record.input_samples == 8 * 480
     assert record.end == "client closed"
 

@@ -24,7 +24,7 @@ class ConnectionRecord:
     waited_behind_busy: bool = False  # upgraded while another session held the server
     pre_handshake_messages: int = 0  # read and thrown away during conditioning (§2.3)
     bos_pages: int = 0
-    input_packets: int = 0  # 0x01 messages (or fal msgpack messages) after the handshake
+    input_messages: int = 0  # 0x01 messages (or fal msgpack messages) after the handshake
     input_samples: int = 0  # decoded 24 kHz samples consumed by model steps
     frames_out: int = 0  # output audio pages (or fal replies), one per 80 ms step
     text_out: list[str] = field(default_factory=list)
@@ -42,4 +42,4 @@ class ConnectionRecord:
         if self.last_input_at is not None:
             self.max_input_gap = max(self.max_input_gap, now - self.last_input_at)
         self.last_input_at = now
-        self.input_packets += 1
+        self.input_messages += 1
