@@ -387,18 +387,19 @@ class CallSession:
         self._playback_end += len(pcm8) // 2
         self._outbound_mulaw += mulaw
         whole = len(self._outbound_mulaw) - len(self._outbound_mulaw) % PHONE_FRAME_BYTES
-        messages = [
-            media_message(
-                self.stream_sid, bytes(self._outbound_mulaw[offset : offset + PHONE_FRAME_BYTES])
-            )
-            for offset in range(0, whole, PHONE_FRAME_BYTES)
-        ]
+        if not whole:
+            return
+        # All the whole 20 ms frames the model's page decoded to go in ONE
+        # media message (80 ms from PersonaPlex). Twilio takes a payload of any
+        # size and plays it in order (PROTOCOLS.md §1.3), and four messages
+        # sent in the same instant would reach the caller no sooner: this is
+        # the same audio at the same time for a quarter of the JSON, base64,
+        # WebSocket frames and socket writes.
+        message = media_message(self.stream_sid, bytes(self._outbound_mulaw[:whole]))
         del self._outbound_mulaw[:whole]
-        if messages:
-            # Per 20 ms phone frame, like the inbound figure.
-            self._outbound_seconds.observe((time.perf_counter() - started) / len(messages))
-        for message in messages:
-            await self._phone.send_text(message)
+        # Per 20 ms phone frame, like the inbound figure.
+        self._outbound_seconds.observe((time.perf_counter() - started) * PHONE_FRAME_BYTES / whole)
+        await self._phone.send_text(message)
         await self._maybe_mark()
 
     async def _maybe_mark(self) -> None:
