@@ -129,35 +129,67 @@ def _open_exclusive(path: Path) -> BinaryIO:
 
 
 class _PendingChannel:
-    """Samples of one channel from the write position on; gaps are zeros."""
+    """Samples of one channel from the write position on; gaps are zeros.
 
-    __slots__ = ("high", "samples")
+    Audio almost always arrives in order, each piece starting where the last
+    ended: those pieces are kept as bytes and joined when the writer takes
+    them (every 100 ms), so the per-frame cost is a list append. numpy only
+    runs for the rare piece that overlaps (mixed in) or leaves a gap; the load
+    profile had the numpy calls per 20 ms frame at 6 % of a call's CPU.
+    """
+
+    __slots__ = ("_appended", "_samples", "high", "length")
 
     def __init__(self) -> None:
-        self.samples: Samples = np.zeros(0, dtype=np.int16)
+        self._samples: Samples = np.zeros(0, dtype=np.int16)
+        self._appended: list[bytes] = []  # s16le pieces that follow _samples
+        self.length = 0  # pending samples: _samples plus the appended pieces
         self.high = 0  # timeline index one past the newest sample ever given
 
-    def add(self, piece: Samples, offset: int) -> None:
-        """Mix ``piece`` in at ``offset`` samples past the write position (offset >= 0)."""
-        end = offset + len(piece)
-        if end > len(self.samples):
+    def add(self, pcm: bytes, offset: int) -> None:
+        """Mix s16le ``pcm`` in at ``offset`` samples past the write position (offset >= 0)."""
+        count = len(pcm) // SAMPLE_WIDTH
+        if offset == self.length:
+            self._appended.append(pcm)
+            self.length += count
+            return
+        piece: Samples = np.frombuffer(pcm, dtype="<i2").astype(np.int16)
+        samples = self._joined()
+        end = offset + count
+        if end > len(samples):
             grown = np.zeros(end, dtype=np.int16)
-            grown[: len(self.samples)] = self.samples
-            self.samples = grown
-        window = self.samples[offset:end]
+            grown[: len(samples)] = samples
+            samples = grown
+        window = samples[offset:end]
         if window.any():
             mixed = window.astype(np.int32) + piece
             window[:] = np.clip(mixed, -32768, 32767)
         else:
             window[:] = piece
+        self._samples = samples
+        self.length = len(samples)
 
     def take(self, count: int) -> Samples:
         """Remove and return the first ``count`` samples, zero-padded if fewer are held."""
+        samples = self._joined()
         head = np.zeros(count, dtype=np.int16)
-        held = min(count, len(self.samples))
-        head[:held] = self.samples[:held]
-        self.samples = self.samples[held:].copy() if held < len(self.samples) else self.samples[:0]
+        held = min(count, len(samples))
+        head[:held] = samples[:held]
+        self._samples = samples[held:].copy() if held < len(samples) else samples[:0]
+        self.length = len(self._samples)
         return head
+
+    def truncate(self, keep: int) -> None:
+        """Forget pending samples from ``keep`` on."""
+        self._samples = self._joined()[:keep].copy()
+        self.length = len(self._samples)
+
+    def _joined(self) -> Samples:
+        if self._appended:
+            tail = np.frombuffer(b"".join(self._appended), dtype="<i2").astype(np.int16)
+            self._samples = np.concatenate((self._samples, tail))
+            self._appended = []
+        return self._samples
 
 
 class CallRecorder:
@@ -251,7 +283,7 @@ class CallRecorder:
             return
         keep = max(0, sample - self._written)
         agent = self._agent
-        agent.samples = agent.samples[:keep].copy()
+        agent.truncate(keep)
         agent.high = min(agent.high, max(sample, self._written))
 
     def _add(self, channel: _PendingChannel, pcm8: bytes, at_sample: int) -> None:
@@ -259,18 +291,17 @@ class CallRecorder:
             raise AudioError(f"16-bit PCM must have an even length, got {len(pcm8)} bytes")
         if self._failed or self._info is not None or not pcm8:
             return
-        piece: Samples = np.frombuffer(pcm8, dtype="<i2").astype(np.int16)
         offset = at_sample - self._written
         if offset < 0:
             # These positions are already on disk: drop the late part (module docstring).
-            late = min(-offset, len(piece))
+            late = min(-offset, len(pcm8) // SAMPLE_WIDTH)
             self.late_samples_dropped += late
-            piece = piece[late:]
+            pcm8 = pcm8[late * SAMPLE_WIDTH :]
             offset = 0
-            if not len(piece):
+            if not pcm8:
                 return
-        channel.add(piece, offset)
-        channel.high = max(channel.high, self._written + offset + len(piece))
+        channel.add(pcm8, offset)
+        channel.high = max(channel.high, self._written + offset + len(pcm8) // SAMPLE_WIDTH)
         self._write_final()
 
     # -- output --------------------------------------------------------------
