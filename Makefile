@@ -31,8 +31,8 @@ bench: $(VENV)/.dev
 ## workers on CPUs 0-1 (sharing them with the generator on a 2-core machine);
 ## writes both tables to BENCHMARKS.md: the commands behind its figures.
 bench-load: $(VENV)/.dev
-	$(BIN)/python bench/bench_load.py --levels 20,30,35,40,50 --seconds 15 --write bench_load
-	$(BIN)/python bench/bench_load.py --levels 40,50,60 --seconds 15 --workers 2 \
+	$(BIN)/python bench/bench_load.py --levels 30,40,45,50,55,60 --seconds 15 --write bench_load
+	$(BIN)/python bench/bench_load.py --levels 40,50,60,70 --seconds 15 --workers 2 \
 		--serve-cpus 0,1 --generator-cpus 0,1 --write bench_load_workers
 
 ## Soak: 30 minutes of churning simulated calls against one `phonebridge serve`;
