@@ -155,8 +155,8 @@ def print_summary(result: DemoResult) -> None:
     report, record = result.report, result.record
     first = report.first_agent_audio_after_start_s
     print(
-        f"call {report.call_sid}: sent {report.frames_sent} frames, "
-        f"heard {report.frames_received} frames ({report.agent_audio_seconds:.1f} s of agent audio)"
+        f"call {report.call_sid}: sent {report.frames_sent} frames of 20 ms, heard "
+        f"{report.agent_audio_seconds:.1f} s of agent audio in {report.frames_received} messages"
     )
     if first is not None:
         print(f"first agent audio {first * 1000:.0f} ms after the stream started")

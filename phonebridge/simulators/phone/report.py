@@ -35,7 +35,7 @@ class DialReport:
     frames_sent: int = 0
     bytes_sent: int = 0
     dtmf_sent: list[str] = field(default_factory=list)
-    frames_received: int = 0
+    frames_received: int = 0  # media messages from the bridge (one per 80 ms model page)
     bytes_received: int = 0
     marks_received: list[str] = field(default_factory=list)
     marks_echoed: list[str] = field(default_factory=list)
