@@ -13,7 +13,7 @@ shares):
 
 - per-frame processing in the bridge, p50/p99/max per direction (histogram
   buckets interpolated; "max" is the upper bound of the highest bucket hit);
-- event-loop lag p99 (how late a 20 ms timer fires: what every frame waits on
+- event-loop lag p50/p99 (how late a 20 ms timer fires: what every frame waits on
   top of its processing) and late frames (probe slots more than 20 ms late);
 - dropped caller frames (after the model was ready);
 - CPU per call-second and resident memory per call;
@@ -25,8 +25,9 @@ shares):
   (inbound: includes the wait for the rest of the step, 0-60 ms, that the real
   server has whatever the client does), p50/p99.
 
-"Calls per core" is the largest N whose loop-lag p99 is under 20 ms with zero
-dropped frames. Run: ``.venv/bin/python bench/bench_load.py --write``.
+"Calls per core" is the largest N that passed (loop-lag p99 under 20 ms, zero
+dropped frames) with every smaller level passing too.
+Run: ``.venv/bin/python bench/bench_load.py --write``.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class LevelResult:
     outbound_p50_us: float
     outbound_p99_us: float
     outbound_max_us: float
+    loop_lag_p50_ms: float
     loop_lag_p99_ms: float
     late_frames: int
     dropped_frames: int
@@ -336,6 +338,7 @@ async def run_level(calls: int, args: argparse.Namespace) -> LevelResult:
         outbound_p50_us=us(outbound.quantile(0.5)),
         outbound_p99_us=us(outbound.quantile(0.99)),
         outbound_max_us=us(outbound.max_bound()),
+        loop_lag_p50_ms=ms(lag.quantile(0.5)),
         loop_lag_p99_ms=ms(lag.quantile(0.99)),
         late_frames=int(lag.count_above(0.020)),
         dropped_frames=int(dropped),
@@ -362,7 +365,7 @@ def _fmt(value: float, digits: int = 0) -> str:
 
 def table(results: list[LevelResult]) -> str:
     head = (
-        "| calls | in p50/p99/max µs | out p50/p99/max µs | loop lag p99 ms | late | dropped "
+        "| calls | in p50/p99/max µs | out p50/p99/max µs | loop lag p50/p99 ms | late | dropped "
         "| CPU ms per call-s | RSS MB/call | hang-up p50/p99 ms | first audio (bridge) p50/p99 ms "
         "| transit out p50/p99 ms | transit in p50/p99 ms | generator CPU | pass |\n"
         "|---:|---|---|---:|---:|---:|---:|---:|---|---|---|---|---:|:---:|"
@@ -370,7 +373,8 @@ def table(results: list[LevelResult]) -> str:
     rows = [
         f"| {r.calls} | {_fmt(r.inbound_p50_us)}/{_fmt(r.inbound_p99_us)}/{_fmt(r.inbound_max_us)}"
         f" | {_fmt(r.outbound_p50_us)}/{_fmt(r.outbound_p99_us)}/{_fmt(r.outbound_max_us)}"
-        f" | {_fmt(r.loop_lag_p99_ms, 1)} | {r.late_frames} | {r.dropped_frames}"
+        f" | {_fmt(r.loop_lag_p50_ms, 1)}/{_fmt(r.loop_lag_p99_ms, 1)}"
+        f" | {r.late_frames} | {r.dropped_frames}"
         f" | {_fmt(r.cpu_ms_per_call_second, 2)} | {_fmt(r.rss_mb_per_call, 2)}"
         f" | {_fmt(r.hangup_p50_ms, 1)}/{_fmt(r.hangup_p99_ms, 1)}"
         f" | {_fmt(r.first_audio_bridge_p50_ms, 1)}/{_fmt(r.first_audio_bridge_p99_ms, 1)}"
@@ -383,8 +387,18 @@ def table(results: list[LevelResult]) -> str:
 
 
 def calls_per_core(results: list[LevelResult]) -> int:
-    passing = [r.calls for r in results if r.passes]
-    return max(passing, default=0)
+    """The largest N below which every measured level passed.
+
+    Not the largest passing N: near capacity a level can pass on a quiet
+    window after a smaller one failed on a lag spike, and claiming the larger
+    figure would hide that the smaller one did not hold.
+    """
+    carried = 0
+    for result in sorted(results, key=lambda r: r.calls):
+        if not result.passes:
+            break
+        carried = result.calls
+    return carried
 
 
 async def main_async(args: argparse.Namespace) -> list[LevelResult]:
@@ -434,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             f"Reproduce: `.venv/bin/python {command}` — {machine()}. Generator and model farm"
             f" on CPU {args.generator_cpus}; window {args.seconds:g} s per level.\n\n"
             f"{table(results)}\n\n**Calls carried with loop-lag p99 < 20 ms and no dropped"
-            f" frames: {best}.**",
+            f" frames, at this level and every one below it: {best}.**",
         )
     return 0
 

@@ -39,7 +39,6 @@ from phonebridge.simulators.personaplex.server_ogg import STEP_SAMPLES, ServerOg
 
 HANDSHAKE, AUDIO, TEXT = 0x00, 0x01, 0x02
 STEP_48K = 3840  # one model step (80 ms) in the 48 kHz granule units our client writes
-PACKETS_PER_STEP = 4  # 20 ms packets from the bridge in one 80 ms model step
 SOUND_RMS = 800  # well above codec noise on silence, well below the bursts
 
 
@@ -172,7 +171,7 @@ class LoadModelFarm:
         packets = OggOpusReader() if record.probe else None
         decoder = OpusDecoder(24000) if record.probe else None
         heard_sound = False
-        packet_index = -1
+        decoded = 0  # 24 kHz samples decoded so far (probe connections only)
         onset_step_ends: int | None = None
         steps = 0
         async for message in ws:
@@ -188,14 +187,16 @@ class LoadModelFarm:
                 consumed = max(consumed, page.granule_position)
             if packets is not None and decoder is not None:
                 for packet in packets.push(payload):
-                    packet_index += 1
-                    loud = rms_of(decoder.decode(packet)) >= SOUND_RMS
+                    pcm = decoder.decode(packet)
+                    loud = rms_of(pcm) >= SOUND_RMS
                     if loud and not heard_sound:
-                        # The server can use the onset once its 80 ms step is
-                        # whole (§2.3 step 5): 4 packets of 20 ms from the first.
-                        onset_step_ends = packet_index // PACKETS_PER_STEP * PACKETS_PER_STEP + 3
+                        # The server can use the onset once the 80 ms step
+                        # holding it is whole (§2.3 step 5), counted in decoded
+                        # samples as sphn does, whatever the packet sizes.
+                        onset_step_ends = (decoded // STEP_SAMPLES + 1) * STEP_SAMPLES
                     heard_sound = loud
-                    if onset_step_ends is not None and packet_index >= onset_step_ends:
+                    decoded += len(pcm) // 2
+                    if onset_step_ends is not None and decoded >= onset_step_ends:
                         record.bursts_heard.append(now)
                         onset_step_ends = None
             while steps < consumed // STEP_48K:

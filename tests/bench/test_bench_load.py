@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import math
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
@@ -42,10 +42,23 @@ async def test_a_tiny_load_run_measures_every_figure(load: ModuleType, workers: 
         result.hangup_p50_ms,
         result.first_audio_bridge_p50_ms,
         result.outbound_transit_p50_ms,
+        result.loop_lag_p99_ms,
     ):
         assert not math.isnan(figure)
         assert figure > 0
     assert result.inbound_p50_us <= result.inbound_p99_us <= result.inbound_max_us
+    assert result.loop_lag_p50_ms <= result.loop_lag_p99_ms
+
+
+def test_calls_per_core_stops_at_the_first_failing_level(load: ModuleType) -> None:
+    def level(calls: int, lag_ms: float) -> object:
+        return SimpleNamespace(calls=calls, passes=lag_ms < 20)
+
+    assert load.calls_per_core([level(30, 3), level(40, 9), level(50, 12)]) == 50
+    # 60 passed on a quiet window after 55 failed: 50 is what held.
+    results = [level(60, 16), level(50, 8), level(55, 41), level(45, 9)]
+    assert load.calls_per_core(results) == 50
+    assert load.calls_per_core([level(30, 25)]) == 0
 
 
 def test_histogram_quantiles_interpolate_like_promql(load: ModuleType) -> None:
