@@ -12,7 +12,8 @@ want_tests=0
 [ "${1:-}" = "--test" ] && want_tests=1
 
 packages=(libopus0)
-[ "$want_tests" = 1 ] && packages+=(opus-tools chromium)
+# The tests start real Redis, PostgreSQL and Caddy servers on loopback.
+[ "$want_tests" = 1 ] && packages+=(opus-tools chromium redis-server postgresql caddy)
 
 missing=()
 for pkg in "${packages[@]}"; do
