@@ -22,7 +22,13 @@ Variables (PROTOCOLS.md section in brackets)::
     PERSONAPLEX_URLS            comma-separated ws:// or wss:// self-hosted servers [§2]
     PERSONAPLEX_HANDSHAKE_TIMEOUT  seconds to wait for the 0x00 handshake (30) [§2.3]
     POLARGRID_API_KEY, POLARGRID_REGION (yto-01)                             [§3]
+    POLARGRID_BASE_URL          wss:// base replacing wss://api.<region>.edge.polargrid.ai
+                                (a private or dedicated deployment, an egress proxy)   [§3]
     FAL_KEY                                                                   [§4]
+    FAL_BASE_URL                wss:// base replacing wss://fal.run (a regional endpoint) [§4]
+                                Both base URLs: wss:// only (ws:// on a loopback host for
+                                development), no credentials, query string or fragment: the
+                                keys travel in headers, never in these URLs.
     PHONEBRIDGE_MAX_CALLS       concurrent calls per instance (50)
     PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR  calls one caller may start per hour (10; 0 = off)
     PHONEBRIDGE_CALLER_MAX_CONCURRENT      calls one caller may have at once (2; 0 = off)
@@ -42,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -118,7 +125,9 @@ class Settings:
     personaplex_handshake_timeout: float = 30.0
     polargrid_api_key: SecretStr | None = None
     polargrid_region: str = "yto-01"
+    polargrid_base_url: str | None = None  # None: derived from the region
     fal_key: SecretStr | None = None
+    fal_base_url: str | None = None  # None: wss://fal.run
     max_calls: int = 50
     # Set by `serve --workers N` for each worker process, never by hand: the
     # worker's streams and action callbacks live under /twilio/w<N>/ so the
@@ -150,6 +159,7 @@ class Settings:
             object.__setattr__(self, "public_url", urlunsplit(base))
         _check_twilio(self, problems)
         _check_providers(self, problems)
+        _check_hosted_endpoints(self, problems)
         _check_limits(self, problems)
         _check_optional_services(self, problems)
         if problems:
@@ -181,7 +191,9 @@ class Settings:
             "personaplex_handshake_timeout": reader.number("PERSONAPLEX_HANDSHAKE_TIMEOUT", 30.0),
             "polargrid_api_key": reader.secret("POLARGRID_API_KEY"),
             "polargrid_region": reader.text("POLARGRID_REGION") or "yto-01",
+            "polargrid_base_url": reader.text("POLARGRID_BASE_URL"),
             "fal_key": reader.secret("FAL_KEY"),
+            "fal_base_url": reader.text("FAL_BASE_URL"),
             "max_calls": reader.integer("PHONEBRIDGE_MAX_CALLS", 50),
             "worker": reader.integer("PHONEBRIDGE_WORKER", None),
             "caller_max_calls_per_hour": reader.integer(
@@ -355,7 +367,9 @@ KNOWN_VARIABLES = frozenset(
         "PERSONAPLEX_HANDSHAKE_TIMEOUT",
         "POLARGRID_API_KEY",
         "POLARGRID_REGION",
+        "POLARGRID_BASE_URL",
         "FAL_KEY",
+        "FAL_BASE_URL",
     }
 )
 
@@ -564,6 +578,73 @@ def _check_providers(settings: Settings, problems: list[str]) -> None:
         )
     if settings.personaplex_handshake_timeout <= 0:
         problems.append("PERSONAPLEX_HANDSHAKE_TIMEOUT must be more than 0 seconds")
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_hosted_endpoints(settings: Settings, problems: list[str]) -> None:
+    """POLARGRID_BASE_URL and FAL_BASE_URL: where the provider keys are sent.
+
+    The key goes to whatever host these name, so they are held to more than
+    "is a URL": TLS (plain ws:// only to this machine, for a simulator or a
+    local tunnel), and no part a key could hide in and end up in a proxy's
+    access log (userinfo, query string, fragment). Problems quote the URL
+    without those parts, so a key put there is not echoed either.
+    """
+    for name, url, key_name, key in (
+        (
+            "POLARGRID_BASE_URL",
+            settings.polargrid_base_url,
+            "POLARGRID_API_KEY",
+            settings.polargrid_api_key,
+        ),
+        ("FAL_BASE_URL", settings.fal_base_url, "FAL_KEY", settings.fal_key),
+    ):
+        if url is None:
+            continue
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError on an out-of-range port
+        except ValueError:
+            problems.append(f"{name} is not a valid URL (e.g. wss://pg.example.net)")
+            continue
+        shown = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+        host = parts.hostname or ""
+        if (
+            parts.scheme not in ("wss", "ws")
+            or not _HOST_PATTERN.fullmatch(host)
+            or not _PATH_PATTERN.fullmatch(parts.path)
+            or any(character.isspace() for character in url)
+        ):
+            problems.append(
+                f"{name} {shown!r} is not a wss:// URL with a host (e.g. wss://pg.example.net)"
+            )
+        elif "@" in parts.netloc:
+            problems.append(
+                f"{name} {shown!r} must not carry credentials (user@): the key is sent in a header"
+            )
+        elif parts.query or parts.fragment or url.endswith(("?", "#")):
+            problems.append(
+                f"{name} {shown!r} must not carry a query string or fragment: the bridge adds "
+                "its parameters and sends the key in a header"
+            )
+        elif parts.scheme == "ws" and not _is_loopback(host):
+            problems.append(
+                f"{name} {shown!r} uses ws://: use wss:// (plain ws:// only to a loopback "
+                "host, for development)"
+            )
+        elif key is None:
+            problems.append(f"{name} is set but {key_name} is not: set the key too, or unset it")
+        elif len(key.get_secret_value()) >= 8 and key.get_secret_value() in url:
+            # Short keys are test values; a real key is long enough not to match by chance.
+            problems.append(f"{name} contains {key_name}: remove it (the key is sent in a header)")
 
 
 def _check_limits(settings: Settings, problems: list[str]) -> None:

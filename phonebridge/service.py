@@ -8,11 +8,9 @@ built here from :class:`~phonebridge.config.Settings` and handed to
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,14 +48,6 @@ RETENTION_INTERVAL_SECONDS = 3600.0
 Clock = Callable[[], float]
 
 
-@dataclass(frozen=True, slots=True)
-class ProviderOverrides:
-    """Where hosted providers live; only the simulators (tests, demo) change these."""
-
-    polargrid_base_url: str | None = None
-    fal_base_url: str | None = None
-
-
 async def _repair_interrupted_calls(index: CallIndex, settings: Settings) -> None:
     crashed = await index.mark_interrupted_calls(datetime.now(UTC), data_dir=settings.data_dir)
     if crashed:
@@ -75,9 +65,13 @@ async def repair_interrupted_calls(settings: Settings) -> None:
 
 
 def model_factories(
-    settings: Settings, *, clock: Clock, overrides: ProviderOverrides = ProviderOverrides()
+    settings: Settings, *, clock: Clock, wall_clock: Clock = time.time
 ) -> dict[str, ModelSessionFactory]:
-    """One factory per configured provider."""
+    """One factory per configured provider.
+
+    ``wall_clock`` (epoch seconds) only turns an HTTP-date ``Retry-After`` into
+    a wait; everything else keeps time with the monotonic ``clock``.
+    """
     model_log = logging.getLogger("phonebridge.models")
     factories: dict[str, ModelSessionFactory] = {}
     if settings.personaplex_urls:
@@ -94,16 +88,20 @@ def model_factories(
             PolarGridSettings(
                 api_key=settings.polargrid_api_key.get_secret_value(),
                 region=settings.polargrid_region,
-                base_url=overrides.polargrid_base_url,
+                base_url=settings.polargrid_base_url,
             ),
             clock=clock,
             logger=model_log,
+            wall_clock=wall_clock,
         )
     if settings.fal_key is not None:
-        fal = FalSettings(api_key=settings.fal_key.get_secret_value())
-        if overrides.fal_base_url is not None:
-            fal = dataclasses.replace(fal, base_url=overrides.fal_base_url)
-        factories["fal"] = FalFactory(fal, clock=clock, logger=model_log)
+        fal_key = settings.fal_key.get_secret_value()
+        fal = (
+            FalSettings(api_key=fal_key)
+            if settings.fal_base_url is None
+            else FalSettings(api_key=fal_key, base_url=settings.fal_base_url)
+        )
+        factories["fal"] = FalFactory(fal, clock=clock, logger=model_log, wall_clock=wall_clock)
     return factories
 
 
@@ -111,7 +109,7 @@ async def build_app(
     settings: Settings,
     *,
     clock: Clock = time.monotonic,
-    overrides: ProviderOverrides = ProviderOverrides(),
+    wall_clock: Clock = time.time,
     drain_seconds: float = 30.0,
 ) -> FastAPI:
     """Load personas, open the call index, and assemble the app.
@@ -129,7 +127,7 @@ async def build_app(
         # Under `serve --workers` the supervisor does this once, before any
         # worker starts: a worker doing it would mark its siblings' live calls.
         await _repair_interrupted_calls(index, settings)
-    factories = model_factories(settings, clock=clock, overrides=overrides)
+    factories = model_factories(settings, clock=clock, wall_clock=wall_clock)
     admission = Admission(
         ServerPool(settings.personaplex_urls, clock=clock),
         available_providers=factories.keys(),
@@ -232,4 +230,4 @@ async def build_app(
     )
 
 
-__all__ = ["ProviderOverrides", "SettingsError", "build_app", "model_factories"]
+__all__ = ["SettingsError", "build_app", "model_factories"]

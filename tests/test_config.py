@@ -21,7 +21,9 @@ from phonebridge.config import (
     unknown_variables,
 )
 from phonebridge.errors import ConfigError
+from phonebridge.models.base import SessionRequest
 from phonebridge.personas import Persona, PersonaBook
+from phonebridge.service import model_factories
 
 MINIMAL = {
     "PHONEBRIDGE_PUBLIC_URL": "https://bridge.example.com",
@@ -448,3 +450,111 @@ def test_toll_fraud_limits_are_validated_together() -> None:
     assert "PHONEBRIDGE_CALLER_MAX_CONCURRENT must be a whole number" in text
     assert "PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE must be 0 (off) or more" in text
     assert unknown_variables({"PHONEBRIDGE_CALLER_MAX_CONCURRENT": "1"}) == []
+
+
+# -- hosted endpoints: POLARGRID_BASE_URL, FAL_BASE_URL ----------------------------------
+
+HOSTED_KEYS = {"POLARGRID_API_KEY": "pg_live_0123456789", "FAL_KEY": "fal-live-0123456789"}
+
+
+def test_hosted_endpoints_default_to_the_providers_own() -> None:
+    settings = Settings.from_env(MINIMAL | HOSTED_KEYS)
+    assert settings.polargrid_base_url is None  # derived from POLARGRID_REGION
+    assert settings.fal_base_url is None  # wss://fal.run
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("wss://pg.internal.example.net", True),
+        ("wss://egress-proxy.example.net:8443/polargrid/", True),
+        ("ws://127.0.0.1:9001", True),
+        ("ws://localhost:9001", True),
+        ("ws://[::1]:9001", True),
+        ("ws://127.8.0.1:9001", True),  # all of 127/8 is loopback
+        ("ws://pg.internal.example.net", False),
+        ("ws://10.0.0.5:9001", False),
+    ],
+)
+def test_hosted_endpoints_need_tls_except_on_loopback(url: str, allowed: bool) -> None:
+    env = MINIMAL | HOSTED_KEYS | {"POLARGRID_BASE_URL": url, "FAL_BASE_URL": url}
+    if allowed:
+        settings = Settings.from_env(env)
+        assert (settings.polargrid_base_url, settings.fal_base_url) == (url, url)
+        return
+    problems = problems_from(env)
+    assert [p.split(" ", 1)[0] for p in problems] == ["POLARGRID_BASE_URL", "FAL_BASE_URL"]
+    for problem in problems:
+        assert "uses ws://: use wss://" in problem
+        assert "\n" not in problem
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("https://pg.example.net", "is not a wss:// URL with a host"),
+        ("pg.example.net", "is not a wss:// URL with a host"),
+        ("wss://", "is not a wss:// URL with a host"),
+        ("wss://pg.example.net/a b", "is not a wss:// URL with a host"),
+        ("wss://pg.example.net:99999", "is not a valid URL"),
+        ("wss://[::1", "is not a valid URL"),
+        ("wss://pg_live_0123456789@pg.example.net", "must not carry credentials"),
+        ("wss://user:pg_live_0123456789@pg.example.net", "must not carry credentials"),
+        ("wss://pg.example.net/?token=pg_live_0123456789", "must not carry a query string"),
+        ("wss://pg.example.net/?", "must not carry a query string"),
+        ("wss://pg.example.net/#pg_live_0123456789", "or fragment"),
+        ("wss://pg.example.net/pg_live_0123456789/", "contains POLARGRID_API_KEY"),
+    ],
+)
+def test_a_bad_polargrid_base_url_is_one_line_and_never_echoes_the_key(
+    url: str, fragment: str
+) -> None:
+    (problem,) = problems_from(MINIMAL | HOSTED_KEYS | {"POLARGRID_BASE_URL": url})
+    assert problem.startswith("POLARGRID_BASE_URL")
+    assert fragment in problem
+    assert "\n" not in problem
+    assert "pg_live_0123456789" not in problem
+
+
+def test_a_fal_base_url_with_its_key_in_it_is_refused() -> None:
+    env = MINIMAL | HOSTED_KEYS | {"FAL_BASE_URL": "wss://fal.example.net/?fal_key=x"}
+    (problem,) = problems_from(env)
+    assert problem.startswith("FAL_BASE_URL")
+    assert "must not carry a query string" in problem
+    (problem,) = problems_from(
+        MINIMAL | HOSTED_KEYS | {"FAL_BASE_URL": "wss://fal-live-0123456789.example.net"}
+    )
+    assert "contains FAL_KEY" in problem
+    assert "fal-live-0123456789" not in problem
+
+
+@pytest.mark.parametrize(
+    ("name", "key"), [("POLARGRID_BASE_URL", "POLARGRID_API_KEY"), ("FAL_BASE_URL", "FAL_KEY")]
+)
+def test_a_hosted_endpoint_without_its_key_is_a_mistake(name: str, key: str) -> None:
+    (problem,) = problems_from(MINIMAL | {name: "wss://hosted.example.net"})
+    assert problem == f"{name} is set but {key} is not: set the key too, or unset it"
+
+
+def test_hosted_endpoints_reach_the_session_factories() -> None:
+    settings = Settings.from_env(
+        MINIMAL
+        | HOSTED_KEYS
+        | {
+            "POLARGRID_BASE_URL": "wss://pg.internal.example.net/edge",
+            "FAL_BASE_URL": "wss://eu.fal.example.net",
+        }
+    )
+    factories = model_factories(settings, clock=lambda: 0.0)
+    polargrid, fal = factories["polargrid"], factories["fal"]
+    request = SessionRequest(prompt="Hello.", voice="NATF2")
+    assert repr(polargrid.create(request)).startswith(
+        "<PolarGridSession wss://pg.internal.example.net/edge/v1/voice/personaplex?"
+    )
+    assert repr(fal.create(request)) == (
+        "<FalSession wss://eu.fal.example.net/fal-ai/personaplex/realtime>"
+    )
+    # Unset, each provider's own endpoint (the region's for PolarGrid).
+    defaults = model_factories(Settings.from_env(MINIMAL | HOSTED_KEYS), clock=lambda: 0.0)
+    assert "wss://api.yto-01.edge.polargrid.ai/v1/" in repr(defaults["polargrid"].create(request))
+    assert "wss://fal.run/fal-ai/" in repr(defaults["fal"].create(request))

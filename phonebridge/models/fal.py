@@ -48,6 +48,7 @@ class FalSession(WebSocketModelSession):
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         logger: logging.Logger | None = None,
         retry_gate: RetryAfterGate | None = None,
+        wall_clock: Clock = time.time,
     ) -> None:
         config = config or config_for(request)
         super().__init__(
@@ -61,6 +62,7 @@ class FalSession(WebSocketModelSession):
             secrets=(api_key,),
             logger=logger,
             retry_gate=retry_gate,
+            wall_clock=wall_clock,
         )
 
     async def end_of_turn(self) -> None:

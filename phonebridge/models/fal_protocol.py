@@ -82,7 +82,7 @@ def config_for(request: SessionRequest, **overrides: Any) -> FalConfig:
 
 
 def build_url(base_url: str = DEFAULT_BASE_URL) -> str:
-    """``wss://fal.run/fal-ai/personaplex/realtime`` (the base is overridable for the simulator)."""
+    """``wss://fal.run/fal-ai/personaplex/realtime``; ``FAL_BASE_URL`` replaces the base."""
     return base_url.rstrip("/") + REALTIME_PATH
 
 

@@ -51,6 +51,7 @@ class PolarGridSession(WebSocketModelSession):
         opus_complexity: int | None = None,
         logger: logging.Logger | None = None,
         retry_gate: RetryAfterGate | None = None,
+        wall_clock: Clock = time.time,
     ) -> None:
         self._pg = PolarGridProtocol(complexity=opus_complexity)
         super().__init__(
@@ -64,6 +65,7 @@ class PolarGridSession(WebSocketModelSession):
             secrets=(api_key,),
             logger=logger,
             retry_gate=retry_gate,
+            wall_clock=wall_clock,
         )
 
     async def end_of_turn(self) -> None:

@@ -16,6 +16,9 @@ Choices that matter on the wire:
 - ``max_size`` bounds one received message (the server sends 80 ms pages).
 - a 429 holds the provider's :class:`~phonebridge.models.retry_gate.RetryAfterGate`
   (shared by its sessions) for the ``Retry-After`` wait: no upgrade until then.
+  The header may be delta-seconds or an HTTP date (RFC 9110 §10.2.3); a date
+  is turned into a wait with the injected ``wall_clock`` (epoch seconds), and
+  the gate keeps time with the monotonic ``clock``, which never jumps.
 - websockets logs every upgrade header at DEBUG; its logger is wrapped in a
   :class:`~phonebridge.models.redact.RedactingLogger` so keys never reach logs.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol
@@ -103,8 +107,10 @@ class WebSocketModelSession:
         secrets: Sequence[str] = (),
         logger: logging.Logger | None = None,
         retry_gate: RetryAfterGate | None = None,
+        wall_clock: Clock = time.time,
     ) -> None:
         self._url = url
+        self._wall_clock = wall_clock  # only to read an HTTP-date Retry-After
         self._retry_gate = retry_gate  # shared by the provider's sessions (429 Retry-After)
         self._protocol = protocol
         self._clock = clock
@@ -169,7 +175,9 @@ class WebSocketModelSession:
         except InvalidStatus as exc:
             response = exc.response
             retry_after = response.headers.get("Retry-After")
-            error = error_for_status(self.provider, response.status_code, retry_after)
+            error = error_for_status(
+                self.provider, response.status_code, retry_after, now_epoch=self._wall_clock()
+            )
             if isinstance(error, ModelRateLimited) and self._retry_gate is not None:
                 self._retry_gate.hold(self._clock(), error.retry_after)
             raise error from None
