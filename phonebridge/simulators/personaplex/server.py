@@ -15,7 +15,8 @@ In-process::
 Upgrade-level behaviour (``process_request``): wrong path -> 404; PolarGrid
 checks the ``bearer.<key>`` subprotocol or ``token=`` (401 on a bad key),
 fal checks ``Authorization: Key <key>`` (401); ``reject_status`` refuses
-every upgrade with that status (429 carries ``Retry-After``). The self-hosted
+every upgrade with that status (429 carries ``Retry-After``: ``retry_after``
+seconds, or a string sent as is, e.g. an HTTP date). The self-hosted
 flavour serves one session at a time (§2.5): a second connection is
 upgraded and then hangs silently until the first ends.
 """
@@ -61,7 +62,7 @@ class PersonaPlexSimulator:
         host: str = "127.0.0.1",
         api_key: str | None = None,
         reject_status: int | None = None,
-        retry_after: int = 7,
+        retry_after: int | str = 7,
         idle_timeout: float = 5.0,
         never_handshake: bool = False,
         close_during_conditioning: bool = False,
