@@ -279,6 +279,12 @@ class CarrierStream:
             raise LocalProtocolError("the stream has not started: no rate yet")
         return self.started.sample_rate
 
+    def _inbound_rate(self, what: str) -> int:
+        """The leg's rate for a frame that needs it: the peer erred if there is none yet."""
+        if self.started is None:
+            raise RemoteProtocolError(f"{what} before the stream started")
+        return self.started.sample_rate
+
     def note(self, key: str, message: str) -> None:
         """Accept a tolerated oddity; report it the first time on this socket."""
         self._unknown += 1

@@ -104,7 +104,7 @@ class ExotelStream(CarrierStream):
                 payload = b64_payload(field(media, "payload", "media"), "media.payload")
                 if len(payload) % 2:
                     raise RemoteProtocolError("PCM16 payload of an odd number of bytes")
-                return [CallerAudio(payload, self.sample_rate)]
+                return [CallerAudio(payload, self._inbound_rate("media"))]
             case "dtmf":
                 dtmf = obj(doc, "dtmf", "dtmf")
                 duration = dtmf.get("duration")

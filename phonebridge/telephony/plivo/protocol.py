@@ -132,10 +132,10 @@ class PlivoStream(CarrierStream):
             self.note(f"track:{str(track)[:20]}", f"media on track {str(track)[:20]!r} skipped")
             return []
         if self.encoding == MULAW:
-            return [CallerAudio(ulaw_to_pcm16(payload), self.sample_rate)]
+            return [CallerAudio(ulaw_to_pcm16(payload), self._inbound_rate("media"))]
         if len(payload) % 2:
             raise RemoteProtocolError("L16 payload of an odd number of bytes")
-        return [CallerAudio(payload, self.sample_rate)]
+        return [CallerAudio(payload, self._inbound_rate("media"))]
 
     # ------------------------------------------------------------------ outbound (§2.4)
 

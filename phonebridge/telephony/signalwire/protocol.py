@@ -137,7 +137,7 @@ class SignalWireStream(CarrierStream):
         if track not in ("inbound", "inbound_track"):
             self.note(f"track:{str(track)[:20]}", f"media on track {str(track)[:20]!r} skipped")
             return []
-        return [CallerAudio(self._decode(payload), self.sample_rate)]
+        return [CallerAudio(self._decode(payload), self._inbound_rate("media"))]
 
     def _decode(self, payload: bytes) -> bytes:
         if self.encoding == MULAW:

@@ -176,7 +176,7 @@ class TelnyxStream(CarrierStream):
             pcm = alaw_to_pcm16(payload)
         else:
             pcm = ulaw_to_pcm16(payload)
-        return [CallerAudio(pcm, self.sample_rate)]
+        return [CallerAudio(pcm, self._inbound_rate("media"))]
 
     # ------------------------------------------------------------------ outbound (§1.4)
 
