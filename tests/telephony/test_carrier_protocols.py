@@ -263,7 +263,8 @@ def test_plivo_undocumented_stop_is_honoured_and_noted() -> None:
     notes: list[str] = []
     stream = started("plivo", notes)
     assert stream.receive('{"event":"stop","reason":"hangup"}', 0.0) == [StreamEnded("hangup")]
-    assert notes and "undocumented" in notes[0]
+    assert notes
+    assert "undocumented" in notes[0]
 
 
 @pytest.mark.parametrize("carrier", sorted(STREAMS))
