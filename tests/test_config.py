@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
@@ -22,6 +23,7 @@ from phonebridge.config import (
 )
 from phonebridge.errors import ConfigError
 from phonebridge.personas import Persona, PersonaBook
+from phonebridge.telephony.telnyx.signature import public_key_text
 
 MINIMAL = {
     "PHONEBRIDGE_PUBLIC_URL": "https://bridge.example.com",
@@ -457,10 +459,6 @@ def test_toll_fraud_limits_are_validated_together() -> None:
 
 
 def _ed25519_public_key() -> str:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    from phonebridge.telephony.telnyx.signature import public_key_text
-
     return public_key_text(Ed25519PrivateKey.generate())
 
 
