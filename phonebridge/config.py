@@ -42,6 +42,25 @@ Variables (PROTOCOLS.md section in brackets)::
     PHONEBRIDGE_HOST (127.0.0.1), PHONEBRIDGE_PORT (8080)
     PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1  development only: accept unsigned webhooks
     PHONEBRIDGE_INSECURE_HTTP=1  development only: allow an http:// public URL that is not loopback
+
+Further carriers (CARRIERS.md; docs/carriers.md). A carrier whose verification
+secret is unset is **off**: its routes answer 404. Set one without the values
+it needs alongside and start-up fails with one line saying what is missing::
+
+    PHONEBRIDGE_CARRIER_RATE    8000 | 16000: the rate asked of carriers that offer wideband (16000)
+    TELNYX_PUBLIC_KEY           on: the portal's Ed25519 webhook public key (base64)
+    TELNYX_API_KEY              required with it: Call Control answers by REST
+    TELNYX_API_URL              https://api.telnyx.com (tests point it at a simulator)
+    PLIVO_AUTH_TOKEN            on: V3 webhook signatures;  PLIVO_AUTH_ID  required with it (REST)
+    PLIVO_API_URL               https://api.plivo.com
+    VONAGE_SIGNATURE_SECRET     on: signed webhooks and the socket's JWT (HS256)
+    VONAGE_API_KEY              optional: the JWTs' api_key claim must be this
+    VONAGE_APPLICATION_ID, VONAGE_PRIVATE_KEY  optional pair: REST hang-up/transfer (RS256)
+    VONAGE_API_URL              https://api.nexmo.com
+    SIGNALWIRE_SIGNING_KEY      on: cXML webhook signatures
+    SIGNALWIRE_PROJECT_ID, SIGNALWIRE_API_TOKEN, SIGNALWIRE_SPACE_URL  optional trio: REST
+    EXOTEL_BASIC_USER, EXOTEL_BASIC_PASSWORD   on (pair): Basic auth Exotel sends from the URL
+    EXOTEL_ALLOWED_IPS          on: comma-separated addresses/networks Exotel calls from
 """
 
 from __future__ import annotations
@@ -62,6 +81,8 @@ from pydantic import SecretStr
 
 from phonebridge.errors import ConfigError
 from phonebridge.models.redact import redact_url
+from phonebridge.telephony.exotel.auth import parse_networks
+from phonebridge.telephony.telnyx.signature import load_public_key
 
 if TYPE_CHECKING:
     from phonebridge.personas.book import PersonaBook
@@ -102,6 +123,120 @@ class StreamSignaturePolicy(StrEnum):
 class LogFormat(StrEnum):
     TEXT = "text"
     JSON = "json"
+
+
+CARRIERS = ("telnyx", "plivo", "vonage", "signalwire", "exotel")
+"""The carriers besides Twilio (phonebridge/telephony/<carrier>/)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierSettings:
+    """Credentials of the further carriers; a carrier is on when its secret is set."""
+
+    rate: int = 16_000
+    telnyx_public_key: str | None = None
+    telnyx_api_key: SecretStr | None = None
+    telnyx_api_url: str = "https://api.telnyx.com"
+    plivo_auth_id: str | None = None
+    plivo_auth_token: SecretStr | None = None
+    plivo_api_url: str = "https://api.plivo.com"
+    vonage_signature_secret: SecretStr | None = None
+    vonage_api_key: str | None = None
+    vonage_application_id: str | None = None
+    vonage_private_key: SecretStr | None = None
+    vonage_api_url: str = "https://api.nexmo.com"
+    signalwire_signing_key: SecretStr | None = None
+    signalwire_project_id: str | None = None
+    signalwire_api_token: SecretStr | None = None
+    signalwire_space_url: str | None = None
+    exotel_basic_user: str | None = None
+    exotel_basic_password: SecretStr | None = None
+    exotel_allowed_ips: str | None = None
+
+    @property
+    def enabled(self) -> tuple[str, ...]:
+        on = {
+            "telnyx": self.telnyx_public_key is not None,
+            "plivo": self.plivo_auth_token is not None,
+            "vonage": self.vonage_signature_secret is not None,
+            "signalwire": self.signalwire_signing_key is not None,
+            "exotel": self.exotel_basic_user is not None or self.exotel_allowed_ips is not None,
+        }
+        return tuple(name for name in CARRIERS if on[name])
+
+    def problems(self) -> list[str]:
+        found: list[str] = []
+        if self.rate not in (8_000, 16_000):
+            found.append(f"PHONEBRIDGE_CARRIER_RATE must be 8000 or 16000, not {self.rate}")
+        if self.telnyx_public_key is not None:
+            try:
+                load_public_key(self.telnyx_public_key)
+            except ConfigError as exc:
+                found.append(f"TELNYX_PUBLIC_KEY: {exc}")
+        pairs = (
+            ("TELNYX_PUBLIC_KEY", self.telnyx_public_key, "TELNYX_API_KEY", self.telnyx_api_key),
+            ("PLIVO_AUTH_TOKEN", self.plivo_auth_token, "PLIVO_AUTH_ID", self.plivo_auth_id),
+            (
+                "VONAGE_APPLICATION_ID",
+                self.vonage_application_id,
+                "VONAGE_PRIVATE_KEY",
+                self.vonage_private_key,
+            ),
+            (
+                "EXOTEL_BASIC_USER",
+                self.exotel_basic_user,
+                "EXOTEL_BASIC_PASSWORD",
+                self.exotel_basic_password,
+            ),
+        )
+        for name, value, needed, other in pairs:
+            if (value is None) != (other is None):
+                have, lack = (name, needed) if other is None else (needed, name)
+                found.append(f"{have} is set but {lack} is not: set both, or neither")
+        rest = (self.signalwire_project_id, self.signalwire_api_token, self.signalwire_space_url)
+        if any(v is not None for v in rest) and not all(v is not None for v in rest):
+            found.append(
+                "SIGNALWIRE_PROJECT_ID, SIGNALWIRE_API_TOKEN and SIGNALWIRE_SPACE_URL go "
+                "together (REST call control): set all three, or none"
+            )
+        if self.exotel_allowed_ips is not None:
+            try:
+                parse_networks(self.exotel_allowed_ips)
+            except ConfigError as exc:
+                found.append(f"EXOTEL_ALLOWED_IPS: {exc}")
+        for name, url in (
+            ("TELNYX_API_URL", self.telnyx_api_url),
+            ("PLIVO_API_URL", self.plivo_api_url),
+            ("VONAGE_API_URL", self.vonage_api_url),
+            ("SIGNALWIRE_SPACE_URL", self.signalwire_space_url),
+        ):
+            if url is not None and urlsplit(url).scheme not in ("http", "https"):
+                found.append(f"{name} {url!r} is not an http(s) URL")
+        return found
+
+    @classmethod
+    def read(cls, reader: _Reader) -> CarrierSettings:
+        return cls(
+            rate=reader.integer("PHONEBRIDGE_CARRIER_RATE", 16_000),
+            telnyx_public_key=reader.text("TELNYX_PUBLIC_KEY"),
+            telnyx_api_key=reader.secret("TELNYX_API_KEY"),
+            telnyx_api_url=reader.text("TELNYX_API_URL") or "https://api.telnyx.com",
+            plivo_auth_id=reader.text("PLIVO_AUTH_ID"),
+            plivo_auth_token=reader.secret("PLIVO_AUTH_TOKEN"),
+            plivo_api_url=reader.text("PLIVO_API_URL") or "https://api.plivo.com",
+            vonage_signature_secret=reader.secret("VONAGE_SIGNATURE_SECRET"),
+            vonage_api_key=reader.text("VONAGE_API_KEY"),
+            vonage_application_id=reader.text("VONAGE_APPLICATION_ID"),
+            vonage_private_key=reader.secret("VONAGE_PRIVATE_KEY"),
+            vonage_api_url=reader.text("VONAGE_API_URL") or "https://api.nexmo.com",
+            signalwire_signing_key=reader.secret("SIGNALWIRE_SIGNING_KEY"),
+            signalwire_project_id=reader.text("SIGNALWIRE_PROJECT_ID"),
+            signalwire_api_token=reader.secret("SIGNALWIRE_API_TOKEN"),
+            signalwire_space_url=reader.text("SIGNALWIRE_SPACE_URL"),
+            exotel_basic_user=reader.text("EXOTEL_BASIC_USER"),
+            exotel_basic_password=reader.secret("EXOTEL_BASIC_PASSWORD"),
+            exotel_allowed_ips=reader.text("EXOTEL_ALLOWED_IPS"),
+        )
 
 
 _SECRET_FIELDS = frozenset(
@@ -148,6 +283,7 @@ class Settings:
     retention_days: int | None = None
     host: str = "127.0.0.1"
     port: int = 8080
+    carriers: CarrierSettings = field(default_factory=CarrierSettings)
     _base: SplitResult = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -162,6 +298,7 @@ class Settings:
         _check_hosted_endpoints(self, problems)
         _check_limits(self, problems)
         _check_optional_services(self, problems)
+        problems.extend(self.carriers.problems())
         if problems:
             raise SettingsError(problems)
 
@@ -214,6 +351,7 @@ class Settings:
             "retention_days": reader.integer("PHONEBRIDGE_RETENTION_DAYS", None),
             "host": reader.text("PHONEBRIDGE_HOST") or "127.0.0.1",
             "port": reader.integer("PHONEBRIDGE_PORT", 8080),
+            "carriers": CarrierSettings.read(reader),
         }
         values.update(_given(overrides))
         try:
@@ -370,6 +508,25 @@ KNOWN_VARIABLES = frozenset(
         "POLARGRID_BASE_URL",
         "FAL_KEY",
         "FAL_BASE_URL",
+        "PHONEBRIDGE_CARRIER_RATE",
+        "TELNYX_PUBLIC_KEY",
+        "TELNYX_API_KEY",
+        "TELNYX_API_URL",
+        "PLIVO_AUTH_ID",
+        "PLIVO_AUTH_TOKEN",
+        "PLIVO_API_URL",
+        "VONAGE_SIGNATURE_SECRET",
+        "VONAGE_API_KEY",
+        "VONAGE_APPLICATION_ID",
+        "VONAGE_PRIVATE_KEY",
+        "VONAGE_API_URL",
+        "SIGNALWIRE_SIGNING_KEY",
+        "SIGNALWIRE_PROJECT_ID",
+        "SIGNALWIRE_API_TOKEN",
+        "SIGNALWIRE_SPACE_URL",
+        "EXOTEL_BASIC_USER",
+        "EXOTEL_BASIC_PASSWORD",
+        "EXOTEL_ALLOWED_IPS",
     }
 )
 

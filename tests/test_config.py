@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
@@ -24,6 +25,7 @@ from phonebridge.errors import ConfigError
 from phonebridge.models.base import SessionRequest
 from phonebridge.personas import Persona, PersonaBook
 from phonebridge.service import model_factories
+from phonebridge.telephony.telnyx.signature import public_key_text
 
 MINIMAL = {
     "PHONEBRIDGE_PUBLIC_URL": "https://bridge.example.com",
@@ -333,8 +335,14 @@ def test_unknown_variables_are_flagged_with_a_suggestion() -> None:
 def test_every_known_variable_is_read_by_from_env() -> None:
     # A variable in the list that from_env ignored would pass the typo check silently.
     source = Path(Settings.from_env.__code__.co_filename).read_text()
+    readers = (
+        source.split("def from_env", 1)[1].split("def override", 1)[0]
+        # The further carriers' variables are read by CarrierSettings.read, which from_env calls.
+        + source.split("def read(cls, reader", 1)[1].split("\n\n\n", 1)[0]
+    )
+    assert "CarrierSettings.read(reader)" in readers
     for name in KNOWN_VARIABLES - {"PHONEBRIDGE_PERSONAS"}:
-        assert f'"{name}"' in source.split("def from_env", 1)[1].split("def override", 1)[0]
+        assert f'"{name}"' in readers
 
 
 def test_redact_url() -> None:
@@ -558,3 +566,59 @@ def test_hosted_endpoints_reach_the_session_factories() -> None:
     defaults = model_factories(Settings.from_env(MINIMAL | HOSTED_KEYS), clock=lambda: 0.0)
     assert "wss://api.yto-01.edge.polargrid.ai/v1/" in repr(defaults["polargrid"].create(request))
     assert "wss://fal.run/fal-ai/" in repr(defaults["fal"].create(request))
+
+
+def _ed25519_public_key() -> str:
+    return public_key_text(Ed25519PrivateKey.generate())
+
+
+def test_carriers_are_off_without_credentials_and_on_with_them() -> None:
+    assert Settings.from_env(MINIMAL).carriers.enabled == ()
+    settings = Settings.from_env(
+        MINIMAL
+        | {
+            "TELNYX_PUBLIC_KEY": _ed25519_public_key(),
+            "TELNYX_API_KEY": "KEY0123",
+            "PLIVO_AUTH_ID": "MA123",
+            "PLIVO_AUTH_TOKEN": "plivo-secret-xyz",
+            "VONAGE_SIGNATURE_SECRET": "vonage-secret-xyz",
+            "SIGNALWIRE_SIGNING_KEY": "signalwire-secret-xyz",
+            "EXOTEL_ALLOWED_IPS": "203.0.113.0/24",
+            "PHONEBRIDGE_CARRIER_RATE": "8000",
+        }
+    )
+    assert settings.carriers.enabled == ("telnyx", "plivo", "vonage", "signalwire", "exotel")
+    assert settings.carriers.rate == 8_000
+    assert "secret-xyz" not in repr(settings)
+
+
+def test_carrier_settings_problems_are_one_line_each() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            MINIMAL
+            | {
+                "TELNYX_PUBLIC_KEY": "c2hvcnQ=",
+                "PLIVO_AUTH_TOKEN": "tok",
+                "VONAGE_APPLICATION_ID": "app",
+                "SIGNALWIRE_PROJECT_ID": "p",
+                "EXOTEL_BASIC_USER": "u",
+                "EXOTEL_ALLOWED_IPS": "nonsense",
+                "PHONEBRIDGE_CARRIER_RATE": "24000",
+                "PLIVO_API_URL": "ftp://x",
+            }
+        )
+    problems = caught.value.problems
+    assert all("\n" not in problem for problem in problems)
+    text = " | ".join(problems)
+    for expected in (
+        "PHONEBRIDGE_CARRIER_RATE",
+        "TELNYX_PUBLIC_KEY:",
+        "TELNYX_API_KEY is not",
+        "PLIVO_AUTH_ID is not",
+        "VONAGE_PRIVATE_KEY is not",
+        "SIGNALWIRE_SPACE_URL",
+        "EXOTEL_BASIC_PASSWORD is not",
+        "EXOTEL_ALLOWED_IPS:",
+        "PLIVO_API_URL",
+    ):
+        assert expected in text, expected

@@ -42,6 +42,9 @@ ProviderName = Literal["personaplex", "polargrid", "fal"]
 
 PROVIDERS: tuple[ProviderName, ...] = ("personaplex", "polargrid", "fal")
 
+CarrierName = Literal["twilio", "telnyx", "plivo", "vonage", "signalwire", "exotel"]
+"""Carriers a call can arrive through (CARRIERS.md)."""
+
 E164_PATTERN = re.compile(r"^\+[1-9][0-9]{1,14}$")  # [0-9]: \d would also match non-ASCII digits
 
 MAX_PROMPT_CHARS = 2000
@@ -164,6 +167,10 @@ class PersonaFile(_Strict):
 
     numbers: tuple[E164, ...] = ()
     """Dialled numbers (Twilio ``To``) that reach this persona."""
+
+    carrier: CarrierName | None = None
+    """Bind ``numbers`` to one carrier: a call to them arriving through any other
+    carrier is not routed here (``null`` = whichever carrier the number is on)."""
 
     provider: ProviderName
     voice: Voice
