@@ -21,7 +21,7 @@ from phonebridge.models.fal_protocol import config_for
 from phonebridge.models.personaplex import DEFAULT_HANDSHAKE_TIMEOUT, PersonaPlexSession
 from phonebridge.models.polargrid import PolarGridSession
 from phonebridge.models.polargrid_protocol import DEFAULT_REGION, AuthMode, region_base_url
-from phonebridge.models.retry_gate import RetryAfterGate
+from phonebridge.models.retry_gate import LocalRetryGate, RetryGate
 from phonebridge.models.wsclient import DEFAULT_CLOSE_TIMEOUT, DEFAULT_OPEN_TIMEOUT
 
 Clock = Callable[[], float]
@@ -109,7 +109,12 @@ class PolarGridFactory:
     provider = "polargrid"
 
     def __init__(
-        self, settings: PolarGridSettings, *, clock: Clock, logger: logging.Logger | None
+        self,
+        settings: PolarGridSettings,
+        *,
+        clock: Clock,
+        logger: logging.Logger | None,
+        retry_gate: RetryGate | None = None,
     ) -> None:
         if not settings.api_key:
             raise ConfigError("polargrid needs an API key (POLARGRID_API_KEY)")
@@ -119,7 +124,8 @@ class PolarGridFactory:
         self.info = ProviderInfo(self.provider)
         self._clock = clock
         self._logger = logger
-        self.retry_gate = RetryAfterGate(self.provider)  # one 429 holds off every session
+        # One 429 holds off every session (of every replica, when the gate is in Redis).
+        self.retry_gate: RetryGate = retry_gate or LocalRetryGate(self.provider)
 
     def create(self, request: SessionRequest, *, server_url: str | None = None) -> ModelSession:
         s = self.settings
@@ -143,7 +149,12 @@ class FalFactory:
     provider = "fal"
 
     def __init__(
-        self, settings: FalSettings, *, clock: Clock, logger: logging.Logger | None
+        self,
+        settings: FalSettings,
+        *,
+        clock: Clock,
+        logger: logging.Logger | None,
+        retry_gate: RetryGate | None = None,
     ) -> None:
         if not settings.api_key:
             raise ConfigError("fal needs an API key (FAL_KEY)")
@@ -151,7 +162,8 @@ class FalFactory:
         self.info = ProviderInfo(self.provider)
         self._clock = clock
         self._logger = logger
-        self.retry_gate = RetryAfterGate(self.provider)  # one 429 holds off every session
+        # One 429 holds off every session (of every replica, when the gate is in Redis).
+        self.retry_gate: RetryGate = retry_gate or LocalRetryGate(self.provider)
 
     def create(self, request: SessionRequest, *, server_url: str | None = None) -> ModelSession:
         s = self.settings
@@ -194,3 +206,4 @@ def make_factory(
         case (("personaplex" | "polargrid" | "fal"), _):
             raise ConfigError(f"{provider} needs its own settings, not {type(settings).__name__}")
     raise ConfigError(f"unknown model provider {provider!r} (personaplex, polargrid, fal)")
+
