@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from phonebridge.coordination.metrics import CoordinationMetrics
 from phonebridge.errors import CoordinationError
