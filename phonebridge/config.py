@@ -34,7 +34,7 @@ Variables (PROTOCOLS.md section in brackets)::
     PHONEBRIDGE_TRANSCRIBE_URL, _KEY, _MODEL  optional post-call transcription endpoint
     PHONEBRIDGE_RETENTION_DAYS  delete recordings older than this (unset = keep)
     PHONEBRIDGE_HOST (127.0.0.1), PHONEBRIDGE_PORT (8080)
-    PHONEBRIDGE_REDIS_URL       redis:// or rediss:// shared state for many replicas (unset = one process)
+    PHONEBRIDGE_REDIS_URL       redis:// or rediss:// state shared by replicas (unset = one process)
     PHONEBRIDGE_LEASE_TTL_SECONDS  seconds a dead replica's GPU lease outlives it (10)
     PHONEBRIDGE_REDIS_TIMEOUT_SECONDS  bound on every Redis request (0.5)
     PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1  development only: accept unsigned webhooks
@@ -651,7 +651,7 @@ def _check_redis(settings: Settings, problems: list[str]) -> None:
         problems.append("PHONEBRIDGE_LEASE_TTL_SECONDS must be at least 1 second")
     if timeout <= 0:
         problems.append("PHONEBRIDGE_REDIS_TIMEOUT_SECONDS must be more than 0 seconds")
-    elif timeout * 4 > ttl:
+    elif ttl >= 1 and timeout * 4 > ttl:
         # Leases are renewed every TTL/3: a renewal that waits out its timeout
         # must still land before the lease expires.
         problems.append(

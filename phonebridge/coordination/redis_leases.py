@@ -132,13 +132,13 @@ class RedisServerLeases:
             return  # not ours any more (lost): never delete another holder's key
         del self.held[hold.url]
         key = self.lease_key(hold.url)
-        self._link.spawn(
-            "lease_release", lambda: self._release(keys=[key], args=[hold.token])
-        )
+        self._link.spawn("lease_release", lambda: self._release(keys=[key], args=[hold.token]))
 
     async def rest(self, url: str) -> None:
         try:
-            await self._link.eval("lease_rest", self._rest, [self.rest_key(url)], [self._cooldown_ms])
+            await self._link.eval(
+                "lease_rest", self._rest, [self.rest_key(url)], [self._cooldown_ms]
+            )
         except CoordinationError as exc:
             # The server stays in rotation; the next call that finds it stuck rests it again.
             log.warning("could not rest %s cluster-wide: %s", url, exc)

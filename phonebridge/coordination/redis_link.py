@@ -98,9 +98,7 @@ class RedisLink:
     def key(self, *parts: str) -> str:
         return self.prefix + ":".join(parts)
 
-    async def call(
-        self, op: str, request: Callable[[], Awaitable[T]], *, probe: bool = False
-    ) -> T:
+    async def call(self, op: str, request: Callable[[], Awaitable[T]], *, probe: bool = False) -> T:
         """Run ``request`` within the timeout; :class:`CoordinationError` on any failure.
 
         ``probe`` requests (the replica's tick) go out even while the circuit

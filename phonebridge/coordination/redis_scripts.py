@@ -121,7 +121,7 @@ end
 local free = 0
 local base = 3 + n + m
 for i = 1, k do
-  if redis.call('exists', KEYS[base + i]) == 0 and redis.call('exists', KEYS[base + k + i]) == 0 then
+  if redis.call('exists', KEYS[base + i], KEYS[base + k + i]) == 0 then
     free = free + 1
   end
 end

@@ -74,7 +74,9 @@ class RedisRetryGate:
     async def check(self, now: float) -> None:
         await self.local.check(now)  # our own 429s first: no round trip needed
         try:
-            remaining_ms = int(await self._link.call("gate_check", lambda: self._link.client.pttl(self._key)))
+            remaining_ms = int(
+                await self._link.call("gate_check", lambda: self._link.client.pttl(self._key))
+            )
         except CoordinationError as exc:
             self._link.metrics.fallbacks.labels("gate").inc()
             log.debug("Retry-After gate on this replica only: %s", exc)
@@ -120,7 +122,9 @@ class RedisReplicas:
     async def leave(self) -> None:
         """Shutdown: drop our heartbeat at once instead of letting it expire."""
         try:
-            await self._link.call("replica_leave", lambda: self._link.client.zrem(self.key, self.replica_id))
+            await self._link.call(
+                "replica_leave", lambda: self._link.client.zrem(self.key, self.replica_id)
+            )
         except CoordinationError as exc:
             log.warning("heartbeat left to expire: %s", exc)
 

@@ -206,4 +206,3 @@ def make_factory(
         case (("personaplex" | "polargrid" | "fal"), _):
             raise ConfigError(f"{provider} needs its own settings, not {type(settings).__name__}")
     raise ConfigError(f"unknown model provider {provider!r} (personaplex, polargrid, fal)")
-

@@ -28,7 +28,8 @@ async def test_a_fresh_redis_grants_nothing_for_one_ttl_then_one_server_per_hold
     await wait_until_granting(a)
     first = await a.leases.try_acquire()
     second = await b.leases.try_acquire()
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
     assert {first.url, second.url} == {"ws://gpu-1", "ws://gpu-2"}
     assert await a.leases.try_acquire() is None
     assert await b.leases.try_acquire() is None
@@ -38,7 +39,8 @@ async def test_a_fresh_redis_grants_nothing_for_one_ttl_then_one_server_per_hold
     assert a.link is not None
     await a.link.settle()
     third = await b.leases.try_acquire()
-    assert third is not None and third.url == first.url
+    assert third is not None
+    assert third.url == first.url
 
 
 async def test_release_with_a_strangers_token_frees_nothing(replicas: Replicas) -> None:
@@ -67,14 +69,16 @@ async def test_a_dead_holder_frees_its_server_within_the_ttl_and_a_live_one_keep
     await wait_until_granting(other)
     held_by_dead = await dead.leases.try_acquire()
     held_by_alive = await alive.leases.try_acquire()
-    assert held_by_dead is not None and held_by_alive is not None
+    assert held_by_dead is not None
+    assert held_by_alive is not None
     assert alive.ticker is not None
     # "alive" renews (its tick every TTL/3); "dead" never does, like a kill -9.
     for _ in range(6):
         await alive.ticker.tick()
         await asyncio.sleep(TTL / 3)
     taken = await other.leases.try_acquire()
-    assert taken is not None and taken.url == held_by_dead.url
+    assert taken is not None
+    assert taken.url == held_by_dead.url
     assert await other.leases.try_acquire() is None  # the renewed one is still held
 
 
@@ -83,7 +87,8 @@ async def test_a_rested_server_is_skipped_by_every_replica(replicas: Replicas) -
     await wait_until_granting(a)
     await a.leases.rest("ws://gpu-1")
     hold = await b.leases.try_acquire()
-    assert hold is not None and hold.url == "ws://gpu-2"
+    assert hold is not None
+    assert hold.url == "ws://gpu-2"
     assert await b.leases.try_acquire() is None  # gpu-1 rests, gpu-2 is held
 
 
@@ -93,7 +98,9 @@ async def test_a_stolen_lease_is_counted_as_a_hazard_and_never_deleted(
     a = replicas("a", urls=("ws://gpu-1",))
     await wait_until_granting(a)
     hold = await a.leases.try_acquire()
-    assert hold is not None and a.link is not None and a.ticker is not None
+    assert hold is not None
+    assert a.link is not None
+    assert a.ticker is not None
     key = leases_of(a).lease_key(hold.url)
     await a.link.client.set(key, "b:someone-else")  # granted elsewhere after our TTL ran out
     await a.ticker.tick()
@@ -111,7 +118,9 @@ async def test_a_restarted_redis_quarantines_the_pool_while_holders_take_their_k
     a, b = replicas("a"), replicas("b")
     await wait_until_granting(a)
     hold = await a.leases.try_acquire()
-    assert hold is not None and a.link is not None and a.ticker is not None
+    assert hold is not None
+    assert a.link is not None
+    assert a.ticker is not None
     await a.link.client.flushall()  # what a restart without persistence looks like
     # B asks first: the pool is quarantined, B must not get A's server.
     assert await b.leases.try_acquire() is None
@@ -123,5 +132,6 @@ async def test_a_restarted_redis_quarantines_the_pool_while_holders_take_their_k
         other = await b.leases.try_acquire()
     finally:
         renewing.cancel()
-    assert other is not None and other.url != hold.url
+    assert other is not None
+    assert other.url != hold.url
     assert await b.leases.try_acquire() is None

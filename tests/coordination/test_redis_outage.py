@@ -32,12 +32,15 @@ async def test_redis_down_closes_the_self_hosted_pool_and_overflows(
     a = replicas("a", limits=LIMITS)
     await wait_until_granting(a)
     held = await a.leases.try_acquire()
-    assert held is not None and a.link is not None and a.ticker is not None
+    assert held is not None
+    assert a.link is not None
+    assert a.ticker is not None
     redis_server.stop()
 
     with pytest.raises(CoordinationError):
         await a.leases.try_acquire()
-    assert not a.link.up and not a.up
+    assert not a.link.up
+    assert not a.up
     assert a.metrics.up._value.get() == 0
     assert "DOWN" in a.status()
     # The circuit is open: the next request fails at once, without waiting.
@@ -107,7 +110,9 @@ async def test_after_a_restart_the_link_recovers_and_live_leases_are_taken_back(
     a, b = replicas("a"), replicas("b")
     await wait_until_granting(a)
     held = await a.leases.try_acquire()
-    assert held is not None and a.link is not None and a.ticker is not None
+    assert held is not None
+    assert a.link is not None
+    assert a.ticker is not None
     redis_server.stop()
     with pytest.raises(CoordinationError):
         await a.ticker.tick()
@@ -116,11 +121,12 @@ async def test_after_a_restart_the_link_recovers_and_live_leases_are_taken_back(
     renewing = asyncio.create_task(a.ticker.run_forever())  # the live call's replica
     try:
         async with asyncio.timeout(5):
-            while not a.link.up:  # noticed by the tick's probe, no call needed
+            while not a.link.up:  # noqa: ASYNC110 - the tick's probe notices, no call needed
                 await asyncio.sleep(0.05)
         await wait_until_granting(b)
         other = await b.leases.try_acquire()
-        assert other is not None and other.url != held.url
+        assert other is not None
+        assert other.url != held.url
         assert await b.leases.try_acquire() is None
     finally:
         renewing.cancel()

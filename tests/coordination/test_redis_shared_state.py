@@ -37,19 +37,23 @@ async def admit_and_confirm(replica: object, caller: str, sid: str) -> Admitted:
 async def test_the_hourly_caller_limit_holds_across_replicas(replicas: Replicas) -> None:
     a = replicas("a", limits=_limits(caller_calls_per_window=2))
     b = replicas("b", limits=_limits(caller_calls_per_window=2))
-    assert a.guard is not None and b.guard is not None
+    assert a.guard is not None
+    assert b.guard is not None
     await admit_and_confirm(a, ALICE, "CA1")
     await admit_and_confirm(b, ALICE, "CA2")
     refused = await a.guard.admit(ALICE, "CA3")
-    assert isinstance(refused, Refused) and refused.reason is GuardReason.CALLER_RATE
-    assert refused.retry_after is not None and 3500 < refused.retry_after <= 3600
+    assert isinstance(refused, Refused)
+    assert refused.reason is GuardReason.CALLER_RATE
+    assert refused.retry_after is not None
+    assert 3500 < refused.retry_after <= 3600
     assert isinstance(await b.guard.admit(BOB, "CA4"), Admitted)  # another caller is fine
 
 
 async def test_a_busy_answer_gives_the_reservation_back(replicas: Replicas) -> None:
     a = replicas("a", limits=_limits(caller_calls_per_window=1))
     b = replicas("b", limits=_limits(caller_calls_per_window=1))
-    assert a.guard is not None and b.guard is not None
+    assert a.guard is not None
+    assert b.guard is not None
     decision = await a.guard.admit(ALICE, "CA1")
     assert isinstance(decision, Admitted)
     # Reserved atomically: a concurrent admission elsewhere sees it...
@@ -66,7 +70,8 @@ async def test_the_per_minute_cap_is_cluster_wide(replicas: Replicas) -> None:
     await admit_and_confirm(a, ALICE, "CA1")
     await admit_and_confirm(b, BOB, "CA2")
     refused = await a.guard.admit("+15005550333", "CA3")
-    assert isinstance(refused, Refused) and refused.reason is GuardReason.GLOBAL_RATE
+    assert isinstance(refused, Refused)
+    assert refused.reason is GuardReason.GLOBAL_RATE
     assert "cluster" in refused.detail
 
 
@@ -75,10 +80,13 @@ async def test_concurrent_calls_per_caller_count_across_replicas_and_end_with_th
 ) -> None:
     a = replicas("a", limits=_limits(caller_max_concurrent=1))
     b = replicas("b", limits=_limits(caller_max_concurrent=1))
-    assert a.guard is not None and b.guard is not None and a.link is not None
+    assert a.guard is not None
+    assert b.guard is not None
+    assert a.link is not None
     first = await admit_and_confirm(a, ALICE, "CA1")
     refused = await b.guard.admit(ALICE, "CA2")
-    assert isinstance(refused, Refused) and refused.reason is GuardReason.CALLER_CONCURRENT
+    assert isinstance(refused, Refused)
+    assert refused.reason is GuardReason.CALLER_CONCURRENT
     a.guard.release(first.caller, "CA1")  # the call ended
     await a.link.settle()
     assert isinstance(await b.guard.admit(ALICE, "CA3"), Admitted)
@@ -87,7 +95,8 @@ async def test_concurrent_calls_per_caller_count_across_replicas_and_end_with_th
 async def test_a_dead_replicas_calls_stop_counting_within_the_ttl(replicas: Replicas) -> None:
     dead = replicas("dead", limits=_limits(caller_max_concurrent=1))
     alive = replicas("alive", limits=_limits(caller_max_concurrent=1))
-    assert alive.guard is not None and alive.ticker is not None
+    assert alive.guard is not None
+    assert alive.ticker is not None
     await admit_and_confirm(dead, ALICE, "CA1")  # then killed: never renewed, never released
     await admit_and_confirm(alive, BOB, "CA2")  # renewed by its tick
     for _ in range(5):
@@ -113,7 +122,8 @@ async def test_one_replicas_429_holds_every_replica_off(replicas: Replicas) -> N
     await a.gate("fal").hold(now, 0.3)
     with pytest.raises(ModelRateLimited) as raised:
         await b.gate("fal").check(now)
-    assert raised.value.retryable and raised.value.retry_after is not None
+    assert raised.value.retryable
+    assert raised.value.retry_after is not None
     await b.gate("polargrid").check(now)  # one gate per provider
     await a.gate("fal").hold(now, 0.05)  # a shorter wait never shortens the running one
     await asyncio.sleep(0.1)
@@ -125,7 +135,8 @@ async def test_one_replicas_429_holds_every_replica_off(replicas: Replicas) -> N
 
 async def test_alive_replicas_forget_one_that_stops_beating(replicas: Replicas) -> None:
     a, b = replicas("a"), replicas("b")
-    assert a.ticker is not None and b.ticker is not None
+    assert a.ticker is not None
+    assert b.ticker is not None
     await a.ticker.tick()
     await b.ticker.tick()
     assert await b.alive_replicas() == {"a", "b"}
