@@ -40,6 +40,9 @@ Variables (PROTOCOLS.md section in brackets)::
     PHONEBRIDGE_TRANSCRIBE_URL, _KEY, _MODEL  optional post-call transcription endpoint
     PHONEBRIDGE_RETENTION_DAYS  delete recordings older than this (unset = keep)
     PHONEBRIDGE_HOST (127.0.0.1), PHONEBRIDGE_PORT (8080)
+    PHONEBRIDGE_REDIS_URL       redis:// or rediss:// state shared by replicas (unset = one process)
+    PHONEBRIDGE_LEASE_TTL_SECONDS  seconds a dead replica's GPU lease outlives it (10)
+    PHONEBRIDGE_REDIS_TIMEOUT_SECONDS  bound on every Redis request (0.5)
     PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1  development only: accept unsigned webhooks
     PHONEBRIDGE_INSECURE_HTTP=1  development only: allow an http:// public URL that is not loopback
 
@@ -284,6 +287,11 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     carriers: CarrierSettings = field(default_factory=CarrierSettings)
+    # Shared coordination (phonebridge/coordination/): None keeps every lease,
+    # limit and gate in this process's memory (the embedded default).
+    redis_url: str | None = None
+    lease_ttl_seconds: float = 10.0
+    redis_timeout_seconds: float = 0.5
     _base: SplitResult = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -299,6 +307,7 @@ class Settings:
         _check_limits(self, problems)
         _check_optional_services(self, problems)
         problems.extend(self.carriers.problems())
+        _check_redis(self, problems)
         if problems:
             raise SettingsError(problems)
 
@@ -352,6 +361,9 @@ class Settings:
             "host": reader.text("PHONEBRIDGE_HOST") or "127.0.0.1",
             "port": reader.integer("PHONEBRIDGE_PORT", 8080),
             "carriers": CarrierSettings.read(reader),
+            "redis_url": reader.text("PHONEBRIDGE_REDIS_URL"),
+            "lease_ttl_seconds": reader.number("PHONEBRIDGE_LEASE_TTL_SECONDS", 10.0),
+            "redis_timeout_seconds": reader.number("PHONEBRIDGE_REDIS_TIMEOUT_SECONDS", 0.5),
         }
         values.update(_given(overrides))
         try:
@@ -450,7 +462,7 @@ class Settings:
             if not item.repr:
                 continue
             value = getattr(self, item.name)
-            if item.name == "database_url" and value is not None:
+            if item.name in ("database_url", "redis_url") and value is not None:
                 value = redact_url(value)
             elif item.name == "personaplex_urls":
                 value = tuple(redact_url(url) for url in value)
@@ -498,6 +510,9 @@ KNOWN_VARIABLES = frozenset(
         "PHONEBRIDGE_PORT",
         "PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE",
         "PHONEBRIDGE_INSECURE_HTTP",
+        "PHONEBRIDGE_REDIS_URL",
+        "PHONEBRIDGE_LEASE_TTL_SECONDS",
+        "PHONEBRIDGE_REDIS_TIMEOUT_SECONDS",
         "TWILIO_AUTH_TOKEN",
         "TWILIO_ACCOUNT_SID",
         "DATABASE_URL",
@@ -847,4 +862,37 @@ def _check_optional_services(settings: Settings, problems: list[str]) -> None:
         problems.append(
             "DATABASE_URL is not a URL (e.g. sqlite+aiosqlite:///data/phonebridge.db or "
             "postgresql+asyncpg://user:pass@host/db)"
+        )
+
+
+def _check_redis(settings: Settings, problems: list[str]) -> None:
+    url = settings.redis_url
+    if url is not None:
+        shown = redact_url(url)  # a password in the URL is never shown
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 - raises ValueError on an out-of-range port
+            port_ok = True
+        except ValueError:
+            port_ok = False
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname or not port_ok:
+            problems.append(
+                f"PHONEBRIDGE_REDIS_URL {shown!r} is not a redis:// or rediss:// URL with a "
+                "host (e.g. redis://:password@redis:6379/0)"
+            )
+        elif parts.path not in ("", "/") and not parts.path.lstrip("/").isdigit():
+            problems.append(
+                f"PHONEBRIDGE_REDIS_URL {shown!r}: the path must be a database number (/0)"
+            )
+    ttl, timeout = settings.lease_ttl_seconds, settings.redis_timeout_seconds
+    if ttl < 1:
+        problems.append("PHONEBRIDGE_LEASE_TTL_SECONDS must be at least 1 second")
+    if timeout <= 0:
+        problems.append("PHONEBRIDGE_REDIS_TIMEOUT_SECONDS must be more than 0 seconds")
+    elif ttl >= 1 and timeout * 4 > ttl:
+        # Leases are renewed every TTL/3: a renewal that waits out its timeout
+        # must still land before the lease expires.
+        problems.append(
+            f"PHONEBRIDGE_REDIS_TIMEOUT_SECONDS ({timeout:g}) must be at most a quarter of "
+            f"PHONEBRIDGE_LEASE_TTL_SECONDS ({ttl:g}): leases are renewed every third of it"
         )

@@ -17,11 +17,12 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from phonebridge.calls.admission import Admission, ServerPool
+from phonebridge.calls.admission import Admission
 from phonebridge.calls.bridge import Bridge, BridgeConfig
-from phonebridge.calls.guard import GuardLimits, TollFraudGuard
+from phonebridge.calls.guard import GuardLimits
 from phonebridge.calls.journal import JournalFactory, Transcriber
 from phonebridge.config import Settings, SettingsError
+from phonebridge.coordination.build import Coordination, build_coordination
 from phonebridge.errors import StorageError
 from phonebridge.loop_lag import watch_event_loop_lag
 from phonebridge.metrics import BridgeMetrics
@@ -65,9 +66,13 @@ async def repair_interrupted_calls(settings: Settings) -> None:
 
 
 def model_factories(
-    settings: Settings, *, clock: Clock, wall_clock: Clock = time.time
+    settings: Settings,
+    *,
+    clock: Clock,
+    wall_clock: Clock = time.time,
+    coordination: Coordination | None = None,
 ) -> dict[str, ModelSessionFactory]:
-    """One factory per configured provider.
+    """One factory per configured provider (hosted ones share ``coordination``'s gates).
 
     ``wall_clock`` (epoch seconds) only turns an HTTP-date ``Retry-After`` into
     a wait; everything else keeps time with the monotonic ``clock``.
@@ -93,6 +98,7 @@ def model_factories(
             clock=clock,
             logger=model_log,
             wall_clock=wall_clock,
+            retry_gate=coordination.gate("polargrid") if coordination is not None else None,
         )
     if settings.fal_key is not None:
         fal_key = settings.fal_key.get_secret_value()
@@ -101,7 +107,13 @@ def model_factories(
             if settings.fal_base_url is None
             else FalSettings(api_key=fal_key, base_url=settings.fal_base_url)
         )
-        factories["fal"] = FalFactory(fal, clock=clock, logger=model_log, wall_clock=wall_clock)
+        factories["fal"] = FalFactory(
+            fal,
+            clock=clock,
+            logger=model_log,
+            wall_clock=wall_clock,
+            retry_gate=coordination.gate("fal") if coordination is not None else None,
+        )
     return factories
 
 
@@ -127,13 +139,34 @@ async def build_app(
         # Under `serve --workers` the supervisor does this once, before any
         # worker starts: a worker doing it would mark its siblings' live calls.
         await _repair_interrupted_calls(index, settings)
-    factories = model_factories(settings, clock=clock, wall_clock=wall_clock)
+    metrics = BridgeMetrics()
+    coordination = build_coordination(
+        redis_url=settings.redis_url,
+        personaplex_urls=settings.personaplex_urls,
+        guard_limits=GuardLimits(
+            caller_calls_per_window=settings.caller_max_calls_per_hour,
+            caller_window_seconds=3600.0,
+            caller_max_concurrent=settings.caller_max_concurrent,
+            global_calls_per_minute=settings.max_new_calls_per_minute,
+        ),
+        clock=clock,
+        registry=metrics.registry,
+        # PHONEBRIDGE_REPLICA_ID (Settings.replica_id) when set, else a random id.
+        replica_id=getattr(settings, "replica_id", None),
+        lease_ttl_seconds=settings.lease_ttl_seconds,
+        redis_timeout_seconds=settings.redis_timeout_seconds,
+    )
+    await coordination.start()
+    factories = model_factories(
+        settings, clock=clock, wall_clock=wall_clock, coordination=coordination
+    )
     admission = Admission(
-        ServerPool(settings.personaplex_urls, clock=clock),
+        coordination.leases,
         available_providers=factories.keys(),
         max_calls=settings.max_calls,
     )
-    shutdown: list[Callable[[], Coroutine[Any, Any, None]]] = [index.close]
+    # Closed after the drain (releases land first), before the call index.
+    shutdown: list[Callable[[], Coroutine[Any, Any, None]]] = [coordination.aclose, index.close]
     transcriber: Transcriber | None = None
     if settings.transcribe_url:
         http = httpx.AsyncClient()
@@ -145,7 +178,6 @@ async def build_app(
             model=settings.transcribe_model or DEFAULT_TRANSCRIBE_MODEL,
             client=http,
         )
-    metrics = BridgeMetrics()
     metrics.watch_leases(lambda: admission.pool.in_use, admission.pool.free_count)
     bridge = Bridge(
         config=BridgeConfig(
@@ -159,14 +191,8 @@ async def build_app(
         journals=JournalFactory(data_dir=settings.data_dir, index=index, transcriber=transcriber),
         clock=clock,
         metrics=metrics,
-        guard=TollFraudGuard(
-            GuardLimits(
-                caller_calls_per_window=settings.caller_max_calls_per_hour,
-                caller_window_seconds=3600.0,
-                caller_max_concurrent=settings.caller_max_concurrent,
-                global_calls_per_minute=settings.max_new_calls_per_minute,
-            )
-        ),
+        guard=coordination.guard,
+        replay=coordination.replay,
     )
     token = settings.twilio_auth_token
     auth = TwilioAuth(
@@ -191,7 +217,11 @@ async def build_app(
     async def watch_loop_lag() -> None:
         await watch_event_loop_lag(bridge.metrics.event_loop_lag)
 
-    background: list[Callable[[], Coroutine[Any, Any, None]]] = [watch_personas, watch_loop_lag]
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = [
+        watch_personas,
+        watch_loop_lag,
+        coordination.run_forever,
+    ]
     days = settings.retention_days
     if days is not None and settings.worker in (None, 0):  # one process expires files
 
@@ -217,6 +247,7 @@ async def build_app(
             background=background,
             on_shutdown=shutdown,
             drain_seconds=drain_seconds,
+            coordination=coordination,
             history=HistoryDeps(
                 index=index,
                 data_dir=settings.data_dir,

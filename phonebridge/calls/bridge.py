@@ -18,22 +18,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from phonebridge.calls.admission import Admission, Lease
-from phonebridge.calls.guard import (
-    AnsweredCalls,
-    Refused,
-    TollFraudGuard,
-    caller_key,
-    mask_number,
-)
+from phonebridge.calls.guard import Refused, mask_number
 from phonebridge.calls.journal import JournalFactory, UnansweredCall
 from phonebridge.calls.outcome import CallEndReason, CallOutcome, OutcomeBook
 from phonebridge.calls.pending import PendingCall, PendingCalls, new_token
 from phonebridge.calls.session import CallSession, PhoneSocket
+from phonebridge.coordination.base import CallGuard, ReplayMemory
+from phonebridge.coordination.memory import MemoryReplay
 from phonebridge.errors import (
     CapacityError,
     HandshakeTimeout,
@@ -103,7 +100,8 @@ class Bridge:
         journals: JournalFactory,
         clock: Callable[[], float],
         metrics: BridgeMetrics | None = None,
-        guard: TollFraudGuard | None = None,
+        guard: CallGuard | None = None,
+        replay: ReplayMemory | None = None,
     ) -> None:
         self.config = config
         self._personas = personas
@@ -119,11 +117,9 @@ class Bridge:
         self._sweeper_wake = asyncio.Event()
         self._call_finished = asyncio.Event()
         self.guard = guard
-        # Calls the guard admitted, until their slot is given back: a call holds
-        # a slot exactly while its (current) lease is unreleased, the same truth
-        # the instance-wide cap counts, whichever exit path released it.
-        self._guarded_calls: list[PendingCall] = []
-        self._answered = AnsweredCalls()
+        # Answered call SIDs (replays open nothing); shared by every replica
+        # when coordination is in Redis.
+        self._answered = replay or MemoryReplay()
 
     # -- POST /twilio/voice ------------------------------------------------------
 
@@ -134,13 +130,12 @@ class Bridge:
         if retry is not None:
             # Twilio retried the webhook: answer the same stream, open nothing new.
             return self._connect_twiml(retry)
-        if call.call_sid in self._answered:
+        if not await self._answered.first_answer(call.call_sid):
             # A signed webhook replayed after its call was answered: open nothing.
             log.warning(
                 "voice webhook replayed; not answered again", extra={"call_sid": call.call_sid}
             )
             return twiml.hangup()
-        self._answered.add(call.call_sid)
         persona = self._personas().for_number(call.to_number)
         if persona is None:
             log.warning("no persona for %s and no default", call.to_number)
@@ -148,10 +143,7 @@ class Bridge:
         admitted_caller: str | None = None
         if self.guard is not None:
             # Before the lease: a refused call opens no model session and costs nothing.
-            self._guarded_calls = [p for p in self._guarded_calls if not p.lease.released]
-            caller = caller_key(call.from_number)
-            active = sum(1 for p in self._guarded_calls if caller_key(p.from_number) == caller)
-            decision = self.guard.check(call.from_number, self._clock(), active_calls=active)
+            decision = await self.guard.admit(call.from_number, call.call_sid)
             if isinstance(decision, Refused):
                 log.warning(
                     "toll-fraud guard refused a call from %s: %s (%s)",
@@ -171,8 +163,10 @@ class Bridge:
                 return _say(persona, persona.busy_message)
             admitted_caller = decision.caller
         try:
-            lease = self.admission.acquire(persona.provider, persona.overflow)
+            lease = await self.admission.acquire(persona.provider, persona.overflow)
         except CapacityError as exc:
+            if self.guard is not None and admitted_caller is not None:
+                await self.guard.cancel(admitted_caller, call.call_sid)  # busy uses no quota
             log.info("busy: %s", exc, extra={"call_sid": call.call_sid})
             self.metrics.calls.labels("busy", CallEndReason.BUSY.value).inc()
             await self._journals.record_unanswered(
@@ -182,11 +176,15 @@ class Bridge:
                 str(exc),
             )
             return _say(persona, persona.busy_message)
-        pending = self._reserve(call, persona, lease)
         if self.guard is not None and admitted_caller is not None:
             # Counted only now, with a slot taken: a busy answer uses no quota.
-            self.guard.record(admitted_caller, self._clock())
-            self._guarded_calls.append(pending)
+            # The call holds its guard slot exactly as long as its (current)
+            # lease, whichever exit path releases it.
+            self.guard.confirm(admitted_caller, call.call_sid)
+            lease.riders.append(
+                functools.partial(self.guard.release, admitted_caller, call.call_sid)
+            )
+        pending = self._reserve(call, persona, lease)
         return self._connect_twiml(pending)
 
     def _reserve(self, call: WebhookCall, persona: Persona, lease: Lease) -> PendingCall:
@@ -225,7 +223,7 @@ class Bridge:
         except ModelError as exc:
             if isinstance(exc, HandshakeTimeout | ModelBusy) and pending.lease.server_url:
                 # The server may be stuck in a session nobody owns (§2.5).
-                self.admission.pool.rest(pending.lease.server_url)
+                await self.admission.pool.rest(pending.lease.server_url)
             overflow = pending.persona.overflow
             if not exc.retryable or overflow is None or pending.lease.overflowed:
                 raise
@@ -237,7 +235,7 @@ class Bridge:
             )
         # Outside the except block, so a failure here does not chain the first one.
         try:
-            pending.lease = self.admission.move_to_overflow(pending.lease, overflow)
+            pending.lease = await self.admission.move_to_overflow(pending.lease, overflow)
         except CapacityError as exc:
             raise ModelBusy(str(exc)) from exc
         pending.events.append((self._clock() - pending.created, "overflow", f"to {overflow}"))

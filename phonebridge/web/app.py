@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from phonebridge.calls.bridge import Bridge
+from phonebridge.coordination.build import Coordination
 from phonebridge.storage.index import CallIndex
 from phonebridge.web.api import api_router, live_calls
 from phonebridge.web.auth import dashboard_auth
@@ -55,6 +56,8 @@ class AppDeps:
     """How long calls in progress may go on after shutdown begins."""
     history: HistoryDeps | None = None
     """The call history API and dashboard; None serves neither."""
+    coordination: Coordination | None = None
+    """Shared state (leases, guard...): its health shows in ``/readyz``."""
 
 
 def create_app(deps: AppDeps) -> FastAPI:
@@ -105,9 +108,13 @@ def create_app(deps: AppDeps) -> FastAPI:
 
     @app.get("/readyz", response_class=PlainTextResponse)
     async def readyz() -> PlainTextResponse:
-        if deps.bridge.admission.can_take_calls():
-            return PlainTextResponse("ready")
-        return PlainTextResponse("not ready", status_code=503)
+        # Second line: the coordination store, so "ready but Redis is down"
+        # (hosted overflow only) is visible to whoever looks.
+        store = "" if deps.coordination is None else "\n" + deps.coordination.status()
+        reason = deps.bridge.admission.readiness()
+        if reason is None:
+            return PlainTextResponse("ready" + store)
+        return PlainTextResponse(f"not ready: {reason}{store}", status_code=503)
 
     # /metrics is deliberately open, like /healthz: Prometheus scrapes pods on
     # the private network without credentials (deploy/k8s: pod annotations), and

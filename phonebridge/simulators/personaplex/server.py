@@ -142,6 +142,17 @@ class PersonaPlexSimulator:
     ) -> None:
         await self.stop()
 
+    @property
+    def second_connections(self) -> list[ConnectionRecord]:
+        """Connections upgraded while another session held this self-hosted server.
+
+        Each one is a failure of whoever connected: the real server loads a new
+        connection's prompts into its one shared model state *before* waiting
+        for its session lock (PROTOCOLS.md §2.1), so the caller already talking
+        would have their persona swapped. Leases exist so this list stays empty.
+        """
+        return [record for record in self.connections if record.waited_behind_busy]
+
     async def wait_for_connections(self, count: int) -> None:
         """Wait until ``count`` connections were accepted (a test helper; bound it yourself)."""
         async with self._connected:
