@@ -52,7 +52,7 @@ class PolarGridSession(WebSocketModelSession):
         logger: logging.Logger | None = None,
         retry_gate: RetryAfterGate | None = None,
     ) -> None:
-        self._pg = PolarGridProtocol(complexity=opus_complexity)
+        self._pg = PolarGridProtocol(complexity=opus_complexity, sample_rate=request.sample_rate)
         super().__init__(
             url=build_url(request, region=region, base_url=base_url, api_key=api_key, auth=auth),
             protocol=self._pg,
