@@ -79,8 +79,9 @@ async def open_talk(browser: Browser, bridge: LocalBridge, user: str = USER) -> 
     return page
 
 
-async def start_call(page: Page, persona: str = "citysan") -> str:
-    await page.select_option("#persona", persona)
+async def start_call(page: Page, persona: str | None = "citysan") -> str:
+    if persona is not None:  # choosing a persona refills the try-a-prompt fields
+        await page.select_option("#persona", persona)
     await page.click("#call")
     await page.wait_for_function("window.talk.call && window.talk.call.callSid")
     sid: str = await page.evaluate("window.talk.call.callSid")
@@ -140,3 +141,68 @@ async def test_a_browser_call_is_wideband_end_to_end(
     assert page.errors == []  # type: ignore[attr-defined]
     await page.context.close()
     await assert_no_leaks(talk_bridge, before)
+
+
+async def test_try_a_prompt_reaches_the_model_and_closing_the_tab_ends_the_call(
+    talk_bridge: LocalBridge, browser: Browser, personas_dir: Path
+) -> None:
+    before = baseline(talk_bridge)
+    persona_file = personas_dir / "citysan.yaml"
+    original = await asyncio.to_thread(persona_file.read_bytes)
+    page = await open_talk(browser, talk_bridge)
+    await page.select_option("#persona", "citysan")
+    await page.click("#try-prompt summary")
+    await page.check("#override")
+    await page.fill("#prompt", "You are a pirate who only talks about the weather.")
+    await page.select_option("#voice", "VARM3")
+    call_sid = await start_call(page, persona=None)
+    sim = talk_bridge.self_hosted[0]
+    await sim.wait_for_connections(1)
+    query = sim.connections[-1].query
+    assert query["text_prompt"] == ["You are a pirate who only talks about the weather."]
+    assert query["voice_prompt"] == ["VARM3.pt"]
+    await page.wait_for_function(f"({PEAK})() > 0.05")
+
+    # Closing the tab is a caller who drops: the call ends, nothing is left.
+    await page.context.close()
+    row = await record_of(talk_bridge, call_sid)
+    assert row.end_reason == "caller_dropped"
+    assert row.channel == "browser"
+    assert await asyncio.to_thread(persona_file.read_bytes) == original
+    transcript = await asyncio.to_thread(Path(str(row.transcript_path)).read_text)
+    assert "prompt_override" in transcript
+    await assert_no_leaks(talk_bridge, before)
+
+
+async def test_listen_in_hears_both_sides_until_the_call_ends(
+    talk_bridge: LocalBridge, browser: Browser
+) -> None:
+    talker = await open_talk(browser, talk_bridge)
+    call_sid = await start_call(talker)
+    await talker.wait_for_function(f"({PEAK})() > 0.05")
+
+    # The live-calls view links to the listen page.
+    listener = await open_talk(browser, talk_bridge, user="bob")
+    await listener.goto(talk_bridge.url + "/")
+    await listener.locator(f'tr[data-call-sid="{call_sid}"] a.listen').click()
+    await listener.wait_for_url(f"**/calls/{call_sid}/listen")
+    await listener.select_option("#mode", "split")
+    await listener.click("#start")
+    await listener.wait_for_function(
+        "window.listen.session && window.listen.session.bytes[0] > 48000"
+        " && window.listen.session.bytes[1] > 48000"
+    )
+    await talker.click("#hangup")
+    await listener.wait_for_function("window.listen.session.ended === true")
+    row = await record_of(talk_bridge, call_sid)
+    transcript = await asyncio.to_thread(Path(str(row.transcript_path)).read_text)
+    assert "bob started listening" in transcript
+    assert listener.errors == []  # type: ignore[attr-defined]
+
+    # Without auth: no listen ticket, no page.
+    anonymous = await browser.new_context()
+    response = await anonymous.request.post(talk_bridge.url + f"/api/calls/{call_sid}/listen")
+    assert response.status == 401
+    response = await anonymous.request.get(talk_bridge.url + f"/calls/{call_sid}/listen")
+    assert response.status == 401
+    await anonymous.close()
