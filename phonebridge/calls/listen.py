@@ -64,12 +64,10 @@ class Listener:
         if self._ended:
             return
         self._ended = True
-        while True:  # make room for the end marker: what is queued is stale now
-            try:
-                self._queue.put_nowait(None)
-                return
-            except asyncio.QueueFull:
-                self._queue.get_nowait()
+        # What is still queued is stale now: the listener stops at once.
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._queue.put_nowait(None)
 
     async def next(self) -> Heard | None:
         """The next chunk; ``None`` once the call has ended."""
