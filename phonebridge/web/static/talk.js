@@ -26,6 +26,8 @@
     voiceSelect.value = persona.voice;
   }
   personaSelect.addEventListener("change", fillOverride);
+  const wanted = new URLSearchParams(location.search).get("persona");
+  if (wanted && personas.some((p) => p.id === wanted)) personaSelect.value = wanted;
   fillOverride();
 
   function say(text) { status.textContent = text; }
