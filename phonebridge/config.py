@@ -33,6 +33,7 @@ Variables (PROTOCOLS.md section in brackets)::
     PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR  calls one caller may start per hour (10; 0 = off)
     PHONEBRIDGE_CALLER_MAX_CONCURRENT      calls one caller may have at once (2; 0 = off)
     PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE   calls the instance may start per minute (60; 0 = off)
+    PHONEBRIDGE_BROWSER_CALLS_PER_USER     Talk-page calls one dashboard user may have at once (1)
     PHONEBRIDGE_STREAM_SIGNATURE  strict | log | off: the media socket's signature check [§1.4]
     PHONEBRIDGE_PENDING_TIMEOUT seconds a webhook-reserved call waits for its stream (15)
     PHONEBRIDGE_DASHBOARD_TOKEN bearer token for the dashboard and API (unset = loopback only)
@@ -275,6 +276,7 @@ class Settings:
     caller_max_calls_per_hour: int = 10
     caller_max_concurrent: int = 2
     max_new_calls_per_minute: int = 60
+    browser_calls_per_user: int = 1
     stream_signature: StreamSignaturePolicy = StreamSignaturePolicy.STRICT
     pending_timeout: float = 15.0
     dashboard_token: SecretStr | None = None
@@ -347,6 +349,7 @@ class Settings:
             ),
             "caller_max_concurrent": reader.integer("PHONEBRIDGE_CALLER_MAX_CONCURRENT", 2),
             "max_new_calls_per_minute": reader.integer("PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE", 60),
+            "browser_calls_per_user": reader.integer("PHONEBRIDGE_BROWSER_CALLS_PER_USER", 1),
             "stream_signature": reader.choice(
                 "PHONEBRIDGE_STREAM_SIGNATURE", StreamSignaturePolicy, StreamSignaturePolicy.STRICT
             ),
@@ -497,6 +500,7 @@ KNOWN_VARIABLES = frozenset(
         "PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR",
         "PHONEBRIDGE_CALLER_MAX_CONCURRENT",
         "PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE",
+        "PHONEBRIDGE_BROWSER_CALLS_PER_USER",
         "PHONEBRIDGE_STREAM_SIGNATURE",
         "PHONEBRIDGE_PENDING_TIMEOUT",
         "PHONEBRIDGE_DASHBOARD_TOKEN",
@@ -826,6 +830,8 @@ def _check_limits(settings: Settings, problems: list[str]) -> None:
         problems.append("PHONEBRIDGE_WORKER must be 0 or more (it is set by serve --workers)")
     if settings.pending_timeout <= 0:
         problems.append("PHONEBRIDGE_PENDING_TIMEOUT must be more than 0 seconds")
+    if settings.browser_calls_per_user < 1:
+        problems.append("PHONEBRIDGE_BROWSER_CALLS_PER_USER must be at least 1")
     for name, value in (
         ("PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR", settings.caller_max_calls_per_hour),
         ("PHONEBRIDGE_CALLER_MAX_CONCURRENT", settings.caller_max_concurrent),

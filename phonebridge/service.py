@@ -256,6 +256,7 @@ async def build_app(
                     if settings.dashboard_token is not None
                     else None
                 ),
+                browser_calls_per_user=settings.browser_calls_per_user,
             ),
         )
     )

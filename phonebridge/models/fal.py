@@ -53,7 +53,7 @@ class FalSession(WebSocketModelSession):
         config = config or config_for(request)
         super().__init__(
             url=build_url(base_url),
-            protocol=FalProtocol(config),
+            protocol=FalProtocol(config, sample_rate=request.sample_rate),
             clock=clock,
             handshake_timeout=None,
             open_timeout=open_timeout,

@@ -53,7 +53,7 @@ class PolarGridSession(WebSocketModelSession):
         retry_gate: RetryGate | None = None,
         wall_clock: Clock = time.time,
     ) -> None:
-        self._pg = PolarGridProtocol(complexity=opus_complexity)
+        self._pg = PolarGridProtocol(complexity=opus_complexity, sample_rate=request.sample_rate)
         super().__init__(
             url=build_url(request, region=region, base_url=base_url, api_key=api_key, auth=auth),
             protocol=self._pg,

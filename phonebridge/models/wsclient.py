@@ -45,7 +45,6 @@ from phonebridge.errors import (
     RemoteProtocolError,
 )
 from phonebridge.models.base import (
-    FRAME_BYTES,
     AgentAudio,
     AgentText,
     EndReason,
@@ -74,6 +73,7 @@ class WireProtocol(Protocol):
     """What a provider's sans-I/O core offers this edge."""
 
     ready: bool
+    frame_bytes: int  # one 20 ms frame at the leg's rate: what encode_audio takes
 
     def on_open(self) -> None: ...
 
@@ -236,9 +236,10 @@ class WebSocketModelSession:
     # -- the conversation ---------------------------------------------------------
 
     async def send_audio(self, pcm: bytes) -> None:
-        """Send one 20 ms frame; a no-op before ready and after the end."""
-        if len(pcm) != FRAME_BYTES:
-            raise LocalProtocolError(f"send one 20 ms frame ({FRAME_BYTES} bytes), got {len(pcm)}")
+        """Send one 20 ms frame at the leg's rate; a no-op before ready and after the end."""
+        size = self._protocol.frame_bytes
+        if len(pcm) != size:
+            raise LocalProtocolError(f"send one 20 ms frame ({size} bytes), got {len(pcm)}")
         if self._live():
             await self._send_frames(self._protocol.encode_audio(pcm))
 

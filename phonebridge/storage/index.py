@@ -118,6 +118,9 @@ calls = Table(
     # set by retention when the files were deleted and the paths nulled
     Column("files_expired_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
+    # which kind of leg carried the call, and the dashboard user who placed a browser call
+    Column("channel", String(32), nullable=False, default=""),
+    Column("placed_by", String(128)),
 )
 
 _RECORD_FIELDS = tuple(f.name for f in fields(CallRecord))

@@ -50,6 +50,10 @@ class CallStart:
     status: CallStatus = CallStatus.PENDING
     recording_path: str | None = None
     transcript_path: str | None = None
+    channel: str = ""
+    """The kind of leg that carried the call (``twilio``, ``browser``...); "" if unknown."""
+    placed_by: str | None = None
+    """The dashboard user who placed it (browser calls); None for callers."""
 
     def __post_init__(self) -> None:
         _require_aware(self)
@@ -121,6 +125,8 @@ class CallRecord:
     error: str | None
     files_expired_at: datetime | None
     updated_at: datetime
+    channel: str = ""
+    placed_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,10 @@ class CallOut(BaseModel):
     transcript_url: str | None
     transcript_vtt_url: str | None
     waveform_url: str | None
+    channel: str = ""
+    """The kind of leg that carried the call: ``twilio``, ``browser`` ("" on older rows)."""
+    placed_by: str | None = None
+    """The dashboard user who placed a browser call."""
 
 
 class CallListOut(BaseModel):
@@ -155,6 +159,8 @@ def call_out(record: CallRecord, live: LiveCallInfo | None) -> CallOut:
         transcript_url=f"{base}/transcript.json" if has_transcript else None,
         transcript_vtt_url=f"{base}/transcript.vtt" if has_transcript else None,
         waveform_url=f"{base}/waveform.json" if has_recording else None,
+        channel=record.channel,
+        placed_by=record.placed_by,
     )
 
 

@@ -27,6 +27,7 @@ from phonebridge.web.api import api_router, live_calls
 from phonebridge.web.auth import dashboard_auth
 from phonebridge.web.dashboard import dashboard_router
 from phonebridge.web.limits import MAX_REQUEST_BODY_BYTES, BodySizeLimit
+from phonebridge.web.softphone.routes import softphone_router
 from phonebridge.web.twilio_routes import TwilioAuth, twilio_router
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,8 @@ class HistoryDeps:
     data_dir: Path
     dashboard_token: str | None = None
     """None: only loopback clients may read the history (see web/auth.py)."""
+    browser_calls_per_user: int = 1
+    """Talk-page calls one dashboard user may have at once (web/softphone)."""
 
 
 @dataclass(slots=True)
@@ -97,6 +100,14 @@ def create_app(deps: AppDeps) -> FastAPI:
         history = deps.history
         app.include_router(api_router(history.index, history.data_dir, live, require))
         app.include_router(dashboard_router(history.index, live, require))
+        app.include_router(
+            softphone_router(
+                deps.bridge,
+                require,
+                calls_per_user=history.browser_calls_per_user,
+                clock=deps.bridge.clock,
+            )
+        )
 
         @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require)])
         async def openapi() -> JSONResponse:

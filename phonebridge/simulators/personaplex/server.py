@@ -69,6 +69,7 @@ class PersonaPlexSimulator:
         die_after: float | None = None,
         stall_after: float | None = None,
         fal_timeout_after: float | None = None,
+        keep_input_seconds: float = 0.0,
     ) -> None:
         if flavour not in FLAVOURS:
             raise ValueError(f"unknown flavour {flavour!r}")
@@ -88,6 +89,8 @@ class PersonaPlexSimulator:
             stall_after=stall_after,
             fal_timeout_after=fal_timeout_after,
         )
+        # Each connection keeps this much decoded input (24 kHz) for tests to inspect.
+        self.keep_input_bytes = int(keep_input_seconds * 24000) * 2
         self.connections: list[ConnectionRecord] = []
         self.rejected: list[int] = []  # statuses of refused upgrades
         self._server: Server | None = None
@@ -232,6 +235,7 @@ class PersonaPlexSimulator:
                 for s in value.split(",")
             ),
             opened_at=loop.time(),
+            keep_input_bytes=self.keep_input_bytes,
         )
         self.connections.append(record)
         async with self._connected:
