@@ -1,0 +1,1 @@
+"""Real servers from Debian packages, started by tests on loopback (PostgreSQL, ...)."""
