@@ -41,6 +41,7 @@ from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 from sqlalchemy import (
     Column,
+    Connection,
     DateTime,
     Dialect,
     Float,
@@ -64,7 +65,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 
 from phonebridge.errors import StorageError
-from phonebridge.storage import migrate
+from phonebridge.storage import migrate as migrations
 from phonebridge.storage.layout import INDEX_FILENAME, resolve_inside
 from phonebridge.storage.models import (
     CRASHED,
@@ -197,7 +198,7 @@ class CallIndex:
         self._clock = clock  # stamps updated_at; injectable so tests control time
         self.replica = replica
         """The replica id stamped on every new row (None: a single process)."""
-        self.migration: migrate.MigrationResult | None = None
+        self.migration: migrations.MigrationResult | None = None
         """What the start-up migration did (set by :meth:`create`)."""
 
     @classmethod
@@ -208,12 +209,14 @@ class CallIndex:
         busy_timeout: float = 5.0,
         clock: Callable[[], datetime] = _utc_now,
         replica: str | None = None,
+        migrate: bool = True,
     ) -> CallIndex:
         """Connect, migrate the schema to the newest revision, and return the index.
 
         ``busy_timeout`` is how long SQLite waits for a lock before the operation
         fails with :class:`StorageError`. ``replica`` is this replica's id,
         stamped on the rows it creates (None for a single process).
+        ``migrate=False`` connects without touching the schema (``phonebridge db``).
         """
         url = normalize_database_url(engine_url)
         shown = url.render_as_string(hide_password=True)
@@ -238,10 +241,10 @@ class CallIndex:
         if url.get_backend_name() == "sqlite" and options.get("poolclass") is None:
             event.listen(engine.sync_engine, "connect", _enable_sqlite_wal)
         index = cls(engine, clock=clock, replica=replica)
+        if not migrate:
+            return index
         try:
-            index.migration = await index._run(
-                "migrate schema", lambda conn: conn.run_sync(migrate.upgrade)
-            )
+            index.migration = await index.run_sync("migrate schema", migrations.upgrade)
         except StorageError:
             await engine.dispose()
             raise
@@ -259,6 +262,10 @@ class CallIndex:
     @property
     def engine(self) -> AsyncEngine:
         return self._engine
+
+    async def run_sync(self, operation: str, work: Callable[[Connection], T]) -> T:
+        """Run synchronous ``work`` (Alembic, reflection) in one transaction."""
+        return await self._run(operation, lambda conn: conn.run_sync(work))
 
     async def _run(self, operation: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run ``work`` in one transaction; database trouble becomes StorageError."""
