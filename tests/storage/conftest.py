@@ -22,6 +22,7 @@ __all__ = ["PostgresServer", "database_url", "postgres_server", "postgres_url"]
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty call-index database: a SQLite file, or a fresh PostgreSQL database."""
     if request.param == "sqlite":
+        (tmp_path / "db").mkdir()
         return default_database_url(tmp_path / "db")
     url: str = request.getfixturevalue("postgres_url")
     return url
