@@ -11,9 +11,9 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Set
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -37,7 +37,9 @@ from phonebridge.models.factory import (
     PolarGridSettings,
 )
 from phonebridge.personas.reload import PersonaStore
+from phonebridge.storage.archive import Archiver
 from phonebridge.storage.index import CallIndex
+from phonebridge.storage.objects import ObjectStore, S3ObjectStore, S3Settings
 from phonebridge.storage.retention import apply_retention
 from phonebridge.web.app import AppDeps, HistoryDeps, create_app
 from phonebridge.web.twilio_routes import TwilioAuth
@@ -46,6 +48,14 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TRANSCRIBE_MODEL = "whisper-1"
 RETENTION_INTERVAL_SECONDS = 3600.0
+CRASHED_REPLICAS_INTERVAL_SECONDS = 15.0
+"""How often a replica ends the unfinished rows of replicas that are no longer alive."""
+TRANSCRIPTION_SETTLE = timedelta(minutes=2)
+"""With post-call transcription, how long after its end a call's files wait before
+upload (the caller's words are added to the transcript meanwhile)."""
+
+AliveReplicas = Callable[[], Awaitable[Set[str]]]
+"""The ids of the replicas alive now (the coordination layer knows them)."""
 
 Clock = Callable[[], float]
 
@@ -62,6 +72,56 @@ async def _repair_interrupted_calls(index: CallIndex, settings: Settings) -> Non
     crashed = await index.mark_interrupted_calls(datetime.now(UTC), data_dir=settings.data_dir)
     if crashed:
         log.warning("%d call(s) were cut by a crash; marked and repaired", len(crashed))
+
+
+def object_store(settings: Settings) -> ObjectStore | None:
+    """The S3 store when ``PHONEBRIDGE_S3_BUCKET`` is set; None keeps files in the data dir."""
+    if settings.s3_bucket is None:
+        return None
+
+    def secret(value: Any) -> str | None:
+        return None if value is None else str(value.get_secret_value())
+
+    return S3ObjectStore(
+        S3Settings(
+            bucket=settings.s3_bucket,
+            prefix=settings.s3_prefix,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.aws_region,
+            access_key_id=secret(settings.aws_access_key_id),
+            secret_access_key=secret(settings.aws_secret_access_key),
+            session_token=secret(settings.aws_session_token),
+        )
+    )
+
+
+async def mark_crashed_replicas_forever(
+    index: CallIndex,
+    alive: AliveReplicas,
+    settings: Settings,
+    *,
+    interval: float = CRASHED_REPLICAS_INTERVAL_SECONDS,
+) -> None:
+    """End the unfinished rows of replicas that are gone, every ``interval`` seconds.
+
+    This replica always counts as alive. A failure (coordination or index
+    down) skips the pass: marking is only ever late, never wrong.
+    """
+    while True:
+        try:
+            living = set(await alive())
+            if index.replica is not None:
+                living.add(index.replica)
+            marked = await index.mark_crashed_replicas(
+                living, datetime.now(UTC), data_dir=settings.data_dir
+            )
+            if marked:
+                log.warning("%d call(s) of replicas that are gone marked crashed", len(marked))
+        except StorageError as exc:
+            log.error("crashed-replica pass failed: %s", exc)
+        except Exception:  # the alive-set source is another layer's: keep the loop alive
+            log.exception("crashed-replica pass failed")
+        await asyncio.sleep(interval)
 
 
 async def repair_interrupted_calls(settings: Settings) -> None:
@@ -113,8 +173,17 @@ async def build_app(
     clock: Clock = time.monotonic,
     overrides: ProviderOverrides = ProviderOverrides(),
     drain_seconds: float = 30.0,
+    replica_id: str | None = None,
+    alive_replicas: AliveReplicas | None = None,
+    store: ObjectStore | None = None,
 ) -> FastAPI:
     """Load personas, open the call index, and assemble the app.
+
+    ``replica_id`` names this replica in the call rows it writes (None: a
+    single process); at start-up it marks only its own unfinished rows
+    crashed. ``alive_replicas`` (from the coordination layer) lets it also
+    mark the rows of replicas that are gone. ``store`` overrides the object
+    store built from the settings (tests).
 
     Raises :class:`SettingsError` when the settings and the personas disagree
     (a persona needs a provider nobody configured).
@@ -124,8 +193,10 @@ async def build_app(
     if problems:
         raise SettingsError(problems)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    index = await CallIndex.create(settings.effective_database_url)
-    if settings.worker is None:
+    index = await CallIndex.create(settings.effective_database_url, replica=replica_id)
+    if store is None:
+        store = object_store(settings)
+    if settings.worker is None or replica_id is not None:
         # Under `serve --workers` the supervisor does this once, before any
         # worker starts: a worker doing it would mark its siblings' live calls.
         await _repair_interrupted_calls(index, settings)
@@ -194,6 +265,24 @@ async def build_app(
         await watch_event_loop_lag(bridge.metrics.event_loop_lag)
 
     background: list[Callable[[], Coroutine[Any, Any, None]]] = [watch_personas, watch_loop_lag]
+    # One process per set of rows uploads them: each replica its own; with
+    # unnamed `serve --workers` (one shared data dir) worker 0.
+    if store is not None and (replica_id is not None or settings.worker in (None, 0)):
+        archiver = Archiver(
+            index,
+            store,
+            settings.data_dir,
+            settle=TRANSCRIPTION_SETTLE if transcriber is not None else timedelta(0),
+        )
+        log.info("recordings and transcripts also go to %s", store.description)
+        background.append(archiver.run_forever)
+    if alive_replicas is not None and replica_id is not None:
+        watched = alive_replicas
+
+        async def mark_crashed_replicas() -> None:
+            await mark_crashed_replicas_forever(index, watched, settings)
+
+        background.append(mark_crashed_replicas)
     days = settings.retention_days
     if days is not None and settings.worker in (None, 0):  # one process expires files
 
@@ -201,7 +290,7 @@ async def build_app(
             while True:
                 try:
                     report = await apply_retention(
-                        index, settings.data_dir, days, datetime.now(UTC)
+                        index, settings.data_dir, days, datetime.now(UTC), store=store
                     )
                     if report.expired_calls:
                         log.info(
@@ -222,6 +311,7 @@ async def build_app(
             history=HistoryDeps(
                 index=index,
                 data_dir=settings.data_dir,
+                store=store,
                 dashboard_token=(
                     settings.dashboard_token.get_secret_value()
                     if settings.dashboard_token is not None
@@ -232,4 +322,12 @@ async def build_app(
     )
 
 
-__all__ = ["ProviderOverrides", "SettingsError", "build_app", "model_factories"]
+__all__ = [
+    "AliveReplicas",
+    "ProviderOverrides",
+    "SettingsError",
+    "build_app",
+    "mark_crashed_replicas_forever",
+    "model_factories",
+    "object_store",
+]

@@ -381,12 +381,17 @@ class CallIndex:
         return await self._run("list_calls", fetch)
 
     async def calls_with_files_ended_before(self, cutoff: datetime) -> list[CallRecord]:
-        """Ended calls (before ``cutoff``) that still point at a recording or transcript."""
+        """This replica's ended calls (before ``cutoff``) that still point at a file.
+
+        Only this replica's rows (see :meth:`mark_interrupted_calls`): their
+        spool files are on this replica's disk, where retention can delete them.
+        """
 
         async def fetch(conn: AsyncConnection) -> list[CallRecord]:
             rows = await conn.execute(
                 select(calls)
                 .where(
+                    self._mine(),
                     calls.c.ended_at < cutoff,
                     or_(calls.c.recording_path.is_not(None), calls.c.transcript_path.is_not(None)),
                 )

@@ -9,7 +9,8 @@ Safety: a path is deleted only if it resolves (symlinks followed) to a file
 inside ``data_dir``. A row pointing elsewhere is reported in
 :attr:`RetentionReport.refused` and left as it is for an operator to look at.
 
-With an object store the call's objects are deleted too (their keys come from
+In a cluster each replica expires its own calls (their spool files are on its
+disk). With an object store the call's objects are deleted too (their keys come from
 the row's SID and start time, never from a stored path). If the store cannot
 be reached the row is refused for this pass and keeps its paths, so the next
 pass tries again; nothing is forgotten half-deleted.

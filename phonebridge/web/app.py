@@ -22,6 +22,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from phonebridge.calls.bridge import Bridge
 from phonebridge.storage.index import CallIndex
+from phonebridge.storage.objects import ObjectStore
 from phonebridge.web.api import api_router, live_calls
 from phonebridge.web.auth import dashboard_auth
 from phonebridge.web.dashboard import dashboard_router
@@ -39,6 +40,8 @@ class HistoryDeps:
     data_dir: Path
     dashboard_token: str | None = None
     """None: only loopback clients may read the history (see web/auth.py)."""
+    store: ObjectStore | None = None
+    """Where recordings and transcripts of other replicas' calls are read (None: local only)."""
 
 
 @dataclass(slots=True)
@@ -92,7 +95,9 @@ def create_app(deps: AppDeps) -> FastAPI:
         require = dashboard_auth(deps.history.dashboard_token)
         live = live_calls(deps.bridge.live)
         history = deps.history
-        app.include_router(api_router(history.index, history.data_dir, live, require))
+        app.include_router(
+            api_router(history.index, history.data_dir, live, require, store=history.store)
+        )
         app.include_router(dashboard_router(history.index, live, require))
 
         @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require)])
