@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from phonebridge.errors import StorageError
+from phonebridge.models.redact import redact_url
 from phonebridge.storage.layout import resolve_inside
 
 if TYPE_CHECKING:
@@ -195,7 +196,8 @@ class S3ObjectStore:
 
     @property
     def description(self) -> str:
-        where = f" at {self._settings.endpoint_url}" if self._settings.endpoint_url else ""
+        endpoint = self._settings.endpoint_url
+        where = f" at {redact_url(endpoint)}" if endpoint else ""
         return f"s3://{self._bucket}/{self._prefix}{where}"
 
     def _key(self, key: str) -> str:

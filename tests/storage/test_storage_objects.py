@@ -1,9 +1,9 @@
 """Recordings and transcripts on shared object storage (S3), served by any replica.
 
-S3 here is moto's threaded server (``moto[server]``): a TEST DOUBLE of Amazon
-S3 that speaks the real S3 HTTP API (SigV4-signed REST, Range GETs, multipart
-uploads), started in-process on 127.0.0.1. The bridge's S3 client (boto3) is
-the real one, talking HTTP to it; nothing leaves loopback.
+S3 here is moto's threaded server (``moto[server]``, tests/realservers/moto_s3.py):
+a TEST DOUBLE of Amazon S3 that speaks the real S3 HTTP API (SigV4-signed REST,
+Range GETs, multipart uploads), started in-process on 127.0.0.1. The bridge's
+S3 client (boto3) is the real one, talking HTTP to it; nothing leaves loopback.
 
 Covered: upload at call end; leftovers after a crash (repaired, then
 uploaded); serving with Range from a replica whose data directory does not
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import uuid
 import wave
 from collections.abc import AsyncIterator, Iterator
@@ -26,7 +25,6 @@ import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI, Request
-from moto.server import ThreadedMotoServer
 
 from phonebridge.storage.archive import Archiver
 from phonebridge.storage.index import CallIndex
@@ -38,38 +36,20 @@ from phonebridge.storage.retention import apply_retention
 from phonebridge.storage.transcript import TranscriptBuilder
 from phonebridge.web.api import api_router
 
+from ..realservers.moto_s3 import (
+    ACCESS_KEY_ID,
+    BUCKET,
+    REGION,
+    SECRET_ACCESS_KEY,
+    MotoS3,
+    free_port,
+)
+
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
-BUCKET = "phonebridge-test"
 
 
 def sid(n: int) -> str:
     return f"CA{n:032x}"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-class MotoS3:
-    """moto's S3 test double on loopback (see the module docstring)."""
-
-    def __init__(self, port: int = 0) -> None:
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-
-    def __enter__(self) -> MotoS3:
-        self.server.start()
-        host, port = self.server.get_host_and_port()
-        self.url = f"http://{host}:{port}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.stop()
-        inner = self.server._server
-        if inner is not None:
-            inner.server_close()
 
 
 def s3_store(endpoint: str, prefix: str = "calls/") -> S3ObjectStore:
@@ -78,9 +58,9 @@ def s3_store(endpoint: str, prefix: str = "calls/") -> S3ObjectStore:
             bucket=BUCKET,
             prefix=prefix,
             endpoint_url=endpoint,
-            region="us-east-1",
-            access_key_id="testing",
-            secret_access_key="testing-secret",
+            region=REGION,
+            access_key_id=ACCESS_KEY_ID,
+            secret_access_key=SECRET_ACCESS_KEY,
             max_attempts=1,
             connect_timeout=1.0,
         )
@@ -219,7 +199,7 @@ async def test_s3_down_at_call_end_keeps_the_spool_and_retries(
     down = await archiver.store_leftovers()
     assert [call for call, _ in down.failed] == [sid(1)]
     assert "s3://" in down.failed[0][1]
-    assert "testing-secret" not in down.failed[0][1]
+    assert SECRET_ACCESS_KEY not in down.failed[0][1]
     row = await index.get(sid(1))
     assert row is not None
     assert (row.status, row.end_reason, row.files_stored_at) == (
@@ -237,7 +217,10 @@ async def test_s3_down_at_call_end_keeps_the_spool_and_retries(
             revived = s3_store(back.url)
             await asyncio.to_thread(revived._client.create_bucket, Bucket=BUCKET)
             async with asyncio.timeout(30):
-                while (stored := await index.get(sid(1))) is None or not stored.files_stored_at:
+                while True:
+                    stored = await index.get(sid(1))
+                    if stored is not None and stored.files_stored_at is not None:
+                        break
                     await asyncio.sleep(0.1)
             key = call_keys(sid(1), T0 + timedelta(minutes=1)).recording
             assert await revived.read(key) == recording.read_bytes()
