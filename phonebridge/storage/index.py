@@ -221,6 +221,10 @@ class CallIndex:
         url = normalize_database_url(engine_url)
         shown = url.render_as_string(hide_password=True)
         options: dict[str, Any] = {}
+        if url.get_backend_name() != "sqlite":
+            # A pooled connection to a PostgreSQL that restarted is dead: test it
+            # before use, so the first statement after a restart succeeds.
+            options["pool_pre_ping"] = True
         if url.get_backend_name() == "sqlite":
             options["connect_args"] = {"timeout": busy_timeout}
             if url.database in (None, "", ":memory:"):

@@ -28,6 +28,8 @@ from phonebridge.storage.models import (
 )
 from phonebridge.storage.recording import wav_header
 
+from ..realservers.postgres_server import PostgresServer
+
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
@@ -414,3 +416,24 @@ async def test_a_survivor_repairs_a_recording_it_can_reach(
     assert record.duration_seconds == pytest.approx(3)
     with wave.open(str(wav), "rb") as w:
         assert w.getnframes() == 8000 * 3
+
+
+async def test_postgresql_down_is_a_storage_error_and_the_index_recovers(clock: FakeClock) -> None:
+    server = PostgresServer()  # its own server: this test stops it
+    try:
+        server.start()
+        index = await CallIndex.create(server.create_database(), clock=clock)
+        try:
+            await index.start_call(start(1))
+            server.shutdown()
+            with pytest.raises(StorageError):
+                await index.start_call(start(2))
+            with pytest.raises(StorageError):
+                await index.get(sid(1))
+            server.start()  # same cluster, same port: the rows are kept
+            await index.start_call(start(2))
+            assert (await index.list_calls(CallQuery())).total == 2
+        finally:
+            await index.close()
+    finally:
+        server.stop()
