@@ -112,6 +112,11 @@ class CallOut(BaseModel):
     model_socket_seconds: float | None
     error: str | None
     files_expired_at: datetime | None
+    replica: str | None
+    """The replica that holds (or held) the call; None for a single process."""
+    sample_rate: int
+    files_stored_at: datetime | None
+    """When the files reached the object store (None: only on the recording replica's disk)."""
     recording_url: str | None
     transcript_url: str | None
     transcript_vtt_url: str | None
@@ -161,6 +166,9 @@ def call_out(record: CallRecord, live: LiveCallInfo | None) -> CallOut:
         model_socket_seconds=record.model_socket_seconds,
         error=record.error,
         files_expired_at=record.files_expired_at,
+        replica=record.replica,
+        sample_rate=record.sample_rate,
+        files_stored_at=record.files_stored_at,
         recording_url=f"{base}/recording.wav" if has_recording else None,
         transcript_url=f"{base}/transcript.json" if has_transcript else None,
         transcript_vtt_url=f"{base}/transcript.vtt" if has_transcript else None,

@@ -280,6 +280,9 @@ async def test_another_replica_serves_the_recording_with_ranges_and_the_transcri
         stale = await http.get(url, headers={"Range": "bytes=0-9", "If-Range": '"old"'})
         assert (stale.status_code, stale.content) == (200, on_disk)
 
+        detail = (await http.get(f"/api/calls/{sid(1)}")).json()
+        assert (detail["replica"], detail["sample_rate"]) == ("r0", 8000)
+        assert detail["files_stored_at"] is not None
         doc = await http.get(f"/api/calls/{sid(1)}/transcript.json")
         assert doc.status_code == 200
         assert doc.json() == json.loads(transcript.read_text())
