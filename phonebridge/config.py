@@ -40,6 +40,12 @@ Variables (PROTOCOLS.md section in brackets)::
     PHONEBRIDGE_LOG_FORMAT      text | json;  PHONEBRIDGE_LOG_LEVEL (INFO)
     PHONEBRIDGE_TRANSCRIBE_URL, _KEY, _MODEL  optional post-call transcription endpoint
     PHONEBRIDGE_RETENTION_DAYS  delete recordings older than this (unset = keep)
+    PHONEBRIDGE_S3_BUCKET       recordings + transcripts also go to this bucket (unset: local only)
+    PHONEBRIDGE_S3_ENDPOINT_URL an S3-compatible endpoint (MinIO, R2, ...; unset = AWS)
+    PHONEBRIDGE_S3_PREFIX       key prefix inside the bucket (e.g. phonebridge/; default none)
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION (or
+                                AWS_DEFAULT_REGION): S3 credentials; unset = boto3's own chain
+                                (instance profile, IRSA web identity, ~/.aws)
     PHONEBRIDGE_HOST (127.0.0.1), PHONEBRIDGE_PORT (8080)
     PHONEBRIDGE_REDIS_URL       redis:// or rediss:// state shared by replicas (unset = one process)
     PHONEBRIDGE_LEASE_TTL_SECONDS  seconds a dead replica's GPU lease outlives it (10)
@@ -244,8 +250,18 @@ class CarrierSettings:
 
 
 _SECRET_FIELDS = frozenset(
-    {"twilio_auth_token", "polargrid_api_key", "fal_key", "dashboard_token", "transcribe_key"}
+    {
+        "twilio_auth_token",
+        "polargrid_api_key",
+        "fal_key",
+        "dashboard_token",
+        "transcribe_key",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+    }
 )
+_S3_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9!_.*'()/-]*")  # S3's "safe" key characters
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +310,14 @@ class Settings:
     redis_url: str | None = None
     lease_ttl_seconds: float = 10.0
     redis_timeout_seconds: float = 0.5
+    # Object storage for recordings and transcripts (phonebridge/storage/objects.py).
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_prefix: str = ""
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
+    aws_region: str | None = None
     _base: SplitResult = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -367,6 +391,13 @@ class Settings:
             "redis_url": reader.text("PHONEBRIDGE_REDIS_URL"),
             "lease_ttl_seconds": reader.number("PHONEBRIDGE_LEASE_TTL_SECONDS", 10.0),
             "redis_timeout_seconds": reader.number("PHONEBRIDGE_REDIS_TIMEOUT_SECONDS", 0.5),
+            "s3_bucket": reader.text("PHONEBRIDGE_S3_BUCKET"),
+            "s3_endpoint_url": reader.text("PHONEBRIDGE_S3_ENDPOINT_URL"),
+            "s3_prefix": reader.text("PHONEBRIDGE_S3_PREFIX") or "",
+            "aws_access_key_id": reader.secret("AWS_ACCESS_KEY_ID"),
+            "aws_secret_access_key": reader.secret("AWS_SECRET_ACCESS_KEY"),
+            "aws_session_token": reader.secret("AWS_SESSION_TOKEN"),
+            "aws_region": reader.text("AWS_REGION") or reader.text("AWS_DEFAULT_REGION"),
         }
         values.update(_given(overrides))
         try:
@@ -416,7 +447,7 @@ class Settings:
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'phonebridge.db').as_posix()}"
+        return sqlite_database_url(self.data_dir)
 
     @property
     def effective_stream_signature(self) -> StreamSignaturePolicy:
@@ -471,6 +502,21 @@ class Settings:
                 value = tuple(redact_url(url) for url in value)
             parts.append(f"{item.name}={value!r}")
         return f"Settings({', '.join(parts)})"
+
+
+def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """``DATABASE_URL``, else the SQLite file under ``PHONEBRIDGE_DATA``: for ``phonebridge db``,
+    which needs no other setting."""
+    env = _environ(environ)
+    url = env.get("DATABASE_URL", "").strip()
+    if url:
+        return url
+    return sqlite_database_url(Path(env.get("PHONEBRIDGE_DATA", "").strip() or DEFAULT_DATA_DIR))
+
+
+def sqlite_database_url(data_dir: Path) -> str:
+    """The default call index: a SQLite file in the data directory."""
+    return f"sqlite+aiosqlite:///{(data_dir / 'phonebridge.db').as_posix()}"
 
 
 def personas_directory(environ: Mapping[str, str] | None = None) -> Path:
@@ -546,6 +592,14 @@ KNOWN_VARIABLES = frozenset(
         "EXOTEL_BASIC_USER",
         "EXOTEL_BASIC_PASSWORD",
         "EXOTEL_ALLOWED_IPS",
+        "PHONEBRIDGE_S3_BUCKET",
+        "PHONEBRIDGE_S3_ENDPOINT_URL",
+        "PHONEBRIDGE_S3_PREFIX",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
     }
 )
 
@@ -864,6 +918,7 @@ def _check_optional_services(settings: Settings, problems: list[str]) -> None:
             f"PHONEBRIDGE_TRANSCRIBE_URL {redact_url(settings.transcribe_url)!r} is not an "
             "http(s) URL"
         )
+    _check_object_store(settings, problems)
     if settings.database_url is not None and "://" not in settings.database_url:
         problems.append(
             "DATABASE_URL is not a URL (e.g. sqlite+aiosqlite:///data/phonebridge.db or "
@@ -901,4 +956,43 @@ def _check_redis(settings: Settings, problems: list[str]) -> None:
         problems.append(
             f"PHONEBRIDGE_REDIS_TIMEOUT_SECONDS ({timeout:g}) must be at most a quarter of "
             f"PHONEBRIDGE_LEASE_TTL_SECONDS ({ttl:g}): leases are renewed every third of it"
+        )
+
+
+def _check_object_store(settings: Settings, problems: list[str]) -> None:
+    if settings.s3_bucket is None:
+        if settings.s3_endpoint_url is not None or settings.s3_prefix:
+            problems.append(
+                "PHONEBRIDGE_S3_ENDPOINT_URL/_PREFIX are set but PHONEBRIDGE_S3_BUCKET is not: "
+                "set the bucket too, or unset them"
+            )
+        return
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", settings.s3_bucket):
+        problems.append(
+            f"PHONEBRIDGE_S3_BUCKET {settings.s3_bucket[:70]!r} is not a bucket name "
+            "(3-63 characters: a-z, 0-9, '.', '-')"
+        )
+    if settings.s3_endpoint_url is not None:
+        endpoint = urlsplit(settings.s3_endpoint_url)
+        if endpoint.scheme not in ("http", "https") or not endpoint.hostname:
+            problems.append(
+                f"PHONEBRIDGE_S3_ENDPOINT_URL {redact_url(settings.s3_endpoint_url)!r} is not an "
+                "http(s) URL"
+            )
+    prefix = settings.s3_prefix
+    if (
+        not _S3_PREFIX_PATTERN.fullmatch(prefix)
+        or prefix.startswith("/")
+        or "//" in prefix
+        or ".." in prefix.split("/")
+        or len(prefix) > 200
+    ):
+        problems.append(
+            f"PHONEBRIDGE_S3_PREFIX {prefix[:70]!r} must be a relative key prefix "
+            "(letters, digits, -_.!*'()/; no leading '/', '//' or '..')"
+        )
+    if (settings.aws_access_key_id is None) != (settings.aws_secret_access_key is None):
+        problems.append(
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together: set both, or neither "
+            "(then boto3's own credential chain is used)"
         )

@@ -23,6 +23,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from phonebridge.calls.bridge import Bridge
 from phonebridge.coordination.build import Coordination
 from phonebridge.storage.index import CallIndex
+from phonebridge.storage.objects import ObjectStore
 from phonebridge.web.api import api_router, live_calls
 from phonebridge.web.auth import dashboard_auth
 from phonebridge.web.dashboard import dashboard_router
@@ -43,6 +44,8 @@ class HistoryDeps:
     """None: only loopback clients may read the history (see web/auth.py)."""
     browser_calls_per_user: int = 1
     """Talk-page calls one dashboard user may have at once (web/softphone)."""
+    store: ObjectStore | None = None
+    """Where recordings and transcripts of other replicas' calls are read (None: local only)."""
 
 
 @dataclass(slots=True)
@@ -98,7 +101,9 @@ def create_app(deps: AppDeps) -> FastAPI:
         require = dashboard_auth(deps.history.dashboard_token)
         live = live_calls(deps.bridge.live)
         history = deps.history
-        app.include_router(api_router(history.index, history.data_dir, live, require))
+        app.include_router(
+            api_router(history.index, history.data_dir, live, require, store=history.store)
+        )
         app.include_router(dashboard_router(history.index, live, require))
         app.include_router(
             softphone_router(

@@ -1,1 +1,1 @@
-"""Real servers from Debian packages (redis-server, ...) started by test fixtures on loopback."""
+"""Real servers from Debian packages (redis-server, PostgreSQL, Caddy), started on loopback."""
