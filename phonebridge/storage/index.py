@@ -112,6 +112,8 @@ calls = Table(
     Column("end_reason", String(64), index=True),
     Column("ended_by", String(32)),
     Column("model_socket_seconds", Float),
+    # time to first audible agent audio (issue 13, the operator overview)
+    Column("first_agent_audio_seconds", Float),
     Column("recording_path", Text),
     Column("transcript_path", Text),
     Column("error", Text),
@@ -169,6 +171,11 @@ class CallIndex:
     def __init__(self, engine: AsyncEngine, *, clock: Callable[[], datetime] = _utc_now) -> None:
         self._engine = engine
         self._clock = clock  # stamps updated_at; injectable so tests control time
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The database engine, for read-only query modules (storage/stats.py)."""
+        return self._engine
 
     @classmethod
     async def create(

@@ -26,6 +26,7 @@ from phonebridge.web.api import api_router, live_calls
 from phonebridge.web.auth import dashboard_auth
 from phonebridge.web.dashboard import dashboard_router
 from phonebridge.web.limits import MAX_REQUEST_BODY_BYTES, BodySizeLimit
+from phonebridge.web.stats_api import stats_router
 from phonebridge.web.twilio_routes import TwilioAuth, twilio_router
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ def create_app(deps: AppDeps) -> FastAPI:
         live = live_calls(deps.bridge.live)
         history = deps.history
         app.include_router(api_router(history.index, history.data_dir, live, require))
+        app.include_router(stats_router(history.index, require))
         app.include_router(dashboard_router(history.index, live, require))
 
         @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require)])
