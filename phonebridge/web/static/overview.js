@@ -4,7 +4,9 @@
 "use strict";
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
-  const W = 640, H = 220, M = { top: 14, right: 14, bottom: 30, left: 48 };
+  // Drawn at the container's own pixel width, so text stays 11 px on any screen.
+  const H = 220, M = { top: 14, right: 14, bottom: 30, left: 48 }, MAX_BAR = 56;
+  const widthOf = (container) => Math.max(320, Math.round(container.clientWidth || 640));
   const COLORS = {
     answered: "#1f6feb", busy: "#f08c00", refused: "#c92a2a", unanswered: "#adb5bd",
     minutes: "#2b8a3e", p50: "#1f6feb", p95: "#d9480f",
@@ -74,15 +76,18 @@
   // A frame: y grid and labels, x labels every few buckets, a hover band and a tooltip.
   function frame(container, data, yMax, yFormat, integer, describe) {
     container.replaceChildren();
-    const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart-svg", role: "img" }, container);
+    const W = widthOf(container);
+    const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, class: "chart-svg", role: "img" }, container);
     const plotW = W - M.left - M.right, plotH = H - M.top - M.bottom;
     const ticks = niceTicks(yMax, integer);
     const top = ticks[ticks.length - 1];
+    const step = ticks[1] - ticks[0];
+    const digits = step >= 1 ? 0 : Math.min(3, Math.ceil(-Math.log10(step) - 1e-9));
     const y = (v) => M.top + plotH - (v / top) * plotH;
     const grid = el("g", { class: "grid" }, svg);
     for (const t of ticks) {
       el("line", { x1: M.left, x2: W - M.right, y1: y(t), y2: y(t) }, grid);
-      text(grid, M.left - 6, y(t) + 4, yFormat(t), { "text-anchor": "end", class: "tick" });
+      text(grid, M.left - 6, y(t) + 4, yFormat(t, digits), { "text-anchor": "end", class: "tick" });
     }
     const n = data.buckets.length;
     const slot = plotW / n;
@@ -124,7 +129,7 @@
       tip.style.left = Math.min(Math.max(0, left - tip.offsetWidth / 2), box.width - tip.offsetWidth) + "px";
     });
     svg.addEventListener("mouseleave", () => { band.setAttribute("visibility", "hidden"); tip.hidden = true; });
-    return { svg, y, slot, plotH };
+    return { svg, y, slot, plotH, W };
   }
 
   function legend(container, items) {
@@ -147,7 +152,7 @@
     const f = frame(container, data, Math.max(0, ...totals), yFormat, integer,
       (b) => series.map((s) => [s.label, tipFormat(s.value(b)), s.color]));
     f.svg.dataset.chart = name;
-    const width = Math.max(1, f.slot * 0.78);
+    const width = Math.min(MAX_BAR, Math.max(1, f.slot * 0.78));
     const marks = el("g", { class: "marks" }, f.svg);
     data.buckets.forEach((b, i) => {
       let base = 0;
@@ -200,8 +205,9 @@
   // Horizontal bars, one per category, largest first.
   function hbars(container, name, rows) {
     container.replaceChildren();
+    const W = widthOf(container);
     const rowH = 26, labelW = 150, height = Math.max(1, rows.length) * rowH + 8;
-    const svg = el("svg", { viewBox: `0 0 ${W} ${height}`, class: "chart-svg", role: "img", "data-chart": name }, container);
+    const svg = el("svg", { viewBox: `0 0 ${W} ${height}`, width: W, height, class: "chart-svg", role: "img", "data-chart": name }, container);
     const max = Math.max(1, ...rows.map((r) => r.value));
     const barMax = W - labelW - 60;
     rows.forEach((r, i) => {
@@ -271,7 +277,7 @@
     ], count, true, count);
     stackedBars(charts[1], "minutes", data, [
       { key: "minutes", label: "minutes", color: COLORS.minutes, value: (b) => b.minutes },
-    ], (v) => num(v, 1), false, (v) => num(v, 2) + " min");
+    ], (v, d) => num(v, d), false, (v) => num(v, 2) + " min");
     const providers = data.providers.map((p, i) => ({
       key: p.provider, label: `${p.provider} (${seconds(p.model_socket_seconds)})`,
       color: providerColor(p.provider, i), value: (b) => b.model_socket_seconds[p.provider] || 0,
@@ -279,7 +285,7 @@
     if (providers.length) {
       const perMinute = Math.max(0, ...data.buckets.map((b) => Object.values(b.model_socket_seconds).reduce((a, c) => a + c, 0))) >= 600;
       stackedBars(charts[2], "socket", data, providers,
-        perMinute ? (v) => num(v / 60, 0) + "m" : (v) => num(v, 0) + "s", false, seconds);
+        perMinute ? (v) => num(v / 60, 1) + "m" : (v, d) => num(v, d) + "s", false, seconds);
     } else {
       empty(charts[2], "No model sessions in this range.");
     }
@@ -287,7 +293,7 @@
       lines(charts[3], "first-audio", data, [
         { key: "p50", label: "p50", color: COLORS.p50, value: (b) => b.first_agent_audio.p50 },
         { key: "p95", label: "p95", color: COLORS.p95, value: (b) => b.first_agent_audio.p95 },
-      ], (v) => num(v, 2) + "s", seconds);
+      ], (v, d) => num(v, d) + "s", seconds);
     } else {
       empty(charts[3], "No agent audio in this range.");
     }
@@ -327,6 +333,11 @@
       `${data.from.slice(11, 16)} to ${bucketLabel(data.to, "day")} ${data.to.slice(11, 16)} UTC, by the ${data.bucket}.`;
     render(data);
     root.dataset.state = "ready";
+    let pending = null;
+    window.addEventListener("resize", () => {
+      clearTimeout(pending);
+      pending = setTimeout(() => render(data), 150);
+    });
   }
 
   for (const button of form.querySelectorAll("button[data-hours]")) {
