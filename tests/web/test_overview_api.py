@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from sqlalchemy import text
 
 from phonebridge.local import LocalBridge
 from phonebridge.storage.index import CallIndex
@@ -88,7 +89,10 @@ async def test_figures_match_the_rows_of_real_calls(bridge: LocalBridge) -> None
     now = datetime.now(UTC)
     response = await overview(
         bridge,
-        **{"from": (now - timedelta(hours=2)).isoformat(), "to": (now + timedelta(hours=1)).isoformat()},
+        **{
+            "from": (now - timedelta(hours=2)).isoformat(),
+            "to": (now + timedelta(hours=1)).isoformat(),
+        },
     )
     assert response.status_code == 200, response.text
     data = response.json()
@@ -110,7 +114,8 @@ async def test_figures_match_the_rows_of_real_calls(bridge: LocalBridge) -> None
     reasons = {r["end_reason"]: r["calls"] for r in data["end_reasons"]}
     assert reasons == dict(expected["end_reasons"])
     # whole hourly buckets covering the range asked for, adding up to the totals
-    assert start.minute == start.second == 0 and start.tzinfo is not None
+    assert start.minute == start.second == 0
+    assert start.tzinfo is not None
     assert start <= now - timedelta(hours=2) < start + timedelta(hours=1)
     assert end - timedelta(hours=1) < now + timedelta(hours=1) <= end
     assert len(data["buckets"]) == (end - start) / timedelta(hours=1)
@@ -129,7 +134,8 @@ async def test_known_rows_by_hour_and_day(bridge: LocalBridge) -> None:
     hourly = await overview(bridge, **{"from": KNOWN_FROM, "to": KNOWN_TO, "bucket": "hour"})
     assert hourly.status_code == 200, hourly.text
     body = hourly.json()
-    assert body["bucket"] == "hour" and body["bucket_seconds"] == 3600
+    assert body["bucket"] == "hour"
+    assert body["bucket_seconds"] == 3600
     assert {k: body[k] for k in KNOWN_HOURLY} == approx_tree(KNOWN_HOURLY)
 
     # a range inside hours is widened to them; the same figures come back
@@ -139,7 +145,7 @@ async def test_known_rows_by_hour_and_day(bridge: LocalBridge) -> None:
     assert {k: widened.json()[k] for k in KNOWN_HOURLY} == approx_tree(KNOWN_HOURLY)
 
     # a whole day: the two rows outside the hours are in it too
-    daily = (await overview(bridge, **{"from": "2025-03-10", "to": "2025-03-10", "bucket": "day"}))
+    daily = await overview(bridge, **{"from": "2025-03-10", "to": "2025-03-10", "bucket": "day"})
     day = daily.json()
     assert (day["from"], day["to"]) == ("2025-03-10T00:00:00Z", "2025-03-11T00:00:00Z")
     assert [b["calls"] for b in day["buckets"]] == [8]
@@ -151,12 +157,10 @@ async def test_known_rows_by_hour_and_day(bridge: LocalBridge) -> None:
         "fal": 1,
     }
     # 0.3 0.4 0.5 0.8 1.2
-    assert day["totals"]["first_agent_audio"] == approx_tree(
-        {"p50": 0.5, "p95": 1.12, "count": 5}
-    )
+    assert day["totals"]["first_agent_audio"] == approx_tree({"p50": 0.5, "p95": 1.12, "count": 5})
 
     # an empty range: zeros, and no percentiles rather than made-up ones
-    empty = (await overview(bridge, **{"from": "2024-01-01", "to": "2024-01-02", "bucket": "day"}))
+    empty = await overview(bridge, **{"from": "2024-01-01", "to": "2024-01-02", "bucket": "day"})
     assert empty.json()["totals"] == {
         "calls": 0,
         "answered": 0,
@@ -193,3 +197,15 @@ async def test_without_credentials_nothing_is_told(bridge: LocalBridge) -> None:
                 assert response.status_code == 401, url
                 assert "caller_hangup" not in response.text
                 assert "personaplex" not in response.text
+
+
+async def test_an_unreadable_index_is_503_not_a_traceback(bridge: LocalBridge) -> None:
+    index = await CallIndex.create(bridge.settings.effective_database_url)
+    try:
+        async with index.engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE calls RENAME TO calls_elsewhere"))
+    finally:
+        await index.close()
+    response = await overview(bridge, bucket="day")
+    assert response.status_code == 503
+    assert response.json() == {"detail": "call index unavailable"}

@@ -124,7 +124,8 @@ async def test_the_charts_draw_what_the_api_says(bridge: LocalBridge) -> None:
             await page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.5)
             tip = page.locator("#chart-calls .tooltip")
             await tip.wait_for(state="visible")
-            assert "09:00" in await tip.inner_text() and "busy: 1" in await tip.inner_text()
+            assert "09:00" in await tip.inner_text()
+            assert "busy: 1" in await tip.inner_text()
             await page.screenshot(path=str(SCREENSHOTS / "phonebridge-overview-known.png"))
 
             # A preset button picks a range and the page follows it.
@@ -149,11 +150,13 @@ async def test_the_charts_draw_what_the_api_says(bridge: LocalBridge) -> None:
             assert "Caller pressed 5" in text
             assert "Hang-up: the caller hung up (caller_hangup, by caller)" in text
             assert "Call record: caller_hangup by caller" in text
-            assert "{" not in text and "model_socket_seconds" not in text
+            assert "{" not in text
+            assert "model_socket_seconds" not in text
             kinds_in_order = await page.eval_on_selector_all(
                 "#transcript li[data-event]", "(items) => items.map((li) => li.dataset.event)"
             )
-            assert kinds_in_order[0] == "answered" and kinds_in_order[-1] == "call"
+            assert kinds_in_order[0] == "answered"
+            assert kinds_in_order[-1] == "call"
             times = await page.eval_on_selector_all(
                 "#transcript li", "(items) => items.map((li) => Number(li.dataset.t))"
             )
