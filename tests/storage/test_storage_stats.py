@@ -6,6 +6,7 @@ rows; these hold the pure parts to their definitions and the scan to its limit.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from sqlalchemy import text
 
 from phonebridge.errors import StorageError
 from phonebridge.storage.index import CallIndex
-from phonebridge.storage.models import CallEnd, CallStart, CallStatus
+from phonebridge.storage.models import CallEnd, CallStart, CallStatus, CallUpdate
 from phonebridge.storage.stats import (
     MAX_BUCKETS,
     CallFacts,
@@ -29,7 +30,27 @@ from phonebridge.storage.stats import (
     summarize,
 )
 
+from .postgres_server import postgres_bin, running_postgres
+
 T0 = datetime(2025, 3, 10, 9, 0, tzinfo=UTC)
+POSTGRES = postgres_bin()
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    if POSTGRES is None:
+        pytest.skip("Debian postgresql is not installed (CI installs it)")
+    with running_postgres(POSTGRES) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same tests on both databases the index supports."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'calls.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 def facts(
@@ -131,8 +152,10 @@ def test_buckets_add_up_to_the_totals(rows: list[tuple[int, str | None, float, s
     assert "" not in result.socket_seconds  # busy rows have no provider: no cost line
 
 
-async def test_the_scan_is_bounded_and_database_trouble_is_a_storage_error(tmp_path: Path) -> None:
-    async with await CallIndex.create(f"sqlite+aiosqlite:///{tmp_path / 'calls.db'}") as index:
+async def test_the_scan_is_bounded_and_database_trouble_is_a_storage_error(
+    database_url: str,
+) -> None:
+    async with await CallIndex.create(database_url) as index:
         for n in range(6):  # five in the 09:00 hour, one at 11:00
             sid = f"CA{n:032x}"
             started = T0 + timedelta(minutes=10 * n if n < 5 else 120)
@@ -140,9 +163,15 @@ async def test_the_scan_is_bounded_and_database_trouble_is_a_storage_error(tmp_p
             await index.finish_call(
                 sid, CallEnd(ended_at=started, end_reason="no_stream", model_socket_seconds=1.5)
             )
+            if n < 5:
+                await index.update(sid, CallUpdate(first_agent_audio_seconds=0.1 * (n + 1)))
         whole = await overview(index.engine, T0, T0 + timedelta(hours=1), "hour", max_rows=5)
         assert whole.calls == 5
         assert whole.socket_seconds == {"fal": 7.5}
+        # percentiles in Python: the same on both databases (0.1 ... 0.5)
+        assert whole.first_audio.p50 == pytest.approx(0.3)
+        assert whole.first_audio.p95 == pytest.approx(0.48)
+        assert whole.buckets[0].start == T0
         with pytest.raises(RangeTooLarge, match="more than 4 calls"):
             await overview(index.engine, T0, T0 + timedelta(hours=1), "hour", max_rows=4)
         # the limit counts the range's calls, not the table's
