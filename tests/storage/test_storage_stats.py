@@ -18,7 +18,7 @@ from sqlalchemy import text
 
 from phonebridge.errors import StorageError
 from phonebridge.storage.index import CallIndex
-from phonebridge.storage.models import CallEnd, CallStart, CallStatus, CallUpdate
+from phonebridge.storage.models import CallEnd, CallStart, CallUpdate
 from phonebridge.storage.stats import (
     MAX_BUCKETS,
     CallFacts,
@@ -57,7 +57,6 @@ def facts(
     started_at: datetime, end_reason: str | None = "caller_hangup", **values: object
 ) -> CallFacts:
     defaults: dict[str, object] = {
-        "status": CallStatus.ENDED if end_reason else CallStatus.LIVE,
         "answered": True,
         "duration_seconds": 60.0,
         "provider": "personaplex",
