@@ -21,6 +21,7 @@ on. Whatever was written survives (issues 5 and 8). What happens, decided:
 from __future__ import annotations
 
 import asyncio
+import audioop  # stdlib before 3.13, the audioop-lts package from 3.13 on
 import dataclasses
 import json
 import logging
@@ -33,6 +34,7 @@ import httpx
 
 from phonebridge.calls.outcome import CallEndReason, CallOutcome
 from phonebridge.calls.pending import PendingCall
+from phonebridge.calls.voice_activity import VOICE_RMS_THRESHOLD
 from phonebridge.errors import StorageError
 from phonebridge.models.base import SessionTimings
 from phonebridge.personas.schema import Persona
@@ -68,6 +70,10 @@ class Transcriber:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +122,7 @@ class CallJournal:
         self._started_at = started_at
         self._model_ready_at: datetime | None = None
         self._provider: str | None = None
+        self._first_agent_voice: float | None = None  # seconds into the call
 
     # -- as the call runs (synchronous, cheap) ---------------------------------
 
@@ -139,6 +146,13 @@ class CallJournal:
         self._record(CallRecorder.add_caller, pcm, at_sample)
 
     def agent_audio(self, pcm: bytes, at_sample: int) -> None:
+        if self._first_agent_voice is None and audioop.rms(pcm, 2) >= VOICE_RMS_THRESHOLD:
+            # The first agent audio the caller can hear, where it sits on the line.
+            # Not the first page: PersonaPlex sends pages of silence from the
+            # start, and what callers wait for is the agent's voice. Measured
+            # only until found, so a call pays for one rms per page at most
+            # until the greeting.
+            self._first_agent_voice = max(0, at_sample) / self.sample_rate
         self._record(CallRecorder.add_agent, pcm, at_sample)
 
     def advance_to(self, sample: int) -> None:
@@ -185,7 +199,7 @@ class CallJournal:
             ended_by=outcome.reason.ended_by,
             model_socket_seconds=timings.socket_seconds(now),
         )
-        self._note_call_facts(end, errors)
+        self._note_call_facts(end, errors, timings)
         transcript_path: Path | None = self.transcript_path
         try:
             await asyncio.to_thread(self.transcript.write, self.transcript_path)
@@ -206,6 +220,7 @@ class CallJournal:
         changes = CallUpdate(
             provider=self._provider if self._provider is not None else UNSET,
             model_ready_at=self._model_ready_at,
+            first_agent_audio_seconds=self._first_agent_voice,
             recording_path=str(recording_path) if recording_path else None,
             transcript_path=str(transcript_path) if transcript_path else None,
         )
@@ -223,7 +238,7 @@ class CallJournal:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    def _note_call_facts(self, end: CallEnd, errors: list[str]) -> None:
+    def _note_call_facts(self, end: CallEnd, errors: list[str], timings: SessionTimings) -> None:
         """The row's facts as the transcript's last event: they survive a lost row."""
         start = self._start
         facts = {
@@ -238,6 +253,10 @@ class CallJournal:
             "end_reason": end.end_reason,
             "ended_by": end.ended_by,
             "model_socket_seconds": round(end.model_socket_seconds or 0.0, 3),
+            # how long the model took to open (from the webhook): the transcript
+            # view says "Model ready on X (took N s)" with it
+            "model_open_seconds": _rounded(timings.time_to_ready),
+            "first_agent_audio_seconds": _rounded(self._first_agent_voice),
             "errors": list(errors),
         }
         at = max(0.0, (end.ended_at - self._started_at).total_seconds())

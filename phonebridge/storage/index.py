@@ -126,6 +126,7 @@ calls = Table(
     Column("end_reason", String(64), index=True),
     Column("ended_by", String(32)),
     Column("model_socket_seconds", Float),
+    # time to first audible agent audio (issue 13, the operator overview)
     Column("recording_path", Text),
     Column("transcript_path", Text),
     Column("error", Text),
@@ -140,6 +141,8 @@ calls = Table(
     # -- revision 0004: which kind of leg carried the call, and who placed a browser call
     Column("channel", String(32), nullable=False, default="", server_default=text("''")),
     Column("placed_by", String(128)),
+    # -- revision 0005: when the agent's voice first reached the caller (the overview's figure)
+    Column("first_agent_audio_seconds", Float),
 )
 """The schema the code expects: the head of the migrations (each change is a
 revision in ``migrations/versions``; tests compare the two)."""
@@ -204,6 +207,11 @@ class CallIndex:
         self.migration: migrations.MigrationResult | None = None
         """What the start-up migration did (set by :meth:`create`)."""
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """The database engine, for read-only query modules (storage/stats.py)."""
+        return self._engine
+
     @classmethod
     async def create(
         cls,
@@ -265,10 +273,6 @@ class CallIndex:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-    @property
-    def engine(self) -> AsyncEngine:
-        return self._engine
 
     async def run_sync(self, operation: str, work: Callable[[Connection], T]) -> T:
         """Run synchronous ``work`` (Alembic, reflection) in one transaction."""

@@ -73,6 +73,7 @@ class CallUpdate:
     provider: str | _Unset = UNSET
     model_ready_at: datetime | _Unset | None = UNSET
     model_socket_seconds: float | _Unset | None = UNSET
+    first_agent_audio_seconds: float | _Unset | None = UNSET
     recording_path: str | _Unset | None = UNSET
     transcript_path: str | _Unset | None = UNSET
     error: str | _Unset | None = UNSET
@@ -123,6 +124,9 @@ class CallRecord:
     end_reason: str | None
     ended_by: str | None
     model_socket_seconds: float | None
+    first_agent_audio_seconds: float | None
+    """Seconds from the answer (stream start) to the first audible agent audio on the
+    caller's line; None when the agent never spoke (or the call was never answered)."""
     recording_path: str | None
     transcript_path: str | None
     error: str | None

@@ -110,6 +110,8 @@ class CallOut(BaseModel):
     end_reason: str | None
     ended_by: str | None
     model_socket_seconds: float | None
+    first_agent_audio_seconds: float | None
+    """From the answer to the first audible agent audio on the caller's line."""
     error: str | None
     files_expired_at: datetime | None
     replica: str | None
@@ -168,6 +170,7 @@ def call_out(record: CallRecord, live: LiveCallInfo | None) -> CallOut:
         end_reason=record.end_reason,
         ended_by=record.ended_by,
         model_socket_seconds=record.model_socket_seconds,
+        first_agent_audio_seconds=record.first_agent_audio_seconds,
         error=record.error,
         files_expired_at=record.files_expired_at,
         replica=record.replica,

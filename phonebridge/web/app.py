@@ -29,6 +29,7 @@ from phonebridge.web.auth import dashboard_auth
 from phonebridge.web.dashboard import dashboard_router
 from phonebridge.web.limits import MAX_REQUEST_BODY_BYTES, BodySizeLimit
 from phonebridge.web.softphone.routes import softphone_router
+from phonebridge.web.stats_api import stats_router
 from phonebridge.web.twilio_routes import TwilioAuth, twilio_router
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ def create_app(deps: AppDeps) -> FastAPI:
         app.include_router(
             api_router(history.index, history.data_dir, live, require, store=history.store)
         )
+        app.include_router(stats_router(history.index, require))
         app.include_router(dashboard_router(history.index, live, require))
         app.include_router(
             softphone_router(

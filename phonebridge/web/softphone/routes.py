@@ -100,6 +100,7 @@ def softphone_router(
             request,
             "talk.html",
             {
+                "nav": "talk",
                 "personas": [
                     {"id": p.id, "name": p.name, "voice": p.voice, "prompt": p.prompt}
                     for p in personas
