@@ -33,13 +33,23 @@ Variables (PROTOCOLS.md section in brackets)::
     PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR  calls one caller may start per hour (10; 0 = off)
     PHONEBRIDGE_CALLER_MAX_CONCURRENT      calls one caller may have at once (2; 0 = off)
     PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE   calls the instance may start per minute (60; 0 = off)
+    PHONEBRIDGE_BROWSER_CALLS_PER_USER     Talk-page calls one dashboard user may have at once (1)
     PHONEBRIDGE_STREAM_SIGNATURE  strict | log | off: the media socket's signature check [§1.4]
     PHONEBRIDGE_PENDING_TIMEOUT seconds a webhook-reserved call waits for its stream (15)
     PHONEBRIDGE_DASHBOARD_TOKEN bearer token for the dashboard and API (unset = loopback only)
     PHONEBRIDGE_LOG_FORMAT      text | json;  PHONEBRIDGE_LOG_LEVEL (INFO)
     PHONEBRIDGE_TRANSCRIBE_URL, _KEY, _MODEL  optional post-call transcription endpoint
     PHONEBRIDGE_RETENTION_DAYS  delete recordings older than this (unset = keep)
+    PHONEBRIDGE_S3_BUCKET       recordings + transcripts also go to this bucket (unset: local only)
+    PHONEBRIDGE_S3_ENDPOINT_URL an S3-compatible endpoint (MinIO, R2, ...; unset = AWS)
+    PHONEBRIDGE_S3_PREFIX       key prefix inside the bucket (e.g. phonebridge/; default none)
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION (or
+                                AWS_DEFAULT_REGION): S3 credentials; unset = boto3's own chain
+                                (instance profile, IRSA web identity, ~/.aws)
     PHONEBRIDGE_HOST (127.0.0.1), PHONEBRIDGE_PORT (8080)
+    PHONEBRIDGE_REDIS_URL       redis:// or rediss:// state shared by replicas (unset = one process)
+    PHONEBRIDGE_LEASE_TTL_SECONDS  seconds a dead replica's GPU lease outlives it (10)
+    PHONEBRIDGE_REDIS_TIMEOUT_SECONDS  bound on every Redis request (0.5)
     PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1  development only: accept unsigned webhooks
     PHONEBRIDGE_INSECURE_HTTP=1  development only: allow an http:// public URL that is not loopback
 
@@ -245,8 +255,18 @@ def carrier_settings_from_env(environ: Mapping[str, str] | None = None) -> Carri
 
 
 _SECRET_FIELDS = frozenset(
-    {"twilio_auth_token", "polargrid_api_key", "fal_key", "dashboard_token", "transcribe_key"}
+    {
+        "twilio_auth_token",
+        "polargrid_api_key",
+        "fal_key",
+        "dashboard_token",
+        "transcribe_key",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+    }
 )
+_S3_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9!_.*'()/-]*")  # S3's "safe" key characters
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +297,7 @@ class Settings:
     caller_max_calls_per_hour: int = 10
     caller_max_concurrent: int = 2
     max_new_calls_per_minute: int = 60
+    browser_calls_per_user: int = 1
     stream_signature: StreamSignaturePolicy = StreamSignaturePolicy.STRICT
     pending_timeout: float = 15.0
     dashboard_token: SecretStr | None = None
@@ -289,6 +310,19 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     carriers: CarrierSettings = field(default_factory=CarrierSettings)
+    # Shared coordination (phonebridge/coordination/): None keeps every lease,
+    # limit and gate in this process's memory (the embedded default).
+    redis_url: str | None = None
+    lease_ttl_seconds: float = 10.0
+    redis_timeout_seconds: float = 0.5
+    # Object storage for recordings and transcripts (phonebridge/storage/objects.py).
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_prefix: str = ""
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
+    aws_region: str | None = None
     _base: SplitResult = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -304,6 +338,7 @@ class Settings:
         _check_limits(self, problems)
         _check_optional_services(self, problems)
         problems.extend(self.carriers.problems())
+        _check_redis(self, problems)
         if problems:
             raise SettingsError(problems)
 
@@ -343,6 +378,7 @@ class Settings:
             ),
             "caller_max_concurrent": reader.integer("PHONEBRIDGE_CALLER_MAX_CONCURRENT", 2),
             "max_new_calls_per_minute": reader.integer("PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE", 60),
+            "browser_calls_per_user": reader.integer("PHONEBRIDGE_BROWSER_CALLS_PER_USER", 1),
             "stream_signature": reader.choice(
                 "PHONEBRIDGE_STREAM_SIGNATURE", StreamSignaturePolicy, StreamSignaturePolicy.STRICT
             ),
@@ -357,6 +393,16 @@ class Settings:
             "host": reader.text("PHONEBRIDGE_HOST") or "127.0.0.1",
             "port": reader.integer("PHONEBRIDGE_PORT", 8080),
             "carriers": CarrierSettings.read(reader),
+            "redis_url": reader.text("PHONEBRIDGE_REDIS_URL"),
+            "lease_ttl_seconds": reader.number("PHONEBRIDGE_LEASE_TTL_SECONDS", 10.0),
+            "redis_timeout_seconds": reader.number("PHONEBRIDGE_REDIS_TIMEOUT_SECONDS", 0.5),
+            "s3_bucket": reader.text("PHONEBRIDGE_S3_BUCKET"),
+            "s3_endpoint_url": reader.text("PHONEBRIDGE_S3_ENDPOINT_URL"),
+            "s3_prefix": reader.text("PHONEBRIDGE_S3_PREFIX") or "",
+            "aws_access_key_id": reader.secret("AWS_ACCESS_KEY_ID"),
+            "aws_secret_access_key": reader.secret("AWS_SECRET_ACCESS_KEY"),
+            "aws_session_token": reader.secret("AWS_SESSION_TOKEN"),
+            "aws_region": reader.text("AWS_REGION") or reader.text("AWS_DEFAULT_REGION"),
         }
         values.update(_given(overrides))
         try:
@@ -406,7 +452,7 @@ class Settings:
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'phonebridge.db').as_posix()}"
+        return sqlite_database_url(self.data_dir)
 
     @property
     def effective_stream_signature(self) -> StreamSignaturePolicy:
@@ -455,12 +501,27 @@ class Settings:
             if not item.repr:
                 continue
             value = getattr(self, item.name)
-            if item.name == "database_url" and value is not None:
+            if item.name in ("database_url", "redis_url") and value is not None:
                 value = redact_url(value)
             elif item.name == "personaplex_urls":
                 value = tuple(redact_url(url) for url in value)
             parts.append(f"{item.name}={value!r}")
         return f"Settings({', '.join(parts)})"
+
+
+def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """``DATABASE_URL``, else the SQLite file under ``PHONEBRIDGE_DATA``: for ``phonebridge db``,
+    which needs no other setting."""
+    env = _environ(environ)
+    url = env.get("DATABASE_URL", "").strip()
+    if url:
+        return url
+    return sqlite_database_url(Path(env.get("PHONEBRIDGE_DATA", "").strip() or DEFAULT_DATA_DIR))
+
+
+def sqlite_database_url(data_dir: Path) -> str:
+    """The default call index: a SQLite file in the data directory."""
+    return f"sqlite+aiosqlite:///{(data_dir / 'phonebridge.db').as_posix()}"
 
 
 def personas_directory(environ: Mapping[str, str] | None = None) -> Path:
@@ -490,6 +551,7 @@ KNOWN_VARIABLES = frozenset(
         "PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR",
         "PHONEBRIDGE_CALLER_MAX_CONCURRENT",
         "PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE",
+        "PHONEBRIDGE_BROWSER_CALLS_PER_USER",
         "PHONEBRIDGE_STREAM_SIGNATURE",
         "PHONEBRIDGE_PENDING_TIMEOUT",
         "PHONEBRIDGE_DASHBOARD_TOKEN",
@@ -503,6 +565,9 @@ KNOWN_VARIABLES = frozenset(
         "PHONEBRIDGE_PORT",
         "PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE",
         "PHONEBRIDGE_INSECURE_HTTP",
+        "PHONEBRIDGE_REDIS_URL",
+        "PHONEBRIDGE_LEASE_TTL_SECONDS",
+        "PHONEBRIDGE_REDIS_TIMEOUT_SECONDS",
         "TWILIO_AUTH_TOKEN",
         "TWILIO_ACCOUNT_SID",
         "DATABASE_URL",
@@ -532,6 +597,14 @@ KNOWN_VARIABLES = frozenset(
         "EXOTEL_BASIC_USER",
         "EXOTEL_BASIC_PASSWORD",
         "EXOTEL_ALLOWED_IPS",
+        "PHONEBRIDGE_S3_BUCKET",
+        "PHONEBRIDGE_S3_ENDPOINT_URL",
+        "PHONEBRIDGE_S3_PREFIX",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
     }
 )
 
@@ -816,6 +889,8 @@ def _check_limits(settings: Settings, problems: list[str]) -> None:
         problems.append("PHONEBRIDGE_WORKER must be 0 or more (it is set by serve --workers)")
     if settings.pending_timeout <= 0:
         problems.append("PHONEBRIDGE_PENDING_TIMEOUT must be more than 0 seconds")
+    if settings.browser_calls_per_user < 1:
+        problems.append("PHONEBRIDGE_BROWSER_CALLS_PER_USER must be at least 1")
     for name, value in (
         ("PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR", settings.caller_max_calls_per_hour),
         ("PHONEBRIDGE_CALLER_MAX_CONCURRENT", settings.caller_max_concurrent),
@@ -848,8 +923,81 @@ def _check_optional_services(settings: Settings, problems: list[str]) -> None:
             f"PHONEBRIDGE_TRANSCRIBE_URL {redact_url(settings.transcribe_url)!r} is not an "
             "http(s) URL"
         )
+    _check_object_store(settings, problems)
     if settings.database_url is not None and "://" not in settings.database_url:
         problems.append(
             "DATABASE_URL is not a URL (e.g. sqlite+aiosqlite:///data/phonebridge.db or "
             "postgresql+asyncpg://user:pass@host/db)"
+        )
+
+
+def _check_redis(settings: Settings, problems: list[str]) -> None:
+    url = settings.redis_url
+    if url is not None:
+        shown = redact_url(url)  # a password in the URL is never shown
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 - raises ValueError on an out-of-range port
+            port_ok = True
+        except ValueError:
+            port_ok = False
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname or not port_ok:
+            problems.append(
+                f"PHONEBRIDGE_REDIS_URL {shown!r} is not a redis:// or rediss:// URL with a "
+                "host (e.g. redis://:password@redis:6379/0)"
+            )
+        elif parts.path not in ("", "/") and not parts.path.lstrip("/").isdigit():
+            problems.append(
+                f"PHONEBRIDGE_REDIS_URL {shown!r}: the path must be a database number (/0)"
+            )
+    ttl, timeout = settings.lease_ttl_seconds, settings.redis_timeout_seconds
+    if ttl < 1:
+        problems.append("PHONEBRIDGE_LEASE_TTL_SECONDS must be at least 1 second")
+    if timeout <= 0:
+        problems.append("PHONEBRIDGE_REDIS_TIMEOUT_SECONDS must be more than 0 seconds")
+    elif ttl >= 1 and timeout * 4 > ttl:
+        # Leases are renewed every TTL/3: a renewal that waits out its timeout
+        # must still land before the lease expires.
+        problems.append(
+            f"PHONEBRIDGE_REDIS_TIMEOUT_SECONDS ({timeout:g}) must be at most a quarter of "
+            f"PHONEBRIDGE_LEASE_TTL_SECONDS ({ttl:g}): leases are renewed every third of it"
+        )
+
+
+def _check_object_store(settings: Settings, problems: list[str]) -> None:
+    if settings.s3_bucket is None:
+        if settings.s3_endpoint_url is not None or settings.s3_prefix:
+            problems.append(
+                "PHONEBRIDGE_S3_ENDPOINT_URL/_PREFIX are set but PHONEBRIDGE_S3_BUCKET is not: "
+                "set the bucket too, or unset them"
+            )
+        return
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", settings.s3_bucket):
+        problems.append(
+            f"PHONEBRIDGE_S3_BUCKET {settings.s3_bucket[:70]!r} is not a bucket name "
+            "(3-63 characters: a-z, 0-9, '.', '-')"
+        )
+    if settings.s3_endpoint_url is not None:
+        endpoint = urlsplit(settings.s3_endpoint_url)
+        if endpoint.scheme not in ("http", "https") or not endpoint.hostname:
+            problems.append(
+                f"PHONEBRIDGE_S3_ENDPOINT_URL {redact_url(settings.s3_endpoint_url)!r} is not an "
+                "http(s) URL"
+            )
+    prefix = settings.s3_prefix
+    if (
+        not _S3_PREFIX_PATTERN.fullmatch(prefix)
+        or prefix.startswith("/")
+        or "//" in prefix
+        or ".." in prefix.split("/")
+        or len(prefix) > 200
+    ):
+        problems.append(
+            f"PHONEBRIDGE_S3_PREFIX {prefix[:70]!r} must be a relative key prefix "
+            "(letters, digits, -_.!*'()/; no leading '/', '//' or '..')"
+        )
+    if (settings.aws_access_key_id is None) != (settings.aws_secret_access_key is None):
+        problems.append(
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together: set both, or neither "
+            "(then boto3's own credential chain is used)"
         )

@@ -46,6 +46,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="after the call, keep the bridge running so the dashboard can be browsed",
     )
+    parser.add_argument(
+        "--browser",
+        action="store_true",
+        help="place no phone call: start the bridge and print the Talk page's URL "
+        "(talk to a persona from this machine's browser)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -122,8 +128,33 @@ async def run_demo(
     return result
 
 
+async def serve_browser_demo(*, personas_dir: Path, data_dir: Path, persona_id: str) -> None:
+    """The bridge and simulators on loopback until Ctrl-C; the Talk page is the caller.
+
+    No dashboard token is set, so the dashboard answers loopback clients only
+    (web/auth.py): a browser on this machine may call, nothing else can.
+    """
+    async with local_bridge(
+        personas_dir=personas_dir,
+        data_dir=data_dir,
+        simulators=SimulatorOptions(reply="speech", conditioning_delay=0.5),
+    ) as bridge:
+        print(f"Talk page: {bridge.url}/talk?persona={persona_id}", flush=True)
+        print(f"dashboard: {bridge.url}/ (Ctrl-C to stop)", flush=True)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.Event().wait()
+
+
 def run(args: argparse.Namespace) -> int:
     args.data.mkdir(parents=True, exist_ok=True)
+    if args.browser:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(
+                serve_browser_demo(
+                    personas_dir=args.personas, data_dir=args.data, persona_id=args.persona
+                )
+            )
+        return 0
     try:
         result = asyncio.run(
             run_demo(

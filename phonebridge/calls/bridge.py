@@ -18,22 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from phonebridge.calls.admission import Admission, Lease
-from phonebridge.calls.guard import (
-    AnsweredCalls,
-    Refused,
-    TollFraudGuard,
-    caller_key,
-    mask_number,
-)
+from phonebridge.calls.guard import Refused, mask_number
 from phonebridge.calls.journal import JournalFactory, UnansweredCall
+from phonebridge.calls.leg import Leg
 from phonebridge.calls.outcome import CallEndReason, CallOutcome, OutcomeBook
 from phonebridge.calls.pending import PendingCall, PendingCalls, new_token
-from phonebridge.calls.session import CallSession, PhoneSocket
+from phonebridge.calls.session import CallSession
+from phonebridge.coordination.base import CallGuard, ReplayMemory
+from phonebridge.coordination.memory import MemoryReplay
 from phonebridge.errors import (
     CapacityError,
     HandshakeTimeout,
@@ -42,11 +40,11 @@ from phonebridge.errors import (
     RemoteProtocolError,
 )
 from phonebridge.metrics import BridgeMetrics
-from phonebridge.models.base import ModelSession, ModelSessionFactory
+from phonebridge.models.base import ModelSession, ModelSessionFactory, SessionRequest
 from phonebridge.personas.book import PersonaBook
 from phonebridge.personas.schema import Persona
 from phonebridge.telephony.twilio import twiml
-from phonebridge.telephony.twilio.events import Start
+from phonebridge.telephony.twilio.leg import PhoneSocket, TwilioLeg, await_start
 from phonebridge.telephony.twilio.protocol import MediaStreamProtocol
 
 log = logging.getLogger(__name__)
@@ -90,6 +88,31 @@ class WebhookCall:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class NewCall:
+    """A call some leg's entry asks the bridge to admit (see :meth:`Bridge.admit`)."""
+
+    call_sid: str
+    from_number: str
+    to_number: str
+    persona: Persona
+    request: SessionRequest
+    """What to open the model with: the persona's, or a one-call override, at the leg's rate."""
+    channel: str
+    """The kind of leg (``twilio``, ``browser``), as stored on the call row."""
+    account_sid: str = ""
+    placed_by: str | None = None
+    """The dashboard user who placed it (a browser call)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallRefused:
+    """The guard or the capacity said no: nothing was opened, the refusal is on record."""
+
+    reason: CallEndReason  # RATE_LIMITED or BUSY
+    detail: str
+
+
 class Bridge:
     """Owns every pending and live call of this process."""
 
@@ -103,7 +126,8 @@ class Bridge:
         journals: JournalFactory,
         clock: Callable[[], float],
         metrics: BridgeMetrics | None = None,
-        guard: TollFraudGuard | None = None,
+        guard: CallGuard | None = None,
+        replay: ReplayMemory | None = None,
     ) -> None:
         self.config = config
         self._personas = personas
@@ -119,11 +143,18 @@ class Bridge:
         self._sweeper_wake = asyncio.Event()
         self._call_finished = asyncio.Event()
         self.guard = guard
-        # Calls the guard admitted, until their slot is given back: a call holds
-        # a slot exactly while its (current) lease is unreleased, the same truth
-        # the instance-wide cap counts, whichever exit path released it.
-        self._guarded_calls: list[PendingCall] = []
-        self._answered = AnsweredCalls()
+        # Answered call SIDs (replays open nothing); shared by every replica
+        # when coordination is in Redis.
+        self._answered = replay or MemoryReplay()
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The monotonic clock calls run on (legs' entries use it too)."""
+        return self._clock
+
+    def persona_book(self) -> PersonaBook:
+        """The personas as loaded now (they reload when the files change)."""
+        return self._personas()
 
     # -- POST /twilio/voice ------------------------------------------------------
 
@@ -134,24 +165,47 @@ class Bridge:
         if retry is not None:
             # Twilio retried the webhook: answer the same stream, open nothing new.
             return self._connect_twiml(retry)
-        if call.call_sid in self._answered:
+        if not await self._answered.first_answer(call.call_sid):
             # A signed webhook replayed after its call was answered: open nothing.
             log.warning(
                 "voice webhook replayed; not answered again", extra={"call_sid": call.call_sid}
             )
             return twiml.hangup()
-        self._answered.add(call.call_sid)
         persona = self._personas().for_number(call.to_number)
         if persona is None:
             log.warning("no persona for %s and no default", call.to_number)
             return twiml.say_and_hangup(NOT_IN_SERVICE)
+        admitted = await self.admit(
+            NewCall(
+                call_sid=call.call_sid,
+                account_sid=call.account_sid,
+                from_number=call.from_number,
+                to_number=call.to_number,
+                persona=persona,
+                request=persona.session_request(),
+                channel="twilio",
+            )
+        )
+        if isinstance(admitted, CallRefused):
+            return _say(persona, persona.busy_message)
+        return self._connect_twiml(admitted)
+
+    async def admit(self, call: NewCall) -> PendingCall | CallRefused:
+        """The one reservation path every leg's entry shares (phone webhook, browser).
+
+        The toll-fraud guard first (a refused call opens no model session and
+        costs nothing), then a lease, then the model session starts opening:
+        the call is pending until its leg claims it with the one-time token.
+        A refusal is recorded on the call index like any call.
+        """
+        persona = call.persona
+        unanswered = UnansweredCall(
+            call.call_sid, call.from_number, call.to_number, call.channel, call.placed_by
+        )
         admitted_caller: str | None = None
         if self.guard is not None:
             # Before the lease: a refused call opens no model session and costs nothing.
-            self._guarded_calls = [p for p in self._guarded_calls if not p.lease.released]
-            caller = caller_key(call.from_number)
-            active = sum(1 for p in self._guarded_calls if caller_key(p.from_number) == caller)
-            decision = self.guard.check(call.from_number, self._clock(), active_calls=active)
+            decision = await self.guard.admit(call.from_number, call.call_sid)
             if isinstance(decision, Refused):
                 log.warning(
                     "toll-fraud guard refused a call from %s: %s (%s)",
@@ -162,47 +216,50 @@ class Bridge:
                 )
                 self.metrics.calls.labels("busy", CallEndReason.RATE_LIMITED.value).inc()
                 self.metrics.calls_refused.labels(decision.reason.value).inc()
+                detail = f"{decision.reason.value}: {decision.detail}"
                 await self._journals.record_unanswered(
-                    UnansweredCall(call.call_sid, call.from_number, call.to_number),
-                    persona,
-                    CallEndReason.RATE_LIMITED,
-                    f"{decision.reason.value}: {decision.detail}",
+                    unanswered, persona, CallEndReason.RATE_LIMITED, detail
                 )
-                return _say(persona, persona.busy_message)
+                return CallRefused(CallEndReason.RATE_LIMITED, detail)
             admitted_caller = decision.caller
         try:
-            lease = self.admission.acquire(persona.provider, persona.overflow)
+            lease = await self.admission.acquire(persona.provider, persona.overflow)
         except CapacityError as exc:
+            if self.guard is not None and admitted_caller is not None:
+                await self.guard.cancel(admitted_caller, call.call_sid)  # busy uses no quota
             log.info("busy: %s", exc, extra={"call_sid": call.call_sid})
             self.metrics.calls.labels("busy", CallEndReason.BUSY.value).inc()
             await self._journals.record_unanswered(
-                UnansweredCall(call.call_sid, call.from_number, call.to_number),
-                persona,
-                CallEndReason.BUSY,
-                str(exc),
+                unanswered, persona, CallEndReason.BUSY, str(exc)
             )
-            return _say(persona, persona.busy_message)
-        pending = self._reserve(call, persona, lease)
+            return CallRefused(CallEndReason.BUSY, str(exc))
         if self.guard is not None and admitted_caller is not None:
             # Counted only now, with a slot taken: a busy answer uses no quota.
-            self.guard.record(admitted_caller, self._clock())
-            self._guarded_calls.append(pending)
-        return self._connect_twiml(pending)
+            # The call holds its guard slot exactly as long as its (current)
+            # lease, whichever exit path releases it.
+            self.guard.confirm(admitted_caller, call.call_sid)
+            lease.riders.append(
+                functools.partial(self.guard.release, admitted_caller, call.call_sid)
+            )
+        return self._reserve(call, lease)
 
-    def _reserve(self, call: WebhookCall, persona: Persona, lease: Lease) -> PendingCall:
-        session = self._new_session(persona, lease)
+    def _reserve(self, call: NewCall, lease: Lease) -> PendingCall:
+        session = self._new_session(call.request, lease)
         now = self._clock()
         pending = PendingCall(
             call_sid=call.call_sid,
             account_sid=call.account_sid,
             from_number=call.from_number,
             to_number=call.to_number,
-            persona=persona,
+            persona=call.persona,
             lease=lease,
             session=session,
             token=new_token(),
             created=now,
             deadline=now + self.config.pending_timeout,
+            request=call.request,
+            channel=call.channel,
+            placed_by=call.placed_by,
         )
         if lease.overflowed:
             pending.events.append((0.0, "overflow", f"to {lease.provider}"))
@@ -213,9 +270,9 @@ class Bridge:
         self._sweeper_wake.set()
         return pending
 
-    def _new_session(self, persona: Persona, lease: Lease) -> ModelSession:
+    def _new_session(self, request: SessionRequest, lease: Lease) -> ModelSession:
         factory = self._factories[lease.provider]
-        return factory.create(persona.session_request(), server_url=lease.server_url)
+        return factory.create(request, server_url=lease.server_url)
 
     async def _open_model(self, pending: PendingCall) -> ModelSession:
         """Open the model; on a retryable failure move once to the overflow provider."""
@@ -225,7 +282,7 @@ class Bridge:
         except ModelError as exc:
             if isinstance(exc, HandshakeTimeout | ModelBusy) and pending.lease.server_url:
                 # The server may be stuck in a session nobody owns (§2.5).
-                self.admission.pool.rest(pending.lease.server_url)
+                await self.admission.pool.rest(pending.lease.server_url)
             overflow = pending.persona.overflow
             if not exc.retryable or overflow is None or pending.lease.overflowed:
                 raise
@@ -237,11 +294,11 @@ class Bridge:
             )
         # Outside the except block, so a failure here does not chain the first one.
         try:
-            pending.lease = self.admission.move_to_overflow(pending.lease, overflow)
+            pending.lease = await self.admission.move_to_overflow(pending.lease, overflow)
         except CapacityError as exc:
             raise ModelBusy(str(exc)) from exc
         pending.events.append((self._clock() - pending.created, "overflow", f"to {overflow}"))
-        pending.session = self._new_session(pending.persona, pending.lease)
+        pending.session = self._new_session(pending.request, pending.lease)
         await pending.session.open()
         return pending.session
 
@@ -263,7 +320,9 @@ class Bridge:
     async def media_stream(self, phone: PhoneSocket) -> None:
         """Run one media stream to its end. The socket is already accepted."""
         stream = MediaStreamProtocol()
-        start = await self._await_start(phone, stream)
+        start = await await_start(
+            phone, stream, start_timeout=self.config.start_timeout, clock=self._clock
+        )
         if start is None:
             await phone.close(1008)
             return
@@ -276,11 +335,23 @@ class Bridge:
             self._sweeper_wake.set()  # a burnt token may have abandoned a pending call
             await phone.close(1008)
             return
-        journal = await self._journals.open(pending, start.stream_sid)
+        await self.run_call(
+            pending, TwilioLeg(phone, stream, clock=self._clock, call_sid=start.call_sid)
+        )
+
+    def claim(self, token: str, call_sid: str) -> PendingCall | None:
+        """The pending call ``token`` reserved for ``call_sid``; once only (any leg)."""
+        pending = self.pending.claim(token, call_sid)
+        if pending is None:
+            self._sweeper_wake.set()  # a burnt token may have abandoned a pending call
+        return pending
+
+    async def run_call(self, pending: PendingCall, leg: Leg) -> CallOutcome:
+        """Run a claimed call on its leg to the end: the one call path for every leg."""
+        journal = await self._journals.open(pending, leg.stream_id)
         session = CallSession(
             pending=pending,
-            stream=stream,
-            phone=phone,
+            leg=leg,
             journal=journal,
             clock=self._clock,
             on_outcome=self.outcomes.record,
@@ -298,20 +369,13 @@ class Bridge:
             outcome.detail,
             extra={"call_sid": outcome.call_sid, "persona": outcome.persona_id},
         )
+        return outcome
 
-    async def _await_start(self, phone: PhoneSocket, stream: MediaStreamProtocol) -> Start | None:
-        """Read up to the ``start`` message; ``None`` if it never comes or is malformed."""
-        try:
-            async with asyncio.timeout(self.config.start_timeout):
-                while stream.start is None:
-                    raw = await phone.receive()
-                    if raw is None:
-                        return None
-                    stream.receive(raw, self._clock())
-        except (TimeoutError, RemoteProtocolError) as exc:
-            log.warning("media stream rejected before start: %r", exc)
-            return None
-        return stream.start
+    async def abandon(self, pending: PendingCall, reason: CallEndReason, detail: str) -> None:
+        """A pending call whose leg will never come (the browser left before the model
+        was ready): free its model socket and lease now, record it."""
+        if self.pending.withdraw(pending.call_sid) is pending:
+            await self._abandon(pending, reason, detail)
 
     # -- POST /twilio/stream-ended ----------------------------------------------------
 

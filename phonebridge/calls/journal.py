@@ -77,6 +77,8 @@ class UnansweredCall:
     call_sid: str
     from_number: str
     to_number: str
+    channel: str = ""
+    placed_by: str | None = None
 
 
 class CallJournal:
@@ -97,7 +99,9 @@ class CallJournal:
         start: CallStart | None = None,
         row_started: asyncio.Task[bool] | None = None,
         recording_error: str | None = None,
+        sample_rate: int = 8000,
     ) -> None:
+        self.sample_rate = sample_rate  # the leg's: every at_sample counts at it
         self._recording_error = recording_error  # why the call is not recorded at all
         self.call_sid = call_sid
         self._start = start  # the row's first facts, to insert it late if the start failed
@@ -131,11 +135,11 @@ class CallJournal:
     def agent_text(self, piece: str, at: float) -> None:
         self.transcript.agent_text(piece, at)
 
-    def caller_audio(self, pcm8: bytes, at_sample: int) -> None:
-        self._record(CallRecorder.add_caller, pcm8, at_sample)
+    def caller_audio(self, pcm: bytes, at_sample: int) -> None:
+        self._record(CallRecorder.add_caller, pcm, at_sample)
 
-    def agent_audio(self, pcm8: bytes, at_sample: int) -> None:
-        self._record(CallRecorder.add_agent, pcm8, at_sample)
+    def agent_audio(self, pcm: bytes, at_sample: int) -> None:
+        self._record(CallRecorder.add_agent, pcm, at_sample)
 
     def advance_to(self, sample: int) -> None:
         if self._recorder is not None:
@@ -145,19 +149,19 @@ class CallJournal:
                 self._recording_failed(exc, sample)
 
     def _record(
-        self, add: Callable[[CallRecorder, bytes, int], None], pcm8: bytes, at_sample: int
+        self, add: Callable[[CallRecorder, bytes, int], None], pcm: bytes, at_sample: int
     ) -> None:
         if self._recorder is None:
             return
         try:
-            add(self._recorder, pcm8, at_sample)
+            add(self._recorder, pcm, at_sample)
         except StorageError as exc:
             self._recording_failed(exc, at_sample)
 
     def _recording_failed(self, exc: StorageError, at_sample: int) -> None:
         # The recorder raises once and then turns itself off: this runs once per call.
         log.error("recording stopped: %s", exc, extra={"call_sid": self.call_sid})
-        self.transcript.event("recording_failed", max(0, at_sample) / 8000, str(exc))
+        self.transcript.event("recording_failed", max(0, at_sample) / self.sample_rate, str(exc))
 
     # -- at the end -----------------------------------------------------------------
 
@@ -223,6 +227,8 @@ class CallJournal:
         """The row's facts as the transcript's last event: they survive a lost row."""
         start = self._start
         facts = {
+            "channel": start.channel if start else None,
+            "placed_by": start.placed_by if start else None,
             "from": start.from_number if start else None,
             "to": start.to_number if start else None,
             "persona": start.persona if start else None,
@@ -307,7 +313,7 @@ class JournalFactory:
         recording_error: str | None = None
         if pending.persona.recording:
             try:
-                recorder = CallRecorder(paths.recording)
+                recorder = CallRecorder(paths.recording, sample_rate=pending.sample_rate)
             except StorageError as exc:
                 log.error("not recording: %s", exc, extra={"call_sid": pending.call_sid})
                 recording_error = f"not recorded: {exc}"
@@ -322,6 +328,8 @@ class JournalFactory:
             status=CallStatus.LIVE,
             recording_path=str(paths.recording) if recorder is not None else None,
             transcript_path=str(paths.transcript),
+            channel=pending.channel,
+            placed_by=pending.placed_by,
         )
         # In the background: a locked database must not keep the caller waiting
         # (the model is open and the caller's words are dropped until the call runs).
@@ -341,6 +349,7 @@ class JournalFactory:
             start=start,
             row_started=row_started,
             recording_error=recording_error,
+            sample_rate=pending.sample_rate,
         )
 
     async def record_unanswered(
@@ -355,6 +364,8 @@ class JournalFactory:
                 to_number=call.to_number,
                 persona=persona.id,
                 started_at=now,
+                channel=call.channel,
+                placed_by=call.placed_by,
             )
         )
         await self._finish_row(call.call_sid, reason, detail, now, 0.0)
@@ -372,6 +383,8 @@ class JournalFactory:
                 persona=pending.persona.id,
                 provider=pending.lease.provider,
                 started_at=wall,
+                channel=pending.channel,
+                placed_by=pending.placed_by,
             )
         )
         socket_seconds = pending.session.timings.socket_seconds(now)

@@ -33,7 +33,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from phonebridge.models.base import VOICES, SessionRequest
+from phonebridge.models.base import SAMPLE_RATE, VOICES, SessionRequest
 
 from .shown import shown
 
@@ -225,9 +225,9 @@ class Persona(PersonaFile):
 
     source: Path
 
-    def session_request(self) -> SessionRequest:
-        """What to ask the model for on a call to this persona."""
-        return SessionRequest(prompt=self.prompt, voice=self.voice)
+    def session_request(self, sample_rate: int = SAMPLE_RATE) -> SessionRequest:
+        """What to ask the model for on a call to this persona, on a leg at ``sample_rate``."""
+        return SessionRequest(prompt=self.prompt, voice=self.voice, sample_rate=sample_rate)
 
     def providers(self) -> tuple[ProviderName, ...]:
         """The provider, then the overflow provider if there is one."""

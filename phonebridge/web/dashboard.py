@@ -32,6 +32,9 @@ _STATIC_FILES: dict[str, str] = {
     "dashboard.css": "text/css; charset=utf-8",
     "calls.js": "text/javascript; charset=utf-8",
     "call.js": "text/javascript; charset=utf-8",
+    "talk.js": "text/javascript; charset=utf-8",
+    "talk-worklet.js": "text/javascript; charset=utf-8",
+    "listen.js": "text/javascript; charset=utf-8",
 }
 POLL_SECONDS = 3.0
 """How often the call list asks for fresh data (live calls come and go)."""

@@ -52,7 +52,7 @@ _BROKEN_BY_PEER = frozenset({1002, 1007, 1009})
 
 
 class _StarlettePhone:
-    """Adapts a Starlette WebSocket to :class:`phonebridge.calls.session.PhoneSocket`."""
+    """Adapts a Starlette WebSocket to :class:`phonebridge.telephony.twilio.leg.PhoneSocket`."""
 
     def __init__(self, websocket: WebSocket) -> None:
         self._ws = websocket
