@@ -249,6 +249,11 @@ class CarrierSettings:
         )
 
 
+def carrier_settings_from_env(environ: Mapping[str, str] | None = None) -> CarrierSettings:
+    """Only the carrier credentials (``phonebridge dial --carrier`` signs with them)."""
+    return CarrierSettings.read(_Reader(_environ(environ), []))
+
+
 _SECRET_FIELDS = frozenset(
     {
         "twilio_auth_token",
