@@ -125,9 +125,11 @@ async def build_app(
         raise SettingsError(problems)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     index = await CallIndex.create(settings.effective_database_url)
-    if settings.worker is None:
-        # Under `serve --workers` the supervisor does this once, before any
-        # worker starts: a worker doing it would mark its siblings' live calls.
+    if settings.effective_replica_id is None:
+        # Only a lone process may end every unfinished row as crashed. Under
+        # `serve --workers` the supervisor does this once, before any worker
+        # starts; a replica sharing the index with others would mark its
+        # siblings' live calls (the cluster marks a dead replica's rows itself).
         await _repair_interrupted_calls(index, settings)
     factories = model_factories(settings, clock=clock, overrides=overrides)
     admission = Admission(

@@ -55,6 +55,10 @@ class AppDeps:
     """How long calls in progress may go on after shutdown begins."""
     history: HistoryDeps | None = None
     """The call history API and dashboard; None serves neither."""
+    withdrawn: bool = False
+    """Set at the start of a graceful stop: /readyz fails while calls are still
+    taken, so a proxy polling it stops sending webhooks before the drain refuses
+    them (serve.py, ``--withdraw-seconds``)."""
 
 
 def create_app(deps: AppDeps) -> FastAPI:
@@ -105,7 +109,7 @@ def create_app(deps: AppDeps) -> FastAPI:
 
     @app.get("/readyz", response_class=PlainTextResponse)
     async def readyz() -> PlainTextResponse:
-        if deps.bridge.admission.can_take_calls():
+        if not deps.withdrawn and deps.bridge.admission.can_take_calls():
             return PlainTextResponse("ready")
         return PlainTextResponse("not ready", status_code=503)
 
