@@ -1,0 +1,1 @@
+"""Real servers from Debian packages (Caddy, Redis, PostgreSQL) started on loopback by tests."""
