@@ -27,10 +27,7 @@ async def test_calls_spread_over_the_replicas_and_each_stream_lands_on_its_repli
 ) -> None:
     async with start_cluster() as cluster:
         reports = await asyncio.gather(
-            *(
-                cluster.dial(from_=f"+1416555{n:04d}", audio=tone_mulaw(0.6))
-                for n in range(CALLS)
-            )
+            *(cluster.dial(from_=f"+1416555{n:04d}", audio=tone_mulaw(0.6)) for n in range(CALLS))
         )
         for report in reports:
             assert report.ok, report.protocol_errors

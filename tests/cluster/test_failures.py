@@ -1,0 +1,129 @@
+"""A replica killed mid-call, and a rolling restart under steady call arrival.
+
+Real Caddy and real ``phonebridge serve`` replicas (tests/cluster/helpers.py);
+the Twilio phone simulator and the PersonaPlex simulators are TEST DOUBLES.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from phonebridge.simulators.phone.report import DialReport
+
+from ..conftest import tone_mulaw
+from .conftest import ClusterFactory
+from .helpers import SHAKSHUKA_FALLBACK, Cluster, Replica, replica_of
+
+# Short calls and deadlines keep each test well under a minute.
+DRAIN_SECONDS = 8.0
+WITHDRAW_SECONDS = 1.0  # > Caddy's health interval (helpers.HEALTH_INTERVAL)
+
+
+async def streams_flowing(replica: Replica, calls: int) -> None:
+    """Wait until ``calls`` of the replica's model sessions are taking the caller's audio."""
+    async with asyncio.timeout(15):
+        while (
+            sum(
+                1
+                for sim in replica.simulators
+                for connection in sim.connections
+                if connection.input_messages > 0 and connection.closed_at is None
+            )
+            < calls
+        ):
+            await asyncio.sleep(0.02)
+
+
+async def test_kill_9_mid_call_its_callers_hear_the_fallback_from_a_survivor(
+    start_cluster: ClusterFactory,
+) -> None:
+    async with start_cluster() as cluster:
+        calls = [
+            asyncio.create_task(cluster.dial(from_=f"+1416556{n:04d}", audio=tone_mulaw(3.0)))
+            for n in range(6)
+        ]
+        victim = cluster.replica("pb-1")
+        await asyncio.gather(*(streams_flowing(replica, 2) for replica in cluster.replicas))
+        await victim.kill()
+        reports = await asyncio.gather(*calls)
+
+        cut = [report for report in reports if replica_of(report) == "pb-1"]
+        kept = [report for report in reports if replica_of(report) != "pb-1"]
+        assert len(cut) == 2
+        assert len(kept) == 4
+        for report in cut:
+            # The stream dropped with the process; Twilio (the simulator) asked
+            # the <Connect action> under /twilio/r/pb-1/, which Caddy could not
+            # deliver there and gave to a survivor: the persona's fallback.
+            assert report.ended_by == "bridge"
+            assert report.action_url is not None
+            assert "/twilio/r/pb-1/stream-ended" in report.action_url
+            assert report.action_status == 200
+            assert any(SHAKSHUKA_FALLBACK in said for said in report.said)
+        for report in kept:
+            assert report.ok, report.protocol_errors
+            assert report.ended_by == "caller"
+            assert report.frames_received > 0
+        # Nothing leaks on the survivors: no live call, no lease, no open model socket.
+        for survivor in (cluster.replica("pb-0"), cluster.replica("pb-2")):
+            await survivor.settle()
+            for sim in survivor.simulators:
+                assert all(connection.closed_at is not None for connection in sim.connections)
+            for report in kept:
+                record = await cluster.record(report.call_sid)
+                assert record is not None
+                assert record.end_reason == "caller_hangup"
+
+
+async def steady_calls(cluster: Cluster, reports: list[DialReport], stop: asyncio.Event) -> None:
+    """One new call every 0.3 s until ``stop``; each lasts about 1.5 s."""
+    calls: list[asyncio.Task[DialReport]] = []
+    n = 0
+    while not stop.is_set():
+        calls.append(
+            asyncio.create_task(
+                cluster.dial(from_=f"+1416557{n:04d}", audio=tone_mulaw(1.2), tail=0.3)
+            )
+        )
+        n += 1
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.3)
+    reports.extend(await asyncio.gather(*calls))
+
+
+async def test_rolling_restart_refuses_no_call_and_cuts_none(
+    start_cluster: ClusterFactory,
+) -> None:
+    serve_args = (
+        *("--drain-seconds", str(DRAIN_SECONDS)),
+        *("--withdraw-seconds", str(WITHDRAW_SECONDS)),
+    )
+    async with start_cluster(servers_per_replica=4, serve_args=serve_args) as cluster:
+        reports: list[DialReport] = []
+        stop = asyncio.Event()
+        arrivals = asyncio.create_task(steady_calls(cluster, reports, stop))
+        exit_codes = []
+        for replica in cluster.replicas:
+            await asyncio.sleep(0.6)  # calls in progress on the replica about to drain
+            exit_codes.append(await replica.stop())  # SIGTERM: withdraw, then drain
+            await replica.start()
+        await asyncio.sleep(0.6)
+        stop.set()
+        await arrivals
+
+        assert exit_codes == [0, 0, 0]  # every drain finished by itself, in time
+        assert [replica.starts for replica in cluster.replicas] == [2, 2, 2]
+        assert len(reports) >= 15
+        for report in reports:
+            assert report.webhook_status == 200
+            # Not refused: every webhook got a stream, none the busy message.
+            assert report.stream_url is not None, report.twiml_answers
+            assert report.ok, report.protocol_errors
+            # Not cut: every caller hung up by themselves.
+            assert report.ended_by == "caller"
+            record = await cluster.record(report.call_sid)
+            assert record is not None
+            assert record.end_reason == "caller_hangup"
+        # Calls kept arriving on the restarted replicas too.
+        assert {replica_of(report) for report in reports[-6:]} >= {"pb-0"}
