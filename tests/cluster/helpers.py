@@ -52,9 +52,11 @@ SHAKSHUKA_FALLBACK = "Sorry, we can't take your order by phone right now."
 HEALTH_INTERVAL = "200ms"
 NOTHING_LISTENS = "127.0.0.1:1"  # the upstream of an unknown replica id: a dial error
 STARTUP_SECONDS = 30.0
+STOP_SECONDS = 30.0
+SETTLE_SECONDS = 10.0
 # Behind a proxy every request comes from the proxy's (loopback) address, so a
 # cluster always sets a dashboard token (web/auth.py).
-DASHBOARD_TOKEN = "cluster-dashboard-token"  # noqa: S105 - loopback test value
+DASHBOARD_TOKEN = "cluster-dashboard-token"
 
 
 def loopback_cluster_site(port: int, replicas: Mapping[str, int]) -> str:
@@ -95,7 +97,10 @@ def loopback_cluster_site(port: int, replicas: Mapping[str, int]) -> str:
 		}}
 	}}
 	handle_errors {{
-		@action_orphaned expression `{{http.error.status_code}} == 502 && {{path}}.endsWith("/stream-ended")`
+		@action_orphaned {{
+			expression {{http.error.status_code}} == 502
+			path_regexp ^/twilio/r/[a-z0-9-]+/stream-ended$
+		}}
 		handle @action_orphaned {{
 			reverse_proxy {pool} {{
 				lb_try_duration 3s
@@ -159,25 +164,33 @@ class Replica:
         self.process.kill()
         await self.process.wait()
 
-    async def stop(self, timeout: float = 30.0) -> int:
-        """SIGTERM (the graceful drain) and wait for the exit code."""
+    def terminate(self) -> None:
+        """SIGTERM: the graceful stop (withdraw, drain, exit)."""
         assert self.process is not None
         if self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(timeout):
+
+    async def wait(self) -> int:
+        assert self.process is not None
+        async with asyncio.timeout(STOP_SECONDS):
             return await self.process.wait()
+
+    async def stop(self) -> int:
+        """SIGTERM and wait for the exit code."""
+        self.terminate()
+        return await self.wait()
 
     async def metrics(self) -> str:
         async with httpx.AsyncClient() as http:
             return (await http.get(self.url + "/metrics")).text
 
-    async def settle(self, timeout: float = 10.0) -> str:
+    async def settle(self) -> str:
         """Wait until no call is live and no lease is held; the metrics then.
 
         A caller's ``stop`` returns before the bridge's teardown has finished
         (it closes the model socket and writes the row just after).
         """
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(SETTLE_SECONDS):
             while True:
                 text = await self.metrics()
                 if metric(text, "phonebridge_active_calls") == 0 and (

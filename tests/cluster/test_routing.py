@@ -17,7 +17,7 @@ from phonebridge.telephony.twilio.signature import SIGNATURE_HEADER, sign
 
 from ..conftest import tone_mulaw
 from .conftest import ClusterFactory
-from .helpers import SHAKSHUKA, SHAKSHUKA_FALLBACK, metric, replica_of
+from .helpers import SHAKSHUKA, SHAKSHUKA_FALLBACK, replica_of
 
 CALLS = 6
 
