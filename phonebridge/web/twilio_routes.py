@@ -65,7 +65,12 @@ class _StarlettePhone:
 
     def __init__(self, websocket: WebSocket) -> None:
         self._ws = websocket
-        self._closed = False
+        self._closed = False  # the disconnect was read, or we closed the socket
+        # A send fails as soon as the caller's close frame has been processed,
+        # possibly before the reader has taken the `stop` queued ahead of it:
+        # a failed send stops further sends only, so the reader still reads
+        # that `stop` (caller_hangup) before it sees the disconnect.
+        self._send_failed = False
 
     async def receive(self) -> str | bytes | None:
         if self._closed:
@@ -92,13 +97,13 @@ class _StarlettePhone:
         return bytes(message.get("bytes") or b"")
 
     async def send_text(self, text: str) -> None:
-        if self._closed:
+        if self._closed or self._send_failed:
             return
         try:
             await self._ws.send_text(text)
         except (WebSocketDisconnect, RuntimeError, OSError):
             # The caller is gone; the reader sees the disconnect and ends the call.
-            self._closed = True
+            self._send_failed = True
 
     async def close(self, code: int = 1000) -> None:
         if self._closed:

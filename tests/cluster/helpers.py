@@ -64,6 +64,9 @@ def loopback_cluster_site(port: int, replicas: Mapping[str, int]) -> str:
     pool = " ".join(f"127.0.0.1:{replica_port}" for replica_port in replicas.values())
     routes = "\n".join(f"\t\t{rid} 127.0.0.1:{rport}" for rid, rport in replicas.items())
     return f"""http://127.0.0.1:{port} {{
+	request_body {{
+		max_size 1MB
+	}}
 	@action path_regexp replica ^/twilio/r/([a-z0-9-]+)/stream-ended$
 	@replica path_regexp replica ^/twilio/r/([a-z0-9-]+)/
 	map {{re.replica.1}} {{replica_upstream}} {{
@@ -90,6 +93,10 @@ def loopback_cluster_site(port: int, replicas: Mapping[str, int]) -> str:
 	handle {{
 		reverse_proxy {pool} {{
 			lb_policy round_robin
+			# Caddy 2.6 retries a request with a body on another upstream only
+			# if it buffered it: a replica that died since the last health poll
+			# costs a retry, not a 502 to Twilio.
+			buffer_requests
 			lb_try_duration 3s
 			health_uri /readyz
 			health_interval {HEALTH_INTERVAL}
@@ -103,6 +110,7 @@ def loopback_cluster_site(port: int, replicas: Mapping[str, int]) -> str:
 		}}
 		handle @action_orphaned {{
 			reverse_proxy {pool} {{
+				buffer_requests
 				lb_try_duration 3s
 				health_uri /readyz
 				health_interval {HEALTH_INTERVAL}
@@ -308,7 +316,7 @@ async def loopback_cluster(
                 "PHONEBRIDGE_DATA": str(data),
                 "DATABASE_URL": database,
                 "PHONEBRIDGE_PORT": str(port),
-                "PHONEBRIDGE_LOG_LEVEL": "WARNING",
+                "PHONEBRIDGE_LOG_LEVEL": "INFO",
                 "PHONEBRIDGE_DASHBOARD_TOKEN": DASHBOARD_TOKEN,
                 **(extra_env or {}),
             }
@@ -320,6 +328,10 @@ async def loopback_cluster(
             port=caddy_port,
         )
         cluster = Cluster(members, caddy, database)
+        # The schema exists before the replicas start, as a migration job would
+        # leave it: replicas racing to create the tables on a fresh database fail.
+        index = await CallIndex.create(database)
+        await index.close()
         try:
             await asyncio.gather(*(replica.start() for replica in members))
             await caddy.start()

@@ -109,7 +109,7 @@ async def test_rolling_restart_refuses_no_call_and_cuts_none(
         *("--drain-seconds", str(DRAIN_SECONDS)),
         *("--withdraw-seconds", str(WITHDRAW_SECONDS)),
     )
-    async with start_cluster(servers_per_replica=4, serve_args=serve_args) as cluster:
+    async with start_cluster(servers_per_replica=8, serve_args=serve_args) as cluster:
         arrivals = Arrivals(cluster)
         exit_codes = []
         for replica in cluster.replicas:
@@ -130,12 +130,24 @@ async def test_rolling_restart_refuses_no_call_and_cuts_none(
         for report in reports:
             assert report.webhook_status == 200
             # Not refused: every webhook got a stream, none the busy message.
-            assert report.stream_url is not None, report.twiml_answers
+            if report.stream_url is None:
+                record = await cluster.record(report.call_sid)
+                assert record is not None
+                raise AssertionError(f"refused: {record.end_reason} ({record.error})")
             assert report.ok, report.protocol_errors
             # Not cut: every caller hung up by themselves.
             assert report.ended_by == "caller"
             record = await cluster.record(report.call_sid)
             assert record is not None
-            assert record.end_reason == "caller_hangup"
+            assert record.end_reason == "caller_hangup", (
+                replica_of(report),
+                record.error,
+                record.started_at,
+                record.ended_at,
+                report.ended_at_s,
+                report.close_code,
+                report.stream_duration_s,
+                report.frames_sent,
+            )
         # Calls kept arriving on the restarted replicas too.
         assert {replica_of(report) for report in reports[-6:]} >= {"pb-0"}
