@@ -14,6 +14,8 @@ Passwords inside URLs (database, PersonaPlex servers) are masked in ``repr``.
 Variables (PROTOCOLS.md section in brackets)::
 
     PHONEBRIDGE_PUBLIC_URL      https base URL Twilio reaches (signatures are computed on it) [§1.4]
+    PHONEBRIDGE_REPLICA_ID      this replica's id in a cluster (e.g. the StatefulSet pod name
+                                phonebridge-2): streams and <Connect action> under /twilio/r/<id>/
     TWILIO_AUTH_TOKEN           required unless PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1
     TWILIO_ACCOUNT_SID          optional; REST call control (hang up, transfer) [§1.5]
     PHONEBRIDGE_PERSONAS        persona directory (./personas)
@@ -51,7 +53,10 @@ Variables (PROTOCOLS.md section in brackets)::
     PHONEBRIDGE_LEASE_TTL_SECONDS  seconds a dead replica's GPU lease outlives it (10)
     PHONEBRIDGE_REDIS_TIMEOUT_SECONDS  bound on every Redis request (0.5)
     PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1  development only: accept unsigned webhooks
-    PHONEBRIDGE_INSECURE_HTTP=1  development only: allow an http:// public URL that is not loopback
+
+The public URL must be https://: Twilio opens media streams only over wss://,
+and the stream URL is the public URL with that scheme (one rule, shared with
+the TwiML builder: phonebridge/telephony/twilio/stream_url.py).
 
 Further carriers (CARRIERS.md; docs/carriers.md). A carrier whose verification
 secret is unset is **off**: its routes answer 404. Set one without the values
@@ -93,6 +98,7 @@ from phonebridge.errors import ConfigError
 from phonebridge.models.redact import redact_url
 from phonebridge.telephony.exotel.auth import parse_networks
 from phonebridge.telephony.telnyx.signature import load_public_key
+from phonebridge.telephony.twilio.stream_url import stream_url_problem
 
 if TYPE_CHECKING:
     from phonebridge.personas.book import PersonaBook
@@ -100,10 +106,14 @@ if TYPE_CHECKING:
 DEFAULT_PERSONAS_DIR = Path("personas")
 DEFAULT_DATA_DIR = Path("data")
 TWILIO_PREFIX = "/twilio"
+REPLICA_PREFIX = TWILIO_PREFIX + "/r"
 
-_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # The region becomes part of a host name (api.<region>.edge.polargrid.ai, §3):
 # a strict pattern keeps a stray value from pointing the key at another host.
+# A replica id is one DNS label (RFC 1123): it becomes a path segment the edge
+# proxy routes on, and in Kubernetes a host name (<id>.<headless service>).
+_REPLICA_ID_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_DNS_LABEL_MAX = 63
 _REGION_PATTERN = re.compile(r"^[a-z]{2,5}-[0-9]{2}$")
 _HOST_PATTERN = re.compile(r"[A-Za-z0-9.-]+|[0-9A-Fa-f:.]+")  # a name, IPv4 or IPv6
 _PATH_PATTERN = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")  # RFC 3986 pchar and "/"
@@ -277,7 +287,6 @@ class Settings:
     twilio_auth_token: SecretStr | None = None
     twilio_account_sid: str | None = None
     skip_twilio_signature: bool = False
-    allow_insecure_http: bool = False
     personas_dir: Path = DEFAULT_PERSONAS_DIR
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = None  # None: SQLite under data_dir (see effective_database_url)
@@ -289,9 +298,12 @@ class Settings:
     fal_key: SecretStr | None = None
     fal_base_url: str | None = None  # None: wss://fal.run
     max_calls: int = 50
-    # Set by `serve --workers N` for each worker process, never by hand: the
-    # worker's streams and action callbacks live under /twilio/w<N>/ so the
-    # proxy in front can route them back to the worker holding the call.
+    # This replica's id in a cluster (PHONEBRIDGE_REPLICA_ID): its streams and
+    # <Connect action> callbacks live under /twilio/r/<id>/ so the edge proxy
+    # can route them back to the replica holding the call (see sticky_prefix).
+    replica_id: str | None = None
+    # Set by `serve --workers N` for each worker process, never by hand: a
+    # worker is a replica on one host, with the id <replica id>-w<N> (or w<N>).
     worker: int | None = None
     # Toll-fraud guard (phonebridge/calls/guard.py); 0 turns a limit off.
     caller_max_calls_per_hour: int = 10
@@ -336,9 +348,12 @@ class Settings:
         _check_providers(self, problems)
         _check_hosted_endpoints(self, problems)
         _check_limits(self, problems)
+        _check_replica(self, problems)
         _check_optional_services(self, problems)
         problems.extend(self.carriers.problems())
         _check_redis(self, problems)
+        if not problems:
+            _check_stream_url(self, problems)
         if problems:
             raise SettingsError(problems)
 
@@ -360,7 +375,6 @@ class Settings:
             "twilio_auth_token": reader.secret("TWILIO_AUTH_TOKEN"),
             "twilio_account_sid": reader.text("TWILIO_ACCOUNT_SID"),
             "skip_twilio_signature": reader.flag("PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE"),
-            "allow_insecure_http": reader.flag("PHONEBRIDGE_INSECURE_HTTP"),
             "personas_dir": personas_directory(env),
             "data_dir": Path(reader.text("PHONEBRIDGE_DATA") or DEFAULT_DATA_DIR),
             "database_url": reader.text("DATABASE_URL"),
@@ -372,6 +386,7 @@ class Settings:
             "fal_key": reader.secret("FAL_KEY"),
             "fal_base_url": reader.text("FAL_BASE_URL"),
             "max_calls": reader.integer("PHONEBRIDGE_MAX_CALLS", 50),
+            "replica_id": reader.text("PHONEBRIDGE_REPLICA_ID"),
             "worker": reader.integer("PHONEBRIDGE_WORKER", None),
             "caller_max_calls_per_hour": reader.integer(
                 "PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR", 10
@@ -420,17 +435,32 @@ class Settings:
     # -- derived values -----------------------------------------------------
 
     @property
+    def effective_replica_id(self) -> str | None:
+        """This process's replica id: ``<R>``, ``<R>-w<N>``, ``w<N>``, or None (one process).
+
+        A worker of ``serve --workers`` is a replica on one host: worker N of
+        replica R is ``R-wN``, and ``wN`` when the host has no replica id.
+        """
+        if self.worker is None:
+            return self.replica_id
+        if self.replica_id is None:
+            return f"w{self.worker}"
+        return f"{self.replica_id}-w{self.worker}"
+
+    @property
     def sticky_prefix(self) -> str:
         """Where the paths that must reach *this* process live (stream, action).
 
-        ``/twilio`` for a single process; ``/twilio/w<N>`` for worker N of
-        ``serve --workers``, whose pending calls no other process knows.
+        ``/twilio`` for a single process; ``/twilio/r/<replica id>`` for a
+        replica (or a worker of ``serve --workers``), whose pending calls no
+        other process knows: the edge proxy routes on that segment.
         """
-        return TWILIO_PREFIX if self.worker is None else f"{TWILIO_PREFIX}/w{self.worker}"
+        replica = self.effective_replica_id
+        return TWILIO_PREFIX if replica is None else f"{REPLICA_PREFIX}/{replica}"
 
     @property
     def stream_url(self) -> str:
-        """The ``<Stream url>``: ``wss://host[/prefix]/twilio[/wN]/media``, no query (§1.1)."""
+        """The ``<Stream url>``: ``wss://host[/prefix]/twilio[/r/<id>]/media``, no query (§1.1)."""
         return self.websocket_url(self.sticky_prefix + "/media")
 
     @property
@@ -547,6 +577,7 @@ KNOWN_VARIABLES = frozenset(
         "PHONEBRIDGE_PERSONAS",
         "PHONEBRIDGE_DATA",
         "PHONEBRIDGE_MAX_CALLS",
+        "PHONEBRIDGE_REPLICA_ID",
         "PHONEBRIDGE_WORKER",
         "PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR",
         "PHONEBRIDGE_CALLER_MAX_CONCURRENT",
@@ -564,7 +595,6 @@ KNOWN_VARIABLES = frozenset(
         "PHONEBRIDGE_HOST",
         "PHONEBRIDGE_PORT",
         "PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE",
-        "PHONEBRIDGE_INSECURE_HTTP",
         "PHONEBRIDGE_REDIS_URL",
         "PHONEBRIDGE_LEASE_TTL_SECONDS",
         "PHONEBRIDGE_REDIS_TIMEOUT_SECONDS",
@@ -746,21 +776,40 @@ def _check_public_url(settings: Settings, problems: list[str]) -> SplitResult:
             "query string, fragment or credentials (Twilio rejects a stream URL with a query)"
         )
         return placeholder
-    if (
-        parts.scheme == "http"
-        and parts.hostname not in _LOOPBACK_HOSTS
-        and not settings.allow_insecure_http
-    ):
-        problems.append(
-            f"PHONEBRIDGE_PUBLIC_URL {url!r} uses http: Twilio needs https (and wss for the "
-            "stream); for local development set PHONEBRIDGE_INSECURE_HTTP=1"
-        )
     try:
         parts.port  # noqa: B018 - raises ValueError on an out-of-range port
     except ValueError:
         problems.append(f"PHONEBRIDGE_PUBLIC_URL {url!r} has an invalid port")
         return placeholder
     return parts._replace(path=parts.path.rstrip("/"))
+
+
+def _check_stream_url(settings: Settings, problems: list[str]) -> None:
+    """Refuse a public URL whose stream URL the TwiML builder (and Twilio) would refuse."""
+    problem = stream_url_problem(settings.stream_url)
+    if problem is None:
+        return
+    problems.append(
+        f"PHONEBRIDGE_PUBLIC_URL {settings.public_url!r} cannot be used, as the TwiML "
+        f"would be refused: {problem}; use the https:// URL Twilio reaches (a TLS proxy "
+        "or a tunnel such as ngrok), or `phonebridge demo` to try the bridge on this machine"
+    )
+
+
+def _check_replica(settings: Settings, problems: list[str]) -> None:
+    replica = settings.replica_id
+    if replica is not None and not _REPLICA_ID_PATTERN.fullmatch(replica):
+        problems.append(
+            f"PHONEBRIDGE_REPLICA_ID {replica!r} is not a DNS label (lower-case letters, "
+            "digits and '-', not starting or ending with '-'), e.g. phonebridge-2 or 2"
+        )
+        return
+    effective = settings.effective_replica_id
+    if effective is not None and len(effective) > _DNS_LABEL_MAX:
+        problems.append(
+            f"PHONEBRIDGE_REPLICA_ID {replica!r} is too long: the replica id {effective!r} "
+            f"must be at most {_DNS_LABEL_MAX} characters"
+        )
 
 
 def _check_twilio(settings: Settings, problems: list[str]) -> None:

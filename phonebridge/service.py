@@ -216,13 +216,16 @@ async def build_app(
         raise SettingsError(problems)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if replica_id is None:
-        replica_id = getattr(settings, "replica_id", None)
+        replica_id = settings.effective_replica_id
     index = await CallIndex.create(settings.effective_database_url, replica=replica_id)
     if store is None:
         store = object_store(settings)
     if settings.worker is None or replica_id is not None:
-        # Under `serve --workers` the supervisor does this once, before any
-        # worker starts: a worker doing it would mark its siblings' live calls.
+        # A lone process ends every unfinished row as crashed; a replica only
+        # its own (the index marks rows by replica id), since the others' may
+        # be live: a dead replica's rows are marked by the survivors. Unnamed
+        # `serve --workers` workers leave it to their supervisor, which does it
+        # once before any worker starts.
         await _repair_interrupted_calls(index, settings)
     metrics = BridgeMetrics()
     coordination = build_coordination(
@@ -236,8 +239,8 @@ async def build_app(
         ),
         clock=clock,
         registry=metrics.registry,
-        # PHONEBRIDGE_REPLICA_ID (Settings.replica_id) when set, else a random id.
-        replica_id=getattr(settings, "replica_id", None),
+        # This replica's id when it has one, else a random id.
+        replica_id=replica_id,
         lease_ttl_seconds=settings.lease_ttl_seconds,
         redis_timeout_seconds=settings.redis_timeout_seconds,
     )

@@ -175,9 +175,9 @@ def test_skip_signature_switch_allows_no_token_and_turns_stream_check_off() -> N
             "https://example.com:8443/phone/twilio/voice",
         ),
         (
-            "http://127.0.0.1:5000",
-            "ws://127.0.0.1:5000/twilio/media",
-            "http://127.0.0.1:5000/twilio/voice",
+            "https://127.0.0.1:5000",
+            "wss://127.0.0.1:5000/twilio/media",
+            "https://127.0.0.1:5000/twilio/voice",
         ),
     ],
 )
@@ -199,7 +199,7 @@ def test_derived_urls(public_url: str, stream_url: str, voice_url: str) -> None:
         ("https://bridge.example.com/?a=1", "must be a plain base URL"),
         ("https://user:pw@bridge.example.com", "must be a plain base URL"),
         ("https://bridge.example.com:99999", "has an invalid port"),
-        ("http://bridge.example.com", "set PHONEBRIDGE_INSECURE_HTTP=1"),
+        ("http://bridge.example.com", "must be an absolute wss:// URL"),
     ],
 )
 def test_bad_public_urls(public_url: str, fragment: str) -> None:
@@ -209,14 +209,80 @@ def test_bad_public_urls(public_url: str, fragment: str) -> None:
     assert "pw" not in problem
 
 
-def test_http_needs_the_dev_switch_unless_loopback() -> None:
-    assert settings_from(PHONEBRIDGE_PUBLIC_URL="http://localhost:8080").stream_url.startswith(
-        "ws://"
-    )
-    settings = settings_from(
-        PHONEBRIDGE_PUBLIC_URL="http://devbox.lan:8080", PHONEBRIDGE_INSECURE_HTTP="1"
-    )
-    assert settings.stream_url == "ws://devbox.lan:8080/twilio/media"
+@pytest.mark.parametrize(
+    "public_url", ["http://127.0.0.1:8080", "http://localhost:8080", "http://devbox.lan:8080"]
+)
+def test_an_http_public_url_is_refused_because_twilio_refuses_its_ws_stream(
+    public_url: str,
+) -> None:
+    """One rule with the TwiML builder: start-up refuses what every webhook would refuse."""
+    (problem,) = problems_from(MINIMAL | {"PHONEBRIDGE_PUBLIC_URL": public_url})
+    assert "\n" not in problem
+    assert problem.startswith(f"PHONEBRIDGE_PUBLIC_URL {public_url!r} cannot be used")
+    assert "wss://" in problem
+    assert "https://" in problem  # what to set instead
+
+
+def test_start_up_and_the_twiml_builder_apply_the_same_stream_url_rule() -> None:
+    from phonebridge.errors import LocalProtocolError  # noqa: PLC0415
+    from phonebridge.telephony.twilio import twiml  # noqa: PLC0415
+
+    for public_url in ("https://bridge.example.com", "https://[::1]:8443/pb"):
+        settings = settings_from(PHONEBRIDGE_PUBLIC_URL=public_url)
+        assert "<Stream" in twiml.connect_stream(settings.stream_url, settings.action_url, {})
+    with pytest.raises(LocalProtocolError) as refused:
+        twiml.connect_stream("ws://127.0.0.1:8080/twilio/media", "https://h.example/a", {})
+    (problem,) = problems_from(MINIMAL | {"PHONEBRIDGE_PUBLIC_URL": "http://127.0.0.1:8080"})
+    assert str(refused.value) in problem
+
+
+# -- replicas -----------------------------------------------------------------------------
+
+
+def test_a_replica_writes_its_stream_and_action_under_its_id() -> None:
+    settings = settings_from(PHONEBRIDGE_REPLICA_ID="phonebridge-2")
+    assert settings.effective_replica_id == "phonebridge-2"
+    assert settings.sticky_prefix == "/twilio/r/phonebridge-2"
+    assert settings.stream_url == "wss://bridge.example.com/twilio/r/phonebridge-2/media"
+    assert settings.action_url == "https://bridge.example.com/twilio/r/phonebridge-2/stream-ended"
+    assert settings_from(PHONEBRIDGE_REPLICA_ID="0").stream_url.endswith("/twilio/r/0/media")
+
+
+def test_no_replica_id_keeps_the_single_process_paths() -> None:
+    settings = settings_from()
+    assert settings.effective_replica_id is None
+    assert settings.stream_url == "wss://bridge.example.com/twilio/media"
+    assert settings.action_url == "https://bridge.example.com/twilio/stream-ended"
+
+
+def test_a_worker_is_a_replica_on_one_host() -> None:
+    assert settings_from(PHONEBRIDGE_WORKER="1").effective_replica_id == "w1"
+    worker = settings_from(PHONEBRIDGE_WORKER="1", PHONEBRIDGE_REPLICA_ID="gpu-host-a")
+    assert worker.effective_replica_id == "gpu-host-a-w1"
+    assert worker.stream_url == "wss://bridge.example.com/twilio/r/gpu-host-a-w1/media"
+
+
+@pytest.mark.parametrize(
+    ("replica", "fragment"),
+    [
+        ("Phonebridge-2", "is not a DNS label"),
+        ("pod_2", "is not a DNS label"),
+        ("-2", "is not a DNS label"),
+        ("2-", "is not a DNS label"),
+        ("a/b", "is not a DNS label"),
+        ("a" * 64, "is too long"),
+    ],
+)
+def test_bad_replica_ids(replica: str, fragment: str) -> None:
+    (problem,) = problems_from(MINIMAL | {"PHONEBRIDGE_REPLICA_ID": replica})
+    assert problem.startswith("PHONEBRIDGE_REPLICA_ID")
+    assert fragment in problem
+
+
+def test_a_replica_id_too_long_for_its_workers_is_refused() -> None:
+    env = MINIMAL | {"PHONEBRIDGE_REPLICA_ID": "a" * 62, "PHONEBRIDGE_WORKER": "3"}
+    (problem,) = problems_from(env)
+    assert "too long" in problem
 
 
 @pytest.mark.parametrize(
@@ -248,7 +314,7 @@ def test_bad_personaplex_urls(urls: str, fragment: str) -> None:
         ({"PHONEBRIDGE_RETENTION_DAYS": "0"}, "must be at least 1"),
         ({"PHONEBRIDGE_LOG_FORMAT": "xml"}, "must be text | json"),
         ({"PHONEBRIDGE_LOG_LEVEL": "loud"}, "must be DEBUG, INFO"),
-        ({"PHONEBRIDGE_INSECURE_HTTP": "sure"}, "must be 1 or 0"),
+        ({"PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE": "sure"}, "must be 1 or 0"),
         ({"PHONEBRIDGE_TRANSCRIBE_KEY": "k"}, "PHONEBRIDGE_TRANSCRIBE_URL is not"),
         ({"PHONEBRIDGE_TRANSCRIBE_URL": "asr.local"}, "is not an http(s) URL"),
         ({"DATABASE_URL": "phonebridge.db"}, "DATABASE_URL is not a URL"),
@@ -282,13 +348,13 @@ def test_secrets_never_appear_in_repr() -> None:
 def test_from_env_applies_cli_flags_before_validating() -> None:
     settings = Settings.from_env(
         {"PHONEBRIDGE_PORT": "9000"},
-        public_url="http://127.0.0.1:4321",
+        public_url="https://127.0.0.1:4321",
         twilio_auth_token="flag-token",
         port=None,  # flag not given: the environment's value stays
         personas_dir="elsewhere",
     )
     assert settings.port == 9000
-    assert settings.public_url == "http://127.0.0.1:4321"
+    assert settings.public_url == "https://127.0.0.1:4321"
     assert settings.twilio_auth_token == SecretStr("flag-token")
     assert settings.personas_dir == Path("elsewhere")
 
@@ -417,8 +483,8 @@ def test_public_url_with_odd_characters_is_rejected(public_url: str) -> None:
 
 
 def test_ipv6_public_url() -> None:
-    settings = settings_from(PHONEBRIDGE_PUBLIC_URL="http://[::1]:8080")
-    assert settings.stream_url == "ws://[::1]:8080/twilio/media"
+    settings = settings_from(PHONEBRIDGE_PUBLIC_URL="https://[::1]:8080")
+    assert settings.stream_url == "wss://[::1]:8080/twilio/media"
 
 
 # -- toll-fraud guard -------------------------------------------------------------------

@@ -8,7 +8,13 @@
   :class:`~phonebridge.calls.session.CallSession`.
 - ``POST /twilio/stream-ended`` (:meth:`Bridge.stream_ended`): Twilio asks
   what to do after the stream closed; answer the persona's fallback when the
-  call ended badly, else hang up.
+  call ended badly, else hang up. A call this process never held (its
+  replica died, or this process restarted) gets the fallback too: its stream
+  ended without an outcome because the process holding it was gone.
+
+In a cluster the stream and action paths carry the replica id
+(``/twilio/r/<id>/...``, config.Settings.sticky_prefix) so the edge proxy
+brings them back to the replica holding the call.
 
 Signatures are checked by the web layer before these are called; this module
 holds the call logic only, so tests can drive it without HTTP.
@@ -24,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from phonebridge.calls.admission import Admission, Lease
-from phonebridge.calls.guard import Refused, mask_number
+from phonebridge.calls.guard import AnsweredCalls, Refused, mask_number
 from phonebridge.calls.journal import JournalFactory, UnansweredCall
 from phonebridge.calls.leg import Leg
 from phonebridge.calls.outcome import CallEndReason, CallOutcome, OutcomeBook
@@ -146,6 +152,9 @@ class Bridge:
         # Answered call SIDs (replays open nothing); shared by every replica
         # when coordination is in Redis.
         self._answered = replay or MemoryReplay()
+        # Calls this process wrote a <Connect> for: an action request for any
+        # other call comes from a replica that died (or from before a restart).
+        self._held = AnsweredCalls()
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -303,6 +312,7 @@ class Bridge:
         return pending.session
 
     def _connect_twiml(self, pending: PendingCall) -> str:
+        self._held.add(pending.call_sid)
         return twiml.connect_stream(
             self.config.stream_url,
             self.config.action_url,
@@ -397,18 +407,36 @@ class Bridge:
                     pending, CallEndReason.NO_STREAM, "stream ended before it started"
                 )
         if outcome is None:
-            return twiml.hangup()
+            if call_sid in self._held:
+                return twiml.hangup()  # its outcome was answered already (a repeated request)
+            return self._fallback_for_unheld_call(call_sid, form.get("To", ""))
         persona = self._personas().by_id(outcome.persona_id)
         if persona is None:
             return twiml.hangup()
         if outcome.reason.wants_fallback:
-            fallback = persona.fallback
-            if fallback.transfer_to:
-                return twiml.dial(fallback.transfer_to, message=fallback.say)
-            return _say(persona, fallback.say)
+            return _fallback(persona)
         if outcome.reason in (CallEndReason.MAX_DURATION, CallEndReason.CALLER_SILENCE):
             return _say(persona, GOODBYE)
         return twiml.hangup()
+
+    def _fallback_for_unheld_call(self, call_sid: str, to_number: str) -> str:
+        """The action request of a call another (dead) replica held: the persona's fallback.
+
+        Twilio asks the ``<Connect action>`` only when the stream ended without
+        the caller hanging up, so a caller is still on the line; with no outcome
+        anywhere, the replica holding the call died (the edge proxy sent its
+        action here) or this one restarted. The persona comes from the dialled
+        number in Twilio's signed form, as it did for the voice webhook.
+        """
+        persona = self._personas().for_number(to_number)
+        if persona is None:
+            return twiml.hangup()
+        log.warning(
+            "stream ended for a call this replica does not hold (its replica is gone); "
+            "answering the persona's fallback",
+            extra={"call_sid": call_sid, "persona": persona.id},
+        )
+        return _fallback(persona)
 
     # -- housekeeping ---------------------------------------------------------------
 
@@ -466,3 +494,10 @@ class Bridge:
 
 def _say(persona: Persona, message: str) -> str:
     return twiml.say_and_hangup(message, voice=persona.tts_voice)
+
+
+def _fallback(persona: Persona) -> str:
+    fallback = persona.fallback
+    if fallback.transfer_to:
+        return twiml.dial(fallback.transfer_to, message=fallback.say)
+    return _say(persona, fallback.say)

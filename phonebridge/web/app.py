@@ -65,6 +65,10 @@ class AppDeps:
     """The call history API and dashboard; None serves neither."""
     coordination: Coordination | None = None
     """Shared state (leases, guard...): its health shows in ``/readyz``."""
+    withdrawn: bool = False
+    """Set at the start of a graceful stop: /readyz fails while calls are still
+    taken, so a proxy polling it stops sending webhooks before the drain refuses
+    them (serve.py, ``--withdraw-seconds``)."""
 
 
 def create_app(deps: AppDeps) -> FastAPI:
@@ -130,6 +134,8 @@ def create_app(deps: AppDeps) -> FastAPI:
         # (hosted overflow only) is visible to whoever looks.
         store = "" if deps.coordination is None else "\n" + deps.coordination.status()
         reason = deps.bridge.admission.readiness()
+        if deps.withdrawn:
+            reason = "withdrawn: shutting down"
         if reason is None:
             return PlainTextResponse("ready" + store)
         return PlainTextResponse(f"not ready: {reason}{store}", status_code=503)

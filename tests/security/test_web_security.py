@@ -31,6 +31,8 @@ PUBLIC = {
     # Twilio cannot send the dashboard token: its routes check Twilio's signatures.
     ("POST", "/twilio/voice"),
     ("POST", "/twilio/stream-ended"),
+    # Any replica answers the <Connect action> of a replica that is gone.
+    ("POST", "/twilio/r/{replica}/stream-ended"),
     ("WS", "/twilio/media"),
     # Probes and the Prometheus scrape (kept off the public edge by deploy/).
     ("GET", "/healthz"),
