@@ -15,13 +15,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
+from phonebridge.calls.bridge import PhoneCall
+from phonebridge.calls.outcome import CallEndReason
 from phonebridge.calls.pending import PendingCall
-from phonebridge.config import CarrierSettings, Settings
+from phonebridge.config import CarrierSettings, Settings, SettingsError
 from phonebridge.local import LocalBridge, SimulatorOptions
 from phonebridge.personas.loader import load_personas
 from phonebridge.simulators.phone.carriers import (
@@ -142,7 +147,7 @@ def row_sid(report: DialReport) -> str:
     call_id = report.call_sid
     if report.carrier == "telnyx":  # the call control id, as the bridge's REST calls name it
         path = str(report.rest_requests[0]["path"])
-        call_id = path.split("/v2/calls/")[1].split("/actions/")[0]
+        call_id = path.split("/v2/calls/")[1].split("/actions/", maxsplit=1)[0]
     return bridge_call_sid(report.carrier, call_id)
 
 
@@ -247,8 +252,6 @@ async def test_no_cross_talk_between_carriers(
     core = bridge_of(bridge)
     persona = core.persona_book().for_number(CITYSAN)
     assert persona is not None
-    from phonebridge.calls.bridge import PhoneCall
-
     reserved = await core.answer_phone(
         PhoneCall(
             owner,
@@ -259,9 +262,6 @@ async def test_no_cross_talk_between_carriers(
         )
     )
     assert isinstance(reserved, PendingCall)
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import InvalidStatus
-
     header = (
         {"x-telnyx-streaming-auth-token": reserved.token}
         if thief == "telnyx"
@@ -275,13 +275,7 @@ async def test_no_cross_talk_between_carriers(
             pass
     assert refused.value.response.status_code == 403
     assert core.pending_call(reserved.token) is reserved  # not burnt, still its owner's
-    await core.abandon(reserved, reserved_reason(), "test over")
-
-
-def reserved_reason() -> Any:
-    from phonebridge.calls.outcome import CallEndReason
-
-    return CallEndReason.NO_STREAM
+    await core.abandon(reserved, CallEndReason.NO_STREAM, "test over")
 
 
 # --------------------------------------------------------------------------- the conversation
@@ -446,16 +440,12 @@ async def test_a_bridge_for_telnyx_only_starts_and_twilio_answers_404(
         for carrier in ("plivo", "signalwire"):
             off = await call(bridge, api, carrier, hangup_after=0.3)
             assert off.webhook_status == 404
-        import httpx
-
         async with httpx.AsyncClient() as http:
             twilio = await http.post(bridge.url + "/twilio/voice", data={"CallSid": "CA1"})
         assert twilio.status_code == 404
 
 
 def test_no_carrier_at_all_is_one_line() -> None:
-    from phonebridge.config import SettingsError
-
     with pytest.raises(SettingsError) as refused:
         Settings.from_env({"PHONEBRIDGE_PUBLIC_URL": "https://x.example"})
     lines = [p for p in refused.value.problems if "TWILIO_AUTH_TOKEN" in p]
