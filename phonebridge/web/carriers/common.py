@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 from fastapi import WebSocket
+from starlette.websockets import WebSocketDisconnect
 
 from phonebridge.calls.bridge import Bridge
 from phonebridge.calls.pending import PendingCall
@@ -113,7 +114,7 @@ class StarletteMedia(StarlettePhone):
             return
         try:
             await self._ws.send_bytes(data)
-        except (RuntimeError, OSError):
+        except (WebSocketDisconnect, RuntimeError, OSError):
             self._send_failed = True  # the carrier is gone; the reader ends the call
 
 
