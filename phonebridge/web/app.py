@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -65,6 +65,8 @@ class AppDeps:
     """The call history API and dashboard; None serves neither."""
     coordination: Coordination | None = None
     """Shared state (leases, guard...): its health shows in ``/readyz``."""
+    carrier_routers: Sequence[APIRouter] = field(default_factory=tuple)
+    """The further carriers' routes (web/carriers/), outside the dashboard's auth."""
     withdrawn: bool = False
     """Set at the start of a graceful stop: /readyz fails while calls are still
     taken, so a proxy polling it stops sending webhooks before the drain refuses
@@ -101,6 +103,8 @@ def create_app(deps: AppDeps) -> FastAPI:
     # Public webhooks must not read a 10 MB form before refusing it (web/limits.py).
     app.add_middleware(BodySizeLimit, max_bytes=MAX_REQUEST_BODY_BYTES)
     app.include_router(twilio_router(deps.bridge, deps.twilio_auth))
+    for router in deps.carrier_routers:
+        app.include_router(router)
     if deps.history is not None:
         # the Twilio routes above stay outside the dashboard auth on purpose
         require = dashboard_auth(deps.history.dashboard_token)
