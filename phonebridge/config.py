@@ -42,6 +42,14 @@ Variables (PROTOCOLS.md section in brackets)::
     PHONEBRIDGE_HOST (127.0.0.1), PHONEBRIDGE_PORT (8080)
     PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1  development only: accept unsigned webhooks
     PHONEBRIDGE_INSECURE_HTTP=1  development only: allow an http:// public URL that is not loopback
+    PHONEBRIDGE_OUTBOUND_ENABLED=1  allow outbound calls and campaigns (default off; docs/outbound.md)
+    PHONEBRIDGE_OUTBOUND_COUNTRIES  comma-separated country calling codes that may be dialled (1,44)
+    PHONEBRIDGE_OUTBOUND_CALLER_IDS comma-separated E.164 numbers that may be the caller ID
+                                (the first is the default); numbers of your Twilio account
+    PHONEBRIDGE_OUTBOUND_DNC_FILE   optional do-not-call file, one E.164 number a line (# comments)
+    PHONEBRIDGE_OUTBOUND_RING_SECONDS  how long an outbound call rings before no-answer (30)
+    TWILIO_API_BASE_URL         https base replacing https://api.twilio.com (an egress proxy; http
+                                only to a loopback host, for the fake API of the tests)
 """
 
 from __future__ import annotations
@@ -148,6 +156,13 @@ class Settings:
     retention_days: int | None = None
     host: str = "127.0.0.1"
     port: int = 8080
+    # Outbound calls (phonebridge/outbound/): off unless an operator turns them on.
+    outbound_enabled: bool = False
+    outbound_countries: tuple[int, ...] = ()
+    outbound_caller_ids: tuple[str, ...] = ()
+    outbound_dnc_file: Path | None = None
+    outbound_ring_seconds: int = 30
+    twilio_api_base_url: str | None = None  # None: https://api.twilio.com
     _base: SplitResult = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -162,6 +177,7 @@ class Settings:
         _check_hosted_endpoints(self, problems)
         _check_limits(self, problems)
         _check_optional_services(self, problems)
+        _check_outbound(self, problems)
         if problems:
             raise SettingsError(problems)
 
@@ -214,6 +230,12 @@ class Settings:
             "retention_days": reader.integer("PHONEBRIDGE_RETENTION_DAYS", None),
             "host": reader.text("PHONEBRIDGE_HOST") or "127.0.0.1",
             "port": reader.integer("PHONEBRIDGE_PORT", 8080),
+            "outbound_enabled": reader.flag("PHONEBRIDGE_OUTBOUND_ENABLED"),
+            "outbound_countries": reader.codes("PHONEBRIDGE_OUTBOUND_COUNTRIES"),
+            "outbound_caller_ids": reader.url_list("PHONEBRIDGE_OUTBOUND_CALLER_IDS"),
+            "outbound_dnc_file": _path_or_none(reader.text("PHONEBRIDGE_OUTBOUND_DNC_FILE")),
+            "outbound_ring_seconds": reader.integer("PHONEBRIDGE_OUTBOUND_RING_SECONDS", 30),
+            "twilio_api_base_url": reader.text("TWILIO_API_BASE_URL"),
         }
         values.update(_given(overrides))
         try:
@@ -360,6 +382,12 @@ KNOWN_VARIABLES = frozenset(
         "PHONEBRIDGE_PORT",
         "PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE",
         "PHONEBRIDGE_INSECURE_HTTP",
+        "PHONEBRIDGE_OUTBOUND_ENABLED",
+        "PHONEBRIDGE_OUTBOUND_COUNTRIES",
+        "PHONEBRIDGE_OUTBOUND_CALLER_IDS",
+        "PHONEBRIDGE_OUTBOUND_DNC_FILE",
+        "PHONEBRIDGE_OUTBOUND_RING_SECONDS",
+        "TWILIO_API_BASE_URL",
         "TWILIO_AUTH_TOKEN",
         "TWILIO_ACCOUNT_SID",
         "DATABASE_URL",
@@ -381,7 +409,7 @@ def _environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if environ is None else environ
 
 
-_PATH_FIELDS = frozenset({"personas_dir", "data_dir"})
+_PATH_FIELDS = frozenset({"personas_dir", "data_dir", "outbound_dnc_file"})
 _ENUM_FIELDS: dict[str, type[StrEnum]] = {
     "stream_signature": StreamSignaturePolicy,
     "log_format": LogFormat,
@@ -400,7 +428,7 @@ def _typed(name: str, value: Any) -> Any:
         return SecretStr(value)
     if name in _PATH_FIELDS:
         return Path(value)
-    if name == "personaplex_urls":
+    if name in ("personaplex_urls", "outbound_caller_ids"):
         return _split_list(value)
     if name in _ENUM_FIELDS:
         kind = _ENUM_FIELDS[name]
@@ -472,6 +500,23 @@ class _Reader:
 
     def url_list(self, name: str) -> tuple[str, ...]:
         return _split_list(self.text(name) or "")
+
+    def codes(self, name: str) -> tuple[int, ...]:
+        """Country calling codes (``1,44`` or ``+1, +44``)."""
+        codes: list[int] = []
+        for item in _split_list(self.text(name) or ""):
+            digits = item.removeprefix("+")
+            if not (digits.isascii() and digits.isdigit() and 1 <= len(digits) <= 3):
+                self._problems.append(
+                    f"{name}: {item!r} is not a country calling code (e.g. 1 or 44)"
+                )
+                continue
+            codes.append(int(digits))
+        return tuple(codes)
+
+
+def _path_or_none(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 # -- validation ----------------------------------------------------------------
@@ -690,4 +735,55 @@ def _check_optional_services(settings: Settings, problems: list[str]) -> None:
         problems.append(
             "DATABASE_URL is not a URL (e.g. sqlite+aiosqlite:///data/phonebridge.db or "
             "postgresql+asyncpg://user:pass@host/db)"
+        )
+
+
+_E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+
+
+def _check_outbound(settings: Settings, problems: list[str]) -> None:
+    """Outbound dialling spends money: when it is on, every guard rail must be set."""
+    for number in settings.outbound_caller_ids:
+        if not _E164.fullmatch(number):
+            problems.append(
+                f"PHONEBRIDGE_OUTBOUND_CALLER_IDS: {number!r} is not an E.164 number "
+                "(e.g. +14165550123)"
+            )
+    if not 1 <= settings.outbound_ring_seconds <= 600:
+        problems.append("PHONEBRIDGE_OUTBOUND_RING_SECONDS must be 1..600 (Twilio's range)")
+    base = settings.twilio_api_base_url
+    if base is not None:
+        parts = urlsplit(base)
+        if (
+            parts.scheme not in ("https", "http")
+            or not parts.hostname
+            or parts.query
+            or parts.fragment
+            or "@" in parts.netloc
+        ):
+            problems.append(
+                "TWILIO_API_BASE_URL is not a plain https:// base URL (no credentials, "
+                "query or fragment)"
+            )
+        elif parts.scheme == "http" and not _is_loopback(parts.hostname):
+            problems.append(
+                "TWILIO_API_BASE_URL uses http://: use https:// (http only to a loopback "
+                "host, for development)"
+            )
+    if not settings.outbound_enabled:
+        return
+    if not settings.outbound_countries:
+        problems.append(
+            "PHONEBRIDGE_OUTBOUND_ENABLED is on but PHONEBRIDGE_OUTBOUND_COUNTRIES is empty: "
+            "list the country calling codes that may be dialled (e.g. 1)"
+        )
+    if not settings.outbound_caller_ids:
+        problems.append(
+            "PHONEBRIDGE_OUTBOUND_ENABLED is on but PHONEBRIDGE_OUTBOUND_CALLER_IDS is empty: "
+            "list the numbers of your Twilio account that may call out"
+        )
+    if settings.twilio_account_sid is None or settings.twilio_auth_token is None:
+        problems.append(
+            "PHONEBRIDGE_OUTBOUND_ENABLED is on but TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN "
+            "are not both set: the calls are placed through Twilio's REST API"
         )

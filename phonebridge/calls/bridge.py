@@ -33,7 +33,7 @@ from phonebridge.calls.guard import (
 from phonebridge.calls.journal import JournalFactory, UnansweredCall
 from phonebridge.calls.outcome import CallEndReason, CallOutcome, OutcomeBook
 from phonebridge.calls.pending import PendingCall, PendingCalls, new_token
-from phonebridge.calls.session import CallSession, PhoneSocket
+from phonebridge.calls.session import CallSession, DtmfHook, PhoneSocket
 from phonebridge.errors import (
     CapacityError,
     HandshakeTimeout,
@@ -124,6 +124,10 @@ class Bridge:
         # the instance-wide cap counts, whichever exit path released it.
         self._guarded_calls: list[PendingCall] = []
         self._answered = AnsweredCalls()
+        # Set by the outbound service (phonebridge/outbound/): told of keypad
+        # digits, and asked first what Twilio does after a call's stream ended.
+        self.dtmf_hook: DtmfHook | None = None
+        self.after_call: Callable[[CallOutcome, Persona], str | None] | None = None
 
     # -- POST /twilio/voice ------------------------------------------------------
 
@@ -285,6 +289,7 @@ class Bridge:
             clock=self._clock,
             on_outcome=self.outcomes.record,
             metrics=self.metrics,
+            on_dtmf=self.dtmf_hook,
         )
         self.live[pending.call_sid] = session
         try:
@@ -337,6 +342,8 @@ class Bridge:
         persona = self._personas().by_id(outcome.persona_id)
         if persona is None:
             return twiml.hangup()
+        if self.after_call is not None and (answer := self.after_call(outcome, persona)):
+            return answer
         if outcome.reason.wants_fallback:
             fallback = persona.fallback
             if fallback.transfer_to:
@@ -345,6 +352,60 @@ class Bridge:
         if outcome.reason in (CallEndReason.MAX_DURATION, CallEndReason.CALLER_SILENCE):
             return _say(persona, GOODBYE)
         return twiml.hangup()
+
+    # -- outbound calls (phonebridge/outbound/) ------------------------------------
+    # A call we place is answered on the same path as one we receive: a
+    # reservation (lease + model session opening) claimed by the media stream
+    # with its one-time token.
+
+    def reserve_outbound(
+        self,
+        call: WebhookCall,
+        persona: Persona,
+        lease: Lease,
+        *,
+        wait_seconds: float,
+        variables: Mapping[str, str],
+    ) -> PendingCall:
+        """Reserve as the voice webhook does; the stream has ``wait_seconds`` to come
+        (at dial time: the ringing too, under a provisional call SID)."""
+        pending = self._reserve(call, persona, lease)
+        pending.variables = dict(variables)
+        pending.deadline = max(pending.deadline, self._clock() + wait_seconds)
+        return pending
+
+    def connect_outbound(self, pending: PendingCall, call_sid: str) -> str | None:
+        """``<Connect><Stream>`` for an answered call reserved by :meth:`reserve_outbound`,
+        now known by Twilio's ``call_sid``; ``None`` if the reservation is gone."""
+        if self.pending.by_call_sid(pending.call_sid) is not pending:
+            return None
+        if pending.call_sid != call_sid:
+            self.pending.withdraw(pending.call_sid)
+            pending.call_sid = call_sid
+            self.pending.add(pending)
+        pending.deadline = self._clock() + self.config.pending_timeout
+        self._sweeper_wake.set()
+        return self._connect_twiml(pending)
+
+    async def abandon_outbound(
+        self, reserved_sid: str, call_sid: str, reason: CallEndReason, detail: str
+    ) -> bool:
+        """Release a reservation whose call was never answered (its row is written
+        under ``call_sid``); False if there was none."""
+        pending = self.pending.withdraw(reserved_sid)
+        if pending is None:
+            return False
+        pending.call_sid = call_sid
+        await self._abandon(pending, reason, detail)
+        return True
+
+    def end_live_call(self, call_sid: str, reason: CallEndReason, detail: str) -> bool:
+        """End a live call (an answering machine was detected); False if not live here."""
+        session = self.live.get(call_sid)
+        if session is None:
+            return False
+        session.end(reason, detail)
+        return True
 
     # -- housekeeping ---------------------------------------------------------------
 

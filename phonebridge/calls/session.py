@@ -64,6 +64,11 @@ class PhoneSocket(Protocol):
     async def close(self, code: int = 1000) -> None: ...
 
 
+DtmfHook = Callable[[PendingCall, str], tuple[CallEndReason, str] | None]
+"""Told of every keypad digit; a reason returned ends the call with it (an outbound
+call's opt-out digit: phonebridge/outbound/)."""
+
+
 class CallSession:
     """Runs one call from the Twilio ``start`` message to the end of everything."""
 
@@ -77,8 +82,10 @@ class CallSession:
         clock: Callable[[], float],
         on_outcome: Callable[[CallOutcome], None],
         metrics: BridgeMetrics,
+        on_dtmf: DtmfHook | None = None,
     ) -> None:
         self.pending = pending
+        self._on_dtmf_hook = on_dtmf
         assert stream.start is not None, "the stream handler reads 'start' first"
         self._stream = stream
         self.stream_sid = stream.start.stream_sid
@@ -287,6 +294,11 @@ class CallSession:
 
     async def _on_dtmf(self, digit: str) -> None:
         self._journal.dtmf(digit, self.now())
+        if self._on_dtmf_hook is not None:
+            ending = self._on_dtmf_hook(self.pending, digit)
+            if ending is not None:
+                self.end(*ending)
+                return
         model = self._model
         if model is not None and model.supports_text_injection and self.persona.dtmf_to_model:
             with contextlib.suppress(ModelError):
