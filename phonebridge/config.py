@@ -42,7 +42,8 @@ Variables (PROTOCOLS.md section in brackets)::
     PHONEBRIDGE_HOST (127.0.0.1), PHONEBRIDGE_PORT (8080)
     PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1  development only: accept unsigned webhooks
     PHONEBRIDGE_INSECURE_HTTP=1  development only: allow an http:// public URL that is not loopback
-    PHONEBRIDGE_OUTBOUND_ENABLED=1  allow outbound calls and campaigns (default off; docs/outbound.md)
+    PHONEBRIDGE_OUTBOUND_ENABLED=1  allow outbound calls and campaigns (off by default; see
+                                docs/outbound.md)
     PHONEBRIDGE_OUTBOUND_COUNTRIES  comma-separated country calling codes that may be dialled (1,44)
     PHONEBRIDGE_OUTBOUND_CALLER_IDS comma-separated E.164 numbers that may be the caller ID
                                 (the first is the default); numbers of your Twilio account

@@ -34,6 +34,10 @@ from phonebridge.models.factory import (
     PolarGridFactory,
     PolarGridSettings,
 )
+from phonebridge.outbound.campaigns import CampaignRunner
+from phonebridge.outbound.carrier import TwilioDialer
+from phonebridge.outbound.service import Outbound, OutboundConfig
+from phonebridge.outbound.store import OutboundStore
 from phonebridge.personas.reload import PersonaStore
 from phonebridge.storage.index import CallIndex
 from phonebridge.storage.retention import apply_retention
@@ -147,6 +151,7 @@ async def build_app(
         )
     metrics = BridgeMetrics()
     metrics.watch_leases(lambda: admission.pool.in_use, admission.pool.free_count)
+    journals = JournalFactory(data_dir=settings.data_dir, index=index, transcriber=transcriber)
     bridge = Bridge(
         config=BridgeConfig(
             stream_url=settings.stream_url,
@@ -156,7 +161,7 @@ async def build_app(
         personas=lambda: personas.current,
         admission=admission,
         factories=factories,
-        journals=JournalFactory(data_dir=settings.data_dir, index=index, transcriber=transcriber),
+        journals=journals,
         clock=clock,
         metrics=metrics,
         guard=TollFraudGuard(
@@ -192,6 +197,11 @@ async def build_app(
         await watch_event_loop_lag(bridge.metrics.event_loop_lag)
 
     background: list[Callable[[], Coroutine[Any, Any, None]]] = [watch_personas, watch_loop_lag]
+    outbound_store = await OutboundStore.create(settings.effective_database_url)
+    shutdown.append(outbound_store.close)
+    outbound = _outbound(settings, bridge, personas, outbound_store, journals)
+    campaigns = CampaignRunner(outbound, wall_clock=lambda: datetime.now(UTC))
+    background.append(campaigns.run_forever)
     days = settings.retention_days
     if days is not None and settings.worker in (None, 0):  # one process expires files
 
@@ -217,6 +227,7 @@ async def build_app(
             background=background,
             on_shutdown=shutdown,
             drain_seconds=drain_seconds,
+            outbound=(outbound, campaigns),
             history=HistoryDeps(
                 index=index,
                 data_dir=settings.data_dir,
@@ -227,6 +238,44 @@ async def build_app(
                 ),
             ),
         )
+    )
+
+
+def _outbound(
+    settings: Settings,
+    bridge: Bridge,
+    personas: PersonaStore,
+    store: OutboundStore,
+    journals: JournalFactory,
+) -> Outbound:
+    """The outbound side (docs/outbound.md); it dials only when enabled in settings."""
+    sid, token = settings.twilio_account_sid, settings.twilio_auth_token
+    dialer = (
+        TwilioDialer(sid, token.get_secret_value(), api_base_url=settings.twilio_api_base_url)
+        if sid is not None and token is not None
+        else None
+    )
+    base = settings.sticky_prefix + "/outbound/"
+    return Outbound(
+        config=OutboundConfig(
+            enabled=settings.outbound_enabled,
+            countries=settings.outbound_countries,
+            caller_ids=settings.outbound_caller_ids,
+            ring_seconds=settings.outbound_ring_seconds,
+            pending_timeout=settings.pending_timeout,
+            callback_url=lambda kind, attempt: (
+                settings.webhook_url(base + kind) + f"?attempt={attempt}"
+            ),
+            max_calls=settings.max_calls,
+            replica=f"w{settings.worker}" if settings.worker is not None else "main",
+            dnc_file=settings.outbound_dnc_file,
+        ),
+        bridge=bridge,
+        personas=lambda: personas.current,
+        store=store,
+        dialer=dialer,
+        journals=journals,
+        wall_clock=lambda: datetime.now(UTC),
     )
 
 

@@ -147,6 +147,9 @@ class Outbound:
 
     # -- checks ---------------------------------------------------------------
 
+    def personas(self) -> PersonaBook:
+        return self._personas()
+
     def persona(self, persona_id: str) -> Persona:
         persona = self._personas().by_id(persona_id)
         if persona is None:

@@ -21,11 +21,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from phonebridge.calls.bridge import Bridge
+from phonebridge.outbound.campaigns import CampaignRunner
+from phonebridge.outbound.service import Outbound
 from phonebridge.storage.index import CallIndex
 from phonebridge.web.api import api_router, live_calls
 from phonebridge.web.auth import dashboard_auth
 from phonebridge.web.dashboard import dashboard_router
 from phonebridge.web.limits import MAX_REQUEST_BODY_BYTES, BodySizeLimit
+from phonebridge.web.outbound_routes import outbound_api_router, outbound_twilio_router
 from phonebridge.web.twilio_routes import TwilioAuth, twilio_router
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,8 @@ class AppDeps:
     """How long calls in progress may go on after shutdown begins."""
     history: HistoryDeps | None = None
     """The call history API and dashboard; None serves neither."""
+    outbound: tuple[Outbound, CampaignRunner] | None = None
+    """Outbound calls and campaigns (their API needs ``history``'s auth)."""
 
 
 def create_app(deps: AppDeps) -> FastAPI:
@@ -87,6 +92,8 @@ def create_app(deps: AppDeps) -> FastAPI:
     # Public webhooks must not read a 10 MB form before refusing it (web/limits.py).
     app.add_middleware(BodySizeLimit, max_bytes=MAX_REQUEST_BODY_BYTES)
     app.include_router(twilio_router(deps.bridge, deps.twilio_auth))
+    if deps.outbound is not None:
+        app.include_router(outbound_twilio_router(deps.outbound[0], deps.twilio_auth))
     if deps.history is not None:
         # the Twilio routes above stay outside the dashboard auth on purpose
         require = dashboard_auth(deps.history.dashboard_token)
@@ -94,6 +101,8 @@ def create_app(deps: AppDeps) -> FastAPI:
         history = deps.history
         app.include_router(api_router(history.index, history.data_dir, live, require))
         app.include_router(dashboard_router(history.index, live, require))
+        if deps.outbound is not None:
+            app.include_router(outbound_api_router(*deps.outbound, require))
 
         @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require)])
         async def openapi() -> JSONResponse:
