@@ -199,8 +199,19 @@ async def build_app(
     background: list[Callable[[], Coroutine[Any, Any, None]]] = [watch_personas, watch_loop_lag]
     outbound_store = await OutboundStore.create(settings.effective_database_url)
     shutdown.append(outbound_store.close)
-    outbound = _outbound(settings, bridge, personas, outbound_store, journals)
-    campaigns = CampaignRunner(outbound, wall_clock=lambda: datetime.now(UTC))
+
+    def wall() -> datetime:
+        return datetime.fromtimestamp(wall_clock(), UTC)
+
+    outbound = _outbound(
+        settings,
+        bridge=bridge,
+        personas=personas,
+        store=outbound_store,
+        journals=journals,
+        wall=wall,
+    )
+    campaigns = CampaignRunner(outbound, wall_clock=wall)
     background.append(campaigns.run_forever)
     days = settings.retention_days
     if days is not None and settings.worker in (None, 0):  # one process expires files
@@ -243,10 +254,12 @@ async def build_app(
 
 def _outbound(
     settings: Settings,
+    *,
     bridge: Bridge,
     personas: PersonaStore,
     store: OutboundStore,
     journals: JournalFactory,
+    wall: Callable[[], datetime],
 ) -> Outbound:
     """The outbound side (docs/outbound.md); it dials only when enabled in settings."""
     sid, token = settings.twilio_account_sid, settings.twilio_auth_token
@@ -275,7 +288,7 @@ def _outbound(
         store=store,
         dialer=dialer,
         journals=journals,
-        wall_clock=lambda: datetime.now(UTC),
+        wall_clock=wall,
     )
 
 

@@ -190,7 +190,12 @@ class CampaignRunner:
                 await self.tick(self._wall())
             except StorageError as exc:
                 log.error("campaign tick failed: %s", exc)
-            await asyncio.sleep(self._tick_seconds)
+            # Each tick looks at the clock; an attempt ending frees a slot at once.
+            settled = self._outbound.settled
+            settled.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._tick_seconds):
+                    await settled.wait()
 
     async def tick(self, now: datetime) -> int:
         """One pass over the running campaigns; returns how many calls were placed."""

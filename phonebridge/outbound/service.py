@@ -142,6 +142,8 @@ class Outbound:
         self._ringing_unleased: set[str] = set()  # answer-time attempts still ringing
         self._tasks: set[asyncio.Task[None]] = set()
         self._dnc_file_cache: tuple[float, frozenset[str]] | None = None
+        self.settled = asyncio.Event()
+        """Set whenever an attempt ends: the campaign runner looks for the next contact."""
         bridge.dtmf_hook = self._on_dtmf
         bridge.after_call = self._after_call
 
@@ -368,6 +370,7 @@ class Outbound:
             return
         self._ringing_unleased.discard(attempt.id)
         self._calls.pop(call.sid, None)
+        self.settled.set()
         now = self._wall()
         if call.status == "completed":
             await self.store.finish_attempt(attempt.id, "answered", now, call_sid=call.sid)
