@@ -138,6 +138,7 @@ class Outbound:
         self._wall = wall_clock
         self._early: dict[str, PendingCall] = {}  # attempt id -> reserved at dial time
         self._calls: dict[str, _LiveOutbound] = {}  # call SID -> answered outbound call
+        self._opted_out: set[str] = set()  # call SIDs whose callee pressed the opt-out digit
         self._in_flight: set[str] = set()  # attempts whose REST request is running here
         self._ringing_unleased: set[str] = set()  # answer-time attempts still ringing
         self._tasks: set[asyncio.Task[None]] = set()
@@ -373,7 +374,10 @@ class Outbound:
         self.settled.set()
         now = self._wall()
         if call.status == "completed":
-            await self.store.finish_attempt(attempt.id, "answered", now, call_sid=call.sid)
+            # The opt-out's own write may still be queued behind this one.
+            outcome = "opted_out" if call.sid in self._opted_out else "answered"
+            self._opted_out.discard(call.sid)
+            await self.store.finish_attempt(attempt.id, outcome, now, call_sid=call.sid)
             return
         outcome, reason = _UNANSWERED[call.status]
         if not await self.store.finish_attempt(attempt.id, outcome, now, call_sid=call.sid):
@@ -436,6 +440,7 @@ class Outbound:
         call = self._calls.get(pending.call_sid)
         if call is None or digit != call.persona.outbound.opt_out_digit:
             return None
+        self._opted_out.add(pending.call_sid)
         task = asyncio.create_task(self._opt_out(call))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

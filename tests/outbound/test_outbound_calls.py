@@ -1,0 +1,201 @@
+"""One outbound call at a time, end to end: the real bridge and twilio client, a fake
+Twilio Calls API on loopback (test double), the phone simulator as the callee."""
+
+from __future__ import annotations
+
+import pytest
+
+from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL
+from phonebridge.simulators.twilio_api import Callee
+from phonebridge.telephony.twilio.signature import SIGNATURE_HEADER, sign
+
+from ..conftest import record_of
+from .conftest import CALLER_ID, OutboundFactory, eventually
+
+HUMAN = "+14165550111"
+MACHINE = "+14165550112"
+
+
+async def attempt_ended(outbounds, attempt_id: str):  # type: ignore[no-untyped-def]
+    async def ended():  # type: ignore[no-untyped-def]
+        found = await outbounds.outbound.store.attempt(attempt_id)
+        return found if found is not None and found.state == "ended" else None
+
+    return await eventually(ended)
+
+
+async def test_a_person_answers(start_outbound: OutboundFactory) -> None:
+    async with start_outbound({HUMAN: Callee("human", talk=0.8)}) as o:
+        response = await o.call(to=HUMAN, persona="citysan", variables={"name": "Ada"})
+        assert response.status_code == 201, response.text
+        attempt = response.json()
+        assert attempt["placed_by"] == "operator:alice"
+        assert attempt["from_number"] == CALLER_ID
+        assert attempt["variables"] == {"name": "Ada"}
+        ended = await attempt_ended(o, attempt["id"])
+        assert ended.outcome == "answered"
+        assert ended.answered_by == "human"
+        row = await record_of(o.bridge, ended.call_sid)
+        assert row.end_reason == "caller_hangup"
+        assert row.to_number == HUMAN and row.from_number == CALLER_ID
+        assert row.recording_path is not None
+        (call,) = o.api.created
+        assert call.machine_detection == "Enable"  # the persona hangs up on machines
+        assert call.report is not None and call.report.frames_received > 0  # the persona spoke
+        assert call.url.startswith(PUBLIC_URL + "/twilio/outbound/answer?attempt=")
+
+
+async def test_machine_gets_the_voicemail_after_the_beep(start_outbound: OutboundFactory) -> None:
+    async with start_outbound({MACHINE: Callee("machine", greeting=0.6)}) as o:
+        response = await o.call(to=MACHINE, persona="reminder")
+        assert response.status_code == 201, response.text
+        ended = await attempt_ended(o, response.json()["id"])
+        assert ended.outcome == "voicemail"
+        assert ended.answered_by == "machine_end_beep"
+        (call,) = o.api.created
+        assert call.machine_detection == "DetectMessageEnd"
+        report = call.report
+        assert report is not None
+        # the bridge ended the stream after the beep, then Twilio was told to <Say> it
+        assert report.ended_by == "bridge"
+        assert report.stream_duration_s is not None and report.stream_duration_s >= 0.9
+        assert report.said == ["Hello, this is CitySan reminding you that pickup is on Tuesday."]
+        row = await record_of(o.bridge, ended.call_sid)
+        assert row.end_reason == "voicemail"
+
+
+async def test_machine_is_hung_up_on(start_outbound: OutboundFactory) -> None:
+    async with start_outbound({MACHINE: Callee("machine", greeting=3.0)}) as o:
+        response = await o.call(to=MACHINE, persona="citysan")
+        ended = await attempt_ended(o, response.json()["id"])
+        assert ended.outcome == "machine_hangup"
+        (call,) = o.api.created
+        assert call.report is not None and call.report.said == []
+        assert "Hangup" in call.report.twiml_verbs
+        assert (await record_of(o.bridge, ended.call_sid)).end_reason == "machine_hangup"
+
+
+@pytest.mark.parametrize(
+    ("kind", "outcome", "end_reason"),
+    [
+        ("no-answer", "no_answer", "no_answer"),
+        ("busy", "busy", "line_busy"),
+        ("failed", "failed", "dial_failed"),
+    ],
+)
+async def test_unanswered_calls_end_in_their_outcome_row(
+    start_outbound: OutboundFactory, kind: str, outcome: str, end_reason: str
+) -> None:
+    async with start_outbound({HUMAN: Callee(kind)}) as o:  # type: ignore[arg-type]
+        response = await o.call(to=HUMAN, persona="citysan")
+        assert response.status_code == 201
+        ended = await attempt_ended(o, response.json()["id"])
+        assert ended.outcome == outcome
+        row = await record_of(o.bridge, ended.call_sid)
+        assert row.end_reason == end_reason
+        assert row.to_number == HUMAN
+        assert o.bridge.app.state.deps.bridge.admission.active_calls == 0
+
+
+async def test_dial_time_model_is_released_when_nobody_answers(
+    start_outbound: OutboundFactory,
+) -> None:
+    async with start_outbound({HUMAN: Callee("no-answer", ring=0.5)}) as o:
+        bridge = o.bridge.app.state.deps.bridge
+        response = await o.call(to=HUMAN, persona="dialtime")
+        assert response.status_code == 201
+        # the model session opened while the phone rang: a lease is held
+        assert bridge.admission.active_calls == 1
+        ended = await attempt_ended(o, response.json()["id"])
+        assert ended.outcome == "no_answer"
+        await eventually(lambda: bridge.admission.active_calls == 0)
+        assert (await record_of(o.bridge, ended.call_sid)).end_reason == "no_answer"
+
+
+async def test_dial_time_model_is_claimed_on_answer(start_outbound: OutboundFactory) -> None:
+    async with start_outbound({HUMAN: Callee("human", talk=0.6)}) as o:
+        response = await o.call(to=HUMAN, persona="dialtime")
+        ended = await attempt_ended(o, response.json()["id"])
+        assert ended.outcome == "answered"
+        row = await record_of(o.bridge, ended.call_sid)
+        assert row.end_reason == "caller_hangup"
+        (call,) = o.api.created
+        assert call.report is not None and call.report.first_agent_audio_after_start_s is not None
+
+
+async def test_opt_out_by_dtmf_lands_on_dnc_and_ends_politely(
+    start_outbound: OutboundFactory,
+) -> None:
+    async with start_outbound({HUMAN: Callee("human", talk=10.0, dtmf=((0.5, "9"),))}) as o:
+        response = await o.call(to=HUMAN, persona="reminder")
+        ended = await attempt_ended(o, response.json()["id"])
+        assert ended.outcome == "opted_out"
+        assert await o.outbound.store.is_dnc(HUMAN)
+        (call,) = o.api.created
+        assert call.report is not None
+        assert call.report.said == ["You will not be called again. Goodbye from CitySan."]
+        assert call.report.stream_duration_s is not None and call.report.stream_duration_s < 5
+        assert (await record_of(o.bridge, ended.call_sid)).end_reason == "opted_out"
+        listed = (await o.http.get(o.bridge.url + "/api/dnc")).json()["items"]
+        assert [item["number"] for item in listed] == [HUMAN]
+        # the number is not dialled again
+        again = await o.call(to=HUMAN, persona="reminder")
+        assert again.status_code == 409
+        assert "do-not-call" in again.json()["error"]
+        assert len(o.api.created) == 1
+
+
+async def test_disabled_means_403_and_no_rest_request(start_outbound: OutboundFactory) -> None:
+    async with start_outbound(outbound_enabled=False) as o:
+        response = await o.call(to=HUMAN, persona="citysan")
+        assert response.status_code == 403
+        assert "disabled" in response.json()["error"]
+        campaign = await o.http.post(
+            o.bridge.url + "/api/campaigns",
+            json={"name": "x", "persona": "citysan", "contacts": [{"number": HUMAN}]},
+        )
+        assert campaign.status_code == 403
+        assert o.api.requests == []
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"to": "4165550111", "persona": "citysan"}, 400, "E.164"),
+        ({"to": "+1416555", "persona": "citysan"}, 400, "not a valid phone number"),
+        ({"to": "+442071838750", "persona": "citysan"}, 400, "country code +44"),
+        ({"to": HUMAN, "persona": "nobody"}, 404, "no persona 'nobody'"),
+        ({"to": HUMAN, "persona": "citysan", "from": "+14165550999"}, 400, "caller ID"),
+    ],
+)
+async def test_refusals_are_clear_and_cost_nothing(
+    start_outbound: OutboundFactory, body: dict[str, str], status: int, message: str
+) -> None:
+    async with start_outbound() as o:
+        response = await o.call(**body)
+        assert response.status_code == status
+        assert message in response.json()["error"]
+        assert o.api.requests == []
+
+
+async def test_callbacks_must_be_signed(start_outbound: OutboundFactory) -> None:
+    async with start_outbound({HUMAN: Callee("no-answer", ring=5.0)}) as o:
+        attempt = (await o.call(to=HUMAN, persona="citysan")).json()
+        path = f"/twilio/outbound/status?attempt={attempt['id']}"
+        form = {"CallSid": "CA" + "1" * 32, "CallStatus": "busy"}
+        unsigned = await o.http.post(o.bridge.url + path, data=form)
+        assert unsigned.status_code == 403
+        forged = await o.http.post(
+            o.bridge.url + path,
+            data=form,
+            headers={SIGNATURE_HEADER: sign("not-the-token", PUBLIC_URL + path, form)},
+        )
+        assert forged.status_code == 403
+        found = await o.outbound.store.attempt(attempt["id"])
+        assert found is not None and found.state == "dialing"
+        signed = await o.http.post(
+            o.bridge.url + path,
+            data=form,
+            headers={SIGNATURE_HEADER: sign(DEMO_AUTH_TOKEN, PUBLIC_URL + path, form)},
+        )
+        assert signed.status_code == 204
