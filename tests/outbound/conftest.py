@@ -8,6 +8,7 @@ callees are the phone simulator answering as a person or a machine, or not at al
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -115,24 +116,27 @@ def start_outbound(start_bridge: BridgeFactory) -> OutboundFactory:
             "max_new_calls_per_minute": 0,
         }
         settings.update(overrides)
-        async with FakeTwilioApi(
+        api = FakeTwilioApi(
             account_sid=ACCOUNT,
             auth_token=DEMO_AUTH_TOKEN,
             bridge_public_url=PUBLIC_URL,
-            bridge_local_url="http://127.0.0.1:1",
+            bridge_local_url="http://127.0.0.1:1",  # set once the bridge has a port
             callees=callees,
-        ) as api:
-            async with start_bridge(twilio_api_base_url=api.url, **settings) as bridge:
-                api.routes = Routes(PUBLIC_URL, bridge.url)
-                async with httpx.AsyncClient(timeout=10) as http:
-                    yield Outbounds(bridge, api, http)
+        )
+        async with api, contextlib.AsyncExitStack() as stack:
+            bridge = await stack.enter_async_context(
+                start_bridge(twilio_api_base_url=api.url, **settings)
+            )
+            http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+            api.routes = Routes(PUBLIC_URL, bridge.url)
+            yield Outbounds(bridge, api, http)
 
     return factory
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
+async def eventually(check: Callable[[], Any], within: float = 15.0) -> Any:
     """Poll an async or sync ``check`` until it returns something truthy."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(within):
         while True:
             result = check()
             if asyncio.iscoroutine(result):

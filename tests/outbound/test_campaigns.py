@@ -36,7 +36,7 @@ async def settled_at(o: Outbounds, campaign_id: str, attempts: int) -> dict:  # 
         done = p["attempts"] == attempts and not p["states"].get("dialing")
         return body if done else None
 
-    return await eventually(check, timeout=60)  # type: ignore[no-any-return]
+    return await eventually(check, within=60)  # type: ignore[no-any-return]
 
 
 async def test_fifty_contacts_three_at_a_time(start_outbound: OutboundFactory) -> None:
@@ -93,15 +93,17 @@ async def test_fifty_contacts_three_at_a_time(start_outbound: OutboundFactory) -
         # 23:30: 08:30 in Tokyo.
         wall.now = (START + timedelta(hours=9, minutes=30)).timestamp()
         body = await settled_at(o, cid, attempts=52)
-        await eventually(lambda: _finished(o, cid), timeout=10)
+        await eventually(lambda: _finished(o, cid), within=10)
 
         assert o.api.max_active <= 3
         called = Counter(call.to for call in o.api.created)
         assert not set(called) & set(DNC)
         assert all(called[n] == 1 for n in called if n not in NO_ANSWER | BUSY)
         outcomes = body["progress"]["outcomes"]
-        assert outcomes["no_answer"] == 4 and outcomes["busy"] == 3
-        assert outcomes["answered"] == 38 and outcomes["dnc"] == 5
+        assert outcomes["no_answer"] == 4
+        assert outcomes["busy"] == 3
+        assert outcomes["answered"] == 38
+        assert outcomes["dnc"] == 5
 
         window = CallingWindow()
         zone_of = {n: "Asia/Tokyo" for n in TOKYO}
@@ -155,12 +157,13 @@ async def test_pause_resume_cancel(start_outbound: OutboundFactory) -> None:
         await asyncio.sleep(1.5)  # more than a scheduler tick
         assert o.api.requests == []
         assert (await o.http.post(f"{url}/{first['id']}/resume")).json()["state"] == "running"
-        await eventually(lambda: _finished(o, first["id"]), timeout=20)
+        await eventually(lambda: _finished(o, first["id"]), within=20)
         assert sorted(c.to for c in o.api.created) == sorted(TOKYO[:3])
         attempts = await o.outbound.store.attempts_for(campaign_id=first["id"])
         assert {a.variables["name"] for a in attempts} == {"Ada"}
         body = (await o.http.get(f"{url}/{second['id']}")).json()
-        assert body["state"] == "cancelled" and body["progress"]["states"] == {"cancelled": 3}
+        assert body["state"] == "cancelled"
+        assert body["progress"]["states"] == {"cancelled": 3}
 
 
 async def test_bad_uploads_are_refused_whole(start_outbound: OutboundFactory) -> None:
@@ -213,8 +216,10 @@ async def test_a_claim_cut_by_a_crash_is_looked_up_never_redialled(
         await o.api.wait_ended()
         assert await o.outbound.reconcile() == 2
         released = await store.attempt(lost.id)
-        assert released is not None and released.outcome == "not_placed"
+        assert released is not None
+        assert released.outcome == "not_placed"
         adopted = await store.attempt(reached.id)
-        assert adopted is not None and adopted.outcome == "busy"
+        assert adopted is not None
+        assert adopted.outcome == "busy"
         assert adopted.call_sid == o.api.created[0].sid
         assert len(o.api.created) == 1  # nobody was dialled by the recovery

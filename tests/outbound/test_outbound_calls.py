@@ -37,11 +37,13 @@ async def test_a_person_answers(start_outbound: OutboundFactory) -> None:
         assert ended.answered_by == "human"
         row = await record_of(o.bridge, ended.call_sid)
         assert row.end_reason == "caller_hangup"
-        assert row.to_number == HUMAN and row.from_number == CALLER_ID
+        assert row.to_number == HUMAN
+        assert row.from_number == CALLER_ID
         assert row.recording_path is not None
         (call,) = o.api.created
         assert call.machine_detection == "Enable"  # the persona hangs up on machines
-        assert call.report is not None and call.report.frames_received > 0  # the persona spoke
+        assert call.report is not None
+        assert call.report.frames_received > 0
         assert call.url.startswith(PUBLIC_URL + "/twilio/outbound/answer?attempt=")
 
 
@@ -58,7 +60,8 @@ async def test_machine_gets_the_voicemail_after_the_beep(start_outbound: Outboun
         assert report is not None
         # the bridge ended the stream after the beep, then Twilio was told to <Say> it
         assert report.ended_by == "bridge"
-        assert report.stream_duration_s is not None and report.stream_duration_s >= 0.9
+        assert report.stream_duration_s is not None
+        assert report.stream_duration_s >= 0.9
         assert report.said == ["Hello, this is CitySan reminding you that pickup is on Tuesday."]
         row = await record_of(o.bridge, ended.call_sid)
         assert row.end_reason == "voicemail"
@@ -70,7 +73,8 @@ async def test_machine_is_hung_up_on(start_outbound: OutboundFactory) -> None:
         ended = await attempt_ended(o, response.json()["id"])
         assert ended.outcome == "machine_hangup"
         (call,) = o.api.created
-        assert call.report is not None and call.report.said == []
+        assert call.report is not None
+        assert call.report.said == []
         assert "Hangup" in call.report.twiml_verbs
         assert (await record_of(o.bridge, ended.call_sid)).end_reason == "machine_hangup"
 
@@ -120,7 +124,8 @@ async def test_dial_time_model_is_claimed_on_answer(start_outbound: OutboundFact
         row = await record_of(o.bridge, ended.call_sid)
         assert row.end_reason == "caller_hangup"
         (call,) = o.api.created
-        assert call.report is not None and call.report.first_agent_audio_after_start_s is not None
+        assert call.report is not None
+        assert call.report.first_agent_audio_after_start_s is not None
 
 
 async def test_opt_out_by_dtmf_lands_on_dnc_and_ends_politely(
@@ -134,7 +139,8 @@ async def test_opt_out_by_dtmf_lands_on_dnc_and_ends_politely(
         (call,) = o.api.created
         assert call.report is not None
         assert call.report.said == ["You will not be called again. Goodbye from CitySan."]
-        assert call.report.stream_duration_s is not None and call.report.stream_duration_s < 5
+        assert call.report.stream_duration_s is not None
+        assert call.report.stream_duration_s < 5
         assert (await record_of(o.bridge, ended.call_sid)).end_reason == "opted_out"
         listed = (await o.http.get(o.bridge.url + "/api/dnc")).json()["items"]
         assert [item["number"] for item in listed] == [HUMAN]
@@ -192,7 +198,8 @@ async def test_callbacks_must_be_signed(start_outbound: OutboundFactory) -> None
         )
         assert forged.status_code == 403
         found = await o.outbound.store.attempt(attempt["id"])
-        assert found is not None and found.state == "dialing"
+        assert found is not None
+        assert found.state == "dialing"
         signed = await o.http.post(
             o.bridge.url + path,
             data=form,
