@@ -52,7 +52,7 @@ async def test_kill_9_mid_campaign_then_restart(tmp_path: Path) -> None:
         )
         process = await serve.start()
         try:
-            async with httpx.AsyncClient(within=10) as http:
+            async with httpx.AsyncClient(timeout=10) as http:
                 created = await http.post(
                     serve.url + "/api/campaigns",
                     json={
