@@ -349,6 +349,12 @@ def personas_directory(environ: Mapping[str, str] | None = None) -> Path:
     return Path(value) if value else DEFAULT_PERSONAS_DIR
 
 
+def dashboard_token_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """``PHONEBRIDGE_DASHBOARD_TOKEN``, for CLI commands that call the running server's API."""
+    value = _environ(environ).get("PHONEBRIDGE_DASHBOARD_TOKEN", "").strip()
+    return value or None
+
+
 def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     """Warnings for ``PHONEBRIDGE_*`` variables nobody reads (typos fail silently otherwise)."""
     warnings = []

@@ -3,6 +3,11 @@ Twilio Calls API on loopback (test double), the phone simulator as the callee.""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
+from pathlib import Path
+
 import pytest
 
 from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL
@@ -206,3 +211,61 @@ async def test_callbacks_must_be_signed(start_outbound: OutboundFactory) -> None
             headers={SIGNATURE_HEADER: sign(DEMO_AUTH_TOKEN, PUBLIC_URL + path, form)},
         )
         assert signed.status_code == 204
+
+
+async def run_cli(*args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "phonebridge.cli", *args, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, json.loads(out)
+
+
+async def test_the_cli_places_calls_and_campaigns(
+    start_outbound: OutboundFactory, tmp_path: Path
+) -> None:
+    ringing = {HUMAN: Callee("human", talk=0.3), "+14165550120": Callee("no-answer", ring=5.0)}
+    async with start_outbound(ringing) as o:
+        url = o.bridge.url
+        code, attempt = await run_cli(
+            "call",
+            "--to",
+            HUMAN,
+            "--persona",
+            "citysan",
+            "--var",
+            "name=Ada",
+            "--operator",
+            "bob",
+            "--url",
+            url,
+        )
+        assert code == 0
+        assert attempt["placed_by"] == "operator:bob"
+        assert attempt["variables"] == {"name": "Ada"}
+        code, refused = await run_cli("call", "--to", "+4420", "--persona", "citysan", "--url", url)
+        assert code == 1
+        assert "E.164" in refused["error"] or "valid" in refused["error"]
+        contacts = tmp_path / "contacts.csv"
+        contacts.write_text("number,time_zone,name\n+14165550120,America/Toronto,Ada\n")
+        code, campaign = await run_cli(
+            "campaign",
+            "create",
+            str(contacts),
+            "--name",
+            "cli",
+            "--persona",
+            "citysan",
+            "--window-start",
+            "00:00",
+            "--window-end",
+            "24:00",
+            "--url",
+            url,
+        )
+        assert code == 0
+        assert campaign["progress"]["contacts"] == 1
+        code, paused = await run_cli("campaign", "pause", campaign["id"], "--url", url)
+        assert code == 0
+        assert paused["state"] == "paused"  # still ringing: the campaign was running
