@@ -1,4 +1,4 @@
-"""The ``phonebridge`` command: serve | demo | dial | simulate | personas check | call | campaign.
+"""The ``phonebridge`` command: serve | demo | dial | simulate | personas | db | call | campaign.
 
 Each part of the package registers its own sub-command (``register(subparsers)``
 setting ``func``), so this module only assembles them.
@@ -16,6 +16,7 @@ from phonebridge.outbound import cli as outbound_cli
 from phonebridge.personas import cli as personas_cli
 from phonebridge.simulators import cli as simulators_cli
 from phonebridge.simulators.phone import cli as phone_cli
+from phonebridge.storage import db_cli
 from phonebridge.telephony.twilio import configure_cli as twilio_cli
 
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     personas_cli.register(subparsers)
     twilio_cli.register(subparsers)
     outbound_cli.register(subparsers)
+    db_cli.register(subparsers)
     return parser
 
 

@@ -8,7 +8,13 @@
   :class:`~phonebridge.calls.session.CallSession`.
 - ``POST /twilio/stream-ended`` (:meth:`Bridge.stream_ended`): Twilio asks
   what to do after the stream closed; answer the persona's fallback when the
-  call ended badly, else hang up.
+  call ended badly, else hang up. A call this process never held (its
+  replica died, or this process restarted) gets the fallback too: its stream
+  ended without an outcome because the process holding it was gone.
+
+In a cluster the stream and action paths carry the replica id
+(``/twilio/r/<id>/...``, config.Settings.sticky_prefix) so the edge proxy
+brings them back to the replica holding the call.
 
 Signatures are checked by the web layer before these are called; this module
 holds the call logic only, so tests can drive it without HTTP.
@@ -18,22 +24,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from phonebridge.calls.admission import Admission, Lease
-from phonebridge.calls.guard import (
-    AnsweredCalls,
-    Refused,
-    TollFraudGuard,
-    caller_key,
-    mask_number,
-)
+from phonebridge.calls.guard import AnsweredCalls, Refused, mask_number
 from phonebridge.calls.journal import JournalFactory, UnansweredCall
+from phonebridge.calls.leg import Leg
 from phonebridge.calls.outcome import CallEndReason, CallOutcome, OutcomeBook
 from phonebridge.calls.pending import PendingCall, PendingCalls, new_token
-from phonebridge.calls.session import CallSession, DtmfHook, PhoneSocket
+from phonebridge.calls.session import CallSession, DtmfHook
+from phonebridge.coordination.base import CallGuard, ReplayMemory
+from phonebridge.coordination.memory import MemoryReplay
 from phonebridge.errors import (
     CapacityError,
     HandshakeTimeout,
@@ -42,11 +46,11 @@ from phonebridge.errors import (
     RemoteProtocolError,
 )
 from phonebridge.metrics import BridgeMetrics
-from phonebridge.models.base import ModelSession, ModelSessionFactory
+from phonebridge.models.base import ModelSession, ModelSessionFactory, SessionRequest
 from phonebridge.personas.book import PersonaBook
 from phonebridge.personas.schema import Persona
 from phonebridge.telephony.twilio import twiml
-from phonebridge.telephony.twilio.events import Start
+from phonebridge.telephony.twilio.leg import PhoneSocket, TwilioLeg, await_start
 from phonebridge.telephony.twilio.protocol import MediaStreamProtocol
 
 log = logging.getLogger(__name__)
@@ -90,6 +94,59 @@ class WebhookCall:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class NewCall:
+    """A call some leg's entry asks the bridge to admit (see :meth:`Bridge.admit`)."""
+
+    call_sid: str
+    from_number: str
+    to_number: str
+    persona: Persona
+    request: SessionRequest
+    """What to open the model with: the persona's, or a one-call override, at the leg's rate."""
+    channel: str
+    """The kind of leg (``twilio``, ``browser``), as stored on the call row."""
+    account_sid: str = ""
+    placed_by: str | None = None
+    """Who placed it: the dashboard user (a browser call), ``operator:<name>`` or
+    ``campaign:<id>`` (an outbound call); None for a call we received."""
+    direction: str = "inbound"
+    """``outbound`` for a call we placed (phonebridge/outbound/): the toll-fraud
+    guard then counts the number we ring (``to_number``), not our caller ID."""
+    variables: Mapping[str, str] = field(default_factory=dict)
+    """Per-call context variables (an outbound call's ``--var`` or contact row)."""
+
+    @property
+    def party(self) -> str:
+        """The other end: whom the toll-fraud guard's per-number limits count."""
+        return self.to_number if self.direction == "outbound" else self.from_number
+
+
+@dataclass(slots=True)
+class Screened:
+    """A call the toll-fraud guard admitted before it takes a lease (:meth:`Bridge.screen`).
+
+    An outbound call whose model opens at answer is screened when dialled (a
+    refusal costs nothing: nobody is rung) and admitted when answered; while it
+    rings it holds its guard reservation, and once the carrier took it, it
+    counts (:meth:`Bridge.confirm_screened`).
+    """
+
+    call_sid: str
+    """The SID the guard knows the call by (an outbound call's provisional one)."""
+    caller: str | None
+    """The guard's bucket; None when there is no guard."""
+    confirmed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class CallRefused:
+    """The guard or the capacity said no: nothing was opened, the refusal is on record."""
+
+    reason: CallEndReason  # RATE_LIMITED or BUSY
+    detail: str
+
+
 class Bridge:
     """Owns every pending and live call of this process."""
 
@@ -103,7 +160,8 @@ class Bridge:
         journals: JournalFactory,
         clock: Callable[[], float],
         metrics: BridgeMetrics | None = None,
-        guard: TollFraudGuard | None = None,
+        guard: CallGuard | None = None,
+        replay: ReplayMemory | None = None,
     ) -> None:
         self.config = config
         self._personas = personas
@@ -119,15 +177,25 @@ class Bridge:
         self._sweeper_wake = asyncio.Event()
         self._call_finished = asyncio.Event()
         self.guard = guard
-        # Calls the guard admitted, until their slot is given back: a call holds
-        # a slot exactly while its (current) lease is unreleased, the same truth
-        # the instance-wide cap counts, whichever exit path released it.
-        self._guarded_calls: list[PendingCall] = []
-        self._answered = AnsweredCalls()
         # Set by the outbound service (phonebridge/outbound/): told of keypad
         # digits, and asked first what Twilio does after a call's stream ended.
         self.dtmf_hook: DtmfHook | None = None
         self.after_call: Callable[[CallOutcome, Persona], str | None] | None = None
+        # Answered call SIDs (replays open nothing); shared by every replica
+        # when coordination is in Redis.
+        self._answered = replay or MemoryReplay()
+        # Calls this process wrote a <Connect> for: an action request for any
+        # other call comes from a replica that died (or from before a restart).
+        self._held = AnsweredCalls()
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The monotonic clock calls run on (legs' entries use it too)."""
+        return self._clock
+
+    def persona_book(self) -> PersonaBook:
+        """The personas as loaded now (they reload when the files change)."""
+        return self._personas()
 
     # -- POST /twilio/voice ------------------------------------------------------
 
@@ -138,75 +206,129 @@ class Bridge:
         if retry is not None:
             # Twilio retried the webhook: answer the same stream, open nothing new.
             return self._connect_twiml(retry)
-        if call.call_sid in self._answered:
+        if not await self._answered.first_answer(call.call_sid):
             # A signed webhook replayed after its call was answered: open nothing.
             log.warning(
                 "voice webhook replayed; not answered again", extra={"call_sid": call.call_sid}
             )
             return twiml.hangup()
-        self._answered.add(call.call_sid)
         persona = self._personas().for_number(call.to_number)
         if persona is None:
             log.warning("no persona for %s and no default", call.to_number)
             return twiml.say_and_hangup(NOT_IN_SERVICE)
-        admitted_caller: str | None = None
-        if self.guard is not None:
-            # Before the lease: a refused call opens no model session and costs nothing.
-            self._guarded_calls = [p for p in self._guarded_calls if not p.lease.released]
-            caller = caller_key(call.from_number)
-            active = sum(1 for p in self._guarded_calls if caller_key(p.from_number) == caller)
-            decision = self.guard.check(call.from_number, self._clock(), active_calls=active)
-            if isinstance(decision, Refused):
-                log.warning(
-                    "toll-fraud guard refused a call from %s: %s (%s)",
-                    mask_number(decision.caller),
-                    decision.reason.value,
-                    decision.detail,
-                    extra={"call_sid": call.call_sid, "persona": persona.id},
-                )
-                self.metrics.calls.labels("busy", CallEndReason.RATE_LIMITED.value).inc()
-                self.metrics.calls_refused.labels(decision.reason.value).inc()
-                await self._journals.record_unanswered(
-                    UnansweredCall(call.call_sid, call.from_number, call.to_number),
-                    persona,
-                    CallEndReason.RATE_LIMITED,
-                    f"{decision.reason.value}: {decision.detail}",
-                )
-                return _say(persona, persona.busy_message)
-            admitted_caller = decision.caller
+        admitted = await self.admit(
+            NewCall(
+                call_sid=call.call_sid,
+                account_sid=call.account_sid,
+                from_number=call.from_number,
+                to_number=call.to_number,
+                persona=persona,
+                request=persona.session_request(),
+                channel="twilio",
+            )
+        )
+        if isinstance(admitted, CallRefused):
+            return _say(persona, persona.busy_message)
+        return self._connect_twiml(admitted)
+
+    async def admit(
+        self, call: NewCall, screened: Screened | None = None
+    ) -> PendingCall | CallRefused:
+        """The one reservation path every leg's entry shares (phone webhook, browser,
+        an outbound call when it is dialled or answered).
+
+        The toll-fraud guard first (a refused call opens no model session and
+        costs nothing; ``screened``: it was asked already, :meth:`screen`), then
+        a lease, then the model session starts opening: the call is pending
+        until its leg claims it with the one-time token. A refusal is recorded
+        on the call index like any call.
+        """
+        if screened is None:
+            passed = await self.screen(call)
+            if isinstance(passed, CallRefused):
+                return passed
+            screened = passed
+        persona = call.persona
         try:
-            lease = self.admission.acquire(persona.provider, persona.overflow)
+            lease = await self.admission.acquire(persona.provider, persona.overflow)
         except CapacityError as exc:
+            await self.release_screened(screened)  # busy uses no quota
             log.info("busy: %s", exc, extra={"call_sid": call.call_sid})
             self.metrics.calls.labels("busy", CallEndReason.BUSY.value).inc()
             await self._journals.record_unanswered(
-                UnansweredCall(call.call_sid, call.from_number, call.to_number),
-                persona,
-                CallEndReason.BUSY,
-                str(exc),
+                _unanswered(call), persona, CallEndReason.BUSY, str(exc)
             )
-            return _say(persona, persona.busy_message)
-        pending = self._reserve(call, persona, lease)
-        if self.guard is not None and admitted_caller is not None:
+            return CallRefused(CallEndReason.BUSY, str(exc))
+        if self.guard is not None and screened.caller is not None:
             # Counted only now, with a slot taken: a busy answer uses no quota.
-            self.guard.record(admitted_caller, self._clock())
-            self._guarded_calls.append(pending)
-        return self._connect_twiml(pending)
+            # The call holds its guard slot exactly as long as its (current)
+            # lease, whichever exit path releases it.
+            if not screened.confirmed:
+                self.confirm_screened(screened)
+            lease.riders.append(
+                functools.partial(self.guard.release, screened.caller, screened.call_sid)
+            )
+        return self._reserve(call, lease)
 
-    def _reserve(self, call: WebhookCall, persona: Persona, lease: Lease) -> PendingCall:
-        session = self._new_session(persona, lease)
+    async def screen(self, call: NewCall) -> Screened | CallRefused:
+        """Ask the toll-fraud guard (before any lease); a refusal is on record."""
+        if self.guard is None:
+            return Screened(call.call_sid, None)
+        persona = call.persona
+        decision = await self.guard.admit(call.party, call.call_sid)
+        if isinstance(decision, Refused):
+            log.warning(
+                "toll-fraud guard refused a call %s %s: %s (%s)",
+                "to" if call.direction == "outbound" else "from",
+                mask_number(decision.caller),
+                decision.reason.value,
+                decision.detail,
+                extra={"call_sid": call.call_sid, "persona": persona.id},
+            )
+            self.metrics.calls.labels("busy", CallEndReason.RATE_LIMITED.value).inc()
+            self.metrics.calls_refused.labels(decision.reason.value).inc()
+            detail = f"{decision.reason.value}: {decision.detail}"
+            await self._journals.record_unanswered(
+                _unanswered(call), persona, CallEndReason.RATE_LIMITED, detail
+            )
+            return CallRefused(CallEndReason.RATE_LIMITED, detail)
+        return Screened(call.call_sid, decision.caller)
+
+    def confirm_screened(self, screened: Screened) -> None:
+        """The screened call is under way (it took a slot, or an outbound call rings):
+        it counts against the guard's rates and concurrency."""
+        if self.guard is not None and screened.caller is not None and not screened.confirmed:
+            self.guard.confirm(screened.caller, screened.call_sid)
+            screened.confirmed = True
+
+    async def release_screened(self, screened: Screened) -> None:
+        """A screened call that will take no lease gives its guard slot back: one never
+        confirmed uses no quota; a confirmed one (it rang) keeps its count."""
+        if self.guard is None or screened.caller is None:
+            return
+        if screened.confirmed:
+            self.guard.release(screened.caller, screened.call_sid)
+        else:
+            await self.guard.cancel(screened.caller, screened.call_sid)
+
+    def _reserve(self, call: NewCall, lease: Lease) -> PendingCall:
+        session = self._new_session(call.request, lease)
         now = self._clock()
         pending = PendingCall(
             call_sid=call.call_sid,
             account_sid=call.account_sid,
             from_number=call.from_number,
             to_number=call.to_number,
-            persona=persona,
+            persona=call.persona,
             lease=lease,
             session=session,
             token=new_token(),
             created=now,
             deadline=now + self.config.pending_timeout,
+            request=call.request,
+            channel=call.channel,
+            placed_by=call.placed_by,
+            variables=dict(call.variables),
         )
         if lease.overflowed:
             pending.events.append((0.0, "overflow", f"to {lease.provider}"))
@@ -217,9 +339,9 @@ class Bridge:
         self._sweeper_wake.set()
         return pending
 
-    def _new_session(self, persona: Persona, lease: Lease) -> ModelSession:
+    def _new_session(self, request: SessionRequest, lease: Lease) -> ModelSession:
         factory = self._factories[lease.provider]
-        return factory.create(persona.session_request(), server_url=lease.server_url)
+        return factory.create(request, server_url=lease.server_url)
 
     async def _open_model(self, pending: PendingCall) -> ModelSession:
         """Open the model; on a retryable failure move once to the overflow provider."""
@@ -229,7 +351,7 @@ class Bridge:
         except ModelError as exc:
             if isinstance(exc, HandshakeTimeout | ModelBusy) and pending.lease.server_url:
                 # The server may be stuck in a session nobody owns (§2.5).
-                self.admission.pool.rest(pending.lease.server_url)
+                await self.admission.pool.rest(pending.lease.server_url)
             overflow = pending.persona.overflow
             if not exc.retryable or overflow is None or pending.lease.overflowed:
                 raise
@@ -241,15 +363,16 @@ class Bridge:
             )
         # Outside the except block, so a failure here does not chain the first one.
         try:
-            pending.lease = self.admission.move_to_overflow(pending.lease, overflow)
+            pending.lease = await self.admission.move_to_overflow(pending.lease, overflow)
         except CapacityError as exc:
             raise ModelBusy(str(exc)) from exc
         pending.events.append((self._clock() - pending.created, "overflow", f"to {overflow}"))
-        pending.session = self._new_session(pending.persona, pending.lease)
+        pending.session = self._new_session(pending.request, pending.lease)
         await pending.session.open()
         return pending.session
 
     def _connect_twiml(self, pending: PendingCall) -> str:
+        self._held.add(pending.call_sid)
         return twiml.connect_stream(
             self.config.stream_url,
             self.config.action_url,
@@ -267,7 +390,9 @@ class Bridge:
     async def media_stream(self, phone: PhoneSocket) -> None:
         """Run one media stream to its end. The socket is already accepted."""
         stream = MediaStreamProtocol()
-        start = await self._await_start(phone, stream)
+        start = await await_start(
+            phone, stream, start_timeout=self.config.start_timeout, clock=self._clock
+        )
         if start is None:
             await phone.close(1008)
             return
@@ -280,11 +405,23 @@ class Bridge:
             self._sweeper_wake.set()  # a burnt token may have abandoned a pending call
             await phone.close(1008)
             return
-        journal = await self._journals.open(pending, start.stream_sid)
+        await self.run_call(
+            pending, TwilioLeg(phone, stream, clock=self._clock, call_sid=start.call_sid)
+        )
+
+    def claim(self, token: str, call_sid: str) -> PendingCall | None:
+        """The pending call ``token`` reserved for ``call_sid``; once only (any leg)."""
+        pending = self.pending.claim(token, call_sid)
+        if pending is None:
+            self._sweeper_wake.set()  # a burnt token may have abandoned a pending call
+        return pending
+
+    async def run_call(self, pending: PendingCall, leg: Leg) -> CallOutcome:
+        """Run a claimed call on its leg to the end: the one call path for every leg."""
+        journal = await self._journals.open(pending, leg.stream_id)
         session = CallSession(
             pending=pending,
-            stream=stream,
-            phone=phone,
+            leg=leg,
             journal=journal,
             clock=self._clock,
             on_outcome=self.outcomes.record,
@@ -303,20 +440,13 @@ class Bridge:
             outcome.detail,
             extra={"call_sid": outcome.call_sid, "persona": outcome.persona_id},
         )
+        return outcome
 
-    async def _await_start(self, phone: PhoneSocket, stream: MediaStreamProtocol) -> Start | None:
-        """Read up to the ``start`` message; ``None`` if it never comes or is malformed."""
-        try:
-            async with asyncio.timeout(self.config.start_timeout):
-                while stream.start is None:
-                    raw = await phone.receive()
-                    if raw is None:
-                        return None
-                    stream.receive(raw, self._clock())
-        except (TimeoutError, RemoteProtocolError) as exc:
-            log.warning("media stream rejected before start: %r", exc)
-            return None
-        return stream.start
+    async def abandon(self, pending: PendingCall, reason: CallEndReason, detail: str) -> None:
+        """A pending call whose leg will never come (the browser left before the model
+        was ready): free its model socket and lease now, record it."""
+        if self.pending.withdraw(pending.call_sid) is pending:
+            await self._abandon(pending, reason, detail)
 
     # -- POST /twilio/stream-ended ----------------------------------------------------
 
@@ -338,48 +468,59 @@ class Bridge:
                     pending, CallEndReason.NO_STREAM, "stream ended before it started"
                 )
         if outcome is None:
-            return twiml.hangup()
+            if call_sid in self._held:
+                return twiml.hangup()  # its outcome was answered already (a repeated request)
+            return self._fallback_for_unheld_call(call_sid, form)
         persona = self._personas().by_id(outcome.persona_id)
         if persona is None:
             return twiml.hangup()
         if self.after_call is not None and (answer := self.after_call(outcome, persona)):
             return answer
         if outcome.reason.wants_fallback:
-            fallback = persona.fallback
-            if fallback.transfer_to:
-                return twiml.dial(fallback.transfer_to, message=fallback.say)
-            return _say(persona, fallback.say)
+            return _fallback(persona)
         if outcome.reason in (CallEndReason.MAX_DURATION, CallEndReason.CALLER_SILENCE):
             return _say(persona, GOODBYE)
         return twiml.hangup()
 
+    def _fallback_for_unheld_call(self, call_sid: str, form: Mapping[str, str]) -> str:
+        """The action request of a call another (dead) replica held: the persona's fallback.
+
+        Twilio asks the ``<Connect action>`` only when the stream ended without
+        the caller hanging up, so a caller is still on the line; with no outcome
+        anywhere, the replica holding the call died (the edge proxy sent its
+        action here) or this one restarted. The persona comes from the dialled
+        number in Twilio's signed form, as it did for the voice webhook; for a
+        call we placed (``Direction`` ``outbound-api``) that is our caller ID, ``From``.
+        """
+        outbound = form.get("Direction", "").startswith("outbound")
+        persona = self._personas().for_number(form.get("From" if outbound else "To", ""))
+        if persona is None:
+            return twiml.hangup()
+        log.warning(
+            "stream ended for a call this replica does not hold (its replica is gone); "
+            "answering the persona's fallback",
+            extra={"call_sid": call_sid, "persona": persona.id},
+        )
+        return _fallback(persona)
+
     # -- outbound calls (phonebridge/outbound/) ------------------------------------
-    # A call we place is answered on the same path as one we receive: a
-    # reservation (lease + model session opening) claimed by the media stream
-    # with its one-time token.
+    # A call we place is admitted by :meth:`admit` like one we receive (at dial
+    # time or when answered, per persona) and answered on the same
+    # <Connect><Stream> path: a reservation claimed by the media stream with its
+    # one-time token.
 
-    def reserve_outbound(
-        self,
-        call: WebhookCall,
-        persona: Persona,
-        lease: Lease,
-        *,
-        wait_seconds: float,
-        variables: Mapping[str, str],
-    ) -> PendingCall:
-        """Reserve as the voice webhook does; the stream has ``wait_seconds`` to come
-        (at dial time: the ringing too, under a provisional call SID)."""
-        pending = self._reserve(call, persona, lease)
-        pending.variables = dict(variables)
-        pending.deadline = max(pending.deadline, self._clock() + wait_seconds)
-        return pending
+    def hold_pending(self, pending: PendingCall, seconds: float) -> None:
+        """Give a reservation ``seconds`` for its stream (a model opened at dial
+        time waits for the ringing too)."""
+        pending.deadline = max(pending.deadline, self._clock() + seconds)
 
-    def connect_outbound(self, pending: PendingCall, call_sid: str) -> str | None:
-        """``<Connect><Stream>`` for an answered call reserved by :meth:`reserve_outbound`,
-        now known by Twilio's ``call_sid``; ``None`` if the reservation is gone."""
+    def connect(self, pending: PendingCall, call_sid: str) -> str | None:
+        """``<Connect><Stream>`` for an answered outbound call reserved by :meth:`admit`,
+        now known by the carrier's ``call_sid``; ``None`` if the reservation is gone."""
         if self.pending.by_call_sid(pending.call_sid) is not pending:
             return None
         if pending.call_sid != call_sid:
+            # Reserved at dial time under a provisional SID; the stream brings the real one.
             self.pending.withdraw(pending.call_sid)
             pending.call_sid = call_sid
             self.pending.add(pending)
@@ -387,13 +528,12 @@ class Bridge:
         self._sweeper_wake.set()
         return self._connect_twiml(pending)
 
-    async def abandon_outbound(
-        self, reserved_sid: str, call_sid: str, reason: CallEndReason, detail: str
+    async def abandon_as(
+        self, pending: PendingCall, call_sid: str, reason: CallEndReason, detail: str
     ) -> bool:
-        """Release a reservation whose call was never answered (its row is written
-        under ``call_sid``); False if there was none."""
-        pending = self.pending.withdraw(reserved_sid)
-        if pending is None:
+        """:meth:`abandon`, the row written under ``call_sid`` (the carrier's SID of a
+        call reserved at dial time that was never answered); False if it was gone."""
+        if self.pending.withdraw(pending.call_sid) is not pending:
             return False
         pending.call_sid = call_sid
         await self._abandon(pending, reason, detail)
@@ -461,5 +601,18 @@ class Bridge:
                     await self._call_finished.wait()
 
 
+def _unanswered(call: NewCall) -> UnansweredCall:
+    return UnansweredCall(
+        call.call_sid, call.from_number, call.to_number, call.channel, call.placed_by
+    )
+
+
 def _say(persona: Persona, message: str) -> str:
     return twiml.say_and_hangup(message, voice=persona.tts_voice)
+
+
+def _fallback(persona: Persona) -> str:
+    fallback = persona.fallback
+    if fallback.transfer_to:
+        return twiml.dial(fallback.transfer_to, message=fallback.say)
+    return _say(persona, fallback.say)

@@ -21,6 +21,7 @@ on. Whatever was written survives (issues 5 and 8). What happens, decided:
 from __future__ import annotations
 
 import asyncio
+import audioop  # stdlib before 3.13, the audioop-lts package from 3.13 on
 import dataclasses
 import json
 import logging
@@ -33,6 +34,7 @@ import httpx
 
 from phonebridge.calls.outcome import CallEndReason, CallOutcome
 from phonebridge.calls.pending import PendingCall
+from phonebridge.calls.voice_activity import VOICE_RMS_THRESHOLD
 from phonebridge.errors import StorageError
 from phonebridge.models.base import SessionTimings
 from phonebridge.personas.schema import Persona
@@ -70,6 +72,10 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
+
+
 @dataclass(frozen=True, slots=True)
 class UnansweredCall:
     """A call that never reached a conversation (busy, no stream)."""
@@ -77,6 +83,8 @@ class UnansweredCall:
     call_sid: str
     from_number: str
     to_number: str
+    channel: str = ""
+    placed_by: str | None = None
 
 
 class CallJournal:
@@ -97,7 +105,9 @@ class CallJournal:
         start: CallStart | None = None,
         row_started: asyncio.Task[bool] | None = None,
         recording_error: str | None = None,
+        sample_rate: int = 8000,
     ) -> None:
+        self.sample_rate = sample_rate  # the leg's: every at_sample counts at it
         self._recording_error = recording_error  # why the call is not recorded at all
         self.call_sid = call_sid
         self._start = start  # the row's first facts, to insert it late if the start failed
@@ -112,6 +122,7 @@ class CallJournal:
         self._started_at = started_at
         self._model_ready_at: datetime | None = None
         self._provider: str | None = None
+        self._first_agent_voice: float | None = None  # seconds into the call
 
     # -- as the call runs (synchronous, cheap) ---------------------------------
 
@@ -131,11 +142,18 @@ class CallJournal:
     def agent_text(self, piece: str, at: float) -> None:
         self.transcript.agent_text(piece, at)
 
-    def caller_audio(self, pcm8: bytes, at_sample: int) -> None:
-        self._record(CallRecorder.add_caller, pcm8, at_sample)
+    def caller_audio(self, pcm: bytes, at_sample: int) -> None:
+        self._record(CallRecorder.add_caller, pcm, at_sample)
 
-    def agent_audio(self, pcm8: bytes, at_sample: int) -> None:
-        self._record(CallRecorder.add_agent, pcm8, at_sample)
+    def agent_audio(self, pcm: bytes, at_sample: int) -> None:
+        if self._first_agent_voice is None and audioop.rms(pcm, 2) >= VOICE_RMS_THRESHOLD:
+            # The first agent audio the caller can hear, where it sits on the line.
+            # Not the first page: PersonaPlex sends pages of silence from the
+            # start, and what callers wait for is the agent's voice. Measured
+            # only until found, so a call pays for one rms per page at most
+            # until the greeting.
+            self._first_agent_voice = max(0, at_sample) / self.sample_rate
+        self._record(CallRecorder.add_agent, pcm, at_sample)
 
     def advance_to(self, sample: int) -> None:
         if self._recorder is not None:
@@ -145,19 +163,19 @@ class CallJournal:
                 self._recording_failed(exc, sample)
 
     def _record(
-        self, add: Callable[[CallRecorder, bytes, int], None], pcm8: bytes, at_sample: int
+        self, add: Callable[[CallRecorder, bytes, int], None], pcm: bytes, at_sample: int
     ) -> None:
         if self._recorder is None:
             return
         try:
-            add(self._recorder, pcm8, at_sample)
+            add(self._recorder, pcm, at_sample)
         except StorageError as exc:
             self._recording_failed(exc, at_sample)
 
     def _recording_failed(self, exc: StorageError, at_sample: int) -> None:
         # The recorder raises once and then turns itself off: this runs once per call.
         log.error("recording stopped: %s", exc, extra={"call_sid": self.call_sid})
-        self.transcript.event("recording_failed", max(0, at_sample) / 8000, str(exc))
+        self.transcript.event("recording_failed", max(0, at_sample) / self.sample_rate, str(exc))
 
     # -- at the end -----------------------------------------------------------------
 
@@ -181,7 +199,7 @@ class CallJournal:
             ended_by=outcome.reason.ended_by,
             model_socket_seconds=timings.socket_seconds(now),
         )
-        self._note_call_facts(end, errors)
+        self._note_call_facts(end, errors, timings)
         transcript_path: Path | None = self.transcript_path
         try:
             await asyncio.to_thread(self.transcript.write, self.transcript_path)
@@ -202,6 +220,7 @@ class CallJournal:
         changes = CallUpdate(
             provider=self._provider if self._provider is not None else UNSET,
             model_ready_at=self._model_ready_at,
+            first_agent_audio_seconds=self._first_agent_voice,
             recording_path=str(recording_path) if recording_path else None,
             transcript_path=str(transcript_path) if transcript_path else None,
         )
@@ -219,10 +238,12 @@ class CallJournal:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    def _note_call_facts(self, end: CallEnd, errors: list[str]) -> None:
+    def _note_call_facts(self, end: CallEnd, errors: list[str], timings: SessionTimings) -> None:
         """The row's facts as the transcript's last event: they survive a lost row."""
         start = self._start
         facts = {
+            "channel": start.channel if start else None,
+            "placed_by": start.placed_by if start else None,
             "from": start.from_number if start else None,
             "to": start.to_number if start else None,
             "persona": start.persona if start else None,
@@ -232,6 +253,10 @@ class CallJournal:
             "end_reason": end.end_reason,
             "ended_by": end.ended_by,
             "model_socket_seconds": round(end.model_socket_seconds or 0.0, 3),
+            # how long the model took to open (from the webhook): the transcript
+            # view says "Model ready on X (took N s)" with it
+            "model_open_seconds": _rounded(timings.time_to_ready),
+            "first_agent_audio_seconds": _rounded(self._first_agent_voice),
             "errors": list(errors),
         }
         at = max(0.0, (end.ended_at - self._started_at).total_seconds())
@@ -307,7 +332,7 @@ class JournalFactory:
         recording_error: str | None = None
         if pending.persona.recording:
             try:
-                recorder = CallRecorder(paths.recording)
+                recorder = CallRecorder(paths.recording, sample_rate=pending.sample_rate)
             except StorageError as exc:
                 log.error("not recording: %s", exc, extra={"call_sid": pending.call_sid})
                 recording_error = f"not recorded: {exc}"
@@ -322,6 +347,8 @@ class JournalFactory:
             status=CallStatus.LIVE,
             recording_path=str(paths.recording) if recorder is not None else None,
             transcript_path=str(paths.transcript),
+            channel=pending.channel,
+            placed_by=pending.placed_by,
         )
         # In the background: a locked database must not keep the caller waiting
         # (the model is open and the caller's words are dropped until the call runs).
@@ -341,6 +368,7 @@ class JournalFactory:
             start=start,
             row_started=row_started,
             recording_error=recording_error,
+            sample_rate=pending.sample_rate,
         )
 
     async def record_unanswered(
@@ -355,6 +383,8 @@ class JournalFactory:
                 to_number=call.to_number,
                 persona=persona.id,
                 started_at=now,
+                channel=call.channel,
+                placed_by=call.placed_by,
             )
         )
         await self._finish_row(call.call_sid, reason, detail, now, 0.0)
@@ -372,6 +402,8 @@ class JournalFactory:
                 persona=pending.persona.id,
                 provider=pending.lease.provider,
                 started_at=wall,
+                channel=pending.channel,
+                placed_by=pending.placed_by,
             )
         )
         socket_seconds = pending.session.timings.socket_seconds(now)

@@ -22,7 +22,7 @@ from phonebridge.models.fal_protocol import config_for
 from phonebridge.models.personaplex import DEFAULT_HANDSHAKE_TIMEOUT, PersonaPlexSession
 from phonebridge.models.polargrid import PolarGridSession
 from phonebridge.models.polargrid_protocol import DEFAULT_REGION, AuthMode, region_base_url
-from phonebridge.models.retry_gate import RetryAfterGate
+from phonebridge.models.retry_gate import LocalRetryGate, RetryGate
 from phonebridge.models.wsclient import DEFAULT_CLOSE_TIMEOUT, DEFAULT_OPEN_TIMEOUT
 
 Clock = Callable[[], float]
@@ -115,6 +115,7 @@ class PolarGridFactory:
         *,
         clock: Clock,
         logger: logging.Logger | None,
+        retry_gate: RetryGate | None = None,
         wall_clock: Clock = time.time,
     ) -> None:
         if not settings.api_key:
@@ -126,7 +127,8 @@ class PolarGridFactory:
         self._clock = clock
         self._wall_clock = wall_clock
         self._logger = logger
-        self.retry_gate = RetryAfterGate(self.provider)  # one 429 holds off every session
+        # One 429 holds off every session (of every replica, when the gate is in Redis).
+        self.retry_gate: RetryGate = retry_gate or LocalRetryGate(self.provider)
 
     def create(self, request: SessionRequest, *, server_url: str | None = None) -> ModelSession:
         s = self.settings
@@ -156,6 +158,7 @@ class FalFactory:
         *,
         clock: Clock,
         logger: logging.Logger | None,
+        retry_gate: RetryGate | None = None,
         wall_clock: Clock = time.time,
     ) -> None:
         if not settings.api_key:
@@ -165,7 +168,8 @@ class FalFactory:
         self._clock = clock
         self._wall_clock = wall_clock
         self._logger = logger
-        self.retry_gate = RetryAfterGate(self.provider)  # one 429 holds off every session
+        # One 429 holds off every session (of every replica, when the gate is in Redis).
+        self.retry_gate: RetryGate = retry_gate or LocalRetryGate(self.provider)
 
     def create(self, request: SessionRequest, *, server_url: str | None = None) -> ModelSession:
         s = self.settings

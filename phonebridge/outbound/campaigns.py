@@ -9,9 +9,11 @@ The scheduler's tick (:meth:`CampaignRunner.tick`, time passed in) per
 running campaign: free slots = min(the campaign's concurrency less its calls
 in flight in the whole cluster, the free model capacity); the per-day cap
 (UTC day) bounds new attempts; due contacts are checked at dial time against
-the do-not-call list and their calling window, then *claimed in SQL* and
-dialled. A contact outside its window is deferred to the window's next
-opening; one whose zones never share an open moment is skipped.
+the do-not-call list and their calling window, then *claimed in SQL*
+(atomically with the campaign's concurrency and daily cap, for the whole
+cluster: outbound/store.py) and dialled. A contact outside its window is
+deferred to the window's next opening; one whose zones never share an open
+moment is skipped.
 """
 
 from __future__ import annotations
@@ -184,7 +186,7 @@ class CampaignRunner:
 
     async def run_forever(self) -> None:
         with contextlib.suppress(StorageError):
-            await self._outbound.reconcile(claim_grace=0.0)  # nothing is in flight at start
+            await self._outbound.reconcile(at_start=True)  # none of ours is in flight
         while True:
             try:
                 await self.tick(self._wall())
@@ -219,8 +221,8 @@ class CampaignRunner:
             return 0
         slots = campaign.concurrency - await self._store.active_count(campaign.id)
         slots = min(slots, self._outbound.free_capacity(persona))
+        day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         if campaign.daily_cap is not None:
-            day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
             slots = min(
                 slots, campaign.daily_cap - await self._store.started_since(campaign.id, day)
             )
@@ -242,11 +244,15 @@ class CampaignRunner:
                 else:
                     await self._store.defer_contact(contact.id, opens, now)
                 continue
+            # The counts above are a first guess; the claim re-checks the campaign's
+            # limits atomically, so replicas ticking together never overshoot them.
             attempt = await self._store.claim_contact(
-                contact, campaign, now=now, replica=self._outbound.config.replica
+                contact, campaign, now=now, replica=self._outbound.config.replica, day_start=day
             )
-            if attempt is None:
+            if attempt == "taken":
                 continue  # another replica claimed it
+            if isinstance(attempt, str):
+                break  # the campaign is full (or stopped) as the database sees it
             placed += 1
             try:
                 await self._outbound.dial(attempt, persona)

@@ -8,12 +8,16 @@ One call's life (docs/outbound.md):
    and per-minute limits, a free model slot. Any refusal happens before the
    carrier is asked: no REST request, no cost.
 2. **Claim, then dial**: the attempt row is written (``claimed``) before the
-   REST request, and gets the carrier's call SID after it. A persona that
-   opens the model *at dial time* reserves a lease and starts the model
-   session now, under a provisional SID, exactly as the voice webhook does.
-3. **Answer** (``/twilio/.../outbound/answer``): the same ``<Connect><Stream>``
-   path as an inbound call (:meth:`Bridge.connect_outbound`); a persona that
-   opens the model *at answer* reserves now.
+   REST request, and gets the carrier's call SID after it. The call is a
+   :class:`~phonebridge.calls.bridge.NewCall` (``direction="outbound"``,
+   ``placed_by`` the operator or ``campaign:<id>``) admitted by
+   :meth:`Bridge.admit`, the one path every call takes (toll-fraud guard,
+   lease, model session opening): a persona that opens the model *at dial
+   time* is admitted now, under a provisional SID; one that opens it *at
+   answer* is only screened by the guard now (a refusal rings nobody) and
+   admitted when answered. The guard counts the number we ring.
+3. **Answer** (``{sticky}/outbound/answer``): the same ``<Connect><Stream>``
+   path as an inbound call (:meth:`Bridge.connect`).
 4. **Status callbacks**: no-answer, busy, failed and canceled become call
    rows with that outcome; completed ends the attempt.
 5. **Answering machines** (Twilio async AMD callback): end the live call
@@ -37,13 +41,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import NoReturn
 
-from phonebridge.calls.bridge import Bridge, WebhookCall
-from phonebridge.calls.guard import Refused, mask_number
+from phonebridge.calls.bridge import Bridge, CallRefused, NewCall, Screened
+from phonebridge.calls.guard import mask_number
 from phonebridge.calls.journal import JournalFactory, UnansweredCall
 from phonebridge.calls.outcome import CallEndReason, CallOutcome
 from phonebridge.calls.pending import PendingCall
-from phonebridge.errors import CapacityError, PhonebridgeError, StorageError
+from phonebridge.errors import PhonebridgeError, StorageError
 from phonebridge.outbound.carrier import (
     TERMINAL_STATUSES,
     CarrierCall,
@@ -74,7 +79,8 @@ _MACHINE = frozenset(
 _MESSAGE_END = frozenset({"machine_end_beep", "machine_end_silence", "machine_end_other"})
 CLAIM_GRACE_SECONDS = 30.0
 """An attempt claimed this long ago without a call SID, and not in flight here,
-belongs to a process that died between claim and REST answer."""
+belongs to a process that died between claim and REST answer (the REST request
+itself times out well within it)."""
 
 
 class OutboundError(PhonebridgeError):
@@ -96,6 +102,8 @@ class OutboundConfig:
     """(kind, attempt id) -> the public URL Twilio is given: kind is answer, status or amd."""
     max_calls: int = 50  # PHONEBRIDGE_MAX_CALLS: the instance's cap
     replica: str = ""
+    """This replica's id (settings.effective_replica_id; "" for one process): stamped
+    on the attempts it claims, so at start-up it resolves only its own claims at once."""
     dnc_file: Path | None = None
 
 
@@ -136,11 +144,13 @@ class Outbound:
         self._dialer = dialer
         self._journals = journals
         self._wall = wall_clock
-        self._early: dict[str, PendingCall] = {}  # attempt id -> reserved at dial time
+        self._early: dict[str, PendingCall] = {}  # attempt id -> admitted at dial time
+        # attempt id -> screened by the guard at dial time, admitted when answered
+        # (a persona that opens the model at answer): ringing, no lease yet.
+        self._screened: dict[str, Screened] = {}
         self._calls: dict[str, _LiveOutbound] = {}  # call SID -> answered outbound call
         self._opted_out: set[str] = set()  # call SIDs whose callee pressed the opt-out digit
         self._in_flight: set[str] = set()  # attempts whose REST request is running here
-        self._ringing_unleased: set[str] = set()  # answer-time attempts still ringing
         self._tasks: set[asyncio.Task[None]] = set()
         self._dnc_file_cache: tuple[float, frozenset[str]] | None = None
         self.settled = asyncio.Event()
@@ -209,7 +219,7 @@ class Outbound:
         free = self.config.max_calls - admission.active_calls
         if persona.provider == "personaplex" and persona.overflow is None:
             free = min(free, admission.pool.free_count())
-        return max(0, free - len(self._ringing_unleased))
+        return max(0, free - len(self._screened))
 
     # -- placing ----------------------------------------------------------------
 
@@ -239,41 +249,70 @@ class Outbound:
         self._require_enabled()
         if self._dialer is None:
             raise OutboundError("no carrier is configured for outbound calls", 503)
-        guard = self._bridge.guard
-        now_mono = asyncio.get_running_loop().time()
-        if guard is not None:
-            decision = guard.check(attempt.to_number, now_mono, active_calls=0)
-            if isinstance(decision, Refused):
-                await self.store.release_claim(attempt.id, self._wall(), decision.detail)
-                raise OutboundError(
-                    f"rate limit for {mask_number(attempt.to_number)}: {decision.detail}", 429
-                )
+        call = self._new_call(attempt, persona, f"OUT-{attempt.id}")
         self._in_flight.add(attempt.id)
         try:
+            screened: Screened | None = None
             if persona.outbound.open_model == "dial":
-                self._reserve_early(attempt, persona)
+                admitted = await self._bridge.admit(call)
+                if isinstance(admitted, CallRefused):
+                    await self._refused(attempt, admitted)
+                else:
+                    self._bridge.hold_pending(
+                        admitted, self.config.ring_seconds + self.config.pending_timeout
+                    )
+                    self._early[attempt.id] = admitted
             else:
-                self._ringing_unleased.add(attempt.id)
+                passed = await self._bridge.screen(call)
+                if isinstance(passed, CallRefused):
+                    await self._refused(attempt, passed)
+                else:
+                    screened = self._screened[attempt.id] = passed
             try:
-                call = await self._dialer.place(self._dial_request(attempt, persona))
+                placed = await self._dialer.place(self._dial_request(attempt, persona))
             except CarrierError as exc:
                 await self._placing_failed(attempt, exc)
                 raise OutboundError(f"the carrier refused the call: {exc}", 502) from exc
-            if guard is not None and not isinstance(decision, Refused):
-                guard.record(decision.caller, now_mono)
-            await self.store.set_dialing(attempt.id, call.sid, self._wall())
+            if screened is not None and self._screened.get(attempt.id) is screened:
+                self._bridge.confirm_screened(screened)  # it rings: it counts
+            await self.store.set_dialing(attempt.id, placed.sid, self._wall())
         finally:
             self._in_flight.discard(attempt.id)
         found = await self.store.attempt(attempt.id)
         assert found is not None
         log.info(
             "outbound call %s to %s placed by %s",
-            call.sid,
+            placed.sid,
             mask_number(attempt.to_number),
             attempt.placed_by,
-            extra={"call_sid": call.sid, "persona": persona.id},
+            extra={"call_sid": placed.sid, "persona": persona.id},
         )
         return found
+
+    def _new_call(
+        self, attempt: Attempt, persona: Persona, call_sid: str, account_sid: str = ""
+    ) -> NewCall:
+        return NewCall(
+            call_sid=call_sid,
+            account_sid=account_sid,
+            from_number=attempt.from_number,
+            to_number=attempt.to_number,
+            persona=persona,
+            request=persona.session_request(),
+            channel="twilio",
+            placed_by=attempt.placed_by,
+            direction="outbound",
+            variables=attempt.variables,
+        )
+
+    async def _refused(self, attempt: Attempt, refused: CallRefused) -> NoReturn:
+        """The guard or the capacity said no before anyone was rung: release the claim."""
+        await self.store.release_claim(attempt.id, self._wall(), refused.detail)
+        if refused.reason is CallEndReason.RATE_LIMITED:
+            raise OutboundError(
+                f"rate limit for {mask_number(attempt.to_number)}: {refused.detail}", 429
+            )
+        raise OutboundError(f"no free model capacity: {refused.detail}", 503)
 
     def _dial_request(self, attempt: Attempt, persona: Persona) -> DialRequest:
         url = self.config.callback_url
@@ -287,26 +326,15 @@ class Outbound:
             machine=persona.outbound.on_machine,
         )
 
-    def _reserve_early(self, attempt: Attempt, persona: Persona) -> None:
-        try:
-            lease = self._bridge.admission.acquire(persona.provider, persona.overflow)
-        except CapacityError as exc:
-            raise OutboundError(f"no free model capacity: {exc}", 503) from exc
-        self._early[attempt.id] = self._bridge.reserve_outbound(
-            WebhookCall(f"OUT-{attempt.id}", "", attempt.from_number, attempt.to_number),
-            persona,
-            lease,
-            wait_seconds=self.config.ring_seconds + self.config.pending_timeout,
-            variables=attempt.variables,
-        )
-
     async def _placing_failed(self, attempt: Attempt, exc: CarrierError) -> None:
-        self._ringing_unleased.discard(attempt.id)
         early = self._early.pop(attempt.id, None)
         if early is not None:
-            await self._bridge.abandon_outbound(
-                early.call_sid, early.call_sid, CallEndReason.DIAL_FAILED, str(exc)
-            )
+            await self._bridge.abandon(early, CallEndReason.DIAL_FAILED, str(exc))
+        screened = self._screened.pop(attempt.id, None)
+        if screened is not None:
+            if not exc.definitely_not_placed:
+                self._bridge.confirm_screened(screened)  # it may have rung: count it
+            await self._bridge.release_screened(screened)
         if exc.definitely_not_placed:
             await self.store.release_claim(attempt.id, self._wall(), str(exc))
         # Otherwise the call may exist: the claim stays for reconcile() to look up.
@@ -319,7 +347,10 @@ class Outbound:
         call_sid = form.get("CallSid", "")
         if attempt is None or not call_sid:
             return twiml.hangup()
-        self._ringing_unleased.discard(attempt_id)
+        retry = self._bridge.pending.by_call_sid(call_sid)
+        if retry is not None:
+            # Twilio retried the answer request: the same stream, nothing new opened.
+            return self._bridge.connect(retry, call_sid) or twiml.hangup()
         persona = self._personas().by_id(attempt.persona)
         if persona is None:
             return twiml.hangup()
@@ -327,29 +358,18 @@ class Outbound:
         self._calls[call_sid] = _LiveOutbound(attempt_id, attempt.to_number, persona)
         early = self._early.pop(attempt_id, None)
         if early is not None:
-            answer = self._bridge.connect_outbound(early, call_sid)
+            answer = self._bridge.connect(early, call_sid)
             if answer is not None:
                 return answer
-        try:
-            lease = self._bridge.admission.acquire(persona.provider, persona.overflow)
-        except CapacityError as exc:
-            await self._journals.record_unanswered(
-                UnansweredCall(call_sid, attempt.from_number, attempt.to_number),
-                persona,
-                CallEndReason.BUSY,
-                str(exc),
-            )
-            return twiml.hangup()
-        pending = self._bridge.reserve_outbound(
-            WebhookCall(
-                call_sid, form.get("AccountSid", ""), attempt.from_number, attempt.to_number
-            ),
-            persona,
-            lease,
-            wait_seconds=self.config.pending_timeout,
-            variables=attempt.variables,
+        # Opened at answer (or the dial-time reservation is gone): admitted now,
+        # on the guard's verdict from dial time when this replica dialled it.
+        admitted = await self._bridge.admit(
+            self._new_call(attempt, persona, call_sid, form.get("AccountSid", "")),
+            self._screened.pop(attempt_id, None),
         )
-        answer = self._bridge.connect_outbound(pending, call_sid)
+        if isinstance(admitted, CallRefused):
+            return twiml.hangup()  # on record (busy); the callee is not kept waiting
+        answer = self._bridge.connect(admitted, call_sid)
         return answer if answer is not None else twiml.hangup()
 
     async def status(self, attempt_id: str, form: Mapping[str, str]) -> None:
@@ -369,7 +389,9 @@ class Outbound:
             return
         if call.status not in TERMINAL_STATUSES:
             return
-        self._ringing_unleased.discard(attempt.id)
+        screened = self._screened.pop(attempt.id, None)
+        if screened is not None:
+            await self._bridge.release_screened(screened)  # it rang and was never answered
         self._calls.pop(call.sid, None)
         self.settled.set()
         now = self._wall()
@@ -384,13 +406,17 @@ class Outbound:
             return  # settled already (a repeated callback, or reconcile got there first)
         early = self._early.pop(attempt.id, None)
         detail = f"Twilio CallStatus {call.status}"
-        if early is None or not await self._bridge.abandon_outbound(
-            early.call_sid, call.sid, reason, detail
-        ):
+        if early is None or not await self._bridge.abandon_as(early, call.sid, reason, detail):
             persona = self._personas().by_id(attempt.persona)
             if persona is not None:
                 await self._journals.record_unanswered(
-                    UnansweredCall(call.sid, attempt.from_number, attempt.to_number),
+                    UnansweredCall(
+                        call.sid,
+                        attempt.from_number,
+                        attempt.to_number,
+                        channel="twilio",
+                        placed_by=attempt.placed_by,
+                    ),
                     persona,
                     reason,
                     detail,
@@ -456,19 +482,27 @@ class Outbound:
 
     # -- recovery -----------------------------------------------------------------
 
-    async def reconcile(self, *, claim_grace: float = CLAIM_GRACE_SECONDS) -> int:
+    async def reconcile(self, *, at_start: bool = False) -> int:
         """Settle attempts left open by a crash (or by a lost callback). Returns how many
-        were settled or adopted."""
+        were settled or adopted.
+
+        A claim without a call SID is looked up at the carrier once it is
+        :data:`CLAIM_GRACE_SECONDS` old (its REST request has long timed out);
+        ``at_start``, this replica's own claims at once (nothing of its own is
+        in flight), never another live replica's, whose request may be running.
+        """
         if self._dialer is None:
             return 0
         settled = 0
         now = self._wall()
+        grace = timedelta(seconds=CLAIM_GRACE_SECONDS)
         for attempt in await self.store.attempts_for(states=("claimed", "dialing", "answered")):
             if attempt.id in self._in_flight:
                 continue
             try:
                 if attempt.call_sid is None:
-                    if now - attempt.created_at < timedelta(seconds=claim_grace):
+                    own = at_start and attempt.replica == self.config.replica
+                    if not own and now - attempt.created_at < grace:
                         continue
                     settled += await self._resolve_claim(attempt)
                     continue

@@ -1,15 +1,27 @@
 """Outbound state in the call index: attempts, campaigns, contacts, do-not-call.
 
 Durable facts live in SQL (ARCHITECTURE.md, "Replicas"), so a restart or a
-replica crash resumes a campaign from the database. The tables are created the
-way the call index creates ``calls`` (``create_all`` at start-up); they need an
-Alembic migration once the index has migrations.
+replica crash resumes a campaign from the database. The tables are the call
+index's (declared in :mod:`phonebridge.storage.index`, made by migration 0006)
+and the store works on the index's engine: one database, one pool.
 
-**Calling nobody twice.** A contact is *claimed* before its REST request:
-one ``UPDATE ... WHERE id = :id AND state = 'queued' AND attempts = :seen``
-moves it to ``dialing`` and the attempt row is inserted in the same
-transaction. Only one process's UPDATE matches (the row lock on PostgreSQL,
-the database write lock on SQLite), so exactly one replica dials it. The
+**Calling nobody twice.** A contact is *claimed* before its REST request, in
+one transaction (:meth:`OutboundStore.claim_contact`):
+
+1. ``UPDATE campaigns ... WHERE id = :id AND state = 'running' RETURNING
+   concurrency``: the campaign row's lock (PostgreSQL) or the database write
+   lock (SQLite) is taken *first*, so claims of one campaign are serialised
+   across every replica, and a paused or cancelled campaign claims nothing;
+2. the campaign's open attempts (and today's, for the daily cap) are counted
+   under that lock: the concurrency limit holds for the whole cluster;
+3. ``UPDATE campaign_contacts ... WHERE id = :id AND state = 'queued' AND
+   attempts = :seen RETURNING id`` moves the contact to ``dialing``: a row
+   only one transaction can still match (PostgreSQL re-checks the WHERE
+   against the committed row after waiting for its lock, so a second replica
+   gets no row back);
+4. the attempt row is inserted.
+
+Only the replica whose transaction returned the contact dials it. The
 attempt row records the claim before any money is spent: a crash between the
 claim and Twilio's answer leaves an attempt in state ``claimed`` without a
 call SID, which recovery resolves by *looking the call up* at the carrier,
@@ -23,102 +35,19 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from sqlalchemy import (
-    Column,
-    Float,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
-    and_,
-    func,
-    insert,
-    select,
-    update,
-)
-from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from phonebridge.errors import StorageError
-from phonebridge.storage.index import UTCDateTime, normalize_database_url
+from phonebridge.storage.index import campaign_contacts as contacts
+from phonebridge.storage.index import campaigns
+from phonebridge.storage.index import dnc_numbers as dnc
+from phonebridge.storage.index import outbound_attempts as attempts
 
 T = TypeVar("T")
-
-outbound_metadata = MetaData()
-
-attempts = Table(
-    "outbound_attempts",
-    outbound_metadata,
-    Column("id", String(40), primary_key=True),
-    Column("call_sid", String(64), unique=True),
-    Column("campaign_id", String(40), index=True),
-    Column("contact_id", Integer, index=True),
-    Column("attempt", Integer, nullable=False, default=1),
-    Column("to_number", String(32), nullable=False),
-    Column("from_number", String(32), nullable=False),
-    Column("persona", String(128), nullable=False),
-    Column("placed_by", String(160), nullable=False),
-    Column("variables", Text, nullable=False, default="{}"),
-    # claimed (before the REST request) -> dialing (the carrier took it) ->
-    # answered -> ended; or claimed -> ended (outcome not_placed)
-    Column("state", String(16), nullable=False, index=True),
-    Column("outcome", String(32)),
-    Column("answered_by", String(32)),
-    Column("error", Text),
-    Column("replica", String(64), nullable=False, default=""),
-    Column("created_at", UTCDateTime, nullable=False, index=True),
-    Column("updated_at", UTCDateTime, nullable=False),
-    Column("ended_at", UTCDateTime),
-)
-
-campaigns = Table(
-    "campaigns",
-    outbound_metadata,
-    Column("id", String(40), primary_key=True),
-    Column("name", String(200), nullable=False),
-    Column("persona", String(128), nullable=False),
-    Column("from_number", String(32), nullable=False),
-    Column("created_by", String(160), nullable=False),
-    Column("state", String(16), nullable=False, index=True),
-    Column("concurrency", Integer, nullable=False),
-    Column("daily_cap", Integer),
-    Column("max_attempts", Integer, nullable=False),
-    Column("retry_seconds", Float, nullable=False),
-    Column("window_start", String(5), nullable=False),
-    Column("window_end", String(5), nullable=False),
-    Column("created_at", UTCDateTime, nullable=False),
-    Column("updated_at", UTCDateTime, nullable=False),
-)
-
-contacts = Table(
-    "campaign_contacts",
-    outbound_metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("campaign_id", String(40), nullable=False, index=True),
-    Column("position", Integer, nullable=False),
-    Column("number", String(32), nullable=False),
-    Column("variables", Text, nullable=False, default="{}"),
-    Column("time_zone", String(64)),
-    # queued -> dialing -> queued (a retry) | done | skipped (DNC, no window) | cancelled
-    Column("state", String(16), nullable=False, index=True),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("next_attempt_at", UTCDateTime, nullable=False),
-    Column("outcome", String(32)),
-    Column("updated_at", UTCDateTime, nullable=False),
-)
-
-dnc = Table(
-    "dnc_numbers",
-    outbound_metadata,
-    Column("number", String(32), primary_key=True),
-    Column("source", String(32), nullable=False),
-    Column("note", Text),
-    Column("added_at", UTCDateTime, nullable=False),
-)
 
 OPEN_ATTEMPT_STATES = ("claimed", "dialing", "answered")
 RETRYABLE_OUTCOMES = frozenset({"no_answer", "busy"})
@@ -218,34 +147,17 @@ def _contact(row: Any) -> Contact:
     return Contact(**values)
 
 
+ClaimRefused = Literal["taken", "full", "stopped"]
+"""Why :meth:`OutboundStore.claim_contact` claimed nothing: another claim took the
+contact; the campaign is at its concurrency or daily cap; it is no longer running."""
+
+
 class OutboundStore:
-    """Async access to the outbound tables; create with :meth:`create`."""
+    """Async access to the outbound tables on the call index's engine
+    (``OutboundStore(index.engine)``; :meth:`CallIndex.create` migrated them)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-
-    @classmethod
-    async def create(cls, engine_url: str, *, busy_timeout: float = 5.0) -> OutboundStore:
-        url = normalize_database_url(engine_url)
-        options: dict[str, Any] = {}
-        if url.get_backend_name() == "sqlite":
-            options["connect_args"] = {"timeout": busy_timeout}
-            if url.database:
-                Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            engine = create_async_engine(url, **options)
-        except (ImportError, ArgumentError, SQLAlchemyError) as exc:
-            raise StorageError(f"outbound store: cannot use the database: {exc}") from exc
-        store = cls(engine)
-        try:
-            await store._run("create tables", lambda c: c.run_sync(outbound_metadata.create_all))
-        except StorageError:
-            await engine.dispose()
-            raise
-        return store
-
-    async def close(self) -> None:
-        await self._engine.dispose()
 
     async def _run(self, operation: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         try:
@@ -297,9 +209,16 @@ class OutboundStore:
         return found
 
     async def claim_contact(
-        self, contact: Contact, campaign: Campaign, *, now: datetime, replica: str
-    ) -> Attempt | None:
-        """Claim ``contact`` for one attempt; ``None`` if another claim got it first."""
+        self,
+        contact: Contact,
+        campaign: Campaign,
+        *,
+        now: datetime,
+        replica: str,
+        day_start: datetime | None = None,
+    ) -> Attempt | ClaimRefused:
+        """Claim ``contact`` for one attempt, atomically with the campaign's limits
+        (the module docstring says how); ``day_start`` counts the daily cap from it."""
         attempt_id = new_id("oa_")
         values = _attempt_values(
             attempt_id=attempt_id,
@@ -315,24 +234,59 @@ class OutboundStore:
             replica=replica,
         )
 
-        async def work(conn: AsyncConnection) -> bool:
-            result = await conn.execute(
-                update(contacts)
-                .where(
-                    contacts.c.id == contact.id,
-                    contacts.c.state == "queued",
-                    contacts.c.attempts == contact.attempts,
+        async def work(conn: AsyncConnection) -> ClaimRefused | None:
+            # 1. The campaign's row first: claims of one campaign queue here.
+            limits = (
+                await conn.execute(
+                    update(campaigns)
+                    .where(campaigns.c.id == campaign.id, campaigns.c.state == "running")
+                    .values(updated_at=now)
+                    .returning(campaigns.c.concurrency, campaigns.c.daily_cap)
                 )
-                .values(state="dialing", attempts=contact.attempts + 1, updated_at=now)
+            ).first()
+            if limits is None:
+                return "stopped"
+            # 2. Its limits, counted under that lock.
+            open_now = await conn.scalar(
+                select(func.count())
+                .select_from(attempts)
+                .where(
+                    attempts.c.campaign_id == campaign.id,
+                    attempts.c.state.in_(list(OPEN_ATTEMPT_STATES)),
+                )
             )
-            if result.rowcount != 1:
-                return False
+            if int(open_now or 0) >= limits.concurrency:
+                return "full"
+            cap, since = limits.daily_cap, day_start
+            if cap is not None and since is not None:
+                started = await _started_since(conn, campaign.id, since)
+                if started >= cap:
+                    return "full"
+            # 3. The contact, if it is still queued as this process saw it.
+            claimed = (
+                await conn.execute(
+                    update(contacts)
+                    .where(
+                        contacts.c.id == contact.id,
+                        contacts.c.state == "queued",
+                        contacts.c.attempts == contact.attempts,
+                    )
+                    .values(state="dialing", attempts=contact.attempts + 1, updated_at=now)
+                    .returning(contacts.c.id)
+                )
+            ).first()
+            if claimed is None:
+                return "taken"
+            # 4. The attempt, in the same transaction.
             await conn.execute(insert(attempts).values(**values))
-            return True
-
-        if not await self._run(f"claim contact {contact.id}", work):
             return None
-        return await self.attempt(attempt_id)
+
+        refused = await self._run(f"claim contact {contact.id}", work)
+        if refused is not None:
+            return refused
+        found = await self.attempt(attempt_id)
+        assert found is not None
+        return found
 
     async def attempt(self, attempt_id: str) -> Attempt | None:
         async def work(conn: AsyncConnection) -> Attempt | None:
@@ -672,16 +626,7 @@ class OutboundStore:
         """Attempts placed (not counting those never placed) since ``since``: the daily cap."""
 
         async def work(conn: AsyncConnection) -> int:
-            count = await conn.scalar(
-                select(func.count())
-                .select_from(attempts)
-                .where(
-                    attempts.c.campaign_id == campaign_id,
-                    attempts.c.created_at >= since,
-                    and_(attempts.c.outcome.is_(None) | (attempts.c.outcome != "not_placed")),
-                )
-            )
-            return int(count or 0)
+            return await _started_since(conn, campaign_id, since)
 
         return await self._run("started_since", work)
 
@@ -809,3 +754,16 @@ async def _settle_contact(
     await conn.execute(
         update(contacts).where(contacts.c.id == contact_id).values(updated_at=now, **values)
     )
+
+
+async def _started_since(conn: AsyncConnection, campaign_id: str, since: datetime) -> int:
+    count = await conn.scalar(
+        select(func.count())
+        .select_from(attempts)
+        .where(
+            attempts.c.campaign_id == campaign_id,
+            attempts.c.created_at >= since,
+            and_(attempts.c.outcome.is_(None) | (attempts.c.outcome != "not_placed")),
+        )
+    )
+    return int(count or 0)

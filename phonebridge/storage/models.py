@@ -50,6 +50,12 @@ class CallStart:
     status: CallStatus = CallStatus.PENDING
     recording_path: str | None = None
     transcript_path: str | None = None
+    channel: str = ""
+    """The kind of leg that carried the call (``twilio``, ``browser``...); "" if unknown."""
+    placed_by: str | None = None
+    """The dashboard user who placed it (browser calls); None for callers."""
+    sample_rate: int = 8000
+    """The call's audio rate in Hz (the recording's rate): 8000 for narrowband legs."""
 
     def __post_init__(self) -> None:
         _require_aware(self)
@@ -67,10 +73,12 @@ class CallUpdate:
     provider: str | _Unset = UNSET
     model_ready_at: datetime | _Unset | None = UNSET
     model_socket_seconds: float | _Unset | None = UNSET
+    first_agent_audio_seconds: float | _Unset | None = UNSET
     recording_path: str | _Unset | None = UNSET
     transcript_path: str | _Unset | None = UNSET
     error: str | _Unset | None = UNSET
     files_expired_at: datetime | _Unset | None = UNSET
+    files_stored_at: datetime | _Unset | None = UNSET
 
     def __post_init__(self) -> None:
         _require_aware(self)
@@ -116,11 +124,21 @@ class CallRecord:
     end_reason: str | None
     ended_by: str | None
     model_socket_seconds: float | None
+    first_agent_audio_seconds: float | None
+    """Seconds from the answer (stream start) to the first audible agent audio on the
+    caller's line; None when the agent never spoke (or the call was never answered)."""
     recording_path: str | None
     transcript_path: str | None
     error: str | None
     files_expired_at: datetime | None
     updated_at: datetime
+    channel: str = ""
+    placed_by: str | None = None
+    replica: str | None = None
+    """The replica that holds (or held) the call; None for a single process."""
+    sample_rate: int = 8000
+    files_stored_at: datetime | None = None
+    """When the recording and transcript reached the object store (None: not there)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,9 @@ header, else the Basic user name, else ``operator``) or ``campaign:<id>``.
 Twilio side (no dashboard auth; signed like every webhook, PROTOCOLS.md §1.4,
 against the configured public URL with the query string):
 ``{sticky}/outbound/answer``, ``/status`` and ``/amd`` with ``?attempt=<id>``.
-They live under the sticky prefix so the answer reaches the process that
-reserved a dial-time model session.
+They are written under the sticky prefix (``/twilio/r/<replica>`` in a
+cluster) so the answer reaches the replica that reserved a dial-time model
+session, and served for any replica id (a dead replica's callbacks).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
 
+from phonebridge.config import REPLICA_PREFIX, TWILIO_PREFIX
 from phonebridge.errors import StorageError
 from phonebridge.outbound.campaigns import (
     CampaignRunner,
@@ -240,9 +242,15 @@ def outbound_api_router(
 
 
 def outbound_twilio_router(outbound: Outbound, auth: TwilioAuth) -> APIRouter:
-    """Twilio's answer, status and AMD callbacks for calls we placed (signed)."""
+    """Twilio's answer, status and AMD callbacks for calls we placed (signed).
+
+    Written under this process's sticky prefix (the edge proxy brings them back
+    to the replica holding the call) but served for every replica id and at the
+    single-process path, like ``stream-ended``: when the replica named is gone,
+    the proxy sends them to a survivor, which settles the attempt from the call
+    index (its state is there, not in the dead replica's memory).
+    """
     router = APIRouter()
-    base = auth.sticky_prefix + "/outbound"
 
     async def signed(request: Request) -> tuple[str, dict[str, str]] | None:
         form = {key: str(value) for key, value in (await request.form()).items()}
@@ -258,7 +266,6 @@ def outbound_twilio_router(outbound: Outbound, auth: TwilioAuth) -> APIRouter:
             return None
         return attempt_id, form
 
-    @router.post(base + "/answer")
     async def answer(request: Request) -> Response:
         found = await signed(request)
         if found is None:
@@ -270,7 +277,6 @@ def outbound_twilio_router(outbound: Outbound, auth: TwilioAuth) -> APIRouter:
             return Response("unavailable", status_code=503)
         return Response(text, media_type=TWIML)
 
-    @router.post(base + "/status")
     async def status(request: Request) -> Response:
         found = await signed(request)
         if found is None:
@@ -278,7 +284,6 @@ def outbound_twilio_router(outbound: Outbound, auth: TwilioAuth) -> APIRouter:
         await outbound.status(*found)
         return Response(status_code=204)
 
-    @router.post(base + "/amd")
     async def amd(request: Request) -> Response:
         found = await signed(request)
         if found is None:
@@ -286,4 +291,8 @@ def outbound_twilio_router(outbound: Outbound, auth: TwilioAuth) -> APIRouter:
         await outbound.amd(*found)
         return Response(status_code=204)
 
+    for prefix in (TWILIO_PREFIX, REPLICA_PREFIX + "/{replica}"):
+        router.add_api_route(prefix + "/outbound/answer", answer, methods=["POST"])
+        router.add_api_route(prefix + "/outbound/status", status, methods=["POST"])
+        router.add_api_route(prefix + "/outbound/amd", amd, methods=["POST"])
     return router

@@ -16,6 +16,7 @@ from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL
 from phonebridge.outbound.store import OutboundStore
 from phonebridge.simulators.personaplex.server import PersonaPlexSimulator
 from phonebridge.simulators.twilio_api import Callee, FakeTwilioApi
+from phonebridge.storage.index import CallIndex
 
 from ..e2e.conftest import serve_process
 from .conftest import ACCOUNT, CALLER_ID, eventually
@@ -88,12 +89,12 @@ async def test_kill_9_mid_campaign_then_restart(tmp_path: Path) -> None:
         called = Counter(call.to for call in api.created)
         assert called == Counter(NUMBERS)  # everyone, exactly once (one attempt each)
         assert api.max_active <= 3
-        store = await OutboundStore.create(f"sqlite+aiosqlite:///{serve.data / 'phonebridge.db'}")
-        try:
+        async with await CallIndex.create(
+            f"sqlite+aiosqlite:///{serve.data / 'phonebridge.db'}"
+        ) as index:
+            store = OutboundStore(index.engine)
             attempts = await store.attempts_for(campaign_id=cid)
             contacts = await store.contacts_of(cid)
-        finally:
-            await store.close()
         assert all(a.state == "ended" for a in attempts)
         assert Counter(a.to_number for a in attempts if a.call_sid) == Counter(NUMBERS)
         assert {c.state for c in contacts} == {"done"}

@@ -63,10 +63,10 @@ async def test_machine_gets_the_voicemail_after_the_beep(start_outbound: Outboun
         assert call.machine_detection == "DetectMessageEnd"
         report = call.report
         assert report is not None
-        # the bridge ended the stream after the beep, then Twilio was told to <Say> it
+        # the bridge ended the stream on the after-the-beep verdict (the only one
+        # DetectMessageEnd sends), then Twilio was told to <Say> it; no timing asserted
         assert report.ended_by == "bridge"
-        assert report.stream_duration_s is not None
-        assert report.stream_duration_s >= 0.9
+        assert report.bytes_sent > 0  # the greeting reached the bridge first
         assert report.said == ["Hello, this is CitySan reminding you that pickup is on Tuesday."]
         row = await record_of(o.bridge, ended.call_sid)
         assert row.end_reason == "voicemail"

@@ -69,6 +69,7 @@ class PersonaPlexSimulator:
         die_after: float | None = None,
         stall_after: float | None = None,
         fal_timeout_after: float | None = None,
+        keep_input_seconds: float = 0.0,
     ) -> None:
         if flavour not in FLAVOURS:
             raise ValueError(f"unknown flavour {flavour!r}")
@@ -88,6 +89,8 @@ class PersonaPlexSimulator:
             stall_after=stall_after,
             fal_timeout_after=fal_timeout_after,
         )
+        # Each connection keeps this much decoded input (24 kHz) for tests to inspect.
+        self.keep_input_bytes = int(keep_input_seconds * 24000) * 2
         self.connections: list[ConnectionRecord] = []
         self.rejected: list[int] = []  # statuses of refused upgrades
         self._server: Server | None = None
@@ -141,6 +144,17 @@ class PersonaPlexSimulator:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+    @property
+    def second_connections(self) -> list[ConnectionRecord]:
+        """Connections upgraded while another session held this self-hosted server.
+
+        Each one is a failure of whoever connected: the real server loads a new
+        connection's prompts into its one shared model state *before* waiting
+        for its session lock (PROTOCOLS.md §2.1), so the caller already talking
+        would have their persona swapped. Leases exist so this list stays empty.
+        """
+        return [record for record in self.connections if record.waited_behind_busy]
 
     async def wait_for_connections(self, count: int) -> None:
         """Wait until ``count`` connections were accepted (a test helper; bound it yourself)."""
@@ -221,6 +235,7 @@ class PersonaPlexSimulator:
                 for s in value.split(",")
             ),
             opened_at=loop.time(),
+            keep_input_bytes=self.keep_input_bytes,
         )
         self.connections.append(record)
         async with self._connected:
