@@ -133,6 +133,35 @@ async def test_dial_time_model_is_claimed_on_answer(start_outbound: OutboundFact
         assert call.report.first_agent_audio_after_start_s is not None
 
 
+@pytest.mark.parametrize("persona", ["citysan", "dialtime"])
+async def test_the_guard_counts_the_number_we_ring(
+    start_outbound: OutboundFactory, persona: str
+) -> None:
+    """Outbound calls pass the inbound toll-fraud guard (Bridge.admit): per number
+    rung, checked before the REST request; a ringing call holds its slot."""
+    other = "+14165550113"
+    callees = {HUMAN: Callee("no-answer", ring=0.3), other: Callee("no-answer", ring=0.3)}
+    async with start_outbound(callees, caller_max_calls_per_hour=1, caller_max_concurrent=1) as o:
+        bridge = o.bridge.app.state.deps.bridge
+        first = await o.call(to=HUMAN, persona=persona)
+        assert first.status_code == 201, first.text
+        assert bridge.guard.active_calls(HUMAN) == 1  # it rings: it holds a slot
+        ended = await attempt_ended(o, first.json()["id"])
+        assert ended.outcome == "no_answer"
+        await eventually(lambda: bridge.guard.active_calls(HUMAN) == 0)
+        again = await o.call(to=HUMAN, persona=persona)
+        assert again.status_code == 429, again.text
+        assert "rate limit" in again.json()["error"]
+        assert [c.to for c in o.api.created] == [HUMAN]  # no REST request for it
+        # the same caller ID may ring someone else: the guard counts the callee
+        third = await o.call(to=other, persona=persona)
+        assert third.status_code == 201, third.text
+        await attempt_ended(o, third.json()["id"])
+        await eventually(lambda: bridge.admission.active_calls == 0)
+        refused = [a for a in await o.outbound.store.attempts_for() if a.outcome == "not_placed"]
+        assert [a.to_number for a in refused] == [HUMAN]
+
+
 async def test_opt_out_by_dtmf_lands_on_dnc_and_ends_politely(
     start_outbound: OutboundFactory,
 ) -> None:
