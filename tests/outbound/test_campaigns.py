@@ -223,3 +223,33 @@ async def test_a_claim_cut_by_a_crash_is_looked_up_never_redialled(
         assert adopted.outcome == "busy"
         assert adopted.call_sid == o.api.created[0].sid
         assert len(o.api.created) == 1  # nobody was dialled by the recovery
+
+
+async def test_at_start_a_replica_resolves_only_its_own_fresh_claims(
+    start_outbound: OutboundFactory,
+) -> None:
+    async with start_outbound() as o:
+        store = o.outbound.store
+        wall = datetime.now(UTC)
+        claims = {}
+        for replica, number in ((o.outbound.config.replica, TORONTO[0]), ("r-live", TORONTO[1])):
+            claims[replica] = await store.add_attempt(
+                to_number=number,
+                from_number=CALLER_ID,
+                persona="citysan",
+                placed_by="operator:test",
+                variables={},
+                now=wall,
+                replica=replica,
+            )
+        # This replica just started: nothing of its own is in flight. The other
+        # replica's claim is a second old: its REST request may be running now.
+        assert await o.outbound.reconcile(at_start=True) == 1
+        mine = await store.attempt(claims[o.outbound.config.replica].id)
+        assert mine is not None
+        assert mine.outcome == "not_placed"
+        theirs = await store.attempt(claims["r-live"].id)
+        assert theirs is not None
+        assert theirs.state == "claimed"
+        assert await o.outbound.reconcile() == 0  # and not by a later pass either, yet
+        assert o.api.created == []

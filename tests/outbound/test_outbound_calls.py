@@ -52,6 +52,25 @@ async def test_a_person_answers(start_outbound: OutboundFactory) -> None:
         assert call.url.startswith(PUBLIC_URL + "/twilio/outbound/answer?attempt=")
 
 
+async def test_a_replica_writes_its_callbacks_under_its_own_path(
+    start_outbound: OutboundFactory,
+) -> None:
+    async with start_outbound({HUMAN: Callee("human", talk=0.4)}, replica_id="r7") as o:
+        response = await o.call(to=HUMAN, persona="citysan")
+        assert response.status_code == 201, response.text
+        ended = await attempt_ended(o, response.json()["id"])
+        assert ended.outcome == "answered"
+        (call,) = o.api.created
+        # the edge proxy routes /twilio/r/<id>/ to the replica holding the call
+        assert call.url.startswith(PUBLIC_URL + "/twilio/r/r7/outbound/answer?attempt=")
+        assert call.status_callback.startswith(PUBLIC_URL + "/twilio/r/r7/outbound/status?")
+        assert call.report is not None
+        assert call.report.stream_url is not None
+        assert "/twilio/r/r7/media" in call.report.stream_url
+        assert ended.replica == "r7"
+        assert (await record_of(o.bridge, ended.call_sid)).end_reason == "caller_hangup"
+
+
 async def test_machine_gets_the_voicemail_after_the_beep(start_outbound: OutboundFactory) -> None:
     async with start_outbound({MACHINE: Callee("machine", greeting=0.6)}) as o:
         response = await o.call(to=MACHINE, persona="reminder")
@@ -234,12 +253,18 @@ async def test_callbacks_must_be_signed(start_outbound: OutboundFactory) -> None
         found = await o.outbound.store.attempt(attempt["id"])
         assert found is not None
         assert found.state == "dialing"
+        # signed, and for a replica that is gone (the edge gave it to this one):
+        # settled from the shared rows
+        elsewhere = f"/twilio/r/gone-1/outbound/status?attempt={attempt['id']}"
         signed = await o.http.post(
-            o.bridge.url + path,
+            o.bridge.url + elsewhere,
             data=form,
-            headers={SIGNATURE_HEADER: sign(DEMO_AUTH_TOKEN, PUBLIC_URL + path, form)},
+            headers={SIGNATURE_HEADER: sign(DEMO_AUTH_TOKEN, PUBLIC_URL + elsewhere, form)},
         )
         assert signed.status_code == 204
+        settled = await o.outbound.store.attempt(attempt["id"])
+        assert settled is not None
+        assert (settled.state, settled.outcome) == ("ended", "busy")
 
 
 async def run_cli(*args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
