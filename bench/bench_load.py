@@ -169,9 +169,9 @@ class ServeProcess:
         return self.urls[index % self.workers]
 
     def stream_route(self, stream_url: str) -> str:
-        """``/twilio/wN/...`` to worker N, as deploy/Caddyfile.workers routes it."""
+        """``/twilio/r/wN/...`` to worker N, as deploy/Caddyfile.workers routes it."""
         path = urlsplit(stream_url).path
-        match = re.match(r"/twilio/w(\d+)/", path)
+        match = re.match(r"/twilio/r/w(\d+)/", path)
         base = self.urls[int(match.group(1))] if match else self.url
         return base.replace("http://", "ws://") + path
 
