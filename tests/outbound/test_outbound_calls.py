@@ -323,3 +323,30 @@ async def test_the_cli_places_calls_and_campaigns(
         code, paused = await run_cli("campaign", "pause", campaign["id"], "--url", url)
         assert code == 0
         assert paused["state"] == "paused"  # still ringing: the campaign was running
+
+
+async def test_a_gone_replicas_outbound_call_hears_its_callers_persona(
+    start_outbound: OutboundFactory,
+) -> None:
+    """The <Connect action> of a call a dead replica held: for a call we placed, the
+    persona is our caller ID's (``From``), not the callee's number's."""
+    shakshuka = "+14165550102"
+    async with start_outbound() as o:
+        path = "/twilio/r/gone-1/stream-ended"
+        answers = {}
+        for direction in ("outbound-api", "inbound"):
+            form = {
+                "CallSid": "CA" + ("2" if direction == "inbound" else "3") * 32,
+                "From": shakshuka if direction != "inbound" else HUMAN,
+                "To": HUMAN if direction != "inbound" else shakshuka,
+                "Direction": direction,
+            }
+            response = await o.http.post(
+                o.bridge.url + path,
+                data=form,
+                headers={SIGNATURE_HEADER: sign(DEMO_AUTH_TOKEN, PUBLIC_URL + path, form)},
+            )
+            assert response.status_code == 200
+            answers[direction] = response.text
+        assert "take your order by phone" in answers["outbound-api"]  # shakshuka's fallback
+        assert answers["outbound-api"] == answers["inbound"]
