@@ -1,4 +1,4 @@
-"""The ``phonebridge`` command: serve | demo | dial | simulate | personas check.
+"""The ``phonebridge`` command: serve | demo | dial | simulate | personas | db | call | campaign.
 
 Each part of the package registers its own sub-command (``register(subparsers)``
 setting ``func``), so this module only assembles them.
@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from phonebridge import __version__, demo, serve
+from phonebridge.outbound import cli as outbound_cli
 from phonebridge.personas import cli as personas_cli
 from phonebridge.simulators import cli as simulators_cli
 from phonebridge.simulators.phone import cli as phone_cli
@@ -35,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulators_cli.register(subparsers)
     personas_cli.register(subparsers)
     twilio_cli.register(subparsers)
+    outbound_cli.register(subparsers)
     db_cli.register(subparsers)
     return parser
 

@@ -54,6 +54,15 @@ Variables (PROTOCOLS.md section in brackets)::
     PHONEBRIDGE_LEASE_TTL_SECONDS  seconds a dead replica's GPU lease outlives it (10)
     PHONEBRIDGE_REDIS_TIMEOUT_SECONDS  bound on every Redis request (0.5)
     PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1  development only: accept unsigned webhooks
+    PHONEBRIDGE_OUTBOUND_ENABLED=1  allow outbound calls and campaigns (off by default; see
+                                docs/outbound.md)
+    PHONEBRIDGE_OUTBOUND_COUNTRIES  comma-separated country calling codes that may be dialled (1,44)
+    PHONEBRIDGE_OUTBOUND_CALLER_IDS comma-separated E.164 numbers that may be the caller ID
+                                (the first is the default); numbers of your Twilio account
+    PHONEBRIDGE_OUTBOUND_DNC_FILE   optional do-not-call file, one E.164 number a line (# comments)
+    PHONEBRIDGE_OUTBOUND_RING_SECONDS  how long an outbound call rings before no-answer (30)
+    TWILIO_API_BASE_URL         https base replacing https://api.twilio.com (an egress proxy; http
+                                only to a loopback host, for the fake API of the tests)
 
 The public URL must be https://: Twilio opens media streams only over wss://,
 and the stream URL is the public URL with that scheme (one rule, shared with
@@ -322,6 +331,13 @@ class Settings:
     retention_days: int | None = None
     host: str = "127.0.0.1"
     port: int = 8080
+    # Outbound calls (phonebridge/outbound/): off unless an operator turns them on.
+    outbound_enabled: bool = False
+    outbound_countries: tuple[int, ...] = ()
+    outbound_caller_ids: tuple[str, ...] = ()
+    outbound_dnc_file: Path | None = None
+    outbound_ring_seconds: int = 30
+    twilio_api_base_url: str | None = None  # None: https://api.twilio.com
     carriers: CarrierSettings = field(default_factory=CarrierSettings)
     # Shared coordination (phonebridge/coordination/): None keeps every lease,
     # limit and gate in this process's memory (the embedded default).
@@ -351,6 +367,7 @@ class Settings:
         _check_limits(self, problems)
         _check_replica(self, problems)
         _check_optional_services(self, problems)
+        _check_outbound(self, problems)
         problems.extend(self.carriers.problems())
         _check_redis(self, problems)
         if not problems:
@@ -408,6 +425,12 @@ class Settings:
             "retention_days": reader.integer("PHONEBRIDGE_RETENTION_DAYS", None),
             "host": reader.text("PHONEBRIDGE_HOST") or "127.0.0.1",
             "port": reader.integer("PHONEBRIDGE_PORT", 8080),
+            "outbound_enabled": reader.flag("PHONEBRIDGE_OUTBOUND_ENABLED"),
+            "outbound_countries": reader.codes("PHONEBRIDGE_OUTBOUND_COUNTRIES"),
+            "outbound_caller_ids": reader.url_list("PHONEBRIDGE_OUTBOUND_CALLER_IDS"),
+            "outbound_dnc_file": _path_or_none(reader.text("PHONEBRIDGE_OUTBOUND_DNC_FILE")),
+            "outbound_ring_seconds": reader.integer("PHONEBRIDGE_OUTBOUND_RING_SECONDS", 30),
+            "twilio_api_base_url": reader.text("TWILIO_API_BASE_URL"),
             "carriers": CarrierSettings.read(reader),
             "redis_url": reader.text("PHONEBRIDGE_REDIS_URL"),
             "lease_ttl_seconds": reader.number("PHONEBRIDGE_LEASE_TTL_SECONDS", 10.0),
@@ -561,6 +584,12 @@ def personas_directory(environ: Mapping[str, str] | None = None) -> Path:
     return Path(value) if value else DEFAULT_PERSONAS_DIR
 
 
+def dashboard_token_from_env(environ: Mapping[str, str] | None = None) -> str | None:
+    """``PHONEBRIDGE_DASHBOARD_TOKEN``, for CLI commands that call the running server's API."""
+    value = _environ(environ).get("PHONEBRIDGE_DASHBOARD_TOKEN", "").strip()
+    return value or None
+
+
 def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
     """Warnings for ``PHONEBRIDGE_*`` variables nobody reads (typos fail silently otherwise)."""
     warnings = []
@@ -596,6 +625,12 @@ KNOWN_VARIABLES = frozenset(
         "PHONEBRIDGE_HOST",
         "PHONEBRIDGE_PORT",
         "PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE",
+        "PHONEBRIDGE_OUTBOUND_ENABLED",
+        "PHONEBRIDGE_OUTBOUND_COUNTRIES",
+        "PHONEBRIDGE_OUTBOUND_CALLER_IDS",
+        "PHONEBRIDGE_OUTBOUND_DNC_FILE",
+        "PHONEBRIDGE_OUTBOUND_RING_SECONDS",
+        "TWILIO_API_BASE_URL",
         "PHONEBRIDGE_REDIS_URL",
         "PHONEBRIDGE_LEASE_TTL_SECONDS",
         "PHONEBRIDGE_REDIS_TIMEOUT_SECONDS",
@@ -647,7 +682,7 @@ def _environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
     return os.environ if environ is None else environ
 
 
-_PATH_FIELDS = frozenset({"personas_dir", "data_dir"})
+_PATH_FIELDS = frozenset({"personas_dir", "data_dir", "outbound_dnc_file"})
 _ENUM_FIELDS: dict[str, type[StrEnum]] = {
     "stream_signature": StreamSignaturePolicy,
     "log_format": LogFormat,
@@ -666,7 +701,7 @@ def _typed(name: str, value: Any) -> Any:
         return SecretStr(value)
     if name in _PATH_FIELDS:
         return Path(value)
-    if name == "personaplex_urls":
+    if name in ("personaplex_urls", "outbound_caller_ids"):
         return _split_list(value)
     if name in _ENUM_FIELDS:
         kind = _ENUM_FIELDS[name]
@@ -738,6 +773,23 @@ class _Reader:
 
     def url_list(self, name: str) -> tuple[str, ...]:
         return _split_list(self.text(name) or "")
+
+    def codes(self, name: str) -> tuple[int, ...]:
+        """Country calling codes (``1,44`` or ``+1, +44``)."""
+        codes: list[int] = []
+        for item in _split_list(self.text(name) or ""):
+            digits = item.removeprefix("+")
+            if not (digits.isascii() and digits.isdigit() and 1 <= len(digits) <= 3):
+                self._problems.append(
+                    f"{name}: {item!r} is not a country calling code (e.g. 1 or 44)"
+                )
+                continue
+            codes.append(int(digits))
+        return tuple(codes)
+
+
+def _path_or_none(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 # -- validation ----------------------------------------------------------------
@@ -986,6 +1038,57 @@ def _check_optional_services(settings: Settings, problems: list[str]) -> None:
         problems.append(
             "DATABASE_URL is not a URL (e.g. sqlite+aiosqlite:///data/phonebridge.db or "
             "postgresql+asyncpg://user:pass@host/db)"
+        )
+
+
+_E164 = re.compile(r"^\+[1-9][0-9]{1,14}$")
+
+
+def _check_outbound(settings: Settings, problems: list[str]) -> None:
+    """Outbound dialling spends money: when it is on, every guard rail must be set."""
+    for number in settings.outbound_caller_ids:
+        if not _E164.fullmatch(number):
+            problems.append(
+                f"PHONEBRIDGE_OUTBOUND_CALLER_IDS: {number!r} is not an E.164 number "
+                "(e.g. +14165550123)"
+            )
+    if not 1 <= settings.outbound_ring_seconds <= 600:
+        problems.append("PHONEBRIDGE_OUTBOUND_RING_SECONDS must be 1..600 (Twilio's range)")
+    base = settings.twilio_api_base_url
+    if base is not None:
+        parts = urlsplit(base)
+        if (
+            parts.scheme not in ("https", "http")
+            or not parts.hostname
+            or parts.query
+            or parts.fragment
+            or "@" in parts.netloc
+        ):
+            problems.append(
+                "TWILIO_API_BASE_URL is not a plain https:// base URL (no credentials, "
+                "query or fragment)"
+            )
+        elif parts.scheme == "http" and not _is_loopback(parts.hostname):
+            problems.append(
+                "TWILIO_API_BASE_URL uses http://: use https:// (http only to a loopback "
+                "host, for development)"
+            )
+    if not settings.outbound_enabled:
+        return
+    if not settings.outbound_countries:
+        problems.append(
+            "PHONEBRIDGE_OUTBOUND_ENABLED is on but PHONEBRIDGE_OUTBOUND_COUNTRIES is empty: "
+            "list the country calling codes that may be dialled (e.g. 1)"
+        )
+    if not settings.outbound_caller_ids:
+        problems.append(
+            "PHONEBRIDGE_OUTBOUND_ENABLED is on but PHONEBRIDGE_OUTBOUND_CALLER_IDS is empty: "
+            "list the numbers of your Twilio account that may call out"
+        )
+    if settings.twilio_account_sid is None or settings.twilio_auth_token is None:
+        problems.append(
+            "PHONEBRIDGE_OUTBOUND_ENABLED is on but TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN "
+            "are not both set: the calls are placed through Twilio's REST API"
         )
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,7 @@ async def local_bridge(
     data_dir: Path,
     simulators: SimulatorOptions | None = None,
     drain_seconds: float = 5.0,
+    wall_clock: Callable[[], float] = time.time,
     **settings_overrides: Any,
 ) -> AsyncIterator[LocalBridge]:
     """Start simulators and the bridge on free loopback ports; stop them on exit."""
@@ -143,7 +145,7 @@ async def local_bridge(
         # An empty environment: the demo and the tests run on embedded defaults,
         # whatever the developer's shell exports.
         settings = Settings.from_env({}, **values)
-        app = await build_app(settings, drain_seconds=drain_seconds)
+        app = await build_app(settings, drain_seconds=drain_seconds, wall_clock=wall_clock)
         server = uvicorn.Server(
             uvicorn.Config(
                 app,

@@ -35,6 +35,10 @@ from phonebridge.models.factory import (
     PolarGridFactory,
     PolarGridSettings,
 )
+from phonebridge.outbound.campaigns import CampaignRunner
+from phonebridge.outbound.carrier import TwilioDialer
+from phonebridge.outbound.service import Outbound, OutboundConfig
+from phonebridge.outbound.store import OutboundStore
 from phonebridge.personas.reload import PersonaStore
 from phonebridge.storage.archive import Archiver
 from phonebridge.storage.index import CallIndex
@@ -272,6 +276,7 @@ async def build_app(
             client=http,
         )
     metrics.watch_leases(lambda: admission.pool.in_use, admission.pool.free_count)
+    journals = JournalFactory(data_dir=settings.data_dir, index=index, transcriber=transcriber)
     bridge = Bridge(
         config=BridgeConfig(
             stream_url=settings.stream_url,
@@ -281,7 +286,7 @@ async def build_app(
         personas=lambda: personas.current,
         admission=admission,
         factories=factories,
-        journals=JournalFactory(data_dir=settings.data_dir, index=index, transcriber=transcriber),
+        journals=journals,
         clock=clock,
         metrics=metrics,
         guard=coordination.guard,
@@ -348,6 +353,22 @@ async def build_app(
             await mark_crashed_replicas_forever(index, watched, settings)
 
         background.append(mark_crashed_replicas)
+    # The outbound tables live in the call index (migration 0006): one engine, one pool.
+    outbound_store = OutboundStore(index.engine)
+
+    def wall() -> datetime:
+        return datetime.fromtimestamp(wall_clock(), UTC)
+
+    outbound = _outbound(
+        settings,
+        bridge=bridge,
+        personas=personas,
+        store=outbound_store,
+        journals=journals,
+        wall=wall,
+    )
+    campaigns = CampaignRunner(outbound, wall_clock=wall)
+    background.append(campaigns.run_forever)
     days = settings.retention_days
     if days is not None and settings.worker in (None, 0):  # one process expires files
 
@@ -374,6 +395,7 @@ async def build_app(
             background=background,
             on_shutdown=shutdown,
             drain_seconds=drain_seconds,
+            outbound=(outbound, campaigns),
             coordination=coordination,
             history=HistoryDeps(
                 index=index,
@@ -387,6 +409,46 @@ async def build_app(
                 browser_calls_per_user=settings.browser_calls_per_user,
             ),
         )
+    )
+
+
+def _outbound(
+    settings: Settings,
+    *,
+    bridge: Bridge,
+    personas: PersonaStore,
+    store: OutboundStore,
+    journals: JournalFactory,
+    wall: Callable[[], datetime],
+) -> Outbound:
+    """The outbound side (docs/outbound.md); it dials only when enabled in settings."""
+    sid, token = settings.twilio_account_sid, settings.twilio_auth_token
+    dialer = (
+        TwilioDialer(sid, token.get_secret_value(), api_base_url=settings.twilio_api_base_url)
+        if sid is not None and token is not None
+        else None
+    )
+    base = settings.sticky_prefix + "/outbound/"
+    return Outbound(
+        config=OutboundConfig(
+            enabled=settings.outbound_enabled,
+            countries=settings.outbound_countries,
+            caller_ids=settings.outbound_caller_ids,
+            ring_seconds=settings.outbound_ring_seconds,
+            pending_timeout=settings.pending_timeout,
+            callback_url=lambda kind, attempt: (
+                settings.webhook_url(base + kind) + f"?attempt={attempt}"
+            ),
+            max_calls=settings.max_calls,
+            replica=settings.effective_replica_id or "",
+            dnc_file=settings.outbound_dnc_file,
+        ),
+        bridge=bridge,
+        personas=lambda: personas.current,
+        store=store,
+        dialer=dialer,
+        journals=journals,
+        wall_clock=wall,
     )
 
 

@@ -27,7 +27,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from phonebridge.calls.admission import Admission, Lease
 from phonebridge.calls.guard import AnsweredCalls, Refused, mask_number
@@ -35,7 +35,7 @@ from phonebridge.calls.journal import JournalFactory, UnansweredCall
 from phonebridge.calls.leg import Leg
 from phonebridge.calls.outcome import CallEndReason, CallOutcome, OutcomeBook
 from phonebridge.calls.pending import PendingCall, PendingCalls, new_token
-from phonebridge.calls.session import CallSession
+from phonebridge.calls.session import CallSession, DtmfHook
 from phonebridge.coordination.base import CallGuard, ReplayMemory
 from phonebridge.coordination.memory import MemoryReplay
 from phonebridge.errors import (
@@ -146,7 +146,35 @@ class NewCall:
     """The kind of leg (``twilio``, ``browser``), as stored on the call row."""
     account_sid: str = ""
     placed_by: str | None = None
-    """The dashboard user who placed it (a browser call)."""
+    """Who placed it: the dashboard user (a browser call), ``operator:<name>`` or
+    ``campaign:<id>`` (an outbound call); None for a call we received."""
+    direction: str = "inbound"
+    """``outbound`` for a call we placed (phonebridge/outbound/): the toll-fraud
+    guard then counts the number we ring (``to_number``), not our caller ID."""
+    variables: Mapping[str, str] = field(default_factory=dict)
+    """Per-call context variables (an outbound call's ``--var`` or contact row)."""
+
+    @property
+    def party(self) -> str:
+        """The other end: whom the toll-fraud guard's per-number limits count."""
+        return self.to_number if self.direction == "outbound" else self.from_number
+
+
+@dataclass(slots=True)
+class Screened:
+    """A call the toll-fraud guard admitted before it takes a lease (:meth:`Bridge.screen`).
+
+    An outbound call whose model opens at answer is screened when dialled (a
+    refusal costs nothing: nobody is rung) and admitted when answered; while it
+    rings it holds its guard reservation, and once the carrier took it, it
+    counts (:meth:`Bridge.confirm_screened`).
+    """
+
+    call_sid: str
+    """The SID the guard knows the call by (an outbound call's provisional one)."""
+    caller: str | None
+    """The guard's bucket; None when there is no guard."""
+    confirmed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +215,10 @@ class Bridge:
         self._sweeper_wake = asyncio.Event()
         self._call_finished = asyncio.Event()
         self.guard = guard
+        # Set by the outbound service (phonebridge/outbound/): told of keypad
+        # digits, and asked first what Twilio does after a call's stream ended.
+        self.dtmf_hook: DtmfHook | None = None
+        self.after_call: Callable[[CallOutcome, Persona], AfterStream | None] | None = None
         # Answered call SIDs (replays open nothing); shared by every replica
         # when coordination is in Redis.
         self._answered = replay or MemoryReplay()
@@ -259,58 +291,85 @@ class Bridge:
         self._held.add(admitted.call_sid)
         return admitted
 
-    async def admit(self, call: NewCall) -> PendingCall | CallRefused:
-        """The one reservation path every leg's entry shares (phone webhook, browser).
+    async def admit(
+        self, call: NewCall, screened: Screened | None = None
+    ) -> PendingCall | CallRefused:
+        """The one reservation path every leg's entry shares (phone webhook, browser,
+        an outbound call when it is dialled or answered).
 
         The toll-fraud guard first (a refused call opens no model session and
-        costs nothing), then a lease, then the model session starts opening:
-        the call is pending until its leg claims it with the one-time token.
-        A refusal is recorded on the call index like any call.
+        costs nothing; ``screened``: it was asked already, :meth:`screen`), then
+        a lease, then the model session starts opening: the call is pending
+        until its leg claims it with the one-time token. A refusal is recorded
+        on the call index like any call.
         """
+        if screened is None:
+            passed = await self.screen(call)
+            if isinstance(passed, CallRefused):
+                return passed
+            screened = passed
         persona = call.persona
-        unanswered = UnansweredCall(
-            call.call_sid, call.from_number, call.to_number, call.channel, call.placed_by
-        )
-        admitted_caller: str | None = None
-        if self.guard is not None:
-            # Before the lease: a refused call opens no model session and costs nothing.
-            decision = await self.guard.admit(call.from_number, call.call_sid)
-            if isinstance(decision, Refused):
-                log.warning(
-                    "toll-fraud guard refused a call from %s: %s (%s)",
-                    mask_number(decision.caller),
-                    decision.reason.value,
-                    decision.detail,
-                    extra={"call_sid": call.call_sid, "persona": persona.id},
-                )
-                self.metrics.calls.labels("busy", CallEndReason.RATE_LIMITED.value).inc()
-                self.metrics.calls_refused.labels(decision.reason.value).inc()
-                detail = f"{decision.reason.value}: {decision.detail}"
-                await self._journals.record_unanswered(
-                    unanswered, persona, CallEndReason.RATE_LIMITED, detail
-                )
-                return CallRefused(CallEndReason.RATE_LIMITED, detail)
-            admitted_caller = decision.caller
         try:
             lease = await self.admission.acquire(persona.provider, persona.overflow)
         except CapacityError as exc:
-            if self.guard is not None and admitted_caller is not None:
-                await self.guard.cancel(admitted_caller, call.call_sid)  # busy uses no quota
+            await self.release_screened(screened)  # busy uses no quota
             log.info("busy: %s", exc, extra={"call_sid": call.call_sid})
             self.metrics.calls.labels("busy", CallEndReason.BUSY.value).inc()
             await self._journals.record_unanswered(
-                unanswered, persona, CallEndReason.BUSY, str(exc)
+                _unanswered(call), persona, CallEndReason.BUSY, str(exc)
             )
             return CallRefused(CallEndReason.BUSY, str(exc))
-        if self.guard is not None and admitted_caller is not None:
+        if self.guard is not None and screened.caller is not None:
             # Counted only now, with a slot taken: a busy answer uses no quota.
             # The call holds its guard slot exactly as long as its (current)
             # lease, whichever exit path releases it.
-            self.guard.confirm(admitted_caller, call.call_sid)
+            if not screened.confirmed:
+                self.confirm_screened(screened)
             lease.riders.append(
-                functools.partial(self.guard.release, admitted_caller, call.call_sid)
+                functools.partial(self.guard.release, screened.caller, screened.call_sid)
             )
         return self._reserve(call, lease)
+
+    async def screen(self, call: NewCall) -> Screened | CallRefused:
+        """Ask the toll-fraud guard (before any lease); a refusal is on record."""
+        if self.guard is None:
+            return Screened(call.call_sid, None)
+        persona = call.persona
+        decision = await self.guard.admit(call.party, call.call_sid)
+        if isinstance(decision, Refused):
+            log.warning(
+                "toll-fraud guard refused a call %s %s: %s (%s)",
+                "to" if call.direction == "outbound" else "from",
+                mask_number(decision.caller),
+                decision.reason.value,
+                decision.detail,
+                extra={"call_sid": call.call_sid, "persona": persona.id},
+            )
+            self.metrics.calls.labels("busy", CallEndReason.RATE_LIMITED.value).inc()
+            self.metrics.calls_refused.labels(decision.reason.value).inc()
+            detail = f"{decision.reason.value}: {decision.detail}"
+            await self._journals.record_unanswered(
+                _unanswered(call), persona, CallEndReason.RATE_LIMITED, detail
+            )
+            return CallRefused(CallEndReason.RATE_LIMITED, detail)
+        return Screened(call.call_sid, decision.caller)
+
+    def confirm_screened(self, screened: Screened) -> None:
+        """The screened call is under way (it took a slot, or an outbound call rings):
+        it counts against the guard's rates and concurrency."""
+        if self.guard is not None and screened.caller is not None and not screened.confirmed:
+            self.guard.confirm(screened.caller, screened.call_sid)
+            screened.confirmed = True
+
+    async def release_screened(self, screened: Screened) -> None:
+        """A screened call that will take no lease gives its guard slot back: one never
+        confirmed uses no quota; a confirmed one (it rang) keeps its count."""
+        if self.guard is None or screened.caller is None:
+            return
+        if screened.confirmed:
+            self.guard.release(screened.caller, screened.call_sid)
+        else:
+            await self.guard.cancel(screened.caller, screened.call_sid)
 
     def _reserve(self, call: NewCall, lease: Lease) -> PendingCall:
         session = self._new_session(call.request, lease)
@@ -329,6 +388,7 @@ class Bridge:
             request=call.request,
             channel=call.channel,
             placed_by=call.placed_by,
+            variables=dict(call.variables),
         )
         if lease.overflowed:
             pending.events.append((0.0, "overflow", f"to {lease.provider}"))
@@ -425,6 +485,7 @@ class Bridge:
             clock=self._clock,
             on_outcome=self.outcomes.record,
             metrics=self.metrics,
+            on_dtmf=self.dtmf_hook,
         )
         self.live[pending.call_sid] = session
         try:
@@ -449,8 +510,15 @@ class Bridge:
     # -- POST /twilio/stream-ended ----------------------------------------------------
 
     async def stream_ended(self, form: Mapping[str, str]) -> str:
-        """TwiML for after the stream: the fallback if the call ended badly."""
-        return render_twiml(await self.after_stream(form.get("CallSid", ""), form.get("To", "")))
+        """TwiML for after the stream: the fallback if the call ended badly.
+
+        The persona of a call this process never held is found by our own
+        number: the dialled ``To`` of a call we received, the caller ID
+        ``From`` of one we placed (``Direction`` ``outbound-api``).
+        """
+        outbound = form.get("Direction", "").startswith("outbound")
+        our_number = form.get("From" if outbound else "To", "")
+        return render_twiml(await self.after_stream(form.get("CallSid", ""), our_number))
 
     async def after_stream(self, call_sid: str, to_number: str) -> AfterStream:
         """What the caller hears once the stream of ``call_sid`` is over (any carrier).
@@ -486,22 +554,25 @@ class Bridge:
         persona = self._personas().by_id(outcome.persona_id)
         if persona is None:
             return Hangup()
+        if self.after_call is not None and (answer := self.after_call(outcome, persona)):
+            return answer
         if outcome.reason.wants_fallback:
             return _fallback(persona)
         if outcome.reason in (CallEndReason.MAX_DURATION, CallEndReason.CALLER_SILENCE):
             return Say(GOODBYE, persona.tts_voice)
         return Hangup()
 
-    def _fallback_for_unheld_call(self, call_sid: str, to_number: str) -> AfterStream:
+    def _fallback_for_unheld_call(self, call_sid: str, our_number: str) -> AfterStream:
         """The action request of a call another (dead) replica held: the persona's fallback.
 
         Twilio asks the ``<Connect action>`` only when the stream ended without
         the caller hanging up, so a caller is still on the line; with no outcome
         anywhere, the replica holding the call died (the edge proxy sent its
         action here) or this one restarted. The persona comes from the dialled
-        number in Twilio's signed form, as it did for the voice webhook.
+        number in the carrier's signed request (``our_number``: the number dialled,
+        or our caller ID for a call we placed), as it did for the call's webhook.
         """
-        persona = self._personas().for_number(to_number)
+        persona = self._personas().for_number(our_number)
         if persona is None:
             return Hangup()
         log.warning(
@@ -514,6 +585,50 @@ class Bridge:
     def pending_call(self, token: str) -> PendingCall | None:
         """The pending call ``token`` reserved, without claiming it (a socket's upgrade check)."""
         return self.pending.get(token)
+
+    # -- outbound calls (phonebridge/outbound/) ------------------------------------
+    # A call we place is admitted by :meth:`admit` like one we receive (at dial
+    # time or when answered, per persona) and answered on the same
+    # <Connect><Stream> path: a reservation claimed by the media stream with its
+    # one-time token.
+
+    def hold_pending(self, pending: PendingCall, seconds: float) -> None:
+        """Give a reservation ``seconds`` for its stream (a model opened at dial
+        time waits for the ringing too)."""
+        pending.deadline = max(pending.deadline, self._clock() + seconds)
+
+    def connect(self, pending: PendingCall, call_sid: str) -> str | None:
+        """``<Connect><Stream>`` for an answered outbound call reserved by :meth:`admit`,
+        now known by the carrier's ``call_sid``; ``None`` if the reservation is gone."""
+        if self.pending.by_call_sid(pending.call_sid) is not pending:
+            return None
+        if pending.call_sid != call_sid:
+            # Reserved at dial time under a provisional SID; the stream brings the real one.
+            self.pending.withdraw(pending.call_sid)
+            pending.call_sid = call_sid
+            self.pending.add(pending)
+        pending.deadline = self._clock() + self.config.pending_timeout
+        self._sweeper_wake.set()
+        return self._connect_twiml(pending)
+
+    async def abandon_as(
+        self, pending: PendingCall, call_sid: str, reason: CallEndReason, detail: str
+    ) -> bool:
+        """:meth:`abandon`, the row written under ``call_sid`` (the carrier's SID of a
+        call reserved at dial time that was never answered); False if it was gone."""
+        if self.pending.withdraw(pending.call_sid) is not pending:
+            return False
+        pending.call_sid = call_sid
+        await self._abandon(pending, reason, detail)
+        return True
+
+    def end_live_call(self, call_sid: str, reason: CallEndReason, detail: str) -> bool:
+        """End a live call (an answering machine was detected); False if not live here."""
+        session = self.live.get(call_sid)
+        if session is None:
+            return False
+        session.end(reason, detail)
+        return True
 
     # -- housekeeping ---------------------------------------------------------------
 
@@ -577,6 +692,12 @@ def render_twiml(answer: AfterStream) -> str:
         case Transfer():
             return twiml.dial(answer.number, message=answer.message)
     return twiml.hangup()
+
+
+def _unanswered(call: NewCall) -> UnansweredCall:
+    return UnansweredCall(
+        call.call_sid, call.from_number, call.to_number, call.channel, call.placed_by
+    )
 
 
 def _fallback(persona: Persona) -> AfterStream:

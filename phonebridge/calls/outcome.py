@@ -31,10 +31,25 @@ class CallEndReason(StrEnum):
     RATE_LIMITED = "rate_limited"  # the toll-fraud guard refused it: busy message, no model
     NO_STREAM = "no_stream"  # the webhook answered, the stream never came
     CRASHED = "crashed"  # the process died during the call
+    # Outbound calls (phonebridge/outbound/): the callee's side of a call we placed.
+    NO_ANSWER = "no_answer"  # it rang out
+    LINE_BUSY = "line_busy"  # the callee's line was busy
+    DIAL_FAILED = "dial_failed"  # the carrier could not place it
+    CANCELED = "canceled"  # cancelled while queued or ringing
+    MACHINE_HANGUP = "machine_hangup"  # an answering machine; the persona hangs up on those
+    VOICEMAIL = "voicemail"  # an answering machine; the voicemail was left after the beep
+    OPTED_OUT = "opted_out"  # the callee pressed the opt-out digit: added to do-not-call
 
     @property
     def ended_by(self) -> str:
-        if self in (CallEndReason.CALLER_HANGUP, CallEndReason.CALLER_DROPPED):
+        if self in (
+            CallEndReason.CALLER_HANGUP,
+            CallEndReason.CALLER_DROPPED,
+            CallEndReason.NO_ANSWER,
+            CallEndReason.LINE_BUSY,
+            CallEndReason.CANCELED,
+            CallEndReason.OPTED_OUT,
+        ):
             return "caller"
         if self in (
             CallEndReason.MODEL_FAILED,

@@ -46,6 +46,9 @@ class PendingCall:
     """The dashboard user who placed the call (a browser call), else None."""
     events: list[tuple[float, str, str]] = field(default_factory=list)
     """(time, kind, detail) call events that happened before the stream (overflow...)."""
+    variables: dict[str, str] = field(default_factory=dict)
+    """Per-call context variables (an outbound call's ``--var`` or campaign contact row);
+    issue 15's prompt templates read them."""
     opening: asyncio.Task[ModelSession] = field(init=False)
     """Resolves to the open session (maybe on the overflow provider); set by the
     webhook right after construction, because the task needs the call itself."""

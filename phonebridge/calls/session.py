@@ -44,6 +44,11 @@ log = logging.getLogger(__name__)
 MARK_EVERY_SECONDS = 1.0  # how often a playback mark is sent to measure the leg's lag
 
 
+DtmfHook = Callable[[PendingCall, str], tuple[CallEndReason, str] | None]
+"""Told of every keypad digit; a reason returned ends the call with it (an outbound
+call's opt-out digit: phonebridge/outbound/)."""
+
+
 class CallSession:
     """Runs one call from the leg's start to the end of everything."""
 
@@ -56,8 +61,10 @@ class CallSession:
         clock: Callable[[], float],
         on_outcome: Callable[[CallOutcome], None],
         metrics: BridgeMetrics,
+        on_dtmf: DtmfHook | None = None,
     ) -> None:
         self.pending = pending
+        self._on_dtmf_hook = on_dtmf
         self.leg = leg
         self.stream_sid = leg.stream_id
         self.call_sid = pending.call_sid
@@ -262,6 +269,11 @@ class CallSession:
 
     async def _on_dtmf(self, digit: str) -> None:
         self._journal.dtmf(digit, self.now())
+        if self._on_dtmf_hook is not None:
+            ending = self._on_dtmf_hook(self.pending, digit)
+            if ending is not None:
+                self.end(*ending)
+                return
         model = self._model
         if model is not None and model.supports_text_injection and self.persona.dtmf_to_model:
             with contextlib.suppress(ModelError):

@@ -156,6 +156,32 @@ class Fallback(_Strict):
     """If set, ``<Dial>`` this number (a human) after ``say`` instead of hanging up."""
 
 
+DEFAULT_OPT_OUT_MESSAGE = "You will not be called again. Goodbye."
+
+
+class Outbound(_Strict):
+    """How this persona places calls (docs/outbound.md)."""
+
+    open_model: Literal["answer", "dial"] = "answer"
+    """When the model session opens: ``answer`` (nothing is billed while the
+    phone rings; the model's warm-up is heard as silence) or ``dial`` (the callee
+    hears the persona at once; ringing costs model-socket seconds)."""
+
+    on_machine: Literal["voicemail", "hangup"] = "hangup"
+    """An answering machine (Twilio async AMD): leave ``voicemail`` after the beep,
+    or ``hangup``."""
+
+    voicemail: NonEmptyText | None = None
+    """The message left after the beep (``on_machine: voicemail``), spoken with ``<Say>``."""
+
+    opt_out_digit: Annotated[str, Field(pattern=r"^[0-9*#]$")] | None = "9"
+    """A keypad digit that adds the callee to the do-not-call list and ends the
+    call politely; ``null`` = none."""
+
+    opt_out_message: NonEmptyText = DEFAULT_OPT_OUT_MESSAGE
+    """Said before hanging up after an opt-out."""
+
+
 class PersonaFile(_Strict):
     """The content of one ``personas/*.yaml`` file."""
 
@@ -199,6 +225,21 @@ class PersonaFile(_Strict):
 
     dtmf_to_model: bool = True
     """Tell the model about keypad digits, where the provider supports text injection."""
+
+    outbound: Outbound = Outbound()
+    """How calls this persona places behave (only used when outbound calls are enabled)."""
+
+    @field_validator("outbound")
+    @classmethod
+    def _voicemail_needs_message(cls, outbound: Outbound) -> Outbound:
+        if outbound.on_machine == "voicemail" and outbound.voicemail is None:
+            raise PydanticCustomError(
+                "voicemail_missing",
+                "on_machine is voicemail but no voicemail message is set: add "
+                "outbound.voicemail, or use on_machine: hangup",
+                {},
+            )
+        return outbound
 
     @field_validator("overflow")
     @classmethod

@@ -147,6 +147,80 @@ calls = Table(
 """The schema the code expects: the head of the migrations (each change is a
 revision in ``migrations/versions``; tests compare the two)."""
 
+# -- revision 0006: outbound calls and campaigns (read and written by
+# phonebridge/outbound/store.py; docs/outbound.md). In the index's database so
+# a restart or a replica crash resumes a campaign from the shared rows.
+
+outbound_attempts = Table(
+    "outbound_attempts",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("call_sid", String(64), unique=True),
+    Column("campaign_id", String(40), index=True),
+    Column("contact_id", Integer, index=True),
+    Column("attempt", Integer, nullable=False, default=1),
+    Column("to_number", String(32), nullable=False),
+    Column("from_number", String(32), nullable=False),
+    Column("persona", String(128), nullable=False),
+    Column("placed_by", String(160), nullable=False),
+    Column("variables", Text, nullable=False, default="{}"),
+    # claimed (before the REST request) -> dialing (the carrier took it) ->
+    # answered -> ended; or claimed -> ended (outcome not_placed)
+    Column("state", String(16), nullable=False, index=True),
+    Column("outcome", String(32)),
+    Column("answered_by", String(32)),
+    Column("error", Text),
+    Column("replica", String(64), nullable=False, default=""),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("ended_at", UTCDateTime),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("persona", String(128), nullable=False),
+    Column("from_number", String(32), nullable=False),
+    Column("created_by", String(160), nullable=False),
+    Column("state", String(16), nullable=False, index=True),
+    Column("concurrency", Integer, nullable=False),
+    Column("daily_cap", Integer),
+    Column("max_attempts", Integer, nullable=False),
+    Column("retry_seconds", Float, nullable=False),
+    Column("window_start", String(5), nullable=False),
+    Column("window_end", String(5), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+campaign_contacts = Table(
+    "campaign_contacts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("campaign_id", String(40), nullable=False, index=True),
+    Column("position", Integer, nullable=False),
+    Column("number", String(32), nullable=False),
+    Column("variables", Text, nullable=False, default="{}"),
+    Column("time_zone", String(64)),
+    # queued -> dialing -> queued (a retry) | done | skipped (DNC, no window) | cancelled
+    Column("state", String(16), nullable=False, index=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("outcome", String(32)),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+dnc_numbers = Table(
+    "dnc_numbers",
+    metadata,
+    Column("number", String(32), primary_key=True),
+    Column("source", String(32), nullable=False),
+    Column("note", Text),
+    Column("added_at", UTCDateTime, nullable=False),
+)
+
 _RECORD_FIELDS = tuple(f.name for f in fields(CallRecord))
 
 

@@ -22,12 +22,15 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from phonebridge.calls.bridge import Bridge
 from phonebridge.coordination.build import Coordination
+from phonebridge.outbound.campaigns import CampaignRunner
+from phonebridge.outbound.service import Outbound
 from phonebridge.storage.index import CallIndex
 from phonebridge.storage.objects import ObjectStore
 from phonebridge.web.api import api_router, live_calls
 from phonebridge.web.auth import dashboard_auth
 from phonebridge.web.dashboard import dashboard_router
 from phonebridge.web.limits import MAX_REQUEST_BODY_BYTES, BodySizeLimit
+from phonebridge.web.outbound_routes import outbound_api_router, outbound_twilio_router
 from phonebridge.web.softphone.routes import softphone_router
 from phonebridge.web.stats_api import stats_router
 from phonebridge.web.twilio_routes import TwilioAuth, twilio_router
@@ -63,6 +66,8 @@ class AppDeps:
     """How long calls in progress may go on after shutdown begins."""
     history: HistoryDeps | None = None
     """The call history API and dashboard; None serves neither."""
+    outbound: tuple[Outbound, CampaignRunner] | None = None
+    """Outbound calls and campaigns (their API needs ``history``'s auth)."""
     coordination: Coordination | None = None
     """Shared state (leases, guard...): its health shows in ``/readyz``."""
     carrier_routers: Sequence[APIRouter] = field(default_factory=tuple)
@@ -105,6 +110,8 @@ def create_app(deps: AppDeps) -> FastAPI:
     app.include_router(twilio_router(deps.bridge, deps.twilio_auth))
     for router in deps.carrier_routers:
         app.include_router(router)
+    if deps.outbound is not None:
+        app.include_router(outbound_twilio_router(deps.outbound[0], deps.twilio_auth))
     if deps.history is not None:
         # the Twilio routes above stay outside the dashboard auth on purpose
         require = dashboard_auth(deps.history.dashboard_token)
@@ -115,6 +122,8 @@ def create_app(deps: AppDeps) -> FastAPI:
         )
         app.include_router(stats_router(history.index, require))
         app.include_router(dashboard_router(history.index, live, require))
+        if deps.outbound is not None:
+            app.include_router(outbound_api_router(*deps.outbound, require))
         app.include_router(
             softphone_router(
                 deps.bridge,

@@ -98,7 +98,7 @@ def test_replica_paths_route_by_their_id_and_orphaned_actions_fall_back(
     server = next(iter(config["apps"]["http"]["servers"].values()))
     text = json.dumps(server)
     # The replica segment is captured once, as one DNS label, for both routes.
-    assert text.count("^/twilio/r/([a-z0-9-]+)/stream-ended$") == 1
+    assert text.count("^/twilio/r/([a-z0-9-]+)/(stream-ended|outbound/(answer|status|amd))$") == 1
     assert text.count("^/twilio/r/([a-z0-9-]+)/") >= 2
     if name == "Caddyfile.cluster":
         replica = "{http.regexp.replica.1}." + ENV["BRIDGE_REPLICAS_HOST"] + ":8080"

@@ -34,6 +34,14 @@ PUBLIC = {
     # Any replica answers the <Connect action> of a replica that is gone.
     ("POST", "/twilio/r/{replica}/stream-ended"),
     ("WS", "/twilio/media"),
+    # Outbound calls' answer, status and machine-detection callbacks (signed by
+    # Twilio; any replica settles them from the shared rows).
+    *{
+        (method, prefix + "/outbound/" + kind)
+        for method in ("POST",)
+        for prefix in ("/twilio", "/twilio/r/{replica}")
+        for kind in ("answer", "status", "amd")
+    },
     # Probes and the Prometheus scrape (kept off the public edge by deploy/).
     ("GET", "/healthz"),
     ("GET", "/readyz"),

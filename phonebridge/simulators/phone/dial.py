@@ -85,6 +85,8 @@ async def dial(
     public_url: str | None = None,
     connect_override: str | None = None,
     io_timeout: float = 10.0,
+    webhook_url: str | None = None,
+    direction: str = "inbound",
 ) -> DialReport:
     """Place one call to ``bridge_url`` as Twilio would; see the module docstring.
 
@@ -97,6 +99,8 @@ async def dial(
     ``bridge_url``): webhooks and the stream are signed with public URLs and
     sent to the local ones (``connect_override`` forces the stream's).
     ``io_timeout`` bounds each HTTP request, the upgrade and the closing handshake.
+    ``webhook_url`` (public) replaces ``/twilio/voice``: an outbound call's answer
+    URL, fetched with ``direction="outbound-api"`` as Twilio does when the callee answers.
     """
     mulaw = read_wav_as_mulaw(audio) if isinstance(audio, Path) else audio or b""
     call = _Call(
@@ -119,6 +123,8 @@ async def dial(
         max_call=max_call,
         timeout=io_timeout,
     )
+    call.webhook_url = webhook_url
+    call.direction = direction
     report = await call.run()
     if out is not None:
         write_mulaw_as_wav(out, bytes(call.heard))
@@ -163,6 +169,8 @@ class _Call:
         self.t0 = self.loop.time()
         self.stream_t0: float | None = None
         self.played_bytes = 0
+        self.webhook_url: str | None = None
+        self.direction = "inbound"
 
     # ---------------------------------------------------------------- bookkeeping
 
@@ -187,7 +195,7 @@ class _Call:
             "Called": r.to,
             "Caller": r.from_,
             "CallStatus": status,
-            "Direction": "inbound",
+            "Direction": self.direction,
             "ApiVersion": "2010-04-01",
         }
 
@@ -195,8 +203,9 @@ class _Call:
 
     async def run(self) -> DialReport:
         async with httpx.AsyncClient(timeout=self.timeout) as http:
-            webhook = self.routes.public_base.rstrip("/") + "/twilio/voice"
-            answer = await self.fetch_twiml(http, webhook, self.call_params("ringing"), True)
+            webhook = self.webhook_url or self.routes.public_base.rstrip("/") + "/twilio/voice"
+            status = "in-progress" if self.direction != "inbound" else "ringing"
+            answer = await self.fetch_twiml(http, webhook, self.call_params(status), True)
             if answer is None:
                 self.ended("webhook_failed")
             elif not answer.connects_stream:
