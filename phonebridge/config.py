@@ -17,7 +17,9 @@ Variables (PROTOCOLS.md section in brackets)::
     PHONEBRIDGE_REPLICA_ID      this replica's id in a cluster (e.g. the StatefulSet pod name
                                 phonebridge-2): streams and <Connect action> under /twilio/r/<id>/
     TWILIO_AUTH_TOKEN           required unless PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1
-    TWILIO_ACCOUNT_SID          optional; REST call control (hang up, transfer) [§1.5]
+    TWILIO_ACCOUNT_SID          optional; REST call control (hang up, transfer) [§1.5]; a persona
+                                with a warm transfer needs it (the human is rung by REST)
+    TWILIO_API_URL              https://api.twilio.com (an egress proxy; tests point it at a fake)
     PHONEBRIDGE_PERSONAS        persona directory (./personas)
     PHONEBRIDGE_DATA            recordings, transcripts, SQLite index (./data)
     DATABASE_URL                SQLAlchemy async URL (sqlite+aiosqlite under the data dir)
@@ -286,6 +288,7 @@ class Settings:
     public_url: str
     twilio_auth_token: SecretStr | None = None
     twilio_account_sid: str | None = None
+    twilio_api_url: str | None = None  # None: https://api.twilio.com
     skip_twilio_signature: bool = False
     personas_dir: Path = DEFAULT_PERSONAS_DIR
     data_dir: Path = DEFAULT_DATA_DIR
@@ -374,6 +377,7 @@ class Settings:
             "public_url": reader.text("PHONEBRIDGE_PUBLIC_URL") or "",
             "twilio_auth_token": reader.secret("TWILIO_AUTH_TOKEN"),
             "twilio_account_sid": reader.text("TWILIO_ACCOUNT_SID"),
+            "twilio_api_url": reader.text("TWILIO_API_URL"),
             "skip_twilio_signature": reader.flag("PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE"),
             "personas_dir": personas_directory(env),
             "data_dir": Path(reader.text("PHONEBRIDGE_DATA") or DEFAULT_DATA_DIR),
@@ -506,6 +510,17 @@ class Settings:
         }
         for persona in book.personas:
             label = f"persona {persona.id!r} ({persona.source})"
+            transfer = persona.transfer
+            if (
+                transfer is not None
+                and transfer.mode == "warm"
+                and (self.twilio_account_sid is None or self.twilio_auth_token is None)
+            ):
+                problems.append(
+                    f"{label} has a warm transfer, which rings the human by REST, but "
+                    "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not both set: set them, "
+                    "or use mode: cold"
+                )
             if not configured[persona.provider] and (
                 persona.provider != "personaplex" or persona.overflow is None
             ):
@@ -600,6 +615,7 @@ KNOWN_VARIABLES = frozenset(
         "PHONEBRIDGE_REDIS_TIMEOUT_SECONDS",
         "TWILIO_AUTH_TOKEN",
         "TWILIO_ACCOUNT_SID",
+        "TWILIO_API_URL",
         "DATABASE_URL",
         "PERSONAPLEX_URLS",
         "PERSONAPLEX_HANDSHAKE_TIMEOUT",
@@ -824,6 +840,16 @@ def _check_twilio(settings: Settings, problems: list[str]) -> None:
         problems.append(
             f"TWILIO_ACCOUNT_SID {sid!r} is not an account SID ('AC' and 32 hex digits)"
         )
+    api = settings.twilio_api_url
+    if api is not None:
+        parts = urlsplit(api)
+        if parts.scheme != "https" and not (
+            parts.scheme == "http" and _is_loopback(parts.hostname or "")
+        ):
+            problems.append(
+                f"TWILIO_API_URL {api!r} must be https:// (http:// only on a loopback host): "
+                "it carries the account's credentials"
+            )
 
 
 def _check_providers(settings: Settings, problems: list[str]) -> None:

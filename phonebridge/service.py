@@ -21,6 +21,7 @@ from phonebridge.calls.admission import Admission
 from phonebridge.calls.bridge import Bridge, BridgeConfig
 from phonebridge.calls.guard import GuardLimits
 from phonebridge.calls.journal import JournalFactory, Transcriber
+from phonebridge.calls.transfer.policy import TransferPolicies
 from phonebridge.config import Settings, SettingsError
 from phonebridge.coordination.build import Coordination, build_coordination
 from phonebridge.errors import CoordinationError, StorageError
@@ -40,6 +41,8 @@ from phonebridge.storage.archive import Archiver
 from phonebridge.storage.index import CallIndex
 from phonebridge.storage.objects import ObjectStore, S3ObjectStore, S3Settings
 from phonebridge.storage.retention import apply_retention
+from phonebridge.telephony.twilio.rest import BaseUrlHttpClient, TwilioCallControl
+from phonebridge.telephony.twilio.transfer import TwilioHumanCalls
 from phonebridge.web.app import AppDeps, HistoryDeps, create_app
 from phonebridge.web.twilio_routes import TwilioAuth
 
@@ -135,6 +138,18 @@ async def repair_interrupted_calls(settings: Settings) -> None:
         await _repair_interrupted_calls(index, settings)
     finally:
         await index.close()
+
+
+def twilio_human_calls(settings: Settings) -> TwilioHumanCalls | None:
+    """Warm transfers' human calls, when the account SID and auth token are set (REST)."""
+    sid, token = settings.twilio_account_sid, settings.twilio_auth_token
+    if sid is None or token is None:
+        return None
+    http = None if settings.twilio_api_url is None else BaseUrlHttpClient(settings.twilio_api_url)
+    control = TwilioCallControl(sid, token.get_secret_value(), http_client=http)
+    return TwilioHumanCalls(
+        control, webhook_url=settings.webhook_url, sticky_prefix=settings.sticky_prefix
+    )
 
 
 def model_factories(
@@ -269,6 +284,9 @@ async def build_app(
             client=http,
         )
     metrics.watch_leases(lambda: admission.pool.in_use, admission.pool.free_count)
+    human_calls = twilio_human_calls(settings)
+    if human_calls is not None:
+        shutdown.insert(0, human_calls.aclose)
     bridge = Bridge(
         config=BridgeConfig(
             stream_url=settings.stream_url,
@@ -283,6 +301,8 @@ async def build_app(
         metrics=metrics,
         guard=coordination.guard,
         replay=coordination.replay,
+        policies=TransferPolicies(metrics=metrics, dialer=human_calls),
+        human_calls=human_calls,
     )
     token = settings.twilio_auth_token
     auth = TwilioAuth(

@@ -12,6 +12,12 @@
   replica died, or this process restarted) gets the fallback too: its stream
   ended without an outcome because the process holding it was gone.
 
+A per-call :class:`~phonebridge.calls.policy.CallPolicy` (``policies``; the
+persona's transfer triggers, calls/transfer/) may end a call with a
+:class:`~phonebridge.calls.outcome.Handoff`: the action answer then dials the
+human (cold) or joins the conference where an accepting human waits (warm;
+telephony/twilio/transfer.py), and nothing follows that verb.
+
 In a cluster the stream and action paths carry the replica id
 (``/twilio/r/<id>/...``, config.Settings.sticky_prefix) so the edge proxy
 brings them back to the replica holding the call.
@@ -35,6 +41,7 @@ from phonebridge.calls.journal import JournalFactory, UnansweredCall
 from phonebridge.calls.leg import Leg
 from phonebridge.calls.outcome import CallEndReason, CallOutcome, OutcomeBook
 from phonebridge.calls.pending import PendingCall, PendingCalls, new_token
+from phonebridge.calls.policy import CallPolicy
 from phonebridge.calls.session import CallSession
 from phonebridge.coordination.base import CallGuard, ReplayMemory
 from phonebridge.coordination.memory import MemoryReplay
@@ -52,6 +59,7 @@ from phonebridge.personas.schema import Persona
 from phonebridge.telephony.twilio import twiml
 from phonebridge.telephony.twilio.leg import PhoneSocket, TwilioLeg, await_start
 from phonebridge.telephony.twilio.protocol import MediaStreamProtocol
+from phonebridge.telephony.twilio.transfer import TwilioHumanCalls, handoff_document
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +68,10 @@ GOODBYE = "Thank you for calling. Goodbye."
 # How long the action request waits for a live call's teardown to record its outcome;
 # teardown closes one socket and writes a row, well under a second.
 OUTCOME_WAIT_SECONDS = 3.0
+
+
+PolicyFactory = Callable[[PendingCall, Leg], CallPolicy | None]
+"""Makes a claimed call's policy (or None) from the call and its leg."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +146,13 @@ class Bridge:
         metrics: BridgeMetrics | None = None,
         guard: CallGuard | None = None,
         replay: ReplayMemory | None = None,
+        policies: PolicyFactory | None = None,
+        human_calls: TwilioHumanCalls | None = None,
     ) -> None:
         self.config = config
+        self._policies = policies
+        self.human_calls = human_calls
+        """Warm transfers' human legs on Twilio (their webhooks reach them through here)."""
         self._personas = personas
         self.admission = admission
         self._factories = factories
@@ -366,6 +383,7 @@ class Bridge:
             clock=self._clock,
             on_outcome=self.outcomes.record,
             metrics=self.metrics,
+            policy=self._policies(pending, leg) if self._policies is not None else None,
         )
         self.live[pending.call_sid] = session
         try:
@@ -410,12 +428,20 @@ class Bridge:
             if call_sid in self._held:
                 return twiml.hangup()  # its outcome was answered already (a repeated request)
             return self._fallback_for_unheld_call(call_sid, form.get("To", ""))
+        if outcome.handoff is not None:
+            # A transfer: the human's <Dial>, or the conference where they wait.
+            # Nothing after it (no timed verb can cut the caller off later).
+            return handoff_document(outcome.handoff)
         persona = self._personas().by_id(outcome.persona_id)
         if persona is None:
             return twiml.hangup()
         if outcome.reason.wants_fallback:
             return _fallback(persona)
-        if outcome.reason in (CallEndReason.MAX_DURATION, CallEndReason.CALLER_SILENCE):
+        if outcome.reason in (
+            CallEndReason.MAX_DURATION,
+            CallEndReason.CALLER_SILENCE,
+            CallEndReason.OPTED_OUT,
+        ):
             return _say(persona, GOODBYE)
         return twiml.hangup()
 

@@ -31,10 +31,17 @@ class CallEndReason(StrEnum):
     RATE_LIMITED = "rate_limited"  # the toll-fraud guard refused it: busy message, no model
     NO_STREAM = "no_stream"  # the webhook answered, the stream never came
     CRASHED = "crashed"  # the process died during the call
+    TRANSFERRED = "transferred"  # handed to a human (calls/transfer/): the carrier dials them
+    TRANSFER_FAILED = "transfer_failed"  # a warm transfer found nobody; the persona's fallback
+    OPTED_OUT = "opted_out"  # the caller pressed the persona's opt-out key
 
     @property
     def ended_by(self) -> str:
-        if self in (CallEndReason.CALLER_HANGUP, CallEndReason.CALLER_DROPPED):
+        if self in (
+            CallEndReason.CALLER_HANGUP,
+            CallEndReason.CALLER_DROPPED,
+            CallEndReason.OPTED_OUT,
+        ):
             return "caller"
         if self in (
             CallEndReason.MODEL_FAILED,
@@ -59,7 +66,21 @@ class CallEndReason(StrEnum):
             # caller still on the line.
             CallEndReason.NO_STREAM,
             CallEndReason.DRAIN,
+            # A warm transfer found no human and the persona says: fallback.
+            CallEndReason.TRANSFER_FAILED,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """Where the caller goes when the bridge lets go of the call (a transfer).
+
+    ``join`` False: dial ``to`` (E.164 or ``sip:``), a cold transfer. True:
+    join the room ``to`` where an accepting human already waits (warm).
+    """
+
+    to: str
+    join: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +89,7 @@ class CallOutcome:
     persona_id: str
     reason: CallEndReason
     detail: str = ""
+    handoff: Handoff | None = None
 
 
 class OutcomeBook:
