@@ -30,6 +30,7 @@ class Utterances:
     """The agent's last few utterances, from its text pieces (``at`` in call seconds)."""
 
     def __init__(self, keep: int = KEEP_UTTERANCES) -> None:
+        self._keep = keep
         self._done: deque[str] = deque(maxlen=keep)
         self._current = ""
         self._last_at: float | None = None
@@ -50,7 +51,8 @@ class Utterances:
 
     def last(self) -> tuple[str, ...]:
         current = " ".join(self._current.split())
-        return (*self._done, current) if current else tuple(self._done)
+        both = (*self._done, current) if current else tuple(self._done)
+        return both[-self._keep :]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,8 @@ def agent_summary(utterances: tuple[str, ...]) -> str:
             break
         kept.append(text)
         size += len(text) + 1
-    return " ".join(reversed(kept)) or "nothing yet"
+    # The template supplies its own full stop ("The agent said: {agent}.").
+    return " ".join(reversed(kept)).rstrip(".") or "nothing yet"
 
 
 def whisper_text(template: str, facts: CallFacts, accept_key: str) -> str:
