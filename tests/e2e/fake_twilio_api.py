@@ -185,8 +185,11 @@ class FakeTwilio:
         server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
         task = asyncio.create_task(server.serve(sockets=[sock]))
         try:
-            while not server.started:
-                await asyncio.sleep(0.01)
+            async with asyncio.timeout(10):
+                while True:
+                    if server.started:
+                        break
+                    await asyncio.sleep(0.01)
             yield self
         finally:
             for human in list(self._tasks):

@@ -12,7 +12,7 @@ import asyncio
 import json
 import textwrap
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,15 @@ async def call(bridge: LocalBridge, to: str, **options: Any) -> DialReport:
         )
 
 
+async def until(condition: Callable[[], object], within: float = 5.0) -> None:
+    """Wait (bounded) for something another task does: a webhook's answer, a REST call."""
+    async with asyncio.timeout(within):
+        while True:
+            if condition():
+                return
+            await asyncio.sleep(0.02)
+
+
 def events(path: str | None) -> list[tuple[str, str]]:
     assert path is not None
     data = json.loads(Path(path).read_text())
@@ -171,9 +180,8 @@ async def test_agent_phrase_gives_a_warm_transfer_the_human_accepts(
         assert "transfer you" in human.whisper
         assert "4 2" in human.whisper
         # Accepted: the human joins the conference, and so does the caller.
-        async with asyncio.timeout(5):  # the caller may be bridged before the key's answer lands
-            while human.key_answered_at is None:
-                await asyncio.sleep(0.02)
+        # The caller may be bridged before the key's answer reaches the human.
+        await until(lambda: human.key_answered_at is not None)
         room = ET.fromstring(human.key_answer).find("Dial/Conference")
         assert room is not None
         assert room.text == f"pb-{report.call_sid}"
@@ -275,9 +283,7 @@ async def test_caller_hanging_up_while_the_human_rings_cancels_the_human_call(
         assert record.end_reason == "caller_hangup"
         assert record.transfer_result == "abandoned"
         (human,) = fake.calls
-        async with asyncio.timeout(5):
-            while not human.hang_ups:
-                await asyncio.sleep(0.02)
+        await until(lambda: human.hang_ups)
         assert human.hang_ups == [("canceled", 200)]
 
 
@@ -291,16 +297,12 @@ async def test_hanging_up_a_human_call_that_is_already_gone_is_success(
         fake,
     ):
         task = asyncio.create_task(call(bridge, DESK, audio=tone_mulaw(3.0), hangup_after=3.0))
-        async with asyncio.timeout(10):
-            while not fake.calls:
-                await asyncio.sleep(0.02)
+        await until(lambda: fake.calls, within=10)
         fake.calls[0].status = "no-answer"  # gone, but its status callback not yet sent
         report = await task
         record = await record_of(bridge, report.call_sid)
         assert record.transfer_result == "abandoned"
-        async with asyncio.timeout(5):
-            while not fake.calls[0].hang_ups:
-                await asyncio.sleep(0.02)
+        await until(lambda: fake.calls[0].hang_ups)
         assert fake.calls[0].hang_ups == [("canceled", 404)]
         await asyncio.sleep(0.1)
         problems = [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
