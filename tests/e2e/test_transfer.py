@@ -17,6 +17,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL, LocalBridge, SimulatorOptions
 from phonebridge.simulators.phone.dial import dial
 from phonebridge.simulators.phone.report import DialReport
@@ -211,6 +213,17 @@ async def test_agent_phrase_gives_a_warm_transfer_the_human_accepts(
         assert "transfer_answered" in happened
         assert "transfer_accepted" in happened
         assert metric(bridge, "phonebridge_transfers_total", mode="warm", result="accepted") == 1
+        # The API and the call page show the hand-off.
+        async with httpx.AsyncClient(base_url=bridge.url) as http:
+            api = (await http.get(f"/api/calls/{report.call_sid}")).json()
+            page = (await http.get(f"/calls/{report.call_sid}")).text
+        assert (api["transfer_to"], api["transfer_mode"], api["transfer_result"]) == (
+            HUMAN,
+            "warm",
+            "accepted",
+        )
+        assert api["transfer_at"] is not None
+        assert f"warm to {HUMAN}: <strong>accepted</strong>" in page
         assert fake.errors == []
 
 
