@@ -22,6 +22,7 @@ import httpx
 from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL, LocalBridge, SimulatorOptions
 from phonebridge.simulators.phone.dial import dial
 from phonebridge.simulators.phone.report import DialReport
+from phonebridge.telephony.twilio.signature import SIGNATURE_HEADER, sign
 
 from .conftest import BridgeFactory, record_of, tone_mulaw
 from .fake_twilio_api import ACCOUNT, Behaviour, FakeTwilio
@@ -320,3 +321,35 @@ async def test_hanging_up_a_human_call_that_is_already_gone_is_success(
         await asyncio.sleep(0.1)
         problems = [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
         assert not [r for r in problems if "hang up" in r.getMessage()], problems
+
+
+async def test_transfer_webhooks_are_signed_like_every_twilio_webhook(
+    start_bridge: BridgeFactory, personas_dir: Path
+) -> None:
+    async with transfer_bridge(start_bridge, personas_dir, "accept") as (bridge, _):
+        form = {"CallSid": "CA" + "3" * 32, "CallStatus": "in-progress", "Digits": "1"}
+        async with httpx.AsyncClient(base_url=bridge.url) as http:
+            for path in (
+                "/twilio/transfer/abc/whisper",
+                "/twilio/transfer/abc/key",
+                "/twilio/transfer/abc/status",
+                "/twilio/r/w9/transfer/abc/whisper",
+            ):
+                unsigned = await http.post(path, data=form)
+                forged = await http.post(
+                    path,
+                    data=form,
+                    headers={SIGNATURE_HEADER: sign("not-the-token", PUBLIC_URL + path, form)},
+                )
+                assert (unsigned.status_code, forged.status_code) == (403, 403), path
+            # Signed, for a transfer nobody here holds (its replica is gone): the
+            # human is told and let go, never left on a silent line.
+            path = "/twilio/r/w9/transfer/abc/whisper"
+            signed = await http.post(
+                path,
+                data=form,
+                headers={SIGNATURE_HEADER: sign(DEMO_AUTH_TOKEN, PUBLIC_URL + path, form)},
+            )
+        assert signed.status_code == 200
+        verbs = [child.tag for child in ET.fromstring(signed.text)]
+        assert verbs == ["Say", "Hangup"]
