@@ -18,7 +18,9 @@ Variables (PROTOCOLS.md section in brackets)::
                                 phonebridge-2): streams and <Connect action> under /twilio/r/<id>/
     TWILIO_AUTH_TOKEN           Twilio on; required unless another carrier is on (or
                                 PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1)
-    TWILIO_ACCOUNT_SID          optional; REST call control (hang up, transfer) [§1.5]
+    TWILIO_ACCOUNT_SID          optional; REST call control (hang up, transfer) [§1.5]; a persona
+                                with a warm transfer needs it (the human is rung by REST)
+    TWILIO_API_URL              https://api.twilio.com (an egress proxy; tests point it at a fake)
     PHONEBRIDGE_PERSONAS        persona directory (./personas)
     PHONEBRIDGE_DATA            recordings, transcripts, SQLite index (./data)
     DATABASE_URL                SQLAlchemy async URL (sqlite+aiosqlite under the data dir)
@@ -61,8 +63,6 @@ Variables (PROTOCOLS.md section in brackets)::
                                 (the first is the default); numbers of your Twilio account
     PHONEBRIDGE_OUTBOUND_DNC_FILE   optional do-not-call file, one E.164 number a line (# comments)
     PHONEBRIDGE_OUTBOUND_RING_SECONDS  how long an outbound call rings before no-answer (30)
-    TWILIO_API_BASE_URL         https base replacing https://api.twilio.com (an egress proxy; http
-                                only to a loopback host, for the fake API of the tests)
 
 The public URL must be https://: Twilio opens media streams only over wss://,
 and the stream URL is the public URL with that scheme (one rule, shared with
@@ -296,6 +296,7 @@ class Settings:
     public_url: str
     twilio_auth_token: SecretStr | None = None
     twilio_account_sid: str | None = None
+    twilio_api_url: str | None = None  # None: https://api.twilio.com
     skip_twilio_signature: bool = False
     personas_dir: Path = DEFAULT_PERSONAS_DIR
     data_dir: Path = DEFAULT_DATA_DIR
@@ -337,7 +338,6 @@ class Settings:
     outbound_caller_ids: tuple[str, ...] = ()
     outbound_dnc_file: Path | None = None
     outbound_ring_seconds: int = 30
-    twilio_api_base_url: str | None = None  # None: https://api.twilio.com
     carriers: CarrierSettings = field(default_factory=CarrierSettings)
     # Shared coordination (phonebridge/coordination/): None keeps every lease,
     # limit and gate in this process's memory (the embedded default).
@@ -392,6 +392,7 @@ class Settings:
             "public_url": reader.text("PHONEBRIDGE_PUBLIC_URL") or "",
             "twilio_auth_token": reader.secret("TWILIO_AUTH_TOKEN"),
             "twilio_account_sid": reader.text("TWILIO_ACCOUNT_SID"),
+            "twilio_api_url": reader.text("TWILIO_API_URL"),
             "skip_twilio_signature": reader.flag("PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE"),
             "personas_dir": personas_directory(env),
             "data_dir": Path(reader.text("PHONEBRIDGE_DATA") or DEFAULT_DATA_DIR),
@@ -430,7 +431,6 @@ class Settings:
             "outbound_caller_ids": reader.url_list("PHONEBRIDGE_OUTBOUND_CALLER_IDS"),
             "outbound_dnc_file": _path_or_none(reader.text("PHONEBRIDGE_OUTBOUND_DNC_FILE")),
             "outbound_ring_seconds": reader.integer("PHONEBRIDGE_OUTBOUND_RING_SECONDS", 30),
-            "twilio_api_base_url": reader.text("TWILIO_API_BASE_URL"),
             "carriers": CarrierSettings.read(reader),
             "redis_url": reader.text("PHONEBRIDGE_REDIS_URL"),
             "lease_ttl_seconds": reader.number("PHONEBRIDGE_LEASE_TTL_SECONDS", 10.0),
@@ -530,6 +530,17 @@ class Settings:
         }
         for persona in book.personas:
             label = f"persona {persona.id!r} ({persona.source})"
+            transfer = persona.transfer
+            if (
+                transfer is not None
+                and transfer.mode == "warm"
+                and (self.twilio_account_sid is None or self.twilio_auth_token is None)
+            ):
+                problems.append(
+                    f"{label} has a warm transfer, which rings the human by REST, but "
+                    "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not both set: set them, "
+                    "or use mode: cold"
+                )
             if not configured[persona.provider] and (
                 persona.provider != "personaplex" or persona.overflow is None
             ):
@@ -630,12 +641,12 @@ KNOWN_VARIABLES = frozenset(
         "PHONEBRIDGE_OUTBOUND_CALLER_IDS",
         "PHONEBRIDGE_OUTBOUND_DNC_FILE",
         "PHONEBRIDGE_OUTBOUND_RING_SECONDS",
-        "TWILIO_API_BASE_URL",
         "PHONEBRIDGE_REDIS_URL",
         "PHONEBRIDGE_LEASE_TTL_SECONDS",
         "PHONEBRIDGE_REDIS_TIMEOUT_SECONDS",
         "TWILIO_AUTH_TOKEN",
         "TWILIO_ACCOUNT_SID",
+        "TWILIO_API_URL",
         "DATABASE_URL",
         "PERSONAPLEX_URLS",
         "PERSONAPLEX_HANDSHAKE_TIMEOUT",
@@ -885,6 +896,26 @@ def _check_twilio(settings: Settings, problems: list[str]) -> None:
         problems.append(
             f"TWILIO_ACCOUNT_SID {sid!r} is not an account SID ('AC' and 32 hex digits)"
         )
+    api = settings.twilio_api_url
+    if api is not None:
+        # The REST client sends the account's credentials there.
+        parts = urlsplit(api)
+        if (
+            parts.scheme not in ("https", "http")
+            or not parts.hostname
+            or parts.query
+            or parts.fragment
+            or "@" in parts.netloc
+        ):
+            problems.append(
+                "TWILIO_API_URL is not a plain https:// base URL (no credentials, query or "
+                "fragment)"
+            )
+        elif parts.scheme == "http" and not _is_loopback(parts.hostname):
+            problems.append(
+                "TWILIO_API_URL uses http://: use https:// (http only to a loopback host, "
+                "for development): it carries the account's credentials"
+            )
 
 
 def _check_providers(settings: Settings, problems: list[str]) -> None:
@@ -1054,25 +1085,6 @@ def _check_outbound(settings: Settings, problems: list[str]) -> None:
             )
     if not 1 <= settings.outbound_ring_seconds <= 600:
         problems.append("PHONEBRIDGE_OUTBOUND_RING_SECONDS must be 1..600 (Twilio's range)")
-    base = settings.twilio_api_base_url
-    if base is not None:
-        parts = urlsplit(base)
-        if (
-            parts.scheme not in ("https", "http")
-            or not parts.hostname
-            or parts.query
-            or parts.fragment
-            or "@" in parts.netloc
-        ):
-            problems.append(
-                "TWILIO_API_BASE_URL is not a plain https:// base URL (no credentials, "
-                "query or fragment)"
-            )
-        elif parts.scheme == "http" and not _is_loopback(parts.hostname):
-            problems.append(
-                "TWILIO_API_BASE_URL uses http://: use https:// (http only to a loopback "
-                "host, for development)"
-            )
     if not settings.outbound_enabled:
         return
     if not settings.outbound_countries:

@@ -180,6 +180,21 @@ class BridgeMetrics:
             ["provider"],
             registry=r,
         )
+        # Hand-offs to a human (calls/transfer/): what fired, and how each ended.
+        self.transfer_triggers = Counter(
+            "phonebridge_transfer_triggers",
+            "Keypad and phrase triggers that fired, by trigger (dtmf, agent_phrase, "
+            "caller_phrase) and action (transfer, opt_out, repeat)",
+            ["trigger", "action"],
+            registry=r,
+        )
+        self.transfers = Counter(
+            "phonebridge_transfers",
+            "Hand-offs to a human by mode (cold, warm) and result (dialled, accepted, "
+            "declined, unanswered, abandoned, failed)",
+            ["mode", "result"],
+            registry=r,
+        )
 
     def watch_leases(self, in_use: Callable[[], int], free: Callable[[], int]) -> None:
         self.registry.register(_LeaseCollector(in_use, free))

@@ -21,6 +21,7 @@ from phonebridge.calls.admission import Admission
 from phonebridge.calls.bridge import Bridge, BridgeConfig
 from phonebridge.calls.guard import GuardLimits
 from phonebridge.calls.journal import JournalFactory, Transcriber
+from phonebridge.calls.transfer.policy import TransferPolicies
 from phonebridge.config import Settings, SettingsError
 from phonebridge.coordination.build import Coordination, build_coordination
 from phonebridge.errors import CoordinationError, StorageError
@@ -44,6 +45,8 @@ from phonebridge.storage.archive import Archiver
 from phonebridge.storage.index import CallIndex
 from phonebridge.storage.objects import ObjectStore, S3ObjectStore, S3Settings
 from phonebridge.storage.retention import apply_retention
+from phonebridge.telephony.twilio.rest import BaseUrlHttpClient, TwilioCallControl
+from phonebridge.telephony.twilio.transfer import TwilioHumanCalls
 from phonebridge.web.app import AppDeps, HistoryDeps, create_app
 from phonebridge.web.carriers.build import carrier_routers
 from phonebridge.web.carriers.common import CarrierEdge
@@ -142,6 +145,18 @@ async def repair_interrupted_calls(settings: Settings) -> None:
         await _repair_interrupted_calls(index, settings)
     finally:
         await index.close()
+
+
+def twilio_human_calls(settings: Settings) -> TwilioHumanCalls | None:
+    """Warm transfers' human calls, when the account SID and auth token are set (REST)."""
+    sid, token = settings.twilio_account_sid, settings.twilio_auth_token
+    if sid is None or token is None:
+        return None
+    http = None if settings.twilio_api_url is None else BaseUrlHttpClient(settings.twilio_api_url)
+    control = TwilioCallControl(sid, token.get_secret_value(), http_client=http)
+    return TwilioHumanCalls(
+        control, webhook_url=settings.webhook_url, sticky_prefix=settings.sticky_prefix
+    )
 
 
 def model_factories(
@@ -277,6 +292,9 @@ async def build_app(
         )
     metrics.watch_leases(lambda: admission.pool.in_use, admission.pool.free_count)
     journals = JournalFactory(data_dir=settings.data_dir, index=index, transcriber=transcriber)
+    human_calls = twilio_human_calls(settings)
+    if human_calls is not None:
+        shutdown.insert(0, human_calls.aclose)
     bridge = Bridge(
         config=BridgeConfig(
             stream_url=settings.stream_url,
@@ -291,6 +309,8 @@ async def build_app(
         metrics=metrics,
         guard=coordination.guard,
         replay=coordination.replay,
+        policies=TransferPolicies(metrics=metrics, dialer=human_calls),
+        human_calls=human_calls,
     )
     token = settings.twilio_auth_token
     auth = TwilioAuth(
@@ -424,7 +444,7 @@ def _outbound(
     """The outbound side (docs/outbound.md); it dials only when enabled in settings."""
     sid, token = settings.twilio_account_sid, settings.twilio_auth_token
     dialer = (
-        TwilioDialer(sid, token.get_secret_value(), api_base_url=settings.twilio_api_base_url)
+        TwilioDialer(sid, token.get_secret_value(), api_base_url=settings.twilio_api_url)
         if sid is not None and token is not None
         else None
     )

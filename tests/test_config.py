@@ -304,6 +304,8 @@ def test_bad_personaplex_urls(urls: str, fragment: str) -> None:
     ("env", "fragment"),
     [
         ({"TWILIO_ACCOUNT_SID": "SK123"}, "is not an account SID"),
+        ({"TWILIO_API_URL": "http://api.example.com"}, "uses http://: use https://"),
+        ({"TWILIO_API_URL": "http://127.0.0.1:9"}, None),
         ({"POLARGRID_REGION": "evil.com/x"}, "is not a region id"),
         ({"POLARGRID_REGION": "yto-0\u0661"}, "is not a region id"),
         ({"PERSONAPLEX_HANDSHAKE_TIMEOUT": "0"}, "must be more than 0 seconds"),
@@ -465,6 +467,21 @@ def test_check_against_personas() -> None:
         polargrid_api_key="pg_x", fal_key="f", personaplex_urls=("ws://127.0.0.1:1",)
     )
     assert full.check_against(personas) == []
+
+
+def test_a_warm_transfer_needs_twilio_call_control() -> None:
+    warm = book(
+        {
+            "provider": "fal",
+            "transfer": {"to": "+14165550199", "mode": "warm", "keys": {"0": "transfer"}},
+        }
+    )
+    bare = Settings.from_env(MINIMAL | {"FAL_KEY": "f"})
+    (problem,) = bare.check_against(warm)
+    assert "warm transfer" in problem
+    assert "TWILIO_ACCOUNT_SID" in problem
+    with_sid = bare.override(twilio_account_sid="AC" + "0123456789abcdef" * 2)
+    assert with_sid.check_against(warm) == []
 
 
 @pytest.mark.parametrize(

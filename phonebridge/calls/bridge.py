@@ -12,6 +12,12 @@
   replica died, or this process restarted) gets the fallback too: its stream
   ended without an outcome because the process holding it was gone.
 
+A per-call :class:`~phonebridge.calls.policy.CallPolicy` (``policies``; the
+persona's transfer triggers, calls/transfer/) may end a call with a
+:class:`~phonebridge.calls.outcome.Handoff`: the action answer then dials the
+human (cold) or joins the conference where an accepting human waits (warm;
+telephony/twilio/transfer.py), and nothing follows that verb.
+
 In a cluster the stream and action paths carry the replica id
 (``/twilio/r/<id>/...``, config.Settings.sticky_prefix) so the edge proxy
 brings them back to the replica holding the call.
@@ -35,6 +41,7 @@ from phonebridge.calls.journal import JournalFactory, UnansweredCall
 from phonebridge.calls.leg import Leg
 from phonebridge.calls.outcome import CallEndReason, CallOutcome, OutcomeBook
 from phonebridge.calls.pending import PendingCall, PendingCalls, new_token
+from phonebridge.calls.policy import CallPolicy
 from phonebridge.calls.session import CallSession, DtmfHook
 from phonebridge.coordination.base import CallGuard, ReplayMemory
 from phonebridge.coordination.memory import MemoryReplay
@@ -52,6 +59,11 @@ from phonebridge.personas.schema import Persona
 from phonebridge.telephony.twilio import twiml
 from phonebridge.telephony.twilio.leg import PhoneSocket, TwilioLeg, await_start
 from phonebridge.telephony.twilio.protocol import MediaStreamProtocol
+from phonebridge.telephony.twilio.transfer import (
+    TwilioHumanCalls,
+    dial_document,
+    join_document,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +72,10 @@ GOODBYE = "Thank you for calling. Goodbye."
 # How long the action request waits for a live call's teardown to record its outcome;
 # teardown closes one socket and writes a row, well under a second.
 OUTCOME_WAIT_SECONDS = 3.0
+
+
+PolicyFactory = Callable[[PendingCall, Leg], CallPolicy | None]
+"""Makes a claimed call's policy (or None) from the call and its leg."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +144,17 @@ class Hangup:
     """End the call."""
 
 
-AfterStream = Say | Transfer | Hangup
-"""What a carrier does instead of (or after) a stream; each renders it its own way."""
+@dataclass(frozen=True, slots=True)
+class Join:
+    """Join the room ``room`` where a human who accepted a warm transfer waits."""
+
+    room: str
+
+
+AfterStream = Say | Transfer | Hangup | Join
+"""What a carrier does instead of (or after) a stream; each renders it its own way
+(a carrier that cannot join a room never gets :class:`Join`: only a leg whose
+carrier rings the human for a warm transfer hands one over)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,8 +225,13 @@ class Bridge:
         metrics: BridgeMetrics | None = None,
         guard: CallGuard | None = None,
         replay: ReplayMemory | None = None,
+        policies: PolicyFactory | None = None,
+        human_calls: TwilioHumanCalls | None = None,
     ) -> None:
         self.config = config
+        self._policies = policies
+        self.human_calls = human_calls
+        """Warm transfers' human legs on Twilio (their webhooks reach them through here)."""
         self._personas = personas
         self.admission = admission
         self._factories = factories
@@ -486,6 +516,7 @@ class Bridge:
             on_outcome=self.outcomes.record,
             metrics=self.metrics,
             on_dtmf=self.dtmf_hook,
+            policy=self._policies(pending, leg) if self._policies is not None else None,
         )
         self.live[pending.call_sid] = session
         try:
@@ -550,7 +581,13 @@ class Bridge:
         return self.decide(outcome)
 
     def decide(self, outcome: CallOutcome) -> AfterStream:
-        """The fallback if the call ended badly, a goodbye at a limit, else hang up."""
+        """A transfer's hand-off; else the fallback if the call ended badly, a
+        goodbye at a limit or an opt-out, else hang up."""
+        if outcome.handoff is not None:
+            # A transfer: the human's number, or the room where they wait.
+            # Nothing after it (no timed verb can cut the caller off later).
+            handoff = outcome.handoff
+            return Join(handoff.to) if handoff.join else Transfer(handoff.to)
         persona = self._personas().by_id(outcome.persona_id)
         if persona is None:
             return Hangup()
@@ -558,7 +595,11 @@ class Bridge:
             return answer
         if outcome.reason.wants_fallback:
             return _fallback(persona)
-        if outcome.reason in (CallEndReason.MAX_DURATION, CallEndReason.CALLER_SILENCE):
+        if outcome.reason in (
+            CallEndReason.MAX_DURATION,
+            CallEndReason.CALLER_SILENCE,
+            CallEndReason.OPTED_OUT,
+        ):
             return Say(GOODBYE, persona.tts_voice)
         return Hangup()
 
@@ -689,8 +730,12 @@ def render_twiml(answer: AfterStream) -> str:
     match answer:
         case Say():
             return twiml.say_and_hangup(answer.message, voice=answer.voice)
+        case Transfer() if answer.message is None:
+            return dial_document(answer.number)  # a number or a SIP URI, nothing after it
         case Transfer():
             return twiml.dial(answer.number, message=answer.message)
+        case Join():
+            return join_document(answer.room)
     return twiml.hangup()
 
 

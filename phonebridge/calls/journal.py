@@ -34,6 +34,7 @@ import httpx
 
 from phonebridge.calls.outcome import CallEndReason, CallOutcome
 from phonebridge.calls.pending import PendingCall
+from phonebridge.calls.policy import TransferFacts
 from phonebridge.calls.voice_activity import VOICE_RMS_THRESHOLD
 from phonebridge.errors import StorageError
 from phonebridge.models.base import SessionTimings
@@ -123,6 +124,8 @@ class CallJournal:
         self._model_ready_at: datetime | None = None
         self._provider: str | None = None
         self._first_agent_voice: float | None = None  # seconds into the call
+        self._transfer: TransferFacts | None = None
+        self._transfer_at: datetime | None = None  # when the first word on it came
 
     # -- as the call runs (synchronous, cheap) ---------------------------------
 
@@ -135,6 +138,12 @@ class CallJournal:
         self.transcript.event("model_ready", at, provider)
         self._model_ready_at = self._wall_clock()
         self._provider = provider
+
+    def transfer(self, facts: TransferFacts) -> None:
+        """The call's hand-off to a human (the latest word on it wins; the first one's time)."""
+        self._transfer = facts
+        if self._transfer_at is None:
+            self._transfer_at = self._wall_clock()
 
     def dtmf(self, digit: str, at: float) -> None:
         self.transcript.dtmf(digit, at)
@@ -224,6 +233,14 @@ class CallJournal:
             recording_path=str(recording_path) if recording_path else None,
             transcript_path=str(transcript_path) if transcript_path else None,
         )
+        if self._transfer is not None:
+            changes = dataclasses.replace(
+                changes,
+                transfer_to=self._transfer.to,
+                transfer_mode=self._transfer.mode,
+                transfer_at=self._transfer_at,
+                transfer_result=self._transfer.result,
+            )
         end = dataclasses.replace(end, error="; ".join(errors) or None)
         try:
             await self._complete_row(self._index, changes, end)
@@ -257,6 +274,16 @@ class CallJournal:
             # view says "Model ready on X (took N s)" with it
             "model_open_seconds": _rounded(timings.time_to_ready),
             "first_agent_audio_seconds": _rounded(self._first_agent_voice),
+            "transfer": (
+                None
+                if self._transfer is None
+                else {
+                    "to": self._transfer.to,
+                    "mode": self._transfer.mode,
+                    "at": self._transfer_at.isoformat() if self._transfer_at else None,
+                    "result": self._transfer.result,
+                }
+            ),
             "errors": list(errors),
         }
         at = max(0.0, (end.ended_at - self._started_at).total_seconds())

@@ -38,7 +38,12 @@ class CallEndReason(StrEnum):
     CANCELED = "canceled"  # cancelled while queued or ringing
     MACHINE_HANGUP = "machine_hangup"  # an answering machine; the persona hangs up on those
     VOICEMAIL = "voicemail"  # an answering machine; the voicemail was left after the beep
-    OPTED_OUT = "opted_out"  # the callee pressed the opt-out digit: added to do-not-call
+    # Hand-offs to a human (calls/transfer/).
+    TRANSFERRED = "transferred"  # handed to a human: the carrier dials them or joins them
+    TRANSFER_FAILED = "transfer_failed"  # a warm transfer found nobody; the persona's fallback
+    # The caller pressed the persona's opt-out key (an outbound call's callee: the
+    # number goes on the do-not-call list).
+    OPTED_OUT = "opted_out"
 
     @property
     def ended_by(self) -> str:
@@ -74,7 +79,21 @@ class CallEndReason(StrEnum):
             # caller still on the line.
             CallEndReason.NO_STREAM,
             CallEndReason.DRAIN,
+            # A warm transfer found no human and the persona says: fallback.
+            CallEndReason.TRANSFER_FAILED,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """Where the caller goes when the bridge lets go of the call (a transfer).
+
+    ``join`` False: dial ``to`` (E.164 or ``sip:``), a cold transfer. True:
+    join the room ``to`` where an accepting human already waits (warm).
+    """
+
+    to: str
+    join: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +102,7 @@ class CallOutcome:
     persona_id: str
     reason: CallEndReason
     detail: str = ""
+    handoff: Handoff | None = None
 
 
 class OutcomeBook:

@@ -12,6 +12,11 @@ and the recording and transcript count its samples. Three tasks run per call:
 - *model reader*: waits for the model to be ready, then agent audio -> the
   leg, as soon as produced.
 
+A :class:`~phonebridge.calls.policy.CallPolicy` (optional, per call) sees the
+caller's keys, the agent's text and the clock, and may end the call with a
+hand-off, hold the caller or resume (calls/policy.py): features such as
+transfer to a human live there, not here.
+
 Whoever sees the end first calls :meth:`CallSession.end`; :meth:`run` then
 takes the one teardown path every exit shares: model socket closed first
 (hosted PersonaPlex bills while it is open), tasks cancelled, the leg closed
@@ -31,9 +36,10 @@ from phonebridge.audio.frames import FrameChunker
 from phonebridge.calls.journal import CallJournal
 from phonebridge.calls.leg import CallerAudio, KeyPress, Leg, LegEnded, PlaybackMark
 from phonebridge.calls.listen import ListenHub
-from phonebridge.calls.outcome import CallEndReason, CallOutcome
+from phonebridge.calls.outcome import CallEndReason, CallOutcome, Handoff
 from phonebridge.calls.pacer import InputPacer
 from phonebridge.calls.pending import PendingCall
+from phonebridge.calls.policy import CallPolicy, TransferFacts
 from phonebridge.calls.voice_activity import SilenceTimer
 from phonebridge.errors import LocalProtocolError, ModelError
 from phonebridge.metrics import BridgeMetrics
@@ -42,6 +48,8 @@ from phonebridge.models.base import AgentAudio, AgentText, ModelSession, frame_b
 log = logging.getLogger(__name__)
 
 MARK_EVERY_SECONDS = 1.0  # how often a playback mark is sent to measure the leg's lag
+HOLD_CHUNK_SECONDS = 0.1  # hold audio goes to the leg in pieces this long...
+HOLD_AHEAD_SECONDS = 0.3  # ...keeping this much queued there (no gaps, quick to clear)
 
 
 DtmfHook = Callable[[PendingCall, str], tuple[CallEndReason, str] | None]
@@ -62,6 +70,7 @@ class CallSession:
         on_outcome: Callable[[CallOutcome], None],
         metrics: BridgeMetrics,
         on_dtmf: DtmfHook | None = None,
+        policy: CallPolicy | None = None,
     ) -> None:
         self.pending = pending
         self._on_dtmf_hook = on_dtmf
@@ -113,6 +122,9 @@ class CallSession:
         self._model_outputs = 0
         self._model_outputs_seen = 0
         self._model_output_moved_at: float | None = None  # None until the model is ready
+        self._policy = policy
+        self._hold_loop: bytes | None = None  # playing instead of the agent (calls/policy.py)
+        self._hold_task: asyncio.Task[None] | None = None
 
     # -- timeline ------------------------------------------------------------
 
@@ -122,10 +134,10 @@ class CallSession:
 
     # -- ending ----------------------------------------------------------------
 
-    def end(self, reason: CallEndReason, detail: str = "") -> None:
-        """Ask for the call to end; the first reason wins."""
+    def end(self, reason: CallEndReason, detail: str = "", handoff: Handoff | None = None) -> None:
+        """Ask for the call to end; the first reason wins. ``handoff``: where the caller goes."""
         if self._outcome is None:
-            self._outcome = CallOutcome(self.call_sid, self.persona.id, reason, detail)
+            self._outcome = CallOutcome(self.call_sid, self.persona.id, reason, detail, handoff)
             self._end_requested_at = self._clock()
             self._ended.set()
 
@@ -137,12 +149,41 @@ class CallSession:
     def outcome(self) -> CallOutcome | None:
         return self._outcome
 
+    # -- controls a policy uses (calls/policy.py CallControls) -----------------
+
+    def hold(self, loop: bytes) -> None:
+        """Mute the agent; play ``loop`` to the caller until :meth:`resume` or the end."""
+        if not loop or self._hold_loop is not None or self._outcome is not None:
+            return
+        self._hold_loop = loop
+        self._hold_task = asyncio.create_task(self._play_hold(loop), name=f"{self.call_sid}:hold")
+
+    def resume(self) -> None:
+        """The caller hears the agent again (the hold player clears what it queued)."""
+        self._hold_loop = None
+        self._silence.restart(self.now())
+
+    async def tell_model(self, text: str) -> bool:
+        model = self._model
+        if model is None or not model.supports_text_injection:
+            return False
+        try:
+            await model.inject_text(text)
+        except ModelError:
+            return False
+        return True
+
+    def record_transfer(self, facts: TransferFacts) -> None:
+        self._journal.transfer(facts)
+
     async def run(self) -> CallOutcome:
         """Run the call to its end; always tears everything down."""
         self._journal.event("answered", 0.0, f"stream {self.stream_sid}")
         for at, kind, detail in self.pending.events:
             self._journal.event(kind, 0.0, f"{detail} ({at:+.3f}s before stream)")
         self._metrics.active_calls.inc()
+        if self._policy is not None:
+            self._policy.start(self)
         tasks = [
             asyncio.create_task(self._leg_reader(), name=f"{self.call_sid}:leg"),
             asyncio.create_task(self._model_reader(), name=f"{self.call_sid}:model"),
@@ -179,6 +220,8 @@ class CallSession:
         self._metrics.calls.labels("answered", outcome.reason.value).inc()
         if not self.pending.opening.done():
             self.pending.opening.cancel()
+        if self._hold_task is not None:
+            tasks.append(self._hold_task)
         for task in tasks:
             task.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -187,6 +230,11 @@ class CallSession:
                 log.error("call task failed", exc_info=result, extra={"call_sid": self.call_sid})
         self.pending.lease.release()
         self.listeners.close()
+        if self._policy is not None:
+            try:
+                await self._policy.close(outcome)
+            except Exception:
+                log.exception("call policy failed to close", extra={"call_sid": self.call_sid})
         # Before the leg closes: a Twilio stream's close makes Twilio ask the
         # <Connect action> URL at once, and its answer depends on this outcome.
         self._on_outcome(outcome)
@@ -268,12 +316,15 @@ class CallSession:
             await self._model.send_audio(frame)
 
     async def _on_dtmf(self, digit: str) -> None:
-        self._journal.dtmf(digit, self.now())
+        now = self.now()
+        self._journal.dtmf(digit, now)
         if self._on_dtmf_hook is not None:
             ending = self._on_dtmf_hook(self.pending, digit)
             if ending is not None:
                 self.end(*ending)
                 return
+        if self._policy is not None and await self._policy.key(digit, now):
+            return  # the persona's keypad map took it (calls/policy.py)
         model = self._model
         if model is not None and model.supports_text_injection and self.persona.dtmf_to_model:
             with contextlib.suppress(ModelError):
@@ -299,6 +350,11 @@ class CallSession:
                     async with asyncio.timeout(timeout):
                         await self._wake_clock.wait()
             now = self._clock()
+            policy = self._policy
+            if policy is not None:
+                due = policy.next_deadline()
+                if due is not None and now - self._origin >= due:
+                    policy.poll(now - self._origin)
             silence_before = self._pacer.stats.silence_frames
             for frame in self._pacer.tick(now):
                 await self._send_to_model(frame)
@@ -314,7 +370,7 @@ class CallSession:
         self._journal.advance_to(int(now * self.sample_rate))
         if self._max_duration is not None and now >= self._max_duration:
             self.end(CallEndReason.MAX_DURATION, f"{self._max_duration:g} s limit")
-        elif self._silence.expired(now):
+        elif self._silence.expired(now) and self._hold_loop is None:
             self.end(CallEndReason.CALLER_SILENCE, "caller silent too long")
         elif self._model_stalled(now):
             detail = f"no model output for {self._stall_seconds:g} s"
@@ -370,6 +426,8 @@ class CallSession:
                 case AgentText():
                     self._model_outputs += 1
                     self._journal.agent_text(event.text, self._playback_end / self.sample_rate)
+                    if self._policy is not None:
+                        self._policy.agent_text(event.text, self.now())
                     with contextlib.suppress(Exception):
                         await self.leg.show_text(event.text)
                 case _:
@@ -378,8 +436,8 @@ class CallSession:
         self.end(CallEndReason.MODEL_ENDED, "event stream ended")
 
     async def _on_agent_audio(self, pcm: bytes) -> None:
-        if not pcm:
-            return
+        if not pcm or self._hold_loop is not None:
+            return  # on hold the caller hears the hold loop, not the agent
         started = time.perf_counter()
         # A leg plays what we send in order, starting now or when the audio
         # already queued ends: that is where this audio sits on the call's line.
@@ -408,3 +466,32 @@ class CallSession:
         if len(self._marks) > 64:  # legs echo every mark; bound it anyway
             self._marks.pop(next(iter(self._marks)))
         await self.leg.mark(name)
+
+    # -- hold --------------------------------------------------------------------
+
+    async def _play_hold(self, loop: bytes) -> None:
+        """Play ``loop`` in turn, a little ahead of real time, until :meth:`resume`.
+
+        Pieces of :data:`HOLD_CHUNK_SECONDS` keep at most
+        :data:`HOLD_AHEAD_SECONDS` queued at the leg, so resuming (a ``clear``)
+        drops little and the agent is heard again at once.
+        """
+        chunk = int(self.sample_rate * HOLD_CHUNK_SECONDS) * 2
+        position = 0
+        await self.leg.clear()  # the agent's queued words stop now
+        queued_until = self._clock()
+        while self._hold_loop is loop:
+            now = self._clock()
+            queued_until = max(queued_until, now)
+            while queued_until < now + HOLD_AHEAD_SECONDS:
+                piece = loop[position : position + chunk]
+                if len(piece) < chunk:
+                    piece += loop[: chunk - len(piece)]
+                position = (position + chunk) % len(loop)
+                at_sample = max(self._playback_end, int(self.now() * self.sample_rate))
+                self._journal.agent_audio(piece, at_sample)
+                self._playback_end = at_sample + len(piece) // 2
+                await self.leg.play(piece)
+                queued_until += HOLD_CHUNK_SECONDS
+            await asyncio.sleep(HOLD_CHUNK_SECONDS)
+        await self.leg.clear()

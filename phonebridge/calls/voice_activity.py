@@ -34,3 +34,7 @@ class SilenceTimer:
 
     def expired(self, now: float) -> bool:
         return self._limit is not None and now - self._last_voice >= self._limit
+
+    def restart(self, now: float) -> None:
+        """Count from ``now`` (a caller back from hold was not silent on purpose)."""
+        self._last_voice = max(self._last_voice, now)

@@ -10,7 +10,7 @@ in by implementing it.
 2010-04-01 API): ``calls.create`` with ``machine_detection`` and
 ``async_amd`` so the call is connected at once and the AMD verdict arrives
 later on its own callback. The client is blocking (``requests``): each request
-runs in a worker thread. ``api_base_url`` (``TWILIO_API_BASE_URL``) replaces
+runs in a worker thread. ``api_base_url`` (``TWILIO_API_URL``) replaces
 ``https://api.twilio.com``; the tests point it at a fake Calls API on loopback.
 """
 

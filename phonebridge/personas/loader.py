@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from pydantic_core import ErrorDetails
 from .book import PersonaBook, PersonaError, PersonaProblem
 from .schema import MAX_PROMPT_CHARS, PROVIDERS, Fallback, Limits, Persona, PersonaFile
 from .shown import shown
+from .transfer import AgentPhrases, CallerPhrases, Transfer, Warm
 
 __all__ = ["PersonaError", "PersonaProblem", "load_personas", "persona_files"]
 
@@ -39,6 +41,10 @@ _MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
     (): PersonaFile,
     ("limits",): Limits,
     ("fallback",): Fallback,
+    ("transfer",): Transfer,
+    ("transfer", "warm"): Warm,
+    ("transfer", "agent_phrases"): AgentPhrases,
+    ("transfer", "caller_phrases"): CallerPhrases,
 }
 
 Loc = tuple[int | str, ...]
@@ -138,15 +144,37 @@ def _load_file(path: Path) -> _LoadedFile | list[PersonaProblem]:
     try:
         content = PersonaFile.model_validate(data)
     except ValidationError as exc:
+        errors = exc.errors(include_url=False)
         problems.extend(
             PersonaProblem(path, _line_for_error(root, error), _describe(error))
-            for error in exc.errors(include_url=False)
+            for error in errors
+            if not _follows_from_an_item(error, errors)
         )
         return sorted(problems, key=lambda problem: problem.line or 0)
     if problems:
         return problems
     persona = Persona.model_validate({**dict(content), "id": path.stem, "source": path})
+    hold = _hold_audio_problem(persona)
+    if hold is not None:
+        line = _line_of(root, ("transfer", "warm", "hold_audio"))
+        return [PersonaProblem(path, line, hold)]
     return _LoadedFile(persona, root)
+
+
+def _hold_audio_problem(persona: Persona) -> str | None:
+    """The warm transfer's hold audio must be a readable mono 16-bit WAV beside the file."""
+    transfer = persona.transfer
+    if transfer is None or transfer.warm.hold_audio is None:
+        return None
+    path = persona.source.parent / transfer.warm.hold_audio
+    try:
+        with wave.open(str(path), "rb") as wav:
+            shape = (wav.getnchannels(), wav.getsampwidth())
+    except (OSError, EOFError, wave.Error) as exc:
+        return f"transfer.warm.hold_audio: cannot read {shown(str(path))} as a WAV file ({exc})"
+    if shape != (1, 2):
+        return "transfer.warm.hold_audio: the WAV must be mono 16-bit PCM"
+    return None
 
 
 MAX_FLOW_NESTING = 32
@@ -325,6 +353,20 @@ def _line_of(root: yaml.Node, loc: Loc, *, of_key: bool = False) -> int:
     return line
 
 
+def _follows_from_an_item(error: ErrorDetails, errors: list[ErrorDetails]) -> bool:
+    """A list that is "too short" only because one of its items was refused.
+
+    pydantic drops an invalid item and then counts the rest: one bad pattern in
+    a one-item list would also read as "at least 1 item", which is not the mistake.
+    """
+    if error["type"] != "too_short":
+        return False
+    loc = tuple(error["loc"])
+    return any(
+        len(other["loc"]) > len(loc) and tuple(other["loc"][: len(loc)]) == loc for other in errors
+    )
+
+
 def _line_for_error(root: yaml.Node, error: ErrorDetails) -> int:
     of_key = error["type"] in ("extra_forbidden", "invalid_key")
     return _line_of(root, tuple(error["loc"]), of_key=of_key)
@@ -353,8 +395,8 @@ def _describe(error: ErrorDetails) -> str:
         return f"key {shown(loc[-1])}: keys must be plain text"
     if kind == "tuple_type" and loc == ("numbers",):
         return 'numbers: expected a list of quoted E.164 numbers, e.g. ["+14165550123"]'
-    if kind == "model_type" and len(loc) == 1 and str(loc[0]) in ("limits", "fallback"):
-        keys = ", ".join(sorted(_MODEL_AT[(str(loc[0]),)].model_fields))
+    if kind == "model_type" and tuple(str(part) for part in loc) in _MODEL_AT:
+        keys = ", ".join(sorted(_MODEL_AT[tuple(str(part) for part in loc)].model_fields))
         return f"{where}: expected keys ({keys})"
     if kind == "missing":
         return f"missing required key {where!r}"

@@ -24,9 +24,7 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     ValidationInfo,
     field_validator,
@@ -36,6 +34,8 @@ from pydantic_core import PydanticCustomError
 from phonebridge.models.base import SAMPLE_RATE, VOICES, SessionRequest
 
 from .shown import shown
+from .strict import Strict
+from .transfer import Transfer
 
 ProviderName = Literal["personaplex", "polargrid", "fal"]
 """``personaplex`` = the self-hosted pool (PERSONAPLEX_URLS); the others are hosted."""
@@ -123,8 +123,7 @@ NonEmptyText = Annotated[str, AfterValidator(_text)]
 Prompt = Annotated[NonEmptyText, Field(max_length=MAX_PROMPT_CHARS)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+_Strict = Strict
 
 
 class Limits(_Strict):
@@ -240,6 +239,11 @@ class PersonaFile(_Strict):
                 {},
             )
         return outbound
+
+    transfer: Transfer | None = None
+    """Hand the caller to a human: keypad keys, the agent's words, cold or warm
+    (personas/transfer.py, docs/transfer.md). ``null`` = the persona never transfers
+    (``fallback.transfer_to`` still applies when a call fails)."""
 
     @field_validator("overflow")
     @classmethod

@@ -1,7 +1,7 @@
 """TEST DOUBLE: Twilio's REST Calls resource on loopback, with callees that answer.
 
 The real ``twilio`` package talks to it: point the client's base URL here
-(``TWILIO_API_BASE_URL`` for ``phonebridge serve``, or
+(``TWILIO_API_URL`` for ``phonebridge serve``, or
 :class:`phonebridge.outbound.carrier.TwilioDialer`'s ``api_base_url``); the
 package's own transport rewrites ``https://api.twilio.com`` to this server.
 It serves what phonebridge uses of the 2010-04-01 Calls resource, as Twilio

@@ -143,6 +143,11 @@ calls = Table(
     Column("placed_by", String(128)),
     # -- revision 0005: when the agent's voice first reached the caller (the overview's figure)
     Column("first_agent_audio_seconds", Float),
+    # -- revision 0007: a hand-off to a human (issue 17): to whom, how, when, how it went
+    Column("transfer_to", String(128)),
+    Column("transfer_mode", String(8)),
+    Column("transfer_at", UTCDateTime),
+    Column("transfer_result", String(16)),
 )
 """The schema the code expects: the head of the migrations (each change is a
 revision in ``migrations/versions``; tests compare the two)."""

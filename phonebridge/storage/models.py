@@ -79,6 +79,10 @@ class CallUpdate:
     error: str | _Unset | None = UNSET
     files_expired_at: datetime | _Unset | None = UNSET
     files_stored_at: datetime | _Unset | None = UNSET
+    transfer_to: str | _Unset | None = UNSET
+    transfer_mode: str | _Unset | None = UNSET
+    transfer_at: datetime | _Unset | None = UNSET
+    transfer_result: str | _Unset | None = UNSET
 
     def __post_init__(self) -> None:
         _require_aware(self)
@@ -139,6 +143,14 @@ class CallRecord:
     sample_rate: int = 8000
     files_stored_at: datetime | None = None
     """When the recording and transcript reached the object store (None: not there)."""
+    transfer_to: str | None = None
+    """Where the caller was handed (E.164 or sip:); None: no transfer was tried."""
+    transfer_mode: str | None = None
+    """``cold`` or ``warm`` (calls/transfer/)."""
+    transfer_at: datetime | None = None
+    """When the hand-off started (the trigger fired)."""
+    transfer_result: str | None = None
+    """``dialled`` (cold), ``accepted``, ``declined``, ``unanswered``, ``abandoned``, ``failed``."""
 
 
 @dataclass(frozen=True, slots=True)

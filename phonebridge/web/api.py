@@ -127,6 +127,12 @@ class CallOut(BaseModel):
     """The kind of leg that carried the call: ``twilio``, ``browser`` ("" on older rows)."""
     placed_by: str | None = None
     """The dashboard user who placed a browser call."""
+    transfer_to: str | None = None
+    """Where the caller was handed (E.164 or sip:); None: no transfer was tried."""
+    transfer_mode: str | None = None
+    transfer_at: datetime | None = None
+    transfer_result: str | None = None
+    """``dialled`` (cold), ``accepted``, ``declined``, ``unanswered``, ``abandoned``, ``failed``."""
 
 
 class CallListOut(BaseModel):
@@ -182,6 +188,10 @@ def call_out(record: CallRecord, live: LiveCallInfo | None) -> CallOut:
         waveform_url=f"{base}/waveform.json" if has_recording else None,
         channel=record.channel,
         placed_by=record.placed_by,
+        transfer_to=record.transfer_to,
+        transfer_mode=record.transfer_mode,
+        transfer_at=record.transfer_at,
+        transfer_result=record.transfer_result,
     )
 
 

@@ -15,6 +15,12 @@ replica named in the path is gone, the proxy sends the request to any
 healthy replica, which answers the persona's fallback (calls/bridge.py). The
 signature is checked against the URL Twilio signed: the public URL plus the
 path as requested, whichever replica it names.
+
+A warm transfer's human call (telephony/twilio/transfer.py) makes its own
+webhooks — ``.../transfer/<id>/whisper``, ``/key``, ``/status`` — under the
+same prefix, signed and checked the same way. A replica that does not hold
+the transfer (the one that did is gone) tells the human it is too late and
+hangs up, rather than leaving them on a silent line.
 """
 
 from __future__ import annotations
@@ -28,8 +34,10 @@ from fastapi.responses import Response
 from starlette.websockets import WebSocketDisconnect
 
 from phonebridge.calls.bridge import Bridge
+from phonebridge.calls.transfer.warm import TOO_LATE as TRANSFER_GONE
 from phonebridge.config import REPLICA_PREFIX, TWILIO_PREFIX, StreamSignaturePolicy
 from phonebridge.errors import RemoteProtocolError
+from phonebridge.telephony.twilio import twiml
 from phonebridge.telephony.twilio.signature import (
     SIGNATURE_HEADER,
     public_request_url,
@@ -155,6 +163,28 @@ def twilio_router(bridge: Bridge, auth: TwilioAuth) -> APIRouter:
     # and at the single-process path, so no action request finds no route.
     router.add_api_route(TWILIO_PREFIX + "/stream-ended", stream_ended, methods=["POST"])
     router.add_api_route(REPLICA_PREFIX + "/{replica}/stream-ended", stream_ended, methods=["POST"])
+
+    async def transfer_step(request: Request, transfer_id: str, step: str) -> Response:
+        form = await signed_form(request)
+        if form is None:
+            return Response("invalid signature", status_code=403)
+        human_calls = bridge.human_calls
+        if step == "status":
+            if human_calls is not None:
+                human_calls.status(transfer_id, form)
+            return Response(status_code=204)
+        if step not in ("whisper", "key"):
+            return Response("not found", status_code=404)
+        if human_calls is None:
+            return Response(twiml.say_and_hangup(TRANSFER_GONE), media_type=TWIML)
+        answer = (human_calls.whisper if step == "whisper" else human_calls.key)(transfer_id, form)
+        return Response(answer, media_type=TWIML)
+
+    transfer_path = "/transfer/{transfer_id}/{step}"
+    router.add_api_route(TWILIO_PREFIX + transfer_path, transfer_step, methods=["POST"])
+    router.add_api_route(
+        REPLICA_PREFIX + "/{replica}" + transfer_path, transfer_step, methods=["POST"]
+    )
 
     @router.websocket(sticky + "/media")
     async def media(websocket: WebSocket) -> None:

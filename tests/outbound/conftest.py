@@ -1,7 +1,7 @@
 """Outbound fixtures: the real bridge (outbound enabled) and a fake Twilio Calls API.
 
 The fake API (phonebridge/simulators/twilio_api.py, a test double) is what the
-bridge's real ``twilio`` client talks to, through ``TWILIO_API_BASE_URL``; its
+bridge's real ``twilio`` client talks to, through ``TWILIO_API_URL``; its
 callees are the phone simulator answering as a person or a machine, or not at all.
 """
 
@@ -125,7 +125,7 @@ def start_outbound(start_bridge: BridgeFactory) -> OutboundFactory:
         )
         async with api, contextlib.AsyncExitStack() as stack:
             bridge = await stack.enter_async_context(
-                start_bridge(twilio_api_base_url=api.url, **settings)
+                start_bridge(twilio_api_url=api.url, **settings)
             )
             http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
             api.routes = Routes(PUBLIC_URL, bridge.url)

@@ -48,7 +48,7 @@ async def test_kill_9_mid_campaign_then_restart(tmp_path: Path) -> None:
                 "PHONEBRIDGE_OUTBOUND_COUNTRIES": "1",
                 "PHONEBRIDGE_OUTBOUND_CALLER_IDS": CALLER_ID,
                 "TWILIO_ACCOUNT_SID": ACCOUNT,
-                "TWILIO_API_BASE_URL": api.url,
+                "TWILIO_API_URL": api.url,
             }
         )
         process = await serve.start()

@@ -45,8 +45,8 @@ def test_outbound_is_off_unless_enabled_and_fenced() -> None:
         ("PHONEBRIDGE_OUTBOUND_COUNTRIES", "1,usa", "not a country calling code"),
         ("PHONEBRIDGE_OUTBOUND_CALLER_IDS", "416-555-0100", "not an E.164 number"),
         ("PHONEBRIDGE_OUTBOUND_RING_SECONDS", "0", "1..600"),
-        ("TWILIO_API_BASE_URL", "http://proxy.example", "uses http://"),
-        ("TWILIO_API_BASE_URL", "https://u:p@proxy.example", "plain https://"),
+        ("TWILIO_API_URL", "http://proxy.example", "uses http://"),
+        ("TWILIO_API_URL", "https://u:p@proxy.example", "plain https://"),
     ],
 )
 def test_bad_outbound_settings_are_named(name: str, value: str, problem: str) -> None:

@@ -41,7 +41,7 @@ def test_check_prints_file_line_problems_and_exits_1(
     assert capsys.readouterr().out.splitlines() == [
         f"{path}:5: unknown key 'colour' (allowed: busy_message, carrier, default, description, "
         "dtmf_to_model, fallback, limits, name, numbers, outbound, overflow, prompt, provider, "
-        "recording, tts_language, tts_voice, voice)",
+        "recording, transfer, tts_language, tts_voice, voice)",
         f"1 problem in {tmp_path}",
     ]
 

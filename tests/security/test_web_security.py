@@ -42,6 +42,10 @@ PUBLIC = {
         for prefix in ("/twilio", "/twilio/r/{replica}")
         for kind in ("answer", "status", "amd")
     },
+    # A warm transfer's human call (whisper, key, status): Twilio-signed, and
+    # answered by any replica (one that does not hold the transfer lets the human go).
+    ("POST", "/twilio/transfer/{transfer_id}/{step}"),
+    ("POST", "/twilio/r/{replica}/transfer/{transfer_id}/{step}"),
     # Probes and the Prometheus scrape (kept off the public edge by deploy/).
     ("GET", "/healthz"),
     ("GET", "/readyz"),

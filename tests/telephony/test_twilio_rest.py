@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from phonebridge.telephony.twilio.rest import TwilioApiError, TwilioCallControl
+from phonebridge.telephony.twilio.rest import BaseUrlHttpClient, TwilioApiError, TwilioCallControl
 
 from .conftest import (
     ACCOUNT,
@@ -89,3 +89,23 @@ async def test_unreachable_api_raises(fake: tuple[FakeTwilio, LoopbackHttpClient
     control = TwilioCallControl(ACCOUNT, TOKEN, http_client=http)
     with pytest.raises(TwilioApiError, match="request failed"):
         await control.hang_up(LIVE_CALL)
+
+
+async def test_cancel_of_a_gone_call_is_success(
+    fake: tuple[FakeTwilio, LoopbackHttpClient],
+) -> None:
+    # The caller hung up and the human's call is already over: 20404 is not an error.
+    state, http = fake
+    control = TwilioCallControl(ACCOUNT, TOKEN, http_client=http)
+    assert await control.cancel(GONE_CALL) is False
+    assert state.requests[-1][2] == {"Status": ["canceled"]}
+    assert await control.cancel(LIVE_CALL) is True
+
+
+async def test_base_url_client_sends_requests_to_its_base(
+    fake: tuple[FakeTwilio, LoopbackHttpClient],
+) -> None:
+    state, http = fake
+    control = TwilioCallControl(ACCOUNT, TOKEN, http_client=BaseUrlHttpClient(http.base))
+    assert await control.hang_up(LIVE_CALL) is True
+    assert state.requests[-1][1] == f"/2010-04-01/Accounts/{ACCOUNT}/Calls/{LIVE_CALL}.json"

@@ -47,7 +47,7 @@ class FalSession:
     ) -> None:
         self.ws = ws
         self.record = record
-        self.replier = Replier(reply)
+        self.replier = Replier(reply, say=faults.say)
         self.idle_timeout = idle_timeout
         self.faults = faults
         self.pcm = bytearray()

@@ -50,6 +50,7 @@ class Faults:
     stall_after: float | None = None  # stop producing output this long after the handshake
     fal_timeout_after: float | None = None  # fal only: x-fal-error TIMEOUT, then close, this
     # long after the socket opened (0: at connect, before any reply)
+    say: tuple[tuple[float, str], ...] = ()  # not a fault: scripted agent text (replies.py)
 
 
 def abort(ws: ServerConnection, record: ConnectionRecord, why: str) -> None:
@@ -106,7 +107,7 @@ class OggSession:
         self.conditioning_delay = conditioning_delay
         self.faults = faults
         self.polargrid = polargrid
-        self.replier = Replier(reply)
+        self.replier = Replier(reply, say=faults.say)
         self.writer = ServerOggWriter()
         self.pages = OggPageReader()  # for the BOS and CRC checks
         self.packets = OggOpusReader()  # for the audio

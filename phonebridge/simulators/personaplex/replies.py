@@ -6,7 +6,12 @@ send after that step's audio page (§2.4), each with a leading space like a
 SentencePiece token whose "▁" was replaced.
 
 Speech mode plays a short spoken greeting, then a reply clip each time the
-caller has spoken and paused (or PolarGrid's ``eos`` arrives). The clips are
+caller has spoken and paused (or PolarGrid's ``eos`` arrives).
+
+``say`` scripts agent *text* on top of any mode: ``(seconds, text)`` pairs,
+each sent as word pieces from the step at that many seconds of input (a test
+makes the "agent" say "let me transfer you" to exercise phrase triggers; the
+audio is the mode's). The clips are
 espeak-ng recordings made by ``simulators/assets/make_assets.sh``.
 """
 
@@ -17,6 +22,7 @@ import itertools
 import math
 import wave
 from collections import defaultdict, deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -32,6 +38,7 @@ ECHO_DELAY_STEPS: Final[int] = 2  # ~160 ms, the real model's delay (§2.4)
 ECHO_TEXT_EVERY: Final[int] = 25  # a text piece every ~2 s in echo mode
 SPEECH_RMS: Final[float] = 500.0  # caller RMS above this counts as speech
 PAUSE_STEPS: Final[int] = 6  # 480 ms of quiet after speech starts a reply
+STEP_SECONDS: Final[float] = 0.08  # one model step (§2.3 step 5)
 
 # (asset file, what it says): must match make_assets.sh.
 GREETING: Final[tuple[str, str]] = ("greeting.wav", "Hello, thanks for calling. How can I help?")
@@ -73,10 +80,13 @@ def rms(pcm: bytes) -> float:
 class Replier:
     """Turns each 80 ms of caller audio into 80 ms of agent audio and text pieces."""
 
-    def __init__(self, mode: ReplyMode) -> None:
+    def __init__(self, mode: ReplyMode, *, say: Sequence[tuple[float, str]] = ()) -> None:
         if mode not in REPLY_MODES:
             raise ValueError(f"unknown reply mode {mode!r}")
         self.mode = mode
+        self._script = sorted(
+            (round(at / STEP_SECONDS), [" " + word for word in text.split()]) for at, text in say
+        )
         self._steps = 0
         self._echo: deque[bytes] = deque([SILENT_STEP] * ECHO_DELAY_STEPS)
         self._speaking: deque[tuple[bytes, list[str]]] = deque()
@@ -87,6 +97,12 @@ class Replier:
             self._say(load_clip(*GREETING))
 
     def step(self, caller_pcm: bytes) -> tuple[bytes, list[str]]:
+        pcm, texts = self._step(caller_pcm)
+        while self._script and self._script[0][0] <= self._steps:
+            texts = texts + self._script.pop(0)[1]
+        return pcm, texts
+
+    def _step(self, caller_pcm: bytes) -> tuple[bytes, list[str]]:
         self._steps += 1
         if self.mode == "echo":
             self._echo.append(caller_pcm)

@@ -70,6 +70,7 @@ class PersonaPlexSimulator:
         stall_after: float | None = None,
         fal_timeout_after: float | None = None,
         keep_input_seconds: float = 0.0,
+        say: Sequence[tuple[float, str]] = (),
     ) -> None:
         if flavour not in FLAVOURS:
             raise ValueError(f"unknown flavour {flavour!r}")
@@ -88,6 +89,7 @@ class PersonaPlexSimulator:
             die_after=die_after,
             stall_after=stall_after,
             fal_timeout_after=fal_timeout_after,
+            say=tuple(say),
         )
         # Each connection keeps this much decoded input (24 kHz) for tests to inspect.
         self.keep_input_bytes = int(keep_input_seconds * 24000) * 2

@@ -1,4 +1,4 @@
-"""Call control over Twilio's REST API: hang up, redirect, point a number at us.
+"""Call control over Twilio's REST API: hang up, redirect, place a call, point a number at us.
 
 PROTOCOLS.md §1.5. A thin async wrapper on ``twilio.rest.Client``: the client
 is blocking (``requests``), so each call runs in a worker thread
@@ -18,6 +18,8 @@ from typing import Any, Final
 import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http import HttpClient
+from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
 
 from phonebridge.errors import PhonebridgeError
@@ -35,6 +37,28 @@ class TwilioApiError(PhonebridgeError):
         self.code = code
 
 
+TWILIO_API: Final = "https://api.twilio.com"
+
+
+class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]
+    """The package's own transport, sending api.twilio.com requests to ``base`` instead.
+
+    ``TWILIO_API_URL`` (config.py): an egress proxy, or the fake API of the
+    tests and demos. The ``twilio`` package offers regions and edges of
+    api.twilio.com but no base URL of one's own, so the rewrite happens here,
+    at the one place every request passes.
+    """
+
+    def __init__(self, base: str, *, timeout: float = 10.0) -> None:
+        super().__init__(timeout=timeout)
+        self.base = base.rstrip("/")
+
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
+        if url.startswith(TWILIO_API + "/"):
+            url = self.base + url[len(TWILIO_API) :]
+        return super().request(method, url, *args, **kwargs)
+
+
 class TwilioCallControl:
     """Async call control for one Twilio account.
 
@@ -49,13 +73,46 @@ class TwilioCallControl:
 
     async def hang_up(self, call_sid: str) -> bool:
         """End the call. Returns False if it was already gone (20404): still a success."""
+        return await self._end(call_sid, "completed")
+
+    async def cancel(self, call_sid: str) -> bool:
+        """Stop a call that is still ringing (``canceled``); False if already gone."""
+        return await self._end(call_sid, "canceled")
+
+    async def _end(self, call_sid: str, status: str) -> bool:
         try:
-            await self._run(self._client.calls(call_sid).update, status="completed")
+            await self._run(self._client.calls(call_sid).update, status=status)
         except TwilioApiError as exc:
             if exc.code == CALL_NOT_FOUND or exc.status == 404:
+                # The caller (or the human) hung up first: the call is over,
+                # which is what was asked. Not an error (issue 17).
                 return False
             raise
         return True
+
+    async def create_call(
+        self,
+        *,
+        to: str,
+        from_: str,
+        url: str,
+        status_callback: str,
+        ring_seconds: int,
+    ) -> str:
+        """Place a call to ``to`` (E.164 or ``sip:``) that runs the TwiML at ``url`` when
+        answered; ``status_callback`` gets its final status. Returns the call SID."""
+        call = await self._run(
+            self._client.calls.create,
+            to=to,
+            from_=from_,
+            url=url,
+            method="POST",
+            status_callback=status_callback,
+            status_callback_method="POST",
+            status_callback_event=["completed"],
+            timeout=ring_seconds,
+        )
+        return str(call.sid)
 
     async def redirect(self, call_sid: str, twiml: str) -> None:
         """Replace what the call is doing with ``twiml`` (e.g. a ``<Dial>`` to a human)."""

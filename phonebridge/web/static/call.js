@@ -81,6 +81,21 @@
     protocol_error: "the phone stream broke the protocol",
     bridge_error: "an error in the bridge",
     crashed: "the bridge process died",
+    transferred: "the caller was handed to a human",
+    transfer_failed: "no human took the transfer (fallback played)",
+    opted_out: "the caller opted out",
+  };
+  const TRANSFER_EVENTS = {
+    transfer_trigger: "Transfer trigger fired",
+    transfer_ringing: "Ringing the human",
+    transfer_answered: "The human answered; whispering the summary",
+    transfer_accepted: "The human accepted",
+    transfer_declined: "The human declined",
+    transfer_unanswered: "The human did not answer",
+    transfer_abandoned: "The caller left before the human accepted",
+    transfer_failed: "The human's call could not be placed",
+    transfer_returned: "Back to the persona",
+    transfer_ignored: "Transfer trigger ignored",
   };
   const secs = (v) => Number(v).toFixed(v < 10 ? 2 : 1) + " s";
   const short = (sid) => (sid.length > 12 ? sid.slice(0, 10) + "…" : sid);
@@ -116,10 +131,18 @@
       }
       case "recording_failed":
         return "Recording stopped: " + d;
+      case "transfer_trigger": case "transfer_ringing": case "transfer_answered":
+      case "transfer_accepted": case "transfer_declined": case "transfer_unanswered":
+      case "transfer_abandoned": case "transfer_failed": case "transfer_returned":
+      case "transfer_ignored":
+        return TRANSFER_EVENTS[e.kind] + (d ? ": " + d : "");
       case "call": {
         const parts = ["Call record: " + (facts.end_reason || "ended") + (facts.ended_by ? " by " + facts.ended_by : "")];
         if (typeof facts.model_socket_seconds === "number") parts.push("model socket open " + secs(facts.model_socket_seconds));
         if (typeof facts.first_agent_audio_seconds === "number") parts.push("first agent audio after " + secs(facts.first_agent_audio_seconds));
+        if (facts.transfer && facts.transfer.to) {
+          parts.push(facts.transfer.mode + " transfer to " + facts.transfer.to + ": " + facts.transfer.result);
+        }
         if (Array.isArray(facts.errors) && facts.errors.length) parts.push("errors: " + facts.errors.join("; "));
         return parts.join(" · ");
       }
