@@ -33,6 +33,14 @@ Variables (PROTOCOLS.md section in brackets)::
     PHONEBRIDGE_LOG_FORMAT      text | json;  PHONEBRIDGE_LOG_LEVEL (INFO)
     PHONEBRIDGE_TRANSCRIBE_URL, _KEY, _MODEL  optional post-call transcription endpoint
     PHONEBRIDGE_RETENTION_DAYS  delete recordings older than this (unset = keep)
+    PHONEBRIDGE_WEBHOOK_SECRET  shared secret that signs context lookups, call summaries and
+                                recording links (docs/webhooks.md); needed by personas with
+                                context or webhooks, and by PHONEBRIDGE_CALL_ENDED_WEBHOOK_URL
+    PHONEBRIDGE_CALL_ENDED_WEBHOOK_URL  where every call's summary is POSTed (a persona's
+                                webhooks.call_ended overrides it; unset = none)
+    PHONEBRIDGE_RECORDING_LINK_SECONDS  how long a summary's recording link works (86400)
+    PHONEBRIDGE_ANSWER_WITHIN_SECONDS  hold the voice webhook's answer until the model is
+                                ready, at most this long (3; 0 = answer at once; max 10)
     PHONEBRIDGE_HOST (127.0.0.1), PHONEBRIDGE_PORT (8080)
     PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1  development only: accept unsigned webhooks
     PHONEBRIDGE_INSECURE_HTTP=1  development only: allow an http:// public URL that is not loopback
@@ -62,6 +70,11 @@ if TYPE_CHECKING:
 DEFAULT_PERSONAS_DIR = Path("personas")
 DEFAULT_DATA_DIR = Path("data")
 TWILIO_PREFIX = "/twilio"
+DEFAULT_ANSWER_WITHIN_SECONDS = 3.0
+"""Why 3 s: conditioning took 2-3 s on the real server code with a tiny model; a
+GPU server under load takes longer, and past the bound the call is answered
+anyway. 3 s keeps 12 s of Twilio's 15 s webhook timeout in hand."""
+MAX_ANSWER_WITHIN_SECONDS = 10.0
 
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # The region becomes part of a host name (api.<region>.edge.polargrid.ai, §3):
@@ -98,7 +111,14 @@ class LogFormat(StrEnum):
 
 
 _SECRET_FIELDS = frozenset(
-    {"twilio_auth_token", "polargrid_api_key", "fal_key", "dashboard_token", "transcribe_key"}
+    {
+        "twilio_auth_token",
+        "polargrid_api_key",
+        "fal_key",
+        "dashboard_token",
+        "transcribe_key",
+        "webhook_secret",
+    }
 )
 
 
@@ -137,6 +157,10 @@ class Settings:
     transcribe_key: SecretStr | None = None
     transcribe_model: str | None = None
     retention_days: int | None = None
+    webhook_secret: SecretStr | None = None
+    call_ended_webhook_url: str | None = None
+    recording_link_seconds: float = 86400.0
+    answer_within_seconds: float = DEFAULT_ANSWER_WITHIN_SECONDS
     host: str = "127.0.0.1"
     port: int = 8080
     _base: SplitResult = field(init=False, repr=False, compare=False)
@@ -200,6 +224,12 @@ class Settings:
             "transcribe_key": reader.secret("PHONEBRIDGE_TRANSCRIBE_KEY"),
             "transcribe_model": reader.text("PHONEBRIDGE_TRANSCRIBE_MODEL"),
             "retention_days": reader.integer("PHONEBRIDGE_RETENTION_DAYS", None),
+            "webhook_secret": reader.secret("PHONEBRIDGE_WEBHOOK_SECRET"),
+            "call_ended_webhook_url": reader.text("PHONEBRIDGE_CALL_ENDED_WEBHOOK_URL"),
+            "recording_link_seconds": reader.number("PHONEBRIDGE_RECORDING_LINK_SECONDS", 86400.0),
+            "answer_within_seconds": reader.number(
+                "PHONEBRIDGE_ANSWER_WITHIN_SECONDS", DEFAULT_ANSWER_WITHIN_SECONDS
+            ),
             "host": reader.text("PHONEBRIDGE_HOST") or "127.0.0.1",
             "port": reader.integer("PHONEBRIDGE_PORT", 8080),
         }
@@ -275,6 +305,13 @@ class Settings:
         }
         for persona in book.personas:
             label = f"persona {persona.id!r} ({persona.source})"
+            if self.webhook_secret is None and (
+                persona.context is not None or persona.webhooks.call_ended is not None
+            ):
+                problems.append(
+                    f"{label} calls webhooks (context or webhooks.call_ended) but "
+                    "PHONEBRIDGE_WEBHOOK_SECRET is not set: every webhook is signed with it"
+                )
             if not configured[persona.provider] and (
                 persona.provider != "personaplex" or persona.overflow is None
             ):
@@ -344,6 +381,10 @@ KNOWN_VARIABLES = frozenset(
         "PHONEBRIDGE_TRANSCRIBE_KEY",
         "PHONEBRIDGE_TRANSCRIBE_MODEL",
         "PHONEBRIDGE_RETENTION_DAYS",
+        "PHONEBRIDGE_WEBHOOK_SECRET",
+        "PHONEBRIDGE_CALL_ENDED_WEBHOOK_URL",
+        "PHONEBRIDGE_RECORDING_LINK_SECONDS",
+        "PHONEBRIDGE_ANSWER_WITHIN_SECONDS",
         "PHONEBRIDGE_HOST",
         "PHONEBRIDGE_PORT",
         "PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE",
@@ -605,8 +646,31 @@ def _check_optional_services(settings: Settings, problems: list[str]) -> None:
             f"PHONEBRIDGE_TRANSCRIBE_URL {redact_url(settings.transcribe_url)!r} is not an "
             "http(s) URL"
         )
+    _check_webhooks(settings, problems)
     if settings.database_url is not None and "://" not in settings.database_url:
         problems.append(
             "DATABASE_URL is not a URL (e.g. sqlite+aiosqlite:///data/phonebridge.db or "
             "postgresql+asyncpg://user:pass@host/db)"
+        )
+
+
+def _check_webhooks(settings: Settings, problems: list[str]) -> None:
+    url = settings.call_ended_webhook_url
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(
+                f"PHONEBRIDGE_CALL_ENDED_WEBHOOK_URL {redact_url(url)!r} is not an http(s) URL"
+            )
+        if settings.webhook_secret is None:
+            problems.append(
+                "PHONEBRIDGE_CALL_ENDED_WEBHOOK_URL is set but PHONEBRIDGE_WEBHOOK_SECRET is "
+                "not: call summaries are always signed"
+            )
+    if settings.recording_link_seconds <= 0:
+        problems.append("PHONEBRIDGE_RECORDING_LINK_SECONDS must be more than 0 seconds")
+    if not 0 <= settings.answer_within_seconds <= MAX_ANSWER_WITHIN_SECONDS:
+        problems.append(
+            f"PHONEBRIDGE_ANSWER_WITHIN_SECONDS must be 0 (answer at once) to "
+            f"{MAX_ANSWER_WITHIN_SECONDS:g} (Twilio waits 15 s for the webhook)"
         )

@@ -21,8 +21,10 @@ from fastapi import FastAPI
 
 from phonebridge.calls.admission import Admission, ServerPool
 from phonebridge.calls.bridge import Bridge, BridgeConfig
+from phonebridge.calls.context import ContextClient
 from phonebridge.calls.guard import GuardLimits, TollFraudGuard
 from phonebridge.calls.journal import JournalFactory, Transcriber
+from phonebridge.calls.personal import PersonalCalls
 from phonebridge.config import Settings, SettingsError
 from phonebridge.errors import StorageError
 from phonebridge.loop_lag import watch_event_loop_lag
@@ -149,6 +151,15 @@ async def build_app(
         )
     metrics = BridgeMetrics()
     metrics.watch_leases(lambda: admission.pool.in_use, admission.pool.free_count)
+    webhook_http = httpx.AsyncClient()  # context lookups and call summaries
+    shutdown.append(webhook_http.aclose)
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    personal = PersonalCalls(
+        registry=metrics.registry,
+        clock=clock,
+        context=ContextClient(webhook_http, secret=secret, wall_time=time.time),
+        answer_within_seconds=settings.answer_within_seconds,
+    )
     bridge = Bridge(
         config=BridgeConfig(
             stream_url=settings.stream_url,
@@ -169,6 +180,7 @@ async def build_app(
                 global_calls_per_minute=settings.max_new_calls_per_minute,
             )
         ),
+        personal=personal,
     )
     token = settings.twilio_auth_token
     auth = TwilioAuth(

@@ -33,6 +33,8 @@ from phonebridge.calls.guard import (
 from phonebridge.calls.journal import JournalFactory, UnansweredCall
 from phonebridge.calls.outcome import CallEndReason, CallOutcome, OutcomeBook
 from phonebridge.calls.pending import PendingCall, PendingCalls, new_token
+from phonebridge.calls.personal import ClosedAnswer, IncomingCall, PersonalCalls
+from phonebridge.calls.ready_answer import answer_when_ready
 from phonebridge.calls.session import CallSession, PhoneSocket
 from phonebridge.errors import (
     CapacityError,
@@ -104,6 +106,7 @@ class Bridge:
         clock: Callable[[], float],
         metrics: BridgeMetrics | None = None,
         guard: TollFraudGuard | None = None,
+        personal: PersonalCalls | None = None,
     ) -> None:
         self.config = config
         self._personas = personas
@@ -124,6 +127,8 @@ class Bridge:
         # the instance-wide cap counts, whichever exit path released it.
         self._guarded_calls: list[PendingCall] = []
         self._answered = AnsweredCalls()
+        # Business hours, context lookup, prompt templates (issue 15).
+        self.personal = personal or PersonalCalls(registry=self.metrics.registry)
 
     # -- POST /twilio/voice ------------------------------------------------------
 
@@ -145,6 +150,19 @@ class Bridge:
         if persona is None:
             log.warning("no persona for %s and no default", call.to_number)
             return twiml.say_and_hangup(NOT_IN_SERVICE)
+        incoming = IncomingCall.from_form(form)
+        in_hours = self.personal.during_hours(persona, self._personas(), incoming)
+        if isinstance(in_hours, ClosedAnswer):
+            # No lease, no model session: the closed message and a `closed` row.
+            self.metrics.calls.labels("closed", CallEndReason.CLOSED.value).inc()
+            await self._journals.record_unanswered(
+                UnansweredCall(call.call_sid, call.from_number, call.to_number),
+                persona,
+                CallEndReason.CLOSED,
+                "outside business hours",
+            )
+            return _say(persona, in_hours.text)
+        persona = in_hours
         admitted_caller: str | None = None
         if self.guard is not None:
             # Before the lease: a refused call opens no model session and costs nothing.
@@ -168,7 +186,9 @@ class Bridge:
                     CallEndReason.RATE_LIMITED,
                     f"{decision.reason.value}: {decision.detail}",
                 )
-                return _say(persona, persona.busy_message)
+                return _say(
+                    persona, self.personal.say_text(persona.busy_message, incoming, persona, "busy")
+                )
             admitted_caller = decision.caller
         try:
             lease = self.admission.acquire(persona.provider, persona.overflow)
@@ -181,13 +201,38 @@ class Bridge:
                 CallEndReason.BUSY,
                 str(exc),
             )
-            return _say(persona, persona.busy_message)
-        pending = self._reserve(call, persona, lease)
+            return _say(
+                persona, self.personal.say_text(persona.busy_message, incoming, persona, "busy")
+            )
+        try:
+            # The context lookup and the prompt: before the model opens (the
+            # prompt is a connect parameter). Never raises by design; a bug
+            # must still give the slot back.
+            prepared = await self.personal.prepare(incoming, persona)
+        except BaseException:
+            lease.release()
+            raise
+        pending = self._reserve(call, prepared.persona, lease)
+        pending.events.extend(prepared.events)
         if self.guard is not None and admitted_caller is not None:
             # Counted only now, with a slot taken: a busy answer uses no quota.
             self.guard.record(admitted_caller, self._clock())
             self._guarded_calls.append(pending)
+        await self._hold_answer(pending)
         return self._connect_twiml(pending)
+
+    async def _hold_answer(self, pending: PendingCall) -> None:
+        """Let the caller hear ringback until the model is ready, within the persona's bound."""
+        within = self.personal.answer_within(pending.persona)
+        if within <= 0:
+            return
+        started = self._clock()
+        ready = await answer_when_ready(pending.opening, within)
+        held = self._clock() - started
+        self.personal.metrics.answer_held.observe(held)
+        pending.events.append(
+            (held, "answer_held", f"{held:.3f}s, model {'ready' if ready else 'not ready yet'}")
+        )
 
     def _reserve(self, call: WebhookCall, persona: Persona, lease: Lease) -> PendingCall:
         session = self._new_session(persona, lease)
@@ -339,12 +384,30 @@ class Bridge:
             return twiml.hangup()
         if outcome.reason.wants_fallback:
             fallback = persona.fallback
+            say = self.personal.fallback_say(call_sid, persona)
             if fallback.transfer_to:
-                return twiml.dial(fallback.transfer_to, message=fallback.say)
-            return _say(persona, fallback.say)
+                return twiml.dial(fallback.transfer_to, message=say)
+            return _say(persona, say)
         if outcome.reason in (CallEndReason.MAX_DURATION, CallEndReason.CALLER_SILENCE):
             return _say(persona, GOODBYE)
         return twiml.hangup()
+
+    # -- POST /twilio/call-status ------------------------------------------------------
+
+    async def call_status(self, form: Mapping[str, str]) -> None:
+        """Twilio's status callback: a call that ended while it rang frees its model at once.
+
+        Without it, a caller who hangs up during the ringing (the webhook held
+        its answer, or the stream had not come yet) keeps a billed model socket
+        open until the pending deadline.
+        """
+        if form.get("CallStatus", "") not in _ENDED_STATUSES:
+            return
+        pending = self.pending.withdraw(form.get("CallSid", ""))
+        if pending is not None:
+            await self._abandon(
+                pending, CallEndReason.CALLER_HANGUP, "caller hung up before the stream started"
+            )
 
     # -- housekeeping ---------------------------------------------------------------
 
@@ -398,6 +461,10 @@ class Bridge:
                 while self.live:
                     self._call_finished.clear()
                     await self._call_finished.wait()
+
+
+_ENDED_STATUSES = frozenset({"completed", "canceled", "busy", "failed", "no-answer"})
+"""Twilio's final call statuses (PROTOCOLS.md §1: StatusCallback ``CallStatus``)."""
 
 
 def _say(persona: Persona, message: str) -> str:

@@ -25,8 +25,20 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from .book import PersonaBook, PersonaError, PersonaProblem
-from .schema import MAX_PROMPT_CHARS, PROVIDERS, Fallback, Limits, Persona, PersonaFile
+from .hours import BusinessHours, Weekly
+from .schema import (
+    MAX_PROMPT_CHARS,
+    PROVIDERS,
+    Closed,
+    ContextHook,
+    Fallback,
+    Limits,
+    Persona,
+    PersonaFile,
+    Webhooks,
+)
 from .shown import shown
+from .templates import check_template
 
 __all__ = ["PersonaError", "PersonaProblem", "load_personas", "persona_files"]
 
@@ -39,6 +51,11 @@ _MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
     (): PersonaFile,
     ("limits",): Limits,
     ("fallback",): Fallback,
+    ("hours",): BusinessHours,
+    ("hours", "weekly"): Weekly,
+    ("closed",): Closed,
+    ("context",): ContextHook,
+    ("webhooks",): Webhooks,
 }
 
 Loc = tuple[int | str, ...]
@@ -143,10 +160,72 @@ def _load_file(path: Path) -> _LoadedFile | list[PersonaProblem]:
             for error in exc.errors(include_url=False)
         )
         return sorted(problems, key=lambda problem: problem.line or 0)
+    problems.extend(_template_problems(path, root, text, content))
     if problems:
         return problems
     persona = Persona.model_validate({**dict(content), "id": path.stem, "source": path})
     return _LoadedFile(persona, root)
+
+
+def _templated_texts(content: PersonaFile) -> list[tuple[Loc, str, bool]]:
+    """(where, text, may use context values) for every text rendered per call.
+
+    Only the prompt and the fallback are rendered after the context lookup;
+    the busy and closed messages are said before it, and the context's own
+    fallback prompt is what a failed lookup gets.
+    """
+    texts: list[tuple[Loc, str, bool]] = [
+        (("prompt",), content.prompt, content.context is not None),
+        (("fallback", "say"), content.fallback.say, content.context is not None),
+        (("busy_message",), content.busy_message, False),
+        (("closed", "say"), content.closed.say, False),
+    ]
+    if content.context is not None and content.context.fallback_prompt is not None:
+        texts.append((("context", "fallback_prompt"), content.context.fallback_prompt, False))
+    return texts
+
+
+def _template_problems(
+    path: Path, root: yaml.Node, text: str, content: PersonaFile
+) -> list[PersonaProblem]:
+    problems: list[PersonaProblem] = []
+    file_lines = text.splitlines()
+    for loc, template, allow_context in _templated_texts(content):
+        for problem in check_template(template, allow_context=allow_context):
+            line = _template_line(root, loc, file_lines, problem.line, problem.needle)
+            problems.append(PersonaProblem(path, line, f"{_dotted(loc)}: {problem.message}"))
+    return problems
+
+
+def _template_line(
+    root: yaml.Node, loc: Loc, file_lines: list[str], line_in_template: int, needle: str
+) -> int:
+    """The file line of a template's line (a ``|`` block keeps lines; others are searched)."""
+    node = _node_at(root, loc)
+    start = _line_of(root, loc)
+    if not isinstance(node, yaml.ScalarNode):
+        return start
+    first = node.start_mark.line + (1 if node.style in ("|", ">") else 0)
+    if node.style == "|":
+        return first + line_in_template
+    if needle:
+        for number in range(first, min(node.end_mark.line + 1, len(file_lines))):
+            if needle in file_lines[number]:
+                return number + 1
+    return first + 1
+
+
+def _node_at(root: yaml.Node, loc: Loc) -> yaml.Node | None:
+    node: yaml.Node | None = root
+    for part in loc:
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        found = None
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                found = value
+        node = found
+    return node
 
 
 MAX_FLOW_NESTING = 32
@@ -353,7 +432,7 @@ def _describe(error: ErrorDetails) -> str:
         return f"key {shown(loc[-1])}: keys must be plain text"
     if kind == "tuple_type" and loc == ("numbers",):
         return 'numbers: expected a list of quoted E.164 numbers, e.g. ["+14165550123"]'
-    if kind == "model_type" and len(loc) == 1 and str(loc[0]) in ("limits", "fallback"):
+    if kind == "model_type" and len(loc) == 1 and (str(loc[0]),) in _MODEL_AT:
         keys = ", ".join(sorted(_MODEL_AT[(str(loc[0]),)].model_fields))
         return f"{where}: expected keys ({keys})"
     if kind == "missing":
@@ -382,6 +461,7 @@ def _cross_check(loaded: list[_LoadedFile]) -> list[PersonaProblem]:
     ids: dict[str, Path] = {}
     claims: dict[str, tuple[Path, int]] = {}
     default_at: tuple[Path, int] | None = None
+    known = {item.persona.id for item in loaded}
     for item in loaded:
         persona = item.persona
         if persona.id in ids:
@@ -404,6 +484,17 @@ def _cross_check(loaded: list[_LoadedFile]) -> list[PersonaProblem]:
                 )
             else:
                 claims[number] = here
+        route = persona.closed.route_to
+        if route is not None and (route == persona.id or route not in known):
+            problems.append(
+                PersonaProblem(
+                    persona.source,
+                    item.line(("closed", "route_to")),
+                    f"closed.route_to: {shown(route)} is "
+                    + ("this persona itself" if route == persona.id else "not a persona id")
+                    + f" (known: {', '.join(sorted(known))})",
+                )
+            )
         if persona.default:
             here = (persona.source, item.line(("default",), of_key=True))
             if default_at is None:

@@ -100,7 +100,7 @@ class _StarlettePhone:
 
 
 def twilio_router(bridge: Bridge, auth: TwilioAuth) -> APIRouter:
-    """The three endpoints Twilio talks to (not behind the dashboard's auth)."""
+    """The endpoints Twilio talks to (not behind the dashboard's auth)."""
     router = APIRouter()
     sticky = auth.sticky_prefix
 
@@ -124,6 +124,16 @@ def twilio_router(bridge: Bridge, auth: TwilioAuth) -> APIRouter:
         except RemoteProtocolError as exc:
             return Response(str(exc), status_code=400)
         return Response(answer, media_type=TWIML)
+
+    @router.post("/twilio/call-status")
+    async def call_status(request: Request) -> Response:
+        # Twilio's status callback (set on the number): a caller who hangs up
+        # while it rings frees the model socket at once (issue 15).
+        form = await signed_form(request)
+        if form is None:
+            return Response("invalid signature", status_code=403)
+        await bridge.call_status(form)
+        return Response(status_code=204)
 
     @router.post(sticky + "/stream-ended")
     async def stream_ended(request: Request) -> Response:
