@@ -24,6 +24,7 @@ from phonebridge.config import Settings, SettingsError
 from phonebridge.telephony.twilio.rest import TwilioApiError, TwilioCallControl
 
 VOICE_WEBHOOK_PATH: Final = "/twilio/voice"
+STATUS_CALLBACK_PATH: Final = "/twilio/call-status"
 
 # E.164: "+", a non-zero country digit, at most 15 digits in all. Twilio's
 # number lookup matches the exact string, so "(416) 555-0123" would find nothing.
@@ -89,13 +90,17 @@ def run_configure(
         print(f"phonebridge twilio configure: {exc}", file=err)
         return 2
     voice_url = settings.webhook_url(VOICE_WEBHOOK_PATH)
+    status_url = settings.webhook_url(STATUS_CALLBACK_PATH)
     control = TwilioCallControl(account_sid, auth_token, http_client=http_client)
     try:
-        sid = asyncio.run(control.configure_number(number, voice_url))
+        sid = asyncio.run(control.configure_number(number, voice_url, status_url))
     except TwilioApiError as exc:
         print(f"phonebridge twilio configure: {exc}", file=err)
         return 1
-    print(f"{number} ({sid}) now sends its calls to POST {voice_url}", file=out)
+    print(
+        f"{number} ({sid}) now sends its calls to POST {voice_url} (call status to {status_url})",
+        file=out,
+    )
     return 0
 
 
