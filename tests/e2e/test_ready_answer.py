@@ -57,7 +57,8 @@ async def test_the_twiml_comes_only_after_the_models_handshake(
             answered_at = asyncio.get_running_loop().time()
             assert "<Connect" in answer.text
             [model] = bridge.self_hosted[0].connections
-            assert model.handshake_at is not None and model.handshake_at <= answered_at
+            assert model.handshake_at is not None
+            assert model.handshake_at <= answered_at
             await post(
                 http,
                 bridge,
