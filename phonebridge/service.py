@@ -42,7 +42,10 @@ from phonebridge.personas.reload import PersonaStore
 from phonebridge.storage.index import CallIndex
 from phonebridge.storage.retention import apply_retention
 from phonebridge.web.app import AppDeps, HistoryDeps, create_app
+from phonebridge.web.recording_links import recording_link_router
 from phonebridge.web.twilio_routes import TwilioAuth
+from phonebridge.webhooks.delivery import CallSummaries
+from phonebridge.webhooks.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -160,6 +163,22 @@ async def build_app(
         context=ContextClient(webhook_http, secret=secret, wall_time=time.time),
         answer_within_seconds=settings.answer_within_seconds,
     )
+    summaries: CallSummaries | None = None
+    public_routers = []
+    if secret is not None:
+        summaries = CallSummaries(
+            outbox=await Outbox.create(index),
+            index=index,
+            client=webhook_http,
+            secret=secret,
+            public_url=settings.public_url,
+            data_dir=settings.data_dir,
+            personas=lambda: personas.current,
+            default_url=settings.call_ended_webhook_url,
+            link_seconds=settings.recording_link_seconds,
+            registry=metrics.registry,
+        )
+        public_routers.append(recording_link_router(index, settings.data_dir, secret))
     bridge = Bridge(
         config=BridgeConfig(
             stream_url=settings.stream_url,
@@ -169,7 +188,12 @@ async def build_app(
         personas=lambda: personas.current,
         admission=admission,
         factories=factories,
-        journals=JournalFactory(data_dir=settings.data_dir, index=index, transcriber=transcriber),
+        journals=JournalFactory(
+            data_dir=settings.data_dir,
+            index=index,
+            transcriber=transcriber,
+            on_final=summaries.call_final if summaries is not None else None,
+        ),
         clock=clock,
         metrics=metrics,
         guard=TollFraudGuard(
@@ -224,6 +248,8 @@ async def build_app(
                 await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
 
         background.append(expire_old_files)
+    if summaries is not None and settings.worker in (None, 0):  # one process sends
+        background.append(summaries.run_forever)
     return create_app(
         AppDeps(
             bridge=bridge,
@@ -231,6 +257,7 @@ async def build_app(
             background=background,
             on_shutdown=shutdown,
             drain_seconds=drain_seconds,
+            public_routers=public_routers,
             history=HistoryDeps(
                 index=index,
                 data_dir=settings.data_dir,
@@ -239,6 +266,7 @@ async def build_app(
                     if settings.dashboard_token is not None
                     else None
                 ),
+                deliveries=summaries.deliveries if summaries is not None else None,
             ),
         )
     )

@@ -24,10 +24,11 @@ import asyncio
 import dataclasses
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -54,6 +55,8 @@ busy timeout; beyond that the transcript holds the facts and the next
 start-up marks the row as crashed."""
 
 WallClock = Callable[[], datetime]
+OnFinal = Callable[[str, str], Coroutine[Any, Any, None]]
+"""Called with (call_sid, persona id) once a call's row is final (the post-call webhook)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +100,9 @@ class CallJournal:
         start: CallStart | None = None,
         row_started: asyncio.Task[bool] | None = None,
         recording_error: str | None = None,
+        on_final: OnFinal | None = None,
     ) -> None:
+        self._on_final = on_final
         self._recording_error = recording_error  # why the call is not recorded at all
         self.call_sid = call_sid
         self._start = start  # the row's first facts, to insert it late if the start failed
@@ -208,6 +213,7 @@ class CallJournal:
         end = dataclasses.replace(end, error="; ".join(errors) or None)
         try:
             await self._complete_row(self._index, changes, end)
+            self._announce_final()
         except StorageError as exc:
             log.error(
                 "call row not completed (retrying in the background; the transcript has "
@@ -256,6 +262,7 @@ class CallJournal:
                 last = exc
                 continue
             log.info("call row completed on attempt %d", attempt, extra={"call_sid": self.call_sid})
+            self._announce_final()
             return
         log.error(
             "call row lost after %d attempts (%s); the call's facts are in %s",
@@ -264,6 +271,10 @@ class CallJournal:
             self.transcript_path,
             extra={"call_sid": self.call_sid},
         )
+
+    def _announce_final(self) -> None:
+        if self._on_final is not None and self._start is not None:
+            _in_background(self._background, self._on_final(self.call_sid, self._start.persona))
 
     async def _add_caller_words(self, recording: Path, transcript_path: Path) -> None:
         transcriber = self._transcriber
@@ -292,7 +303,9 @@ class JournalFactory:
         index: CallIndex | None,
         wall_clock: WallClock = utc_now,
         transcriber: Transcriber | None = None,
+        on_final: OnFinal | None = None,
     ) -> None:
+        self._on_final = on_final
         self._data_dir = data_dir
         self._index = index
         self._wall_clock = wall_clock
@@ -341,6 +354,7 @@ class JournalFactory:
             start=start,
             row_started=row_started,
             recording_error=recording_error,
+            on_final=self._on_final,
         )
 
     async def record_unanswered(
@@ -357,7 +371,7 @@ class JournalFactory:
                 started_at=now,
             )
         )
-        await self._finish_row(call.call_sid, reason, detail, now, 0.0)
+        await self._finish_row(call.call_sid, reason, detail, now, 0.0, persona_id=persona.id)
 
     async def record_unanswered_pending(
         self, pending: PendingCall, outcome: CallOutcome, now: float
@@ -376,7 +390,12 @@ class JournalFactory:
         )
         socket_seconds = pending.session.timings.socket_seconds(now)
         await self._finish_row(
-            pending.call_sid, outcome.reason, outcome.detail, wall, socket_seconds
+            pending.call_sid,
+            outcome.reason,
+            outcome.detail,
+            wall,
+            socket_seconds,
+            persona_id=pending.persona.id,
         )
 
     async def _start_row(self, start: CallStart) -> bool:
@@ -397,6 +416,8 @@ class JournalFactory:
         detail: str,
         ended_at: datetime,
         socket_seconds: float,
+        *,
+        persona_id: str,
     ) -> None:
         if self._index is None:
             return
@@ -411,3 +432,12 @@ class JournalFactory:
             await self._index.finish_call(call_sid, end)
         except StorageError as exc:
             log.error("call row not completed: %s", exc, extra={"call_sid": call_sid})
+            return
+        if self._on_final is not None:
+            _in_background(self.background, self._on_final(call_sid, persona_id))
+
+
+def _in_background(tasks: set[asyncio.Task[None]], work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.create_task(work)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)

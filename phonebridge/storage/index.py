@@ -213,6 +213,11 @@ class CallIndex:
             raise
         return index
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """For stores that share the index's database (the webhook outbox)."""
+        return self._engine
+
     async def close(self) -> None:
         await self._engine.dispose()
 

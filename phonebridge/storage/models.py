@@ -1,7 +1,12 @@
-"""The typed records of the call index (no database code: the web API imports these too).
+"""The typed records of the call index (no queries here: the web API imports these too).
 
 Every datetime is timezone-aware UTC; constructing a record with a naive
 datetime raises ``ValueError`` (a bug in the caller, caught before any I/O).
+
+The webhook outbox's table is declared here too (:data:`webhook_outbox`, on its
+own ``MetaData``): its queries live in :mod:`phonebridge.webhooks.outbox`.
+MIGRATION NEEDED: the table is created with ``create_all`` at start-up, as the
+``calls`` table is; under Alembic it needs a migration of its own.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Any, ClassVar
+
+from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
 
 CRASHED = "crashed"
 """``end_reason`` of a call whose process died (set at the next start-up)."""
@@ -151,3 +158,53 @@ class CallQuery:
 class CallPage:
     items: list[CallRecord] = field(default_factory=list)
     total: int = 0
+
+
+# -- the webhook outbox (issue 15, "Post-call webhook") ---------------------------
+
+outbox_metadata = MetaData()
+
+webhook_outbox = Table(
+    "webhook_outbox",
+    outbox_metadata,
+    # The idempotency key the receiver sees: one per delivery, the same on every attempt.
+    Column("id", String(64), primary_key=True),
+    Column("call_sid", String(64), nullable=False, index=True),
+    Column("event", String(32), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    # Times are Unix seconds (floats): the worker compares them with its clock only.
+    Column("created_at", Float, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    # A delivering process owns the row until then (replicas never send one row twice
+    # at once; a crashed owner's claim simply runs out).
+    Column("claimed_until", Float),
+    Column("delivered_at", Float),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Index("ix_webhook_outbox_due", "state", "next_attempt_at"),
+)
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"  # not delivered yet: retried with backoff
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # given up (past the retry window); kept for the operator
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One delivery of one call's summary to one URL."""
+
+    id: str
+    call_sid: str
+    event: str
+    url: str
+    state: DeliveryState
+    attempts: int
+    created_at: float
+    next_attempt_at: float
+    delivered_at: float | None = None
+    last_status: int | None = None
+    last_error: str | None = None

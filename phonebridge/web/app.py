@@ -16,12 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from phonebridge.calls.bridge import Bridge
 from phonebridge.storage.index import CallIndex
+from phonebridge.storage.models import OutboxEntry
 from phonebridge.web.api import api_router, live_calls
 from phonebridge.web.auth import dashboard_auth
 from phonebridge.web.dashboard import dashboard_router
@@ -29,6 +30,8 @@ from phonebridge.web.limits import MAX_REQUEST_BODY_BYTES, BodySizeLimit
 from phonebridge.web.twilio_routes import TwilioAuth, twilio_router
 
 log = logging.getLogger(__name__)
+
+Deliveries = Callable[[str], Awaitable[list[OutboxEntry]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +42,8 @@ class HistoryDeps:
     data_dir: Path
     dashboard_token: str | None = None
     """None: only loopback clients may read the history (see web/auth.py)."""
+    deliveries: Deliveries | None = None
+    """A call's post-call webhook deliveries, shown on its page (issue 15)."""
 
 
 @dataclass(slots=True)
@@ -55,6 +60,8 @@ class AppDeps:
     """How long calls in progress may go on after shutdown begins."""
     history: HistoryDeps | None = None
     """The call history API and dashboard; None serves neither."""
+    public_routers: Sequence[APIRouter] = field(default_factory=tuple)
+    """Routes that check their own credentials (signed recording links)."""
 
 
 def create_app(deps: AppDeps) -> FastAPI:
@@ -87,13 +94,17 @@ def create_app(deps: AppDeps) -> FastAPI:
     # Public webhooks must not read a 10 MB form before refusing it (web/limits.py).
     app.add_middleware(BodySizeLimit, max_bytes=MAX_REQUEST_BODY_BYTES)
     app.include_router(twilio_router(deps.bridge, deps.twilio_auth))
+    for router in deps.public_routers:
+        app.include_router(router)
     if deps.history is not None:
         # the Twilio routes above stay outside the dashboard auth on purpose
         require = dashboard_auth(deps.history.dashboard_token)
         live = live_calls(deps.bridge.live)
         history = deps.history
         app.include_router(api_router(history.index, history.data_dir, live, require))
-        app.include_router(dashboard_router(history.index, live, require))
+        app.include_router(
+            dashboard_router(history.index, live, require, deliveries=history.deliveries)
+        )
 
         @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require)])
         async def openapi() -> JSONResponse:

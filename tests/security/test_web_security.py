@@ -29,6 +29,7 @@ PUBLIC = {
     # Twilio cannot send the dashboard token: its routes check Twilio's signatures.
     ("POST", "/twilio/voice"),
     ("POST", "/twilio/stream-ended"),
+    ("POST", "/twilio/call-status"),
     ("WS", "/twilio/media"),
     # Probes and the Prometheus scrape (kept off the public edge by deploy/).
     ("GET", "/healthz"),
