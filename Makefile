@@ -26,6 +26,7 @@ test: $(VENV)/.dev
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/bench_audio.py
+	$(BIN)/python bench/bench_carriers.py --write
 
 ## Concurrent calls against one `phonebridge serve` pinned to CPU 0, then two
 ## workers on CPUs 0-1 (sharing them with the generator on a 2-core machine);

@@ -2,8 +2,8 @@
 
 Run: .venv/bin/python bench/soak.py [--minutes 30] [--concurrency 8] [--no-write]
 
-One real bridge process (``bench/soak_serve.py``: ``phonebridge serve`` with
-the hosted providers pointed at simulators) and, in this process, PersonaPlex
+One real bridge process (``phonebridge serve``, its hosted providers pointed
+at simulators with ``POLARGRID_BASE_URL`` and ``FAL_BASE_URL``) and, in this process, PersonaPlex
 simulators (healthy self-hosted servers, one that never hand-shakes, one that
 dies mid-call, PolarGrid, fal) and ``concurrency`` callers placing calls of
 random length back to back (``soak_calls``: some drop, forge, or never
@@ -52,7 +52,6 @@ from phonebridge.local import DEMO_AUTH_TOKEN, DEMO_FAL_KEY, DEMO_POLARGRID_KEY,
 from phonebridge.personas.loader import load_personas
 from phonebridge.simulators.personaplex import PersonaPlexSimulator
 
-SERVE_SCRIPT = Path(__file__).resolve().parent / "soak_serve.py"
 Print = Callable[[str], None]
 
 
@@ -107,9 +106,11 @@ async def _soak(config: SoakConfig, work: Path, out: Print) -> SoakResult:
     async with contextlib.AsyncExitStack() as stack:
         sims = await _start_simulators(stack, config)
         polargrid, fal, self_hosted = sims[0], sims[1], sims[2:]
-        env, port = _serve_env(config, work, [sim.url for sim in self_hosted])
+        env, port = _serve_env(
+            config, work, [sim.url for sim in self_hosted], polargrid.url, fal.url
+        )
         log_path = work / "serve.log"
-        serve = await _start_serve(stack, env, log_path, polargrid.url, fal.url)
+        serve = await _start_serve(stack, env, log_path)
         bridge_url = f"http://127.0.0.1:{port}"
         line = Line(
             bridge_url=bridge_url,
@@ -227,7 +228,7 @@ async def _start_simulators(
 
 
 def _serve_env(
-    config: SoakConfig, work: Path, self_hosted: list[str]
+    config: SoakConfig, work: Path, self_hosted: list[str], polargrid_url: str, fal_url: str
 ) -> tuple[dict[str, str], int]:
     personas = work / "personas"
     shutil.copytree(ROOT / "personas", personas)
@@ -239,7 +240,9 @@ def _serve_env(
         self_hosted=self_hosted,
         PERSONAPLEX_HANDSHAKE_TIMEOUT=str(config.handshake_timeout),
         POLARGRID_API_KEY=DEMO_POLARGRID_KEY,
+        POLARGRID_BASE_URL=polargrid_url,
         FAL_KEY=DEMO_FAL_KEY,
+        FAL_BASE_URL=fal_url,
         PHONEBRIDGE_PENDING_TIMEOUT=str(config.pending_timeout),
     )
     return env, port
@@ -249,17 +252,13 @@ async def _start_serve(
     stack: contextlib.AsyncExitStack,
     env: dict[str, str],
     log_path: Path,
-    polargrid_url: str,
-    fal_url: str,
 ) -> asyncio.subprocess.Process:
     log = stack.enter_context(log_path.open("wb"))
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(SERVE_SCRIPT),
-        "--polargrid-url",
-        polargrid_url,
-        "--fal-url",
-        fal_url,
+        "-m",
+        "phonebridge.cli",
+        "serve",
         env=env,
         stdout=log,
         stderr=asyncio.subprocess.STDOUT,

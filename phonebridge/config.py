@@ -14,6 +14,8 @@ Passwords inside URLs (database, PersonaPlex servers) are masked in ``repr``.
 Variables (PROTOCOLS.md section in brackets)::
 
     PHONEBRIDGE_PUBLIC_URL      https base URL Twilio reaches (signatures are computed on it) [§1.4]
+    PHONEBRIDGE_REPLICA_ID      this replica's id in a cluster (e.g. the StatefulSet pod name
+                                phonebridge-2): streams and <Connect action> under /twilio/r/<id>/
     TWILIO_AUTH_TOKEN           required unless PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1
     TWILIO_ACCOUNT_SID          optional; REST call control (hang up, transfer) [§1.5]
     PHONEBRIDGE_PERSONAS        persona directory (./personas)
@@ -22,11 +24,18 @@ Variables (PROTOCOLS.md section in brackets)::
     PERSONAPLEX_URLS            comma-separated ws:// or wss:// self-hosted servers [§2]
     PERSONAPLEX_HANDSHAKE_TIMEOUT  seconds to wait for the 0x00 handshake (30) [§2.3]
     POLARGRID_API_KEY, POLARGRID_REGION (yto-01)                             [§3]
+    POLARGRID_BASE_URL          wss:// base replacing wss://api.<region>.edge.polargrid.ai
+                                (a private or dedicated deployment, an egress proxy)   [§3]
     FAL_KEY                                                                   [§4]
+    FAL_BASE_URL                wss:// base replacing wss://fal.run (a regional endpoint) [§4]
+                                Both base URLs: wss:// only (ws:// on a loopback host for
+                                development), no credentials, query string or fragment: the
+                                keys travel in headers, never in these URLs.
     PHONEBRIDGE_MAX_CALLS       concurrent calls per instance (50)
     PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR  calls one caller may start per hour (10; 0 = off)
     PHONEBRIDGE_CALLER_MAX_CONCURRENT      calls one caller may have at once (2; 0 = off)
     PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE   calls the instance may start per minute (60; 0 = off)
+    PHONEBRIDGE_BROWSER_CALLS_PER_USER     Talk-page calls one dashboard user may have at once (1)
     PHONEBRIDGE_STREAM_SIGNATURE  strict | log | off: the media socket's signature check [§1.4]
     PHONEBRIDGE_PENDING_TIMEOUT seconds a webhook-reserved call waits for its stream (15)
     PHONEBRIDGE_DASHBOARD_TOKEN bearer token for the dashboard and API (unset = loopback only)
@@ -41,15 +50,47 @@ Variables (PROTOCOLS.md section in brackets)::
     PHONEBRIDGE_RECORDING_LINK_SECONDS  how long a summary's recording link works (86400)
     PHONEBRIDGE_ANSWER_WITHIN_SECONDS  hold the voice webhook's answer until the model is
                                 ready, at most this long (3; 0 = answer at once; max 10)
+    PHONEBRIDGE_S3_BUCKET       recordings + transcripts also go to this bucket (unset: local only)
+    PHONEBRIDGE_S3_ENDPOINT_URL an S3-compatible endpoint (MinIO, R2, ...; unset = AWS)
+    PHONEBRIDGE_S3_PREFIX       key prefix inside the bucket (e.g. phonebridge/; default none)
+    AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_REGION (or
+                                AWS_DEFAULT_REGION): S3 credentials; unset = boto3's own chain
+                                (instance profile, IRSA web identity, ~/.aws)
     PHONEBRIDGE_HOST (127.0.0.1), PHONEBRIDGE_PORT (8080)
+    PHONEBRIDGE_REDIS_URL       redis:// or rediss:// state shared by replicas (unset = one process)
+    PHONEBRIDGE_LEASE_TTL_SECONDS  seconds a dead replica's GPU lease outlives it (10)
+    PHONEBRIDGE_REDIS_TIMEOUT_SECONDS  bound on every Redis request (0.5)
     PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1  development only: accept unsigned webhooks
-    PHONEBRIDGE_INSECURE_HTTP=1  development only: allow an http:// public URL that is not loopback
+
+The public URL must be https://: Twilio opens media streams only over wss://,
+and the stream URL is the public URL with that scheme (one rule, shared with
+the TwiML builder: phonebridge/telephony/twilio/stream_url.py).
+
+Further carriers (CARRIERS.md; docs/carriers.md). A carrier whose verification
+secret is unset is **off**: its routes answer 404. Set one without the values
+it needs alongside and start-up fails with one line saying what is missing::
+
+    PHONEBRIDGE_CARRIER_RATE    8000 | 16000: the rate asked of carriers that offer wideband (16000)
+    TELNYX_PUBLIC_KEY           on: the portal's Ed25519 webhook public key (base64)
+    TELNYX_API_KEY              required with it: Call Control answers by REST
+    TELNYX_API_URL              https://api.telnyx.com (tests point it at a simulator)
+    PLIVO_AUTH_TOKEN            on: V3 webhook signatures;  PLIVO_AUTH_ID  required with it (REST)
+    PLIVO_API_URL               https://api.plivo.com
+    VONAGE_SIGNATURE_SECRET     on: signed webhooks and the socket's JWT (HS256)
+    VONAGE_API_KEY              optional: the JWTs' api_key claim must be this
+    VONAGE_APPLICATION_ID, VONAGE_PRIVATE_KEY  optional pair: REST hang-up/transfer (RS256)
+    VONAGE_API_URL              https://api.nexmo.com
+    SIGNALWIRE_SIGNING_KEY      on: cXML webhook signatures
+    SIGNALWIRE_PROJECT_ID, SIGNALWIRE_API_TOKEN, SIGNALWIRE_SPACE_URL  optional trio: REST
+    EXOTEL_BASIC_USER, EXOTEL_BASIC_PASSWORD   on (pair): Basic auth Exotel sends from the URL
+    EXOTEL_ALLOWED_IPS          on: comma-separated addresses/networks Exotel calls from
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -63,6 +104,9 @@ from pydantic import SecretStr
 
 from phonebridge.errors import ConfigError
 from phonebridge.models.redact import redact_url
+from phonebridge.telephony.exotel.auth import parse_networks
+from phonebridge.telephony.telnyx.signature import load_public_key
+from phonebridge.telephony.twilio.stream_url import stream_url_problem
 
 if TYPE_CHECKING:
     from phonebridge.personas.book import PersonaBook
@@ -75,10 +119,14 @@ DEFAULT_ANSWER_WITHIN_SECONDS = 3.0
 GPU server under load takes longer, and past the bound the call is answered
 anyway. 3 s keeps 12 s of Twilio's 15 s webhook timeout in hand."""
 MAX_ANSWER_WITHIN_SECONDS = 10.0
+REPLICA_PREFIX = TWILIO_PREFIX + "/r"
 
-_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 # The region becomes part of a host name (api.<region>.edge.polargrid.ai, §3):
 # a strict pattern keeps a stray value from pointing the key at another host.
+# A replica id is one DNS label (RFC 1123): it becomes a path segment the edge
+# proxy routes on, and in Kubernetes a host name (<id>.<headless service>).
+_REPLICA_ID_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+_DNS_LABEL_MAX = 63
 _REGION_PATTERN = re.compile(r"^[a-z]{2,5}-[0-9]{2}$")
 _HOST_PATTERN = re.compile(r"[A-Za-z0-9.-]+|[0-9A-Fa-f:.]+")  # a name, IPv4 or IPv6
 _PATH_PATTERN = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@%/-]*")  # RFC 3986 pchar and "/"
@@ -110,6 +158,125 @@ class LogFormat(StrEnum):
     JSON = "json"
 
 
+CARRIERS = ("telnyx", "plivo", "vonage", "signalwire", "exotel")
+"""The carriers besides Twilio (phonebridge/telephony/<carrier>/)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierSettings:
+    """Credentials of the further carriers; a carrier is on when its secret is set."""
+
+    rate: int = 16_000
+    telnyx_public_key: str | None = None
+    telnyx_api_key: SecretStr | None = None
+    telnyx_api_url: str = "https://api.telnyx.com"
+    plivo_auth_id: str | None = None
+    plivo_auth_token: SecretStr | None = None
+    plivo_api_url: str = "https://api.plivo.com"
+    vonage_signature_secret: SecretStr | None = None
+    vonage_api_key: str | None = None
+    vonage_application_id: str | None = None
+    vonage_private_key: SecretStr | None = None
+    vonage_api_url: str = "https://api.nexmo.com"
+    signalwire_signing_key: SecretStr | None = None
+    signalwire_project_id: str | None = None
+    signalwire_api_token: SecretStr | None = None
+    signalwire_space_url: str | None = None
+    exotel_basic_user: str | None = None
+    exotel_basic_password: SecretStr | None = None
+    exotel_allowed_ips: str | None = None
+
+    @property
+    def enabled(self) -> tuple[str, ...]:
+        on = {
+            "telnyx": self.telnyx_public_key is not None,
+            "plivo": self.plivo_auth_token is not None,
+            "vonage": self.vonage_signature_secret is not None,
+            "signalwire": self.signalwire_signing_key is not None,
+            "exotel": self.exotel_basic_user is not None or self.exotel_allowed_ips is not None,
+        }
+        return tuple(name for name in CARRIERS if on[name])
+
+    def problems(self) -> list[str]:
+        found: list[str] = []
+        if self.rate not in (8_000, 16_000):
+            found.append(f"PHONEBRIDGE_CARRIER_RATE must be 8000 or 16000, not {self.rate}")
+        if self.telnyx_public_key is not None:
+            try:
+                load_public_key(self.telnyx_public_key)
+            except ConfigError as exc:
+                found.append(f"TELNYX_PUBLIC_KEY: {exc}")
+        pairs = (
+            ("TELNYX_PUBLIC_KEY", self.telnyx_public_key, "TELNYX_API_KEY", self.telnyx_api_key),
+            ("PLIVO_AUTH_TOKEN", self.plivo_auth_token, "PLIVO_AUTH_ID", self.plivo_auth_id),
+            (
+                "VONAGE_APPLICATION_ID",
+                self.vonage_application_id,
+                "VONAGE_PRIVATE_KEY",
+                self.vonage_private_key,
+            ),
+            (
+                "EXOTEL_BASIC_USER",
+                self.exotel_basic_user,
+                "EXOTEL_BASIC_PASSWORD",
+                self.exotel_basic_password,
+            ),
+        )
+        for name, value, needed, other in pairs:
+            if (value is None) != (other is None):
+                have, lack = (name, needed) if other is None else (needed, name)
+                found.append(f"{have} is set but {lack} is not: set both, or neither")
+        rest = (self.signalwire_project_id, self.signalwire_api_token, self.signalwire_space_url)
+        if any(v is not None for v in rest) and not all(v is not None for v in rest):
+            found.append(
+                "SIGNALWIRE_PROJECT_ID, SIGNALWIRE_API_TOKEN and SIGNALWIRE_SPACE_URL go "
+                "together (REST call control): set all three, or none"
+            )
+        if self.exotel_allowed_ips is not None:
+            try:
+                parse_networks(self.exotel_allowed_ips)
+            except ConfigError as exc:
+                found.append(f"EXOTEL_ALLOWED_IPS: {exc}")
+        for name, url in (
+            ("TELNYX_API_URL", self.telnyx_api_url),
+            ("PLIVO_API_URL", self.plivo_api_url),
+            ("VONAGE_API_URL", self.vonage_api_url),
+            ("SIGNALWIRE_SPACE_URL", self.signalwire_space_url),
+        ):
+            if url is not None and urlsplit(url).scheme not in ("http", "https"):
+                found.append(f"{name} {url!r} is not an http(s) URL")
+        return found
+
+    @classmethod
+    def read(cls, reader: _Reader) -> CarrierSettings:
+        return cls(
+            rate=reader.integer("PHONEBRIDGE_CARRIER_RATE", 16_000),
+            telnyx_public_key=reader.text("TELNYX_PUBLIC_KEY"),
+            telnyx_api_key=reader.secret("TELNYX_API_KEY"),
+            telnyx_api_url=reader.text("TELNYX_API_URL") or "https://api.telnyx.com",
+            plivo_auth_id=reader.text("PLIVO_AUTH_ID"),
+            plivo_auth_token=reader.secret("PLIVO_AUTH_TOKEN"),
+            plivo_api_url=reader.text("PLIVO_API_URL") or "https://api.plivo.com",
+            vonage_signature_secret=reader.secret("VONAGE_SIGNATURE_SECRET"),
+            vonage_api_key=reader.text("VONAGE_API_KEY"),
+            vonage_application_id=reader.text("VONAGE_APPLICATION_ID"),
+            vonage_private_key=reader.secret("VONAGE_PRIVATE_KEY"),
+            vonage_api_url=reader.text("VONAGE_API_URL") or "https://api.nexmo.com",
+            signalwire_signing_key=reader.secret("SIGNALWIRE_SIGNING_KEY"),
+            signalwire_project_id=reader.text("SIGNALWIRE_PROJECT_ID"),
+            signalwire_api_token=reader.secret("SIGNALWIRE_API_TOKEN"),
+            signalwire_space_url=reader.text("SIGNALWIRE_SPACE_URL"),
+            exotel_basic_user=reader.text("EXOTEL_BASIC_USER"),
+            exotel_basic_password=reader.secret("EXOTEL_BASIC_PASSWORD"),
+            exotel_allowed_ips=reader.text("EXOTEL_ALLOWED_IPS"),
+        )
+
+
+def carrier_settings_from_env(environ: Mapping[str, str] | None = None) -> CarrierSettings:
+    """Only the carrier credentials (``phonebridge dial --carrier`` signs with them)."""
+    return CarrierSettings.read(_Reader(_environ(environ), []))
+
+
 _SECRET_FIELDS = frozenset(
     {
         "twilio_auth_token",
@@ -118,8 +285,12 @@ _SECRET_FIELDS = frozenset(
         "dashboard_token",
         "transcribe_key",
         "webhook_secret",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
     }
 )
+_S3_PREFIX_PATTERN = re.compile(r"[A-Za-z0-9!_.*'()/-]*")  # S3's "safe" key characters
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +301,6 @@ class Settings:
     twilio_auth_token: SecretStr | None = None
     twilio_account_sid: str | None = None
     skip_twilio_signature: bool = False
-    allow_insecure_http: bool = False
     personas_dir: Path = DEFAULT_PERSONAS_DIR
     data_dir: Path = DEFAULT_DATA_DIR
     database_url: str | None = None  # None: SQLite under data_dir (see effective_database_url)
@@ -138,16 +308,22 @@ class Settings:
     personaplex_handshake_timeout: float = 30.0
     polargrid_api_key: SecretStr | None = None
     polargrid_region: str = "yto-01"
+    polargrid_base_url: str | None = None  # None: derived from the region
     fal_key: SecretStr | None = None
+    fal_base_url: str | None = None  # None: wss://fal.run
     max_calls: int = 50
-    # Set by `serve --workers N` for each worker process, never by hand: the
-    # worker's streams and action callbacks live under /twilio/w<N>/ so the
-    # proxy in front can route them back to the worker holding the call.
+    # This replica's id in a cluster (PHONEBRIDGE_REPLICA_ID): its streams and
+    # <Connect action> callbacks live under /twilio/r/<id>/ so the edge proxy
+    # can route them back to the replica holding the call (see sticky_prefix).
+    replica_id: str | None = None
+    # Set by `serve --workers N` for each worker process, never by hand: a
+    # worker is a replica on one host, with the id <replica id>-w<N> (or w<N>).
     worker: int | None = None
     # Toll-fraud guard (phonebridge/calls/guard.py); 0 turns a limit off.
     caller_max_calls_per_hour: int = 10
     caller_max_concurrent: int = 2
     max_new_calls_per_minute: int = 60
+    browser_calls_per_user: int = 1
     stream_signature: StreamSignaturePolicy = StreamSignaturePolicy.STRICT
     pending_timeout: float = 15.0
     dashboard_token: SecretStr | None = None
@@ -163,6 +339,20 @@ class Settings:
     answer_within_seconds: float = DEFAULT_ANSWER_WITHIN_SECONDS
     host: str = "127.0.0.1"
     port: int = 8080
+    carriers: CarrierSettings = field(default_factory=CarrierSettings)
+    # Shared coordination (phonebridge/coordination/): None keeps every lease,
+    # limit and gate in this process's memory (the embedded default).
+    redis_url: str | None = None
+    lease_ttl_seconds: float = 10.0
+    redis_timeout_seconds: float = 0.5
+    # Object storage for recordings and transcripts (phonebridge/storage/objects.py).
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_prefix: str = ""
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
+    aws_region: str | None = None
     _base: SplitResult = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -174,8 +364,14 @@ class Settings:
             object.__setattr__(self, "public_url", urlunsplit(base))
         _check_twilio(self, problems)
         _check_providers(self, problems)
+        _check_hosted_endpoints(self, problems)
         _check_limits(self, problems)
+        _check_replica(self, problems)
         _check_optional_services(self, problems)
+        problems.extend(self.carriers.problems())
+        _check_redis(self, problems)
+        if not problems:
+            _check_stream_url(self, problems)
         if problems:
             raise SettingsError(problems)
 
@@ -197,7 +393,6 @@ class Settings:
             "twilio_auth_token": reader.secret("TWILIO_AUTH_TOKEN"),
             "twilio_account_sid": reader.text("TWILIO_ACCOUNT_SID"),
             "skip_twilio_signature": reader.flag("PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE"),
-            "allow_insecure_http": reader.flag("PHONEBRIDGE_INSECURE_HTTP"),
             "personas_dir": personas_directory(env),
             "data_dir": Path(reader.text("PHONEBRIDGE_DATA") or DEFAULT_DATA_DIR),
             "database_url": reader.text("DATABASE_URL"),
@@ -205,14 +400,18 @@ class Settings:
             "personaplex_handshake_timeout": reader.number("PERSONAPLEX_HANDSHAKE_TIMEOUT", 30.0),
             "polargrid_api_key": reader.secret("POLARGRID_API_KEY"),
             "polargrid_region": reader.text("POLARGRID_REGION") or "yto-01",
+            "polargrid_base_url": reader.text("POLARGRID_BASE_URL"),
             "fal_key": reader.secret("FAL_KEY"),
+            "fal_base_url": reader.text("FAL_BASE_URL"),
             "max_calls": reader.integer("PHONEBRIDGE_MAX_CALLS", 50),
+            "replica_id": reader.text("PHONEBRIDGE_REPLICA_ID"),
             "worker": reader.integer("PHONEBRIDGE_WORKER", None),
             "caller_max_calls_per_hour": reader.integer(
                 "PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR", 10
             ),
             "caller_max_concurrent": reader.integer("PHONEBRIDGE_CALLER_MAX_CONCURRENT", 2),
             "max_new_calls_per_minute": reader.integer("PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE", 60),
+            "browser_calls_per_user": reader.integer("PHONEBRIDGE_BROWSER_CALLS_PER_USER", 1),
             "stream_signature": reader.choice(
                 "PHONEBRIDGE_STREAM_SIGNATURE", StreamSignaturePolicy, StreamSignaturePolicy.STRICT
             ),
@@ -232,6 +431,17 @@ class Settings:
             ),
             "host": reader.text("PHONEBRIDGE_HOST") or "127.0.0.1",
             "port": reader.integer("PHONEBRIDGE_PORT", 8080),
+            "carriers": CarrierSettings.read(reader),
+            "redis_url": reader.text("PHONEBRIDGE_REDIS_URL"),
+            "lease_ttl_seconds": reader.number("PHONEBRIDGE_LEASE_TTL_SECONDS", 10.0),
+            "redis_timeout_seconds": reader.number("PHONEBRIDGE_REDIS_TIMEOUT_SECONDS", 0.5),
+            "s3_bucket": reader.text("PHONEBRIDGE_S3_BUCKET"),
+            "s3_endpoint_url": reader.text("PHONEBRIDGE_S3_ENDPOINT_URL"),
+            "s3_prefix": reader.text("PHONEBRIDGE_S3_PREFIX") or "",
+            "aws_access_key_id": reader.secret("AWS_ACCESS_KEY_ID"),
+            "aws_secret_access_key": reader.secret("AWS_SECRET_ACCESS_KEY"),
+            "aws_session_token": reader.secret("AWS_SESSION_TOKEN"),
+            "aws_region": reader.text("AWS_REGION") or reader.text("AWS_DEFAULT_REGION"),
         }
         values.update(_given(overrides))
         try:
@@ -249,23 +459,45 @@ class Settings:
     # -- derived values -----------------------------------------------------
 
     @property
+    def effective_replica_id(self) -> str | None:
+        """This process's replica id: ``<R>``, ``<R>-w<N>``, ``w<N>``, or None (one process).
+
+        A worker of ``serve --workers`` is a replica on one host: worker N of
+        replica R is ``R-wN``, and ``wN`` when the host has no replica id.
+        """
+        if self.worker is None:
+            return self.replica_id
+        if self.replica_id is None:
+            return f"w{self.worker}"
+        return f"{self.replica_id}-w{self.worker}"
+
+    @property
     def sticky_prefix(self) -> str:
         """Where the paths that must reach *this* process live (stream, action).
 
-        ``/twilio`` for a single process; ``/twilio/w<N>`` for worker N of
-        ``serve --workers``, whose pending calls no other process knows.
+        ``/twilio`` for a single process; ``/twilio/r/<replica id>`` for a
+        replica (or a worker of ``serve --workers``), whose pending calls no
+        other process knows: the edge proxy routes on that segment.
         """
-        return TWILIO_PREFIX if self.worker is None else f"{TWILIO_PREFIX}/w{self.worker}"
+        replica = self.effective_replica_id
+        return TWILIO_PREFIX if replica is None else f"{REPLICA_PREFIX}/{replica}"
 
     @property
     def stream_url(self) -> str:
-        """The ``<Stream url>``: ``wss://host[/prefix]/twilio[/wN]/media``, no query (§1.1)."""
+        """The ``<Stream url>``: ``wss://host[/prefix]/twilio[/r/<id>]/media``, no query (§1.1)."""
         return self.websocket_url(self.sticky_prefix + "/media")
 
     @property
     def action_url(self) -> str:
         """The ``<Connect action>`` URL Twilio requests when the stream ends."""
         return self.webhook_url(self.sticky_prefix + "/stream-ended")
+
+    @property
+    def status_callback_url(self) -> str:
+        """The number's status callback (``twilio configure``): under this replica's
+        prefix, since a call ringing while the webhook holds its answer is pending
+        in this process's memory only."""
+        return self.webhook_url(self.sticky_prefix + "/call-status")
 
     def webhook_url(self, path: str) -> str:
         """The public URL of ``path`` (e.g. ``/twilio/voice``): what Twilio signs (§1.4)."""
@@ -281,7 +513,7 @@ class Settings:
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'phonebridge.db').as_posix()}"
+        return sqlite_database_url(self.data_dir)
 
     @property
     def effective_stream_signature(self) -> StreamSignaturePolicy:
@@ -337,12 +569,27 @@ class Settings:
             if not item.repr:
                 continue
             value = getattr(self, item.name)
-            if item.name == "database_url" and value is not None:
+            if item.name in ("database_url", "redis_url") and value is not None:
                 value = redact_url(value)
             elif item.name == "personaplex_urls":
                 value = tuple(redact_url(url) for url in value)
             parts.append(f"{item.name}={value!r}")
         return f"Settings({', '.join(parts)})"
+
+
+def database_url_from_env(environ: Mapping[str, str] | None = None) -> str:
+    """``DATABASE_URL``, else the SQLite file under ``PHONEBRIDGE_DATA``: for ``phonebridge db``,
+    which needs no other setting."""
+    env = _environ(environ)
+    url = env.get("DATABASE_URL", "").strip()
+    if url:
+        return url
+    return sqlite_database_url(Path(env.get("PHONEBRIDGE_DATA", "").strip() or DEFAULT_DATA_DIR))
+
+
+def sqlite_database_url(data_dir: Path) -> str:
+    """The default call index: a SQLite file in the data directory."""
+    return f"sqlite+aiosqlite:///{(data_dir / 'phonebridge.db').as_posix()}"
 
 
 def personas_directory(environ: Mapping[str, str] | None = None) -> Path:
@@ -368,10 +615,12 @@ KNOWN_VARIABLES = frozenset(
         "PHONEBRIDGE_PERSONAS",
         "PHONEBRIDGE_DATA",
         "PHONEBRIDGE_MAX_CALLS",
+        "PHONEBRIDGE_REPLICA_ID",
         "PHONEBRIDGE_WORKER",
         "PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR",
         "PHONEBRIDGE_CALLER_MAX_CONCURRENT",
         "PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE",
+        "PHONEBRIDGE_BROWSER_CALLS_PER_USER",
         "PHONEBRIDGE_STREAM_SIGNATURE",
         "PHONEBRIDGE_PENDING_TIMEOUT",
         "PHONEBRIDGE_DASHBOARD_TOKEN",
@@ -388,7 +637,9 @@ KNOWN_VARIABLES = frozenset(
         "PHONEBRIDGE_HOST",
         "PHONEBRIDGE_PORT",
         "PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE",
-        "PHONEBRIDGE_INSECURE_HTTP",
+        "PHONEBRIDGE_REDIS_URL",
+        "PHONEBRIDGE_LEASE_TTL_SECONDS",
+        "PHONEBRIDGE_REDIS_TIMEOUT_SECONDS",
         "TWILIO_AUTH_TOKEN",
         "TWILIO_ACCOUNT_SID",
         "DATABASE_URL",
@@ -396,7 +647,36 @@ KNOWN_VARIABLES = frozenset(
         "PERSONAPLEX_HANDSHAKE_TIMEOUT",
         "POLARGRID_API_KEY",
         "POLARGRID_REGION",
+        "POLARGRID_BASE_URL",
         "FAL_KEY",
+        "FAL_BASE_URL",
+        "PHONEBRIDGE_CARRIER_RATE",
+        "TELNYX_PUBLIC_KEY",
+        "TELNYX_API_KEY",
+        "TELNYX_API_URL",
+        "PLIVO_AUTH_ID",
+        "PLIVO_AUTH_TOKEN",
+        "PLIVO_API_URL",
+        "VONAGE_SIGNATURE_SECRET",
+        "VONAGE_API_KEY",
+        "VONAGE_APPLICATION_ID",
+        "VONAGE_PRIVATE_KEY",
+        "VONAGE_API_URL",
+        "SIGNALWIRE_SIGNING_KEY",
+        "SIGNALWIRE_PROJECT_ID",
+        "SIGNALWIRE_API_TOKEN",
+        "SIGNALWIRE_SPACE_URL",
+        "EXOTEL_BASIC_USER",
+        "EXOTEL_BASIC_PASSWORD",
+        "EXOTEL_ALLOWED_IPS",
+        "PHONEBRIDGE_S3_BUCKET",
+        "PHONEBRIDGE_S3_ENDPOINT_URL",
+        "PHONEBRIDGE_S3_PREFIX",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
     }
 )
 
@@ -538,21 +818,40 @@ def _check_public_url(settings: Settings, problems: list[str]) -> SplitResult:
             "query string, fragment or credentials (Twilio rejects a stream URL with a query)"
         )
         return placeholder
-    if (
-        parts.scheme == "http"
-        and parts.hostname not in _LOOPBACK_HOSTS
-        and not settings.allow_insecure_http
-    ):
-        problems.append(
-            f"PHONEBRIDGE_PUBLIC_URL {url!r} uses http: Twilio needs https (and wss for the "
-            "stream); for local development set PHONEBRIDGE_INSECURE_HTTP=1"
-        )
     try:
         parts.port  # noqa: B018 - raises ValueError on an out-of-range port
     except ValueError:
         problems.append(f"PHONEBRIDGE_PUBLIC_URL {url!r} has an invalid port")
         return placeholder
     return parts._replace(path=parts.path.rstrip("/"))
+
+
+def _check_stream_url(settings: Settings, problems: list[str]) -> None:
+    """Refuse a public URL whose stream URL the TwiML builder (and Twilio) would refuse."""
+    problem = stream_url_problem(settings.stream_url)
+    if problem is None:
+        return
+    problems.append(
+        f"PHONEBRIDGE_PUBLIC_URL {settings.public_url!r} cannot be used, as the TwiML "
+        f"would be refused: {problem}; use the https:// URL Twilio reaches (a TLS proxy "
+        "or a tunnel such as ngrok), or `phonebridge demo` to try the bridge on this machine"
+    )
+
+
+def _check_replica(settings: Settings, problems: list[str]) -> None:
+    replica = settings.replica_id
+    if replica is not None and not _REPLICA_ID_PATTERN.fullmatch(replica):
+        problems.append(
+            f"PHONEBRIDGE_REPLICA_ID {replica!r} is not a DNS label (lower-case letters, "
+            "digits and '-', not starting or ending with '-'), e.g. phonebridge-2 or 2"
+        )
+        return
+    effective = settings.effective_replica_id
+    if effective is not None and len(effective) > _DNS_LABEL_MAX:
+        problems.append(
+            f"PHONEBRIDGE_REPLICA_ID {replica!r} is too long: the replica id {effective!r} "
+            f"must be at most {_DNS_LABEL_MAX} characters"
+        )
 
 
 def _check_twilio(settings: Settings, problems: list[str]) -> None:
@@ -607,6 +906,73 @@ def _check_providers(settings: Settings, problems: list[str]) -> None:
         problems.append("PERSONAPLEX_HANDSHAKE_TIMEOUT must be more than 0 seconds")
 
 
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_hosted_endpoints(settings: Settings, problems: list[str]) -> None:
+    """POLARGRID_BASE_URL and FAL_BASE_URL: where the provider keys are sent.
+
+    The key goes to whatever host these name, so they are held to more than
+    "is a URL": TLS (plain ws:// only to this machine, for a simulator or a
+    local tunnel), and no part a key could hide in and end up in a proxy's
+    access log (userinfo, query string, fragment). Problems quote the URL
+    without those parts, so a key put there is not echoed either.
+    """
+    for name, url, key_name, key in (
+        (
+            "POLARGRID_BASE_URL",
+            settings.polargrid_base_url,
+            "POLARGRID_API_KEY",
+            settings.polargrid_api_key,
+        ),
+        ("FAL_BASE_URL", settings.fal_base_url, "FAL_KEY", settings.fal_key),
+    ):
+        if url is None:
+            continue
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises ValueError on an out-of-range port
+        except ValueError:
+            problems.append(f"{name} is not a valid URL (e.g. wss://pg.example.net)")
+            continue
+        shown = urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+        host = parts.hostname or ""
+        if (
+            parts.scheme not in ("wss", "ws")
+            or not _HOST_PATTERN.fullmatch(host)
+            or not _PATH_PATTERN.fullmatch(parts.path)
+            or any(character.isspace() for character in url)
+        ):
+            problems.append(
+                f"{name} {shown!r} is not a wss:// URL with a host (e.g. wss://pg.example.net)"
+            )
+        elif "@" in parts.netloc:
+            problems.append(
+                f"{name} {shown!r} must not carry credentials (user@): the key is sent in a header"
+            )
+        elif parts.query or parts.fragment or url.endswith(("?", "#")):
+            problems.append(
+                f"{name} {shown!r} must not carry a query string or fragment: the bridge adds "
+                "its parameters and sends the key in a header"
+            )
+        elif parts.scheme == "ws" and not _is_loopback(host):
+            problems.append(
+                f"{name} {shown!r} uses ws://: use wss:// (plain ws:// only to a loopback "
+                "host, for development)"
+            )
+        elif key is None:
+            problems.append(f"{name} is set but {key_name} is not: set the key too, or unset it")
+        elif len(key.get_secret_value()) >= 8 and key.get_secret_value() in url:
+            # Short keys are test values; a real key is long enough not to match by chance.
+            problems.append(f"{name} contains {key_name}: remove it (the key is sent in a header)")
+
+
 def _check_limits(settings: Settings, problems: list[str]) -> None:
     if settings.max_calls < 1:
         problems.append("PHONEBRIDGE_MAX_CALLS must be at least 1")
@@ -614,6 +980,8 @@ def _check_limits(settings: Settings, problems: list[str]) -> None:
         problems.append("PHONEBRIDGE_WORKER must be 0 or more (it is set by serve --workers)")
     if settings.pending_timeout <= 0:
         problems.append("PHONEBRIDGE_PENDING_TIMEOUT must be more than 0 seconds")
+    if settings.browser_calls_per_user < 1:
+        problems.append("PHONEBRIDGE_BROWSER_CALLS_PER_USER must be at least 1")
     for name, value in (
         ("PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR", settings.caller_max_calls_per_hour),
         ("PHONEBRIDGE_CALLER_MAX_CONCURRENT", settings.caller_max_concurrent),
@@ -647,6 +1015,7 @@ def _check_optional_services(settings: Settings, problems: list[str]) -> None:
             "http(s) URL"
         )
     _check_webhooks(settings, problems)
+    _check_object_store(settings, problems)
     if settings.database_url is not None and "://" not in settings.database_url:
         problems.append(
             "DATABASE_URL is not a URL (e.g. sqlite+aiosqlite:///data/phonebridge.db or "
@@ -673,4 +1042,76 @@ def _check_webhooks(settings: Settings, problems: list[str]) -> None:
         problems.append(
             f"PHONEBRIDGE_ANSWER_WITHIN_SECONDS must be 0 (answer at once) to "
             f"{MAX_ANSWER_WITHIN_SECONDS:g} (Twilio waits 15 s for the webhook)"
+        )
+
+
+def _check_redis(settings: Settings, problems: list[str]) -> None:
+    url = settings.redis_url
+    if url is not None:
+        shown = redact_url(url)  # a password in the URL is never shown
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 - raises ValueError on an out-of-range port
+            port_ok = True
+        except ValueError:
+            port_ok = False
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname or not port_ok:
+            problems.append(
+                f"PHONEBRIDGE_REDIS_URL {shown!r} is not a redis:// or rediss:// URL with a "
+                "host (e.g. redis://:password@redis:6379/0)"
+            )
+        elif parts.path not in ("", "/") and not parts.path.lstrip("/").isdigit():
+            problems.append(
+                f"PHONEBRIDGE_REDIS_URL {shown!r}: the path must be a database number (/0)"
+            )
+    ttl, timeout = settings.lease_ttl_seconds, settings.redis_timeout_seconds
+    if ttl < 1:
+        problems.append("PHONEBRIDGE_LEASE_TTL_SECONDS must be at least 1 second")
+    if timeout <= 0:
+        problems.append("PHONEBRIDGE_REDIS_TIMEOUT_SECONDS must be more than 0 seconds")
+    elif ttl >= 1 and timeout * 4 > ttl:
+        # Leases are renewed every TTL/3: a renewal that waits out its timeout
+        # must still land before the lease expires.
+        problems.append(
+            f"PHONEBRIDGE_REDIS_TIMEOUT_SECONDS ({timeout:g}) must be at most a quarter of "
+            f"PHONEBRIDGE_LEASE_TTL_SECONDS ({ttl:g}): leases are renewed every third of it"
+        )
+
+
+def _check_object_store(settings: Settings, problems: list[str]) -> None:
+    if settings.s3_bucket is None:
+        if settings.s3_endpoint_url is not None or settings.s3_prefix:
+            problems.append(
+                "PHONEBRIDGE_S3_ENDPOINT_URL/_PREFIX are set but PHONEBRIDGE_S3_BUCKET is not: "
+                "set the bucket too, or unset them"
+            )
+        return
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", settings.s3_bucket):
+        problems.append(
+            f"PHONEBRIDGE_S3_BUCKET {settings.s3_bucket[:70]!r} is not a bucket name "
+            "(3-63 characters: a-z, 0-9, '.', '-')"
+        )
+    if settings.s3_endpoint_url is not None:
+        endpoint = urlsplit(settings.s3_endpoint_url)
+        if endpoint.scheme not in ("http", "https") or not endpoint.hostname:
+            problems.append(
+                f"PHONEBRIDGE_S3_ENDPOINT_URL {redact_url(settings.s3_endpoint_url)!r} is not an "
+                "http(s) URL"
+            )
+    prefix = settings.s3_prefix
+    if (
+        not _S3_PREFIX_PATTERN.fullmatch(prefix)
+        or prefix.startswith("/")
+        or "//" in prefix
+        or ".." in prefix.split("/")
+        or len(prefix) > 200
+    ):
+        problems.append(
+            f"PHONEBRIDGE_S3_PREFIX {prefix[:70]!r} must be a relative key prefix "
+            "(letters, digits, -_.!*'()/; no leading '/', '//' or '..')"
+        )
+    if (settings.aws_access_key_id is None) != (settings.aws_secret_access_key is None):
+        problems.append(
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together: set both, or neither "
+            "(then boto3's own credential chain is used)"
         )

@@ -18,7 +18,8 @@ Every error the project raises on purpose derives from :class:`PhonebridgeError`
     │   ├── ModelBusy            no free self-hosted server (or it hung: §2.5)
     │   └── HandshakeTimeout     the server never sent the 0x00 handshake
     ├── CapacityError            no model slot and no overflow: the caller hears "busy"
-    └── StorageError             recording, transcript or call index could not be written
+    ├── StorageError             recording, transcript or call index could not be written
+    └── CoordinationError        the shared state store (Redis) did not answer in time
 
 *Local* errors mean our code is wrong; *remote* errors mean the peer is. Raise
 with ``raise ... from exc`` so the cause survives; swallow only at a task
@@ -114,3 +115,11 @@ class CapacityError(PhonebridgeError):
 
 class StorageError(PhonebridgeError):
     """A recording, transcript or call record could not be written."""
+
+
+class CoordinationError(PhonebridgeError):
+    """The shared coordination store (Redis) failed or did not answer in time.
+
+    Never ends a call in progress; a new call that needed it gets hosted
+    overflow or the busy answer (phonebridge/coordination/).
+    """

@@ -21,7 +21,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from phonebridge.config import Settings
-from phonebridge.service import ProviderOverrides, build_app
+from phonebridge.service import build_app
 from phonebridge.simulators.personaplex.replies import ReplyMode
 from phonebridge.simulators.personaplex.server import PersonaPlexSimulator
 
@@ -125,6 +125,10 @@ async def local_bridge(
             "personaplex_urls": tuple(sim.url for sim in self_hosted),
             "polargrid_api_key": DEMO_POLARGRID_KEY,
             "fal_key": DEMO_FAL_KEY,
+            # The hosted providers' endpoints are settings (POLARGRID_BASE_URL,
+            # FAL_BASE_URL): ws:// is accepted because the simulators are on loopback.
+            "polargrid_base_url": polargrid.url,
+            "fal_base_url": fal.url,
             "host": "127.0.0.1",
             "port": port,
         }
@@ -132,11 +136,7 @@ async def local_bridge(
         # An empty environment: the demo and the tests run on embedded defaults,
         # whatever the developer's shell exports.
         settings = Settings.from_env({}, **values)
-        app = await build_app(
-            settings,
-            overrides=ProviderOverrides(polargrid_base_url=polargrid.url, fal_base_url=fal.url),
-            drain_seconds=drain_seconds,
-        )
+        app = await build_app(settings, drain_seconds=drain_seconds)
         server = uvicorn.Server(
             uvicorn.Config(
                 app,

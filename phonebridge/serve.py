@@ -15,11 +15,11 @@ from typing import Any
 
 import uvicorn
 
-from phonebridge.calls.bridge import Bridge
 from phonebridge.config import Settings, SettingsError
 from phonebridge.errors import ConfigError
 from phonebridge.logs import configure_logging
 from phonebridge.service import build_app
+from phonebridge.web.app import AppDeps
 from phonebridge.workers import run_workers
 
 log = logging.getLogger(__name__)
@@ -49,11 +49,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="on SIGTERM, how long calls in progress may continue (default 30)",
     )
     parser.add_argument(
+        "--withdraw-seconds",
+        type=float,
+        default=0.0,
+        help="on SIGTERM, first fail /readyz for this long while still taking calls, so an"
+        " edge proxy with active health checks stops sending webhooks here before the"
+        " drain refuses them (default 0; in Kubernetes the preStop sleep does this)",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=1,
         help="bridge processes, one per core; worker N listens on --port + N and its"
-        " streams come back under /twilio/wN/ (see docs/deployment.md)",
+        " streams come back under /twilio/r/wN/ (see docs/deployment.md)",
     )
     parser.set_defaults(func=run)
 
@@ -107,7 +115,13 @@ def run(args: argparse.Namespace) -> int:
             return 2
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-            runner.run(serve(settings, drain_seconds=args.drain_seconds))
+            runner.run(
+                serve(
+                    settings,
+                    drain_seconds=args.drain_seconds,
+                    withdraw_seconds=args.withdraw_seconds,
+                )
+            )
     except ConfigError as exc:
         print(f"phonebridge: cannot start:\n{exc}", file=sys.stderr)
         return 2
@@ -138,12 +152,26 @@ class DrainingServer(uvicorn.Server):
     webhooks get the busy answer while calls in progress finish (up to the
     deadline); the rest are ended with their fallback and records written;
     then uvicorn shuts down. A second signal exits at once.
+
+    With ``withdraw_seconds``, readiness fails that long *before* the drain
+    starts refusing webhooks: an edge proxy polling /readyz (Caddy's active
+    health checks) takes the replica out of rotation in that time, so no
+    webhook that reaches it meanwhile is refused (what Kubernetes' preStop
+    sleep does for a Service).
     """
 
-    def __init__(self, config: uvicorn.Config, bridge: Bridge, drain_seconds: float) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        deps: AppDeps,
+        drain_seconds: float,
+        withdraw_seconds: float = 0.0,
+    ) -> None:
         super().__init__(config)
-        self._bridge = bridge
+        self._deps = deps
+        self._bridge = deps.bridge
         self._drain_seconds = drain_seconds
+        self._withdraw_seconds = withdraw_seconds
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain_task: asyncio.Task[None] | None = None
 
@@ -155,7 +183,12 @@ class DrainingServer(uvicorn.Server):
         if self._loop is None or self._drain_task is not None or self.should_exit:
             super().handle_exit(sig, frame)
             return
-        log.info("signal %d: draining for up to %.0f s", sig, self._drain_seconds)
+        log.info(
+            "signal %d: unready for %.1f s, then draining for up to %.0f s",
+            sig,
+            self._withdraw_seconds,
+            self._drain_seconds,
+        )
         self._loop.call_soon_threadsafe(self._start_drain)
 
     def _start_drain(self) -> None:
@@ -163,13 +196,20 @@ class DrainingServer(uvicorn.Server):
 
     async def _drain(self) -> None:
         try:
+            self._deps.withdrawn = True
+            if self._withdraw_seconds > 0:
+                await asyncio.sleep(self._withdraw_seconds)
             await self._bridge.drain(self._drain_seconds)
         finally:
             self.should_exit = True
 
 
 async def serve(
-    settings: Settings, *, drain_seconds: float, sock: socket.socket | None = None
+    settings: Settings,
+    *,
+    drain_seconds: float,
+    withdraw_seconds: float = 0.0,
+    sock: socket.socket | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM, draining calls first (see DrainingServer)."""
     app = await build_app(settings, drain_seconds=drain_seconds)
@@ -183,8 +223,8 @@ async def serve(
         # Twilio sends base64 JSON that deflate would shrink by a quarter, at a
         # CPU cost per frame that buys nothing on a data-centre link.
         ws_per_message_deflate=False,
-        timeout_graceful_shutdown=int(drain_seconds) + 10,
+        timeout_graceful_shutdown=int(withdraw_seconds + drain_seconds) + 10,
         lifespan="on",
     )
-    server = DrainingServer(config, app.state.deps.bridge, drain_seconds)
+    server = DrainingServer(config, app.state.deps, drain_seconds, withdraw_seconds)
     await server.serve(sockets=[sock] if sock is not None else None)

@@ -8,25 +8,24 @@ built here from :class:`~phonebridge.config.Settings` and handed to
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Coroutine, Set
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 from fastapi import FastAPI
 
-from phonebridge.calls.admission import Admission, ServerPool
+from phonebridge.calls.admission import Admission
 from phonebridge.calls.bridge import Bridge, BridgeConfig
 from phonebridge.calls.context import ContextClient
-from phonebridge.calls.guard import GuardLimits, TollFraudGuard
+from phonebridge.calls.guard import GuardLimits
 from phonebridge.calls.journal import JournalFactory, Transcriber
 from phonebridge.calls.personal import PersonalCalls
 from phonebridge.config import Settings, SettingsError
-from phonebridge.errors import StorageError
+from phonebridge.coordination.build import Coordination, build_coordination
+from phonebridge.errors import CoordinationError, StorageError
 from phonebridge.loop_lag import watch_event_loop_lag
 from phonebridge.metrics import BridgeMetrics
 from phonebridge.models.base import ModelSessionFactory
@@ -39,7 +38,9 @@ from phonebridge.models.factory import (
     PolarGridSettings,
 )
 from phonebridge.personas.reload import PersonaStore
+from phonebridge.storage.archive import Archiver
 from phonebridge.storage.index import CallIndex
+from phonebridge.storage.objects import ObjectStore, S3ObjectStore, S3Settings
 from phonebridge.storage.retention import apply_retention
 from phonebridge.web.app import AppDeps, HistoryDeps, create_app
 from phonebridge.web.recording_links import recording_link_router
@@ -51,22 +52,84 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TRANSCRIBE_MODEL = "whisper-1"
 RETENTION_INTERVAL_SECONDS = 3600.0
+CRASHED_REPLICAS_INTERVAL_SECONDS = 15.0
+"""How often a replica ends the unfinished rows of replicas that are no longer alive."""
+TRANSCRIPTION_SETTLE = timedelta(minutes=2)
+"""With post-call transcription, how long after its end a call's files wait before
+upload (the caller's words are added to the transcript meanwhile)."""
+
+AliveReplicas = Callable[[], Awaitable[Set[str]]]
+"""The ids of the replicas alive now (the coordination layer knows them)."""
 
 Clock = Callable[[], float]
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderOverrides:
-    """Where hosted providers live; only the simulators (tests, demo) change these."""
-
-    polargrid_base_url: str | None = None
-    fal_base_url: str | None = None
 
 
 async def _repair_interrupted_calls(index: CallIndex, settings: Settings) -> None:
     crashed = await index.mark_interrupted_calls(datetime.now(UTC), data_dir=settings.data_dir)
     if crashed:
         log.warning("%d call(s) were cut by a crash; marked and repaired", len(crashed))
+
+
+def object_store(settings: Settings) -> ObjectStore | None:
+    """The S3 store when ``PHONEBRIDGE_S3_BUCKET`` is set; None keeps files in the data dir."""
+    if settings.s3_bucket is None:
+        return None
+
+    def secret(value: Any) -> str | None:
+        return None if value is None else str(value.get_secret_value())
+
+    return S3ObjectStore(
+        S3Settings(
+            bucket=settings.s3_bucket,
+            prefix=settings.s3_prefix,
+            endpoint_url=settings.s3_endpoint_url,
+            region=settings.aws_region,
+            access_key_id=secret(settings.aws_access_key_id),
+            secret_access_key=secret(settings.aws_secret_access_key),
+            session_token=secret(settings.aws_session_token),
+        )
+    )
+
+
+async def mark_crashed_replicas_forever(
+    index: CallIndex,
+    alive: AliveReplicas,
+    settings: Settings,
+    *,
+    interval: float = CRASHED_REPLICAS_INTERVAL_SECONDS,
+) -> None:
+    """End the unfinished rows of replicas that are gone, every ``interval`` seconds.
+
+    This replica always counts as alive. A replica is taken for gone only when
+    two passes in a row miss its heartbeat: a restarted Redis comes back empty
+    and every heartbeat is missing until the next tick, and marking a live
+    replica's calls crashed would be wrong, while marking a dead one's a pass
+    late costs nothing. A failure (coordination or index down) skips the pass
+    and starts the count again.
+    """
+    previous: set[str] | None = None  # who was alive at the last good pass
+    while True:
+        try:
+            living = set(await alive())
+            if index.replica is not None:
+                living.add(index.replica)
+            if previous is not None:
+                marked = await index.mark_crashed_replicas(
+                    living | previous, datetime.now(UTC), data_dir=settings.data_dir
+                )
+                if marked:
+                    log.warning("%d call(s) of replicas that are gone marked crashed", len(marked))
+            previous = living
+        except CoordinationError as exc:
+            previous = None
+            log.warning("crashed-replica pass skipped: %s", exc)
+        except StorageError as exc:
+            previous = None
+            log.error("crashed-replica pass failed: %s", exc)
+        except Exception:  # the alive-set source is another layer's: keep the loop alive
+            previous = None
+            log.exception("crashed-replica pass failed")
+        await asyncio.sleep(interval)
 
 
 async def repair_interrupted_calls(settings: Settings) -> None:
@@ -80,9 +143,17 @@ async def repair_interrupted_calls(settings: Settings) -> None:
 
 
 def model_factories(
-    settings: Settings, *, clock: Clock, overrides: ProviderOverrides = ProviderOverrides()
+    settings: Settings,
+    *,
+    clock: Clock,
+    wall_clock: Clock = time.time,
+    coordination: Coordination | None = None,
 ) -> dict[str, ModelSessionFactory]:
-    """One factory per configured provider."""
+    """One factory per configured provider (hosted ones share ``coordination``'s gates).
+
+    ``wall_clock`` (epoch seconds) only turns an HTTP-date ``Retry-After`` into
+    a wait; everything else keeps time with the monotonic ``clock``.
+    """
     model_log = logging.getLogger("phonebridge.models")
     factories: dict[str, ModelSessionFactory] = {}
     if settings.personaplex_urls:
@@ -99,16 +170,27 @@ def model_factories(
             PolarGridSettings(
                 api_key=settings.polargrid_api_key.get_secret_value(),
                 region=settings.polargrid_region,
-                base_url=overrides.polargrid_base_url,
+                base_url=settings.polargrid_base_url,
             ),
             clock=clock,
             logger=model_log,
+            wall_clock=wall_clock,
+            retry_gate=coordination.gate("polargrid") if coordination is not None else None,
         )
     if settings.fal_key is not None:
-        fal = FalSettings(api_key=settings.fal_key.get_secret_value())
-        if overrides.fal_base_url is not None:
-            fal = dataclasses.replace(fal, base_url=overrides.fal_base_url)
-        factories["fal"] = FalFactory(fal, clock=clock, logger=model_log)
+        fal_key = settings.fal_key.get_secret_value()
+        fal = (
+            FalSettings(api_key=fal_key)
+            if settings.fal_base_url is None
+            else FalSettings(api_key=fal_key, base_url=settings.fal_base_url)
+        )
+        factories["fal"] = FalFactory(
+            fal,
+            clock=clock,
+            logger=model_log,
+            wall_clock=wall_clock,
+            retry_gate=coordination.gate("fal") if coordination is not None else None,
+        )
     return factories
 
 
@@ -116,10 +198,19 @@ async def build_app(
     settings: Settings,
     *,
     clock: Clock = time.monotonic,
-    overrides: ProviderOverrides = ProviderOverrides(),
+    wall_clock: Clock = time.time,
     drain_seconds: float = 30.0,
+    replica_id: str | None = None,
+    alive_replicas: AliveReplicas | None = None,
+    store: ObjectStore | None = None,
 ) -> FastAPI:
     """Load personas, open the call index, and assemble the app.
+
+    ``replica_id`` names this replica in the call rows it writes (None: a
+    single process); at start-up it marks only its own unfinished rows
+    crashed. ``alive_replicas`` (from the coordination layer) lets it also
+    mark the rows of replicas that are gone. ``store`` overrides the object
+    store built from the settings (tests).
 
     Raises :class:`SettingsError` when the settings and the personas disagree
     (a persona needs a provider nobody configured).
@@ -129,18 +220,48 @@ async def build_app(
     if problems:
         raise SettingsError(problems)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    index = await CallIndex.create(settings.effective_database_url)
-    if settings.worker is None:
-        # Under `serve --workers` the supervisor does this once, before any
-        # worker starts: a worker doing it would mark its siblings' live calls.
+    if replica_id is None:
+        replica_id = settings.effective_replica_id
+    index = await CallIndex.create(settings.effective_database_url, replica=replica_id)
+    if store is None:
+        store = object_store(settings)
+    if settings.worker is None or replica_id is not None:
+        # A lone process ends every unfinished row as crashed; a replica only
+        # its own (the index marks rows by replica id), since the others' may
+        # be live: a dead replica's rows are marked by the survivors. Unnamed
+        # `serve --workers` workers leave it to their supervisor, which does it
+        # once before any worker starts.
         await _repair_interrupted_calls(index, settings)
-    factories = model_factories(settings, clock=clock, overrides=overrides)
+    metrics = BridgeMetrics()
+    coordination = build_coordination(
+        redis_url=settings.redis_url,
+        personaplex_urls=settings.personaplex_urls,
+        guard_limits=GuardLimits(
+            caller_calls_per_window=settings.caller_max_calls_per_hour,
+            caller_window_seconds=3600.0,
+            caller_max_concurrent=settings.caller_max_concurrent,
+            global_calls_per_minute=settings.max_new_calls_per_minute,
+        ),
+        clock=clock,
+        registry=metrics.registry,
+        # This replica's id when it has one, else a random id.
+        replica_id=replica_id,
+        lease_ttl_seconds=settings.lease_ttl_seconds,
+        redis_timeout_seconds=settings.redis_timeout_seconds,
+    )
+    await coordination.start()
+    if alive_replicas is None and replica_id is not None and settings.redis_url is not None:
+        alive_replicas = coordination.alive_replicas
+    factories = model_factories(
+        settings, clock=clock, wall_clock=wall_clock, coordination=coordination
+    )
     admission = Admission(
-        ServerPool(settings.personaplex_urls, clock=clock),
+        coordination.leases,
         available_providers=factories.keys(),
         max_calls=settings.max_calls,
     )
-    shutdown: list[Callable[[], Coroutine[Any, Any, None]]] = [index.close]
+    # Closed after the drain (releases land first), before the call index.
+    shutdown: list[Callable[[], Coroutine[Any, Any, None]]] = [coordination.aclose, index.close]
     transcriber: Transcriber | None = None
     if settings.transcribe_url:
         http = httpx.AsyncClient()
@@ -152,7 +273,6 @@ async def build_app(
             model=settings.transcribe_model or DEFAULT_TRANSCRIBE_MODEL,
             client=http,
         )
-    metrics = BridgeMetrics()
     metrics.watch_leases(lambda: admission.pool.in_use, admission.pool.free_count)
     webhook_http = httpx.AsyncClient()  # context lookups and call summaries
     shutdown.append(webhook_http.aclose)
@@ -160,14 +280,14 @@ async def build_app(
     personal = PersonalCalls(
         registry=metrics.registry,
         clock=clock,
-        context=ContextClient(webhook_http, secret=secret, wall_time=time.time),
+        context=ContextClient(webhook_http, secret=secret, wall_time=wall_clock),
         answer_within_seconds=settings.answer_within_seconds,
     )
     summaries: CallSummaries | None = None
     public_routers = []
     if secret is not None:
         summaries = CallSummaries(
-            outbox=await Outbox.create(index),
+            outbox=Outbox.of(index),
             index=index,
             client=webhook_http,
             secret=secret,
@@ -177,8 +297,14 @@ async def build_app(
             default_url=settings.call_ended_webhook_url,
             link_seconds=settings.recording_link_seconds,
             registry=metrics.registry,
+            wall_time=wall_clock,
+            store=store,
         )
-        public_routers.append(recording_link_router(index, settings.data_dir, secret))
+        public_routers.append(
+            recording_link_router(
+                index, settings.data_dir, secret, wall_time=wall_clock, store=store
+            )
+        )
     bridge = Bridge(
         config=BridgeConfig(
             stream_url=settings.stream_url,
@@ -192,18 +318,12 @@ async def build_app(
             data_dir=settings.data_dir,
             index=index,
             transcriber=transcriber,
-            on_final=summaries.call_final if summaries is not None else None,
+            summaries=summaries,
         ),
         clock=clock,
         metrics=metrics,
-        guard=TollFraudGuard(
-            GuardLimits(
-                caller_calls_per_window=settings.caller_max_calls_per_hour,
-                caller_window_seconds=3600.0,
-                caller_max_concurrent=settings.caller_max_concurrent,
-                global_calls_per_minute=settings.max_new_calls_per_minute,
-            )
-        ),
+        guard=coordination.guard,
+        replay=coordination.replay,
         personal=personal,
     )
     token = settings.twilio_auth_token
@@ -229,7 +349,29 @@ async def build_app(
     async def watch_loop_lag() -> None:
         await watch_event_loop_lag(bridge.metrics.event_loop_lag)
 
-    background: list[Callable[[], Coroutine[Any, Any, None]]] = [watch_personas, watch_loop_lag]
+    background: list[Callable[[], Coroutine[Any, Any, None]]] = [
+        watch_personas,
+        watch_loop_lag,
+        coordination.run_forever,
+    ]
+    # One process per set of rows uploads them: each replica its own; with
+    # unnamed `serve --workers` (one shared data dir) worker 0.
+    if store is not None and (replica_id is not None or settings.worker in (None, 0)):
+        archiver = Archiver(
+            index,
+            store,
+            settings.data_dir,
+            settle=TRANSCRIPTION_SETTLE if transcriber is not None else timedelta(0),
+        )
+        log.info("recordings and transcripts also go to %s", store.description)
+        background.append(archiver.run_forever)
+    if alive_replicas is not None and replica_id is not None:
+        watched = alive_replicas
+
+        async def mark_crashed_replicas() -> None:
+            await mark_crashed_replicas_forever(index, watched, settings)
+
+        background.append(mark_crashed_replicas)
     days = settings.retention_days
     if days is not None and settings.worker in (None, 0):  # one process expires files
 
@@ -237,7 +379,7 @@ async def build_app(
             while True:
                 try:
                     report = await apply_retention(
-                        index, settings.data_dir, days, datetime.now(UTC)
+                        index, settings.data_dir, days, datetime.now(UTC), store=store
                     )
                     if report.expired_calls:
                         log.info(
@@ -248,7 +390,10 @@ async def build_app(
                 await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
 
         background.append(expire_old_files)
-    if summaries is not None and settings.worker in (None, 0):  # one process sends
+    if summaries is not None:
+        # Every process sends: each due row is claimed by one of them at a time
+        # (webhooks/outbox.py), and the process that ended a call usually takes
+        # its summary first (it is woken at once; the others poll).
         background.append(summaries.run_forever)
     return create_app(
         AppDeps(
@@ -258,18 +403,28 @@ async def build_app(
             on_shutdown=shutdown,
             drain_seconds=drain_seconds,
             public_routers=public_routers,
+            coordination=coordination,
             history=HistoryDeps(
                 index=index,
                 data_dir=settings.data_dir,
+                store=store,
                 dashboard_token=(
                     settings.dashboard_token.get_secret_value()
                     if settings.dashboard_token is not None
                     else None
                 ),
                 deliveries=summaries.deliveries if summaries is not None else None,
+                browser_calls_per_user=settings.browser_calls_per_user,
             ),
         )
     )
 
 
-__all__ = ["ProviderOverrides", "SettingsError", "build_app", "model_factories"]
+__all__ = [
+    "AliveReplicas",
+    "SettingsError",
+    "build_app",
+    "mark_crashed_replicas_forever",
+    "model_factories",
+    "object_store",
+]

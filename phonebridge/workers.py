@@ -7,12 +7,15 @@ route on, so plain ``uvicorn --workers`` (one shared port) would hand about
 half the streams to a process that never heard of the call.
 
 Instead each worker is a full ``phonebridge serve`` on its own port
-(``--port + N``), and everything that must come back to it lives under its
-own path, ``/twilio/w<N>/`` (the ``<Stream url>`` and the ``<Connect action>``
-URL it writes into its TwiML). The TLS proxy in front sends ``/twilio/voice``,
-the dashboard and the API to any worker, and ``/twilio/w<N>/*`` to worker N
-(deploy/Caddyfile.workers). Self-hosted servers are split between the
-workers, so a lease stays exclusive without any cross-process state.
+(``--port + N``): a worker is a replica on one host. Its replica id is
+``w<N>``, or ``<R>-w<N>`` on a host whose replica id is R
+(``PHONEBRIDGE_REPLICA_ID``), and everything that must come back to it lives
+under ``/twilio/r/<id>/`` (the ``<Stream url>`` and the ``<Connect action>``
+URL it writes into its TwiML), exactly as for replicas on many hosts. The TLS
+proxy in front sends ``/twilio/voice``, the dashboard and the API to any
+worker, and ``/twilio/r/w<N>/*`` to worker N (deploy/Caddyfile.workers).
+Self-hosted servers are split between the workers, so a lease stays exclusive
+without any cross-process state.
 
 The supervisor repairs calls a crash cut (once, before any worker starts),
 forwards SIGTERM/SIGINT so every worker drains, and if a worker dies on its
@@ -75,6 +78,7 @@ def plan_workers(
         if value is not None:
             common += [flag, str(value)]
     common += ["--drain-seconds", str(args.drain_seconds), "--max-calls", str(per_worker_cap)]
+    common += ["--withdraw-seconds", str(args.withdraw_seconds)]
     plans = []
     for index in range(workers):
         port = settings.port + index
@@ -93,9 +97,10 @@ def run_workers(args: argparse.Namespace, settings: Settings, workers: int) -> i
     # Our own interpreter and CLI, with flags we built: no untrusted input.
     processes = [subprocess.Popen(plan.argv, env=plan.env) for plan in plans]  # noqa: S603
     log.info(
-        "started %d workers on ports %s; route /twilio/w<N>/* to worker N",
+        "started %d workers on ports %s; route /twilio/r/%s/* to worker N",
         workers,
         ", ".join(str(plan.port) for plan in plans),
+        "w<N>" if settings.replica_id is None else f"{settings.replica_id}-w<N>",
     )
     stopping = False
     failed = False

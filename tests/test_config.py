@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import SecretStr
@@ -21,7 +22,10 @@ from phonebridge.config import (
     unknown_variables,
 )
 from phonebridge.errors import ConfigError
+from phonebridge.models.base import SessionRequest
 from phonebridge.personas import Persona, PersonaBook
+from phonebridge.service import model_factories
+from phonebridge.telephony.telnyx.signature import public_key_text
 
 MINIMAL = {
     "PHONEBRIDGE_PUBLIC_URL": "https://bridge.example.com",
@@ -171,9 +175,9 @@ def test_skip_signature_switch_allows_no_token_and_turns_stream_check_off() -> N
             "https://example.com:8443/phone/twilio/voice",
         ),
         (
-            "http://127.0.0.1:5000",
-            "ws://127.0.0.1:5000/twilio/media",
-            "http://127.0.0.1:5000/twilio/voice",
+            "https://127.0.0.1:5000",
+            "wss://127.0.0.1:5000/twilio/media",
+            "https://127.0.0.1:5000/twilio/voice",
         ),
     ],
 )
@@ -195,7 +199,7 @@ def test_derived_urls(public_url: str, stream_url: str, voice_url: str) -> None:
         ("https://bridge.example.com/?a=1", "must be a plain base URL"),
         ("https://user:pw@bridge.example.com", "must be a plain base URL"),
         ("https://bridge.example.com:99999", "has an invalid port"),
-        ("http://bridge.example.com", "set PHONEBRIDGE_INSECURE_HTTP=1"),
+        ("http://bridge.example.com", "must be an absolute wss:// URL"),
     ],
 )
 def test_bad_public_urls(public_url: str, fragment: str) -> None:
@@ -205,14 +209,80 @@ def test_bad_public_urls(public_url: str, fragment: str) -> None:
     assert "pw" not in problem
 
 
-def test_http_needs_the_dev_switch_unless_loopback() -> None:
-    assert settings_from(PHONEBRIDGE_PUBLIC_URL="http://localhost:8080").stream_url.startswith(
-        "ws://"
-    )
-    settings = settings_from(
-        PHONEBRIDGE_PUBLIC_URL="http://devbox.lan:8080", PHONEBRIDGE_INSECURE_HTTP="1"
-    )
-    assert settings.stream_url == "ws://devbox.lan:8080/twilio/media"
+@pytest.mark.parametrize(
+    "public_url", ["http://127.0.0.1:8080", "http://localhost:8080", "http://devbox.lan:8080"]
+)
+def test_an_http_public_url_is_refused_because_twilio_refuses_its_ws_stream(
+    public_url: str,
+) -> None:
+    """One rule with the TwiML builder: start-up refuses what every webhook would refuse."""
+    (problem,) = problems_from(MINIMAL | {"PHONEBRIDGE_PUBLIC_URL": public_url})
+    assert "\n" not in problem
+    assert problem.startswith(f"PHONEBRIDGE_PUBLIC_URL {public_url!r} cannot be used")
+    assert "wss://" in problem
+    assert "https://" in problem  # what to set instead
+
+
+def test_start_up_and_the_twiml_builder_apply_the_same_stream_url_rule() -> None:
+    from phonebridge.errors import LocalProtocolError  # noqa: PLC0415
+    from phonebridge.telephony.twilio import twiml  # noqa: PLC0415
+
+    for public_url in ("https://bridge.example.com", "https://[::1]:8443/pb"):
+        settings = settings_from(PHONEBRIDGE_PUBLIC_URL=public_url)
+        assert "<Stream" in twiml.connect_stream(settings.stream_url, settings.action_url, {})
+    with pytest.raises(LocalProtocolError) as refused:
+        twiml.connect_stream("ws://127.0.0.1:8080/twilio/media", "https://h.example/a", {})
+    (problem,) = problems_from(MINIMAL | {"PHONEBRIDGE_PUBLIC_URL": "http://127.0.0.1:8080"})
+    assert str(refused.value) in problem
+
+
+# -- replicas -----------------------------------------------------------------------------
+
+
+def test_a_replica_writes_its_stream_and_action_under_its_id() -> None:
+    settings = settings_from(PHONEBRIDGE_REPLICA_ID="phonebridge-2")
+    assert settings.effective_replica_id == "phonebridge-2"
+    assert settings.sticky_prefix == "/twilio/r/phonebridge-2"
+    assert settings.stream_url == "wss://bridge.example.com/twilio/r/phonebridge-2/media"
+    assert settings.action_url == "https://bridge.example.com/twilio/r/phonebridge-2/stream-ended"
+    assert settings_from(PHONEBRIDGE_REPLICA_ID="0").stream_url.endswith("/twilio/r/0/media")
+
+
+def test_no_replica_id_keeps_the_single_process_paths() -> None:
+    settings = settings_from()
+    assert settings.effective_replica_id is None
+    assert settings.stream_url == "wss://bridge.example.com/twilio/media"
+    assert settings.action_url == "https://bridge.example.com/twilio/stream-ended"
+
+
+def test_a_worker_is_a_replica_on_one_host() -> None:
+    assert settings_from(PHONEBRIDGE_WORKER="1").effective_replica_id == "w1"
+    worker = settings_from(PHONEBRIDGE_WORKER="1", PHONEBRIDGE_REPLICA_ID="gpu-host-a")
+    assert worker.effective_replica_id == "gpu-host-a-w1"
+    assert worker.stream_url == "wss://bridge.example.com/twilio/r/gpu-host-a-w1/media"
+
+
+@pytest.mark.parametrize(
+    ("replica", "fragment"),
+    [
+        ("Phonebridge-2", "is not a DNS label"),
+        ("pod_2", "is not a DNS label"),
+        ("-2", "is not a DNS label"),
+        ("2-", "is not a DNS label"),
+        ("a/b", "is not a DNS label"),
+        ("a" * 64, "is too long"),
+    ],
+)
+def test_bad_replica_ids(replica: str, fragment: str) -> None:
+    (problem,) = problems_from(MINIMAL | {"PHONEBRIDGE_REPLICA_ID": replica})
+    assert problem.startswith("PHONEBRIDGE_REPLICA_ID")
+    assert fragment in problem
+
+
+def test_a_replica_id_too_long_for_its_workers_is_refused() -> None:
+    env = MINIMAL | {"PHONEBRIDGE_REPLICA_ID": "a" * 62, "PHONEBRIDGE_WORKER": "3"}
+    (problem,) = problems_from(env)
+    assert "too long" in problem
 
 
 @pytest.mark.parametrize(
@@ -244,7 +314,7 @@ def test_bad_personaplex_urls(urls: str, fragment: str) -> None:
         ({"PHONEBRIDGE_RETENTION_DAYS": "0"}, "must be at least 1"),
         ({"PHONEBRIDGE_LOG_FORMAT": "xml"}, "must be text | json"),
         ({"PHONEBRIDGE_LOG_LEVEL": "loud"}, "must be DEBUG, INFO"),
-        ({"PHONEBRIDGE_INSECURE_HTTP": "sure"}, "must be 1 or 0"),
+        ({"PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE": "sure"}, "must be 1 or 0"),
         ({"PHONEBRIDGE_TRANSCRIBE_KEY": "k"}, "PHONEBRIDGE_TRANSCRIBE_URL is not"),
         ({"PHONEBRIDGE_TRANSCRIBE_URL": "asr.local"}, "is not an http(s) URL"),
         ({"DATABASE_URL": "phonebridge.db"}, "DATABASE_URL is not a URL"),
@@ -291,13 +361,13 @@ def test_secrets_never_appear_in_repr() -> None:
 def test_from_env_applies_cli_flags_before_validating() -> None:
     settings = Settings.from_env(
         {"PHONEBRIDGE_PORT": "9000"},
-        public_url="http://127.0.0.1:4321",
+        public_url="https://127.0.0.1:4321",
         twilio_auth_token="flag-token",
         port=None,  # flag not given: the environment's value stays
         personas_dir="elsewhere",
     )
     assert settings.port == 9000
-    assert settings.public_url == "http://127.0.0.1:4321"
+    assert settings.public_url == "https://127.0.0.1:4321"
     assert settings.twilio_auth_token == SecretStr("flag-token")
     assert settings.personas_dir == Path("elsewhere")
 
@@ -344,8 +414,14 @@ def test_unknown_variables_are_flagged_with_a_suggestion() -> None:
 def test_every_known_variable_is_read_by_from_env() -> None:
     # A variable in the list that from_env ignored would pass the typo check silently.
     source = Path(Settings.from_env.__code__.co_filename).read_text()
+    readers = (
+        source.split("def from_env", 1)[1].split("def override", 1)[0]
+        # The further carriers' variables are read by CarrierSettings.read, which from_env calls.
+        + source.split("def read(cls, reader", 1)[1].split("\n\n\n", 1)[0]
+    )
+    assert "CarrierSettings.read(reader)" in readers
     for name in KNOWN_VARIABLES - {"PHONEBRIDGE_PERSONAS"}:
-        assert f'"{name}"' in source.split("def from_env", 1)[1].split("def override", 1)[0]
+        assert f'"{name}"' in readers
 
 
 def test_redact_url() -> None:
@@ -435,8 +511,8 @@ def test_public_url_with_odd_characters_is_rejected(public_url: str) -> None:
 
 
 def test_ipv6_public_url() -> None:
-    settings = settings_from(PHONEBRIDGE_PUBLIC_URL="http://[::1]:8080")
-    assert settings.stream_url == "ws://[::1]:8080/twilio/media"
+    settings = settings_from(PHONEBRIDGE_PUBLIC_URL="https://[::1]:8080")
+    assert settings.stream_url == "wss://[::1]:8080/twilio/media"
 
 
 # -- toll-fraud guard -------------------------------------------------------------------
@@ -476,3 +552,167 @@ def test_toll_fraud_limits_are_validated_together() -> None:
     assert "PHONEBRIDGE_CALLER_MAX_CONCURRENT must be a whole number" in text
     assert "PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE must be 0 (off) or more" in text
     assert unknown_variables({"PHONEBRIDGE_CALLER_MAX_CONCURRENT": "1"}) == []
+
+
+# -- hosted endpoints: POLARGRID_BASE_URL, FAL_BASE_URL ----------------------------------
+
+HOSTED_KEYS = {"POLARGRID_API_KEY": "pg_live_0123456789", "FAL_KEY": "fal-live-0123456789"}
+
+
+def test_hosted_endpoints_default_to_the_providers_own() -> None:
+    settings = Settings.from_env(MINIMAL | HOSTED_KEYS)
+    assert settings.polargrid_base_url is None  # derived from POLARGRID_REGION
+    assert settings.fal_base_url is None  # wss://fal.run
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("wss://pg.internal.example.net", True),
+        ("wss://egress-proxy.example.net:8443/polargrid/", True),
+        ("ws://127.0.0.1:9001", True),
+        ("ws://localhost:9001", True),
+        ("ws://[::1]:9001", True),
+        ("ws://127.8.0.1:9001", True),  # all of 127/8 is loopback
+        ("ws://pg.internal.example.net", False),
+        ("ws://10.0.0.5:9001", False),
+    ],
+)
+def test_hosted_endpoints_need_tls_except_on_loopback(url: str, allowed: bool) -> None:
+    env = MINIMAL | HOSTED_KEYS | {"POLARGRID_BASE_URL": url, "FAL_BASE_URL": url}
+    if allowed:
+        settings = Settings.from_env(env)
+        assert (settings.polargrid_base_url, settings.fal_base_url) == (url, url)
+        return
+    problems = problems_from(env)
+    assert [p.split(" ", 1)[0] for p in problems] == ["POLARGRID_BASE_URL", "FAL_BASE_URL"]
+    for problem in problems:
+        assert "uses ws://: use wss://" in problem
+        assert "\n" not in problem
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("https://pg.example.net", "is not a wss:// URL with a host"),
+        ("pg.example.net", "is not a wss:// URL with a host"),
+        ("wss://", "is not a wss:// URL with a host"),
+        ("wss://pg.example.net/a b", "is not a wss:// URL with a host"),
+        ("wss://pg.example.net:99999", "is not a valid URL"),
+        ("wss://[::1", "is not a valid URL"),
+        ("wss://pg_live_0123456789@pg.example.net", "must not carry credentials"),
+        ("wss://user:pg_live_0123456789@pg.example.net", "must not carry credentials"),
+        ("wss://pg.example.net/?token=pg_live_0123456789", "must not carry a query string"),
+        ("wss://pg.example.net/?", "must not carry a query string"),
+        ("wss://pg.example.net/#pg_live_0123456789", "or fragment"),
+        ("wss://pg.example.net/pg_live_0123456789/", "contains POLARGRID_API_KEY"),
+    ],
+)
+def test_a_bad_polargrid_base_url_is_one_line_and_never_echoes_the_key(
+    url: str, fragment: str
+) -> None:
+    (problem,) = problems_from(MINIMAL | HOSTED_KEYS | {"POLARGRID_BASE_URL": url})
+    assert problem.startswith("POLARGRID_BASE_URL")
+    assert fragment in problem
+    assert "\n" not in problem
+    assert "pg_live_0123456789" not in problem
+
+
+def test_a_fal_base_url_with_its_key_in_it_is_refused() -> None:
+    env = MINIMAL | HOSTED_KEYS | {"FAL_BASE_URL": "wss://fal.example.net/?fal_key=x"}
+    (problem,) = problems_from(env)
+    assert problem.startswith("FAL_BASE_URL")
+    assert "must not carry a query string" in problem
+    (problem,) = problems_from(
+        MINIMAL | HOSTED_KEYS | {"FAL_BASE_URL": "wss://fal-live-0123456789.example.net"}
+    )
+    assert "contains FAL_KEY" in problem
+    assert "fal-live-0123456789" not in problem
+
+
+@pytest.mark.parametrize(
+    ("name", "key"), [("POLARGRID_BASE_URL", "POLARGRID_API_KEY"), ("FAL_BASE_URL", "FAL_KEY")]
+)
+def test_a_hosted_endpoint_without_its_key_is_a_mistake(name: str, key: str) -> None:
+    (problem,) = problems_from(MINIMAL | {name: "wss://hosted.example.net"})
+    assert problem == f"{name} is set but {key} is not: set the key too, or unset it"
+
+
+def test_hosted_endpoints_reach_the_session_factories() -> None:
+    settings = Settings.from_env(
+        MINIMAL
+        | HOSTED_KEYS
+        | {
+            "POLARGRID_BASE_URL": "wss://pg.internal.example.net/edge",
+            "FAL_BASE_URL": "wss://eu.fal.example.net",
+        }
+    )
+    factories = model_factories(settings, clock=lambda: 0.0)
+    polargrid, fal = factories["polargrid"], factories["fal"]
+    request = SessionRequest(prompt="Hello.", voice="NATF2")
+    assert repr(polargrid.create(request)).startswith(
+        "<PolarGridSession wss://pg.internal.example.net/edge/v1/voice/personaplex?"
+    )
+    assert repr(fal.create(request)) == (
+        "<FalSession wss://eu.fal.example.net/fal-ai/personaplex/realtime>"
+    )
+    # Unset, each provider's own endpoint (the region's for PolarGrid).
+    defaults = model_factories(Settings.from_env(MINIMAL | HOSTED_KEYS), clock=lambda: 0.0)
+    assert "wss://api.yto-01.edge.polargrid.ai/v1/" in repr(defaults["polargrid"].create(request))
+    assert "wss://fal.run/fal-ai/" in repr(defaults["fal"].create(request))
+
+
+def _ed25519_public_key() -> str:
+    return public_key_text(Ed25519PrivateKey.generate())
+
+
+def test_carriers_are_off_without_credentials_and_on_with_them() -> None:
+    assert Settings.from_env(MINIMAL).carriers.enabled == ()
+    settings = Settings.from_env(
+        MINIMAL
+        | {
+            "TELNYX_PUBLIC_KEY": _ed25519_public_key(),
+            "TELNYX_API_KEY": "KEY0123",
+            "PLIVO_AUTH_ID": "MA123",
+            "PLIVO_AUTH_TOKEN": "plivo-secret-xyz",
+            "VONAGE_SIGNATURE_SECRET": "vonage-secret-xyz",
+            "SIGNALWIRE_SIGNING_KEY": "signalwire-secret-xyz",
+            "EXOTEL_ALLOWED_IPS": "203.0.113.0/24",
+            "PHONEBRIDGE_CARRIER_RATE": "8000",
+        }
+    )
+    assert settings.carriers.enabled == ("telnyx", "plivo", "vonage", "signalwire", "exotel")
+    assert settings.carriers.rate == 8_000
+    assert "secret-xyz" not in repr(settings)
+
+
+def test_carrier_settings_problems_are_one_line_each() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            MINIMAL
+            | {
+                "TELNYX_PUBLIC_KEY": "c2hvcnQ=",
+                "PLIVO_AUTH_TOKEN": "tok",
+                "VONAGE_APPLICATION_ID": "app",
+                "SIGNALWIRE_PROJECT_ID": "p",
+                "EXOTEL_BASIC_USER": "u",
+                "EXOTEL_ALLOWED_IPS": "nonsense",
+                "PHONEBRIDGE_CARRIER_RATE": "24000",
+                "PLIVO_API_URL": "ftp://x",
+            }
+        )
+    problems = caught.value.problems
+    assert all("\n" not in problem for problem in problems)
+    text = " | ".join(problems)
+    for expected in (
+        "PHONEBRIDGE_CARRIER_RATE",
+        "TELNYX_PUBLIC_KEY:",
+        "TELNYX_API_KEY is not",
+        "PLIVO_AUTH_ID is not",
+        "VONAGE_PRIVATE_KEY is not",
+        "SIGNALWIRE_SPACE_URL",
+        "EXOTEL_BASIC_PASSWORD is not",
+        "EXOTEL_ALLOWED_IPS:",
+        "PLIVO_API_URL",
+    ):
+        assert expected in text, expected

@@ -25,6 +25,7 @@ from phonebridge.audio.ogg import OggOpusReader, OggOpusWriter, OpusHead
 from phonebridge.audio.opus import (
     DEFAULT_BITRATE,
     DEFAULT_COMPLEXITY,
+    DEFAULT_MAX_BANDWIDTH,
     OpusDecoder,
     OpusEncoder,
 )
@@ -59,10 +60,13 @@ class OggOpusEncodeStream:
         complexity: int = DEFAULT_COMPLEXITY,
         bitrate: int | None = DEFAULT_BITRATE,
         packets_per_page: int = 1,
+        max_bandwidth: int | None = DEFAULT_MAX_BANDWIDTH,
     ) -> None:
         if packets_per_page < 1:
             raise ValueError(f"packets_per_page must be at least 1, got {packets_per_page}")
-        self._encoder = OpusEncoder(sample_rate, complexity=complexity, bitrate=bitrate)
+        self._encoder = OpusEncoder(
+            sample_rate, complexity=complexity, bitrate=bitrate, max_bandwidth=max_bandwidth
+        )
         # A random serial, as RFC 3533 §6 asks, so streams can be told apart in captures.
         self.serial = secrets.randbits(32) if serial is None else serial
         self._writer = OggOpusWriter(

@@ -3,23 +3,33 @@
 A self-hosted PersonaPlex server runs one conversation at a time and *hangs*
 a second connection silently (PROTOCOLS.md §2.5) — and, through a server bug,
 may even run it with another caller's prompt. So the bridge never queues on a
-busy server: it holds an exclusive :class:`Lease` per server in a
-:class:`ServerPool`, and a call that finds no free server goes to the
-persona's overflow provider or hears the busy message.
+busy server: it holds an exclusive :class:`Lease` per server from a
+:class:`~phonebridge.coordination.base.ServerLeases` (in this process's
+memory, or in Redis shared by every replica), and a call that finds no free
+server goes to the persona's overflow provider or hears the busy message.
 
 Hosted providers (PolarGrid, fal) have no per-server limit here; the
 per-instance cap on concurrent calls bounds them.
 
-Everything here is synchronous and single-threaded (one event loop), so no
-locks are needed: acquire and release never await.
+Acquiring may wait on Redis; a slot is reserved against the instance cap
+before that wait, so concurrent webhooks cannot overshoot it. Releasing never
+waits (every exit path calls it, some from ``finally`` blocks): a shared hold
+is given back in the background. When the shared store cannot be reached the
+self-hosted pool is *closed*, never replaced by an unshared local one (that
+would be the prompt-swap hazard, §2.1): the call overflows or hears busy.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from phonebridge.errors import CapacityError
+from phonebridge.coordination.base import ServerHold, ServerLeases
+from phonebridge.coordination.memory import ServerPool
+from phonebridge.errors import CapacityError, CoordinationError
+
+log = logging.getLogger(__name__)
 
 SELF_HOSTED = "personaplex"
 
@@ -33,6 +43,10 @@ class Lease:
     overflowed: bool
     _release: Callable[[Lease], None] = field(repr=False)
     released: bool = False
+    riders: list[Callable[[], None]] = field(default_factory=list, repr=False)
+    """What the call holds for exactly as long as its lease (the guard's slot):
+    released with it, and handed on to the overflow lease by
+    :meth:`Admission.move_to_overflow`."""
 
     def release(self) -> None:
         """Give the slot back. Idempotent: every exit path of a call may call it."""
@@ -40,55 +54,9 @@ class Lease:
             return
         self.released = True
         self._release(self)
-
-
-class ServerPool:
-    """Exclusive leases over the self-hosted servers of ``PERSONAPLEX_URLS``.
-
-    A server that failed to hand-shake may still be stuck in a session nobody
-    owns (§2.5: it hangs silently), so it is rested for ``cooldown_seconds``
-    before it is offered again.
-    """
-
-    def __init__(
-        self, urls: Iterable[str], *, clock: Callable[[], float], cooldown_seconds: float = 30.0
-    ) -> None:
-        self._urls = tuple(dict.fromkeys(urls))
-        self._busy: set[str] = set()
-        self._resting_until: dict[str, float] = {}
-        self._clock = clock
-        self._cooldown = cooldown_seconds
-
-    @property
-    def size(self) -> int:
-        return len(self._urls)
-
-    @property
-    def in_use(self) -> int:
-        return len(self._busy)
-
-    def free_count(self) -> int:
-        now = self._clock()
-        return sum(1 for url in self._urls if self._is_free(url, now))
-
-    def _is_free(self, url: str, now: float) -> bool:
-        return url not in self._busy and self._resting_until.get(url, 0.0) <= now
-
-    def try_acquire(self) -> str | None:
-        """A free server's URL, now marked busy; ``None`` if every server is taken."""
-        now = self._clock()
-        for url in self._urls:
-            if self._is_free(url, now):
-                self._busy.add(url)
-                return url
-        return None
-
-    def release(self, url: str) -> None:
-        self._busy.discard(url)
-
-    def rest(self, url: str) -> None:
-        """Keep ``url`` out of rotation for a while (it may be stuck in a session)."""
-        self._resting_until[url] = self._clock() + self._cooldown
+        riders, self.riders = self.riders, []
+        for rider in riders:
+            rider()
 
 
 class Admission:
@@ -96,7 +64,7 @@ class Admission:
 
     def __init__(
         self,
-        pool: ServerPool,
+        pool: ServerLeases,
         *,
         available_providers: Iterable[str],
         max_calls: int,
@@ -105,6 +73,8 @@ class Admission:
         self._providers = frozenset(available_providers)
         self._max_calls = max_calls
         self._active: set[Lease] = set()
+        self._holds: dict[Lease, ServerHold] = {}
+        self._reserving = 0  # acquires waiting on the shared store, counted against the cap
         self.draining = False
 
     @property
@@ -113,20 +83,37 @@ class Admission:
 
     def can_take_calls(self) -> bool:
         """Readiness: not draining, under the cap, and some provider can take a call."""
-        if self.draining or len(self._active) >= self._max_calls:
-            return False
-        hosted = self._providers - {SELF_HOSTED}
-        return bool(hosted) or self.pool.free_count() > 0
+        return self.readiness() is None
 
-    def acquire(self, provider: str, overflow: str | None) -> Lease:
+    def readiness(self) -> str | None:
+        """``None`` when ready to take a call, else why not (``/readyz`` shows it)."""
+        if self.draining:
+            return "draining"
+        if len(self._active) + self._reserving >= self._max_calls:
+            return f"at the per-instance cap of {self._max_calls} concurrent calls"
+        if self._providers - {SELF_HOSTED}:
+            return None  # a hosted provider can always be asked
+        if SELF_HOSTED not in self._providers:
+            return "no model provider configured"
+        if not self.pool.available:
+            return "coordination store unreachable: self-hosted pool closed"
+        if self.pool.free_count() == 0:
+            return "no free self-hosted server"
+        return None
+
+    async def acquire(self, provider: str, overflow: str | None) -> Lease:
         """A lease for ``provider``, else ``overflow``; :class:`CapacityError` if neither."""
         if self.draining:
             raise CapacityError("draining: not taking new calls")
-        if len(self._active) >= self._max_calls:
+        if len(self._active) + self._reserving >= self._max_calls:
             raise CapacityError(f"at the per-instance cap of {self._max_calls} concurrent calls")
-        lease = self._try(provider, overflowed=False)
-        if lease is None and overflow is not None:
-            lease = self._try(overflow, overflowed=True)
+        self._reserving += 1
+        try:
+            lease = await self._try(provider, overflowed=False)
+            if lease is None and overflow is not None:
+                lease = await self._try(overflow, overflowed=True)
+        finally:
+            self._reserving -= 1
         if lease is None:
             raise CapacityError(
                 f"no free {provider} slot"
@@ -135,30 +122,52 @@ class Admission:
         self._active.add(lease)
         return lease
 
-    def move_to_overflow(self, lease: Lease, overflow: str) -> Lease:
+    async def move_to_overflow(self, lease: Lease, overflow: str) -> Lease:
         """Trade ``lease`` (its provider failed to open) for one on ``overflow``.
 
         The old lease is released either way; :class:`CapacityError` if the
-        overflow provider cannot take the call.
+        overflow provider cannot take the call (its riders are released then).
         """
+        riders, lease.riders = lease.riders, []
         lease.release()
-        moved = self._try(overflow, overflowed=True) if not self.draining else None
+        moved = None
+        if not self.draining:
+            self._reserving += 1
+            try:
+                moved = await self._try(overflow, overflowed=True)
+            finally:
+                self._reserving -= 1
         if moved is None:
+            for rider in riders:
+                rider()
             raise CapacityError(f"overflow {overflow} unavailable")
+        moved.riders = riders
         self._active.add(moved)
         return moved
 
-    def _try(self, provider: str, *, overflowed: bool) -> Lease | None:
+    async def _try(self, provider: str, *, overflowed: bool) -> Lease | None:
         if provider not in self._providers:
             return None
         if provider == SELF_HOSTED:
-            url = self.pool.try_acquire()
-            if url is None:
+            try:
+                hold = await self.pool.try_acquire()
+            except CoordinationError as exc:
+                # Never an unshared local lease instead: that is how two
+                # processes end up on one server (§2.1). Overflow or busy.
+                log.warning("self-hosted pool closed: %s", exc)
                 return None
-            return Lease(provider, url, overflowed, self._released)
+            if hold is None:
+                return None
+            lease = Lease(provider, hold.url, overflowed, self._released)
+            self._holds[lease] = hold
+            return lease
         return Lease(provider, None, overflowed, self._released)
 
     def _released(self, lease: Lease) -> None:
         self._active.discard(lease)
-        if lease.server_url is not None:
-            self.pool.release(lease.server_url)
+        hold = self._holds.pop(lease, None)
+        if hold is not None:
+            self.pool.release(hold)
+
+
+__all__ = ["SELF_HOSTED", "Admission", "Lease", "ServerPool"]

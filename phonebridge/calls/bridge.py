@@ -6,9 +6,23 @@
 - ``WS /twilio/media`` (:meth:`Bridge.media_stream`): read ``connected`` and
   ``start``, claim the pending call with the token, run the
   :class:`~phonebridge.calls.session.CallSession`.
+- ``POST /twilio/call-status`` (:meth:`Bridge.call_status`): the number's
+  status callback; a call that ended while it rang frees its model at once.
 - ``POST /twilio/stream-ended`` (:meth:`Bridge.stream_ended`): Twilio asks
   what to do after the stream closed; answer the persona's fallback when the
-  call ended badly, else hang up.
+  call ended badly, else hang up. A call this process never held (its
+  replica died, or this process restarted) gets the fallback too: its stream
+  ended without an outcome because the process holding it was gone.
+
+Every leg's entry admits its call through :meth:`Bridge.admit`: business
+hours, the toll-fraud guard, a lease, the context lookup and the prompt
+rendered (calls/personal.py), then the model session starts opening.
+Answering when the model is ready (calls/ready_answer.py) is the Twilio
+entry's own: it holds the webhook's TwiML, which only a phone webhook has.
+
+In a cluster the stream, action and status paths carry the replica id
+(``/twilio/r/<id>/...``, config.Settings.sticky_prefix) so the edge proxy
+brings them back to the replica holding the call.
 
 Signatures are checked by the web layer before these are called; this module
 holds the call logic only, so tests can drive it without HTTP.
@@ -18,24 +32,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from phonebridge.calls.admission import Admission, Lease
-from phonebridge.calls.guard import (
-    AnsweredCalls,
-    Refused,
-    TollFraudGuard,
-    caller_key,
-    mask_number,
-)
+from phonebridge.calls.guard import AnsweredCalls, Refused, mask_number
 from phonebridge.calls.journal import JournalFactory, UnansweredCall
+from phonebridge.calls.leg import Leg
 from phonebridge.calls.outcome import CallEndReason, CallOutcome, OutcomeBook
 from phonebridge.calls.pending import PendingCall, PendingCalls, new_token
-from phonebridge.calls.personal import ClosedAnswer, IncomingCall, PersonalCalls
+from phonebridge.calls.personal import (
+    ClosedAnswer,
+    IncomingCall,
+    PersonalCalls,
+    call_direction,
+    carrier_fields,
+)
 from phonebridge.calls.ready_answer import answer_when_ready
-from phonebridge.calls.session import CallSession, PhoneSocket
+from phonebridge.calls.session import CallSession
+from phonebridge.coordination.base import CallGuard, ReplayMemory
+from phonebridge.coordination.memory import MemoryReplay
 from phonebridge.errors import (
     CapacityError,
     HandshakeTimeout,
@@ -44,11 +63,11 @@ from phonebridge.errors import (
     RemoteProtocolError,
 )
 from phonebridge.metrics import BridgeMetrics
-from phonebridge.models.base import ModelSession, ModelSessionFactory
+from phonebridge.models.base import ModelSession, ModelSessionFactory, SessionRequest
 from phonebridge.personas.book import PersonaBook
 from phonebridge.personas.schema import Persona
 from phonebridge.telephony.twilio import twiml
-from phonebridge.telephony.twilio.events import Start
+from phonebridge.telephony.twilio.leg import PhoneSocket, TwilioLeg, await_start
 from phonebridge.telephony.twilio.protocol import MediaStreamProtocol
 
 log = logging.getLogger(__name__)
@@ -92,6 +111,42 @@ class WebhookCall:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class NewCall:
+    """A call some leg's entry asks the bridge to admit (see :meth:`Bridge.admit`)."""
+
+    call_sid: str
+    from_number: str
+    to_number: str
+    persona: Persona
+    request: SessionRequest
+    """What to open the model with: the persona's, or a one-call override, at the leg's rate."""
+    channel: str
+    """The kind of leg (``twilio``, ``browser``), as stored on the call row."""
+    account_sid: str = ""
+    placed_by: str | None = None
+    """The dashboard user who placed it (a browser call)."""
+    direction: str = "inbound"
+    """``inbound`` or ``outbound`` (the context lookup tells its receiver)."""
+    carrier: Mapping[str, str] = field(default_factory=dict)
+    """The carrier's own call fields, for the persona's templates (``{{ carrier.X }}``)."""
+    variables: Mapping[str, str] = field(default_factory=dict)
+    """Per-call values from the entry (an outbound contact row, ``--var``), for the
+    persona's templates (``{{ contact.X }}``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallRefused:
+    """Hours, the guard or the capacity said no: nothing was opened, the refusal is on record."""
+
+    reason: CallEndReason  # CLOSED, RATE_LIMITED or BUSY
+    detail: str
+    say: str
+    """What the caller is told (the persona's closed or busy message, rendered)."""
+    persona: Persona
+    """The persona whose message it is (its TTS voice says it)."""
+
+
 class Bridge:
     """Owns every pending and live call of this process."""
 
@@ -105,7 +160,8 @@ class Bridge:
         journals: JournalFactory,
         clock: Callable[[], float],
         metrics: BridgeMetrics | None = None,
-        guard: TollFraudGuard | None = None,
+        guard: CallGuard | None = None,
+        replay: ReplayMemory | None = None,
         personal: PersonalCalls | None = None,
     ) -> None:
         self.config = config
@@ -122,13 +178,23 @@ class Bridge:
         self._sweeper_wake = asyncio.Event()
         self._call_finished = asyncio.Event()
         self.guard = guard
-        # Calls the guard admitted, until their slot is given back: a call holds
-        # a slot exactly while its (current) lease is unreleased, the same truth
-        # the instance-wide cap counts, whichever exit path released it.
-        self._guarded_calls: list[PendingCall] = []
-        self._answered = AnsweredCalls()
-        # Business hours, context lookup, prompt templates (issue 15).
+        # Answered call SIDs (replays open nothing); shared by every replica
+        # when coordination is in Redis.
+        self._answered = replay or MemoryReplay()
+        # Calls this process wrote a <Connect> for: an action request for any
+        # other call comes from a replica that died (or from before a restart).
+        self._held = AnsweredCalls()
+        # Business hours, the context lookup, prompt templates (issue 15).
         self.personal = personal or PersonalCalls(registry=self.metrics.registry)
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The monotonic clock calls run on (legs' entries use it too)."""
+        return self._clock
+
+    def persona_book(self) -> PersonaBook:
+        """The personas as loaded now (they reload when the files change)."""
+        return self._personas()
 
     # -- POST /twilio/voice ------------------------------------------------------
 
@@ -139,87 +205,36 @@ class Bridge:
         if retry is not None:
             # Twilio retried the webhook: answer the same stream, open nothing new.
             return self._connect_twiml(retry)
-        if call.call_sid in self._answered:
+        if not await self._answered.first_answer(call.call_sid):
             # A signed webhook replayed after its call was answered: open nothing.
             log.warning(
                 "voice webhook replayed; not answered again", extra={"call_sid": call.call_sid}
             )
             return twiml.hangup()
-        self._answered.add(call.call_sid)
         persona = self._personas().for_number(call.to_number)
         if persona is None:
             log.warning("no persona for %s and no default", call.to_number)
             return twiml.say_and_hangup(NOT_IN_SERVICE)
-        incoming = IncomingCall.from_form(form)
-        in_hours = self.personal.during_hours(persona, self._personas(), incoming)
-        if isinstance(in_hours, ClosedAnswer):
-            # No lease, no model session: the closed message and a `closed` row.
-            self.metrics.calls.labels("closed", CallEndReason.CLOSED.value).inc()
-            await self._journals.record_unanswered(
-                UnansweredCall(call.call_sid, call.from_number, call.to_number),
-                persona,
-                CallEndReason.CLOSED,
-                "outside business hours",
+        admitted = await self.admit(
+            NewCall(
+                call_sid=call.call_sid,
+                account_sid=call.account_sid,
+                from_number=call.from_number,
+                to_number=call.to_number,
+                persona=persona,
+                request=persona.session_request(),
+                channel="twilio",
+                direction=call_direction(form),
+                carrier=carrier_fields(form),
             )
-            return _say(persona, in_hours.text)
-        persona = in_hours
-        admitted_caller: str | None = None
-        if self.guard is not None:
-            # Before the lease: a refused call opens no model session and costs nothing.
-            self._guarded_calls = [p for p in self._guarded_calls if not p.lease.released]
-            caller = caller_key(call.from_number)
-            active = sum(1 for p in self._guarded_calls if caller_key(p.from_number) == caller)
-            decision = self.guard.check(call.from_number, self._clock(), active_calls=active)
-            if isinstance(decision, Refused):
-                log.warning(
-                    "toll-fraud guard refused a call from %s: %s (%s)",
-                    mask_number(decision.caller),
-                    decision.reason.value,
-                    decision.detail,
-                    extra={"call_sid": call.call_sid, "persona": persona.id},
-                )
-                self.metrics.calls.labels("busy", CallEndReason.RATE_LIMITED.value).inc()
-                self.metrics.calls_refused.labels(decision.reason.value).inc()
-                await self._journals.record_unanswered(
-                    UnansweredCall(call.call_sid, call.from_number, call.to_number),
-                    persona,
-                    CallEndReason.RATE_LIMITED,
-                    f"{decision.reason.value}: {decision.detail}",
-                )
-                return _say(
-                    persona, self.personal.say_text(persona.busy_message, incoming, persona, "busy")
-                )
-            admitted_caller = decision.caller
-        try:
-            lease = self.admission.acquire(persona.provider, persona.overflow)
-        except CapacityError as exc:
-            log.info("busy: %s", exc, extra={"call_sid": call.call_sid})
-            self.metrics.calls.labels("busy", CallEndReason.BUSY.value).inc()
-            await self._journals.record_unanswered(
-                UnansweredCall(call.call_sid, call.from_number, call.to_number),
-                persona,
-                CallEndReason.BUSY,
-                str(exc),
-            )
-            return _say(
-                persona, self.personal.say_text(persona.busy_message, incoming, persona, "busy")
-            )
-        try:
-            # The context lookup and the prompt: before the model opens (the
-            # prompt is a connect parameter). Never raises by design; a bug
-            # must still give the slot back.
-            prepared = await self.personal.prepare(incoming, persona)
-        except BaseException:
-            lease.release()
-            raise
-        pending = self._reserve(call, prepared.persona, lease)
-        pending.events.extend(prepared.events)
-        if self.guard is not None and admitted_caller is not None:
-            # Counted only now, with a slot taken: a busy answer uses no quota.
-            self.guard.record(admitted_caller, self._clock())
-            self._guarded_calls.append(pending)
-        await self._hold_answer(pending)
-        return self._connect_twiml(pending)
+        )
+        if isinstance(admitted, CallRefused):
+            return _say(admitted.persona, admitted.say)
+        await self._hold_answer(admitted)
+        if self.pending.by_call_sid(admitted.call_sid) is not admitted:
+            # The caller hung up while it rang (call-status withdrew the call).
+            return twiml.hangup()
+        return self._connect_twiml(admitted)
 
     async def _hold_answer(self, pending: PendingCall) -> None:
         """Let the caller hear ringback until the model is ready, within the persona's bound."""
@@ -234,20 +249,117 @@ class Bridge:
             (held, "answer_held", f"{held:.3f}s, model {'ready' if ready else 'not ready yet'}")
         )
 
-    def _reserve(self, call: WebhookCall, persona: Persona, lease: Lease) -> PendingCall:
-        session = self._new_session(persona, lease)
+    async def admit(self, call: NewCall) -> PendingCall | CallRefused:
+        """The one reservation path every leg's entry shares (phone webhook, browser).
+
+        Business hours first (outside them: the closed message or another
+        persona), then the toll-fraud guard (a refused call opens no model
+        session and costs nothing), then a lease, then the context lookup and
+        the prompt rendered into the call's request, then the model session
+        starts opening: the call is pending until its leg claims it with the
+        one-time token. A refusal is recorded on the call index like any call.
+        """
+        incoming = IncomingCall(
+            call_sid=call.call_sid,
+            from_number=call.from_number,
+            to_number=call.to_number,
+            direction=call.direction,
+            carrier=call.carrier,
+            contact=call.variables,
+        )
+        unanswered = UnansweredCall(
+            call.call_sid, call.from_number, call.to_number, call.channel, call.placed_by
+        )
+        in_hours = self.personal.during_hours(call.persona, self._personas(), incoming)
+        if isinstance(in_hours, ClosedAnswer):
+            # No lease, no model session: the closed message and a `closed` row.
+            self.metrics.calls.labels("closed", CallEndReason.CLOSED.value).inc()
+            detail = "outside business hours"
+            await self._journals.record_unanswered(
+                unanswered, call.persona, CallEndReason.CLOSED, detail
+            )
+            return CallRefused(CallEndReason.CLOSED, detail, in_hours.text, call.persona)
+        if in_hours is not call.persona:
+            call = _routed(call, in_hours)
+        persona = call.persona
+        admitted_caller: str | None = None
+        if self.guard is not None:
+            # Before the lease: a refused call opens no model session and costs nothing.
+            decision = await self.guard.admit(call.from_number, call.call_sid)
+            if isinstance(decision, Refused):
+                log.warning(
+                    "toll-fraud guard refused a call from %s: %s (%s)",
+                    mask_number(decision.caller),
+                    decision.reason.value,
+                    decision.detail,
+                    extra={"call_sid": call.call_sid, "persona": persona.id},
+                )
+                self.metrics.calls.labels("busy", CallEndReason.RATE_LIMITED.value).inc()
+                self.metrics.calls_refused.labels(decision.reason.value).inc()
+                detail = f"{decision.reason.value}: {decision.detail}"
+                await self._journals.record_unanswered(
+                    unanswered, persona, CallEndReason.RATE_LIMITED, detail
+                )
+                return CallRefused(
+                    CallEndReason.RATE_LIMITED, detail, self._busy_say(incoming, persona), persona
+                )
+            admitted_caller = decision.caller
+        try:
+            lease = await self.admission.acquire(persona.provider, persona.overflow)
+        except CapacityError as exc:
+            if self.guard is not None and admitted_caller is not None:
+                await self.guard.cancel(admitted_caller, call.call_sid)  # busy uses no quota
+            log.info("busy: %s", exc, extra={"call_sid": call.call_sid})
+            self.metrics.calls.labels("busy", CallEndReason.BUSY.value).inc()
+            await self._journals.record_unanswered(
+                unanswered, persona, CallEndReason.BUSY, str(exc)
+            )
+            return CallRefused(
+                CallEndReason.BUSY, str(exc), self._busy_say(incoming, persona), persona
+            )
+        if self.guard is not None and admitted_caller is not None:
+            # Counted only now, with a slot taken: a busy answer uses no quota.
+            # The call holds its guard slot exactly as long as its (current)
+            # lease, whichever exit path releases it.
+            self.guard.confirm(admitted_caller, call.call_sid)
+            lease.riders.append(
+                functools.partial(self.guard.release, admitted_caller, call.call_sid)
+            )
+        try:
+            # The context lookup and the prompt: before the model opens (the
+            # prompt is a connect parameter). Never raises by design; a bug
+            # must still give the slot (and the guard's, a rider) back.
+            prepared = await self.personal.prepare(incoming, persona, call.request.prompt)
+        except BaseException:
+            lease.release()
+            raise
+        call = dataclasses.replace(
+            call, request=dataclasses.replace(call.request, prompt=prepared.prompt)
+        )
+        pending = self._reserve(call, lease)
+        pending.events.extend(prepared.events)
+        return pending
+
+    def _busy_say(self, call: IncomingCall, persona: Persona) -> str:
+        return self.personal.say_text(persona.busy_message, call, persona, "busy")
+
+    def _reserve(self, call: NewCall, lease: Lease) -> PendingCall:
+        session = self._new_session(call.request, lease)
         now = self._clock()
         pending = PendingCall(
             call_sid=call.call_sid,
             account_sid=call.account_sid,
             from_number=call.from_number,
             to_number=call.to_number,
-            persona=persona,
+            persona=call.persona,
             lease=lease,
             session=session,
             token=new_token(),
             created=now,
             deadline=now + self.config.pending_timeout,
+            request=call.request,
+            channel=call.channel,
+            placed_by=call.placed_by,
         )
         if lease.overflowed:
             pending.events.append((0.0, "overflow", f"to {lease.provider}"))
@@ -258,9 +370,9 @@ class Bridge:
         self._sweeper_wake.set()
         return pending
 
-    def _new_session(self, persona: Persona, lease: Lease) -> ModelSession:
+    def _new_session(self, request: SessionRequest, lease: Lease) -> ModelSession:
         factory = self._factories[lease.provider]
-        return factory.create(persona.session_request(), server_url=lease.server_url)
+        return factory.create(request, server_url=lease.server_url)
 
     async def _open_model(self, pending: PendingCall) -> ModelSession:
         """Open the model; on a retryable failure move once to the overflow provider."""
@@ -270,7 +382,7 @@ class Bridge:
         except ModelError as exc:
             if isinstance(exc, HandshakeTimeout | ModelBusy) and pending.lease.server_url:
                 # The server may be stuck in a session nobody owns (§2.5).
-                self.admission.pool.rest(pending.lease.server_url)
+                await self.admission.pool.rest(pending.lease.server_url)
             overflow = pending.persona.overflow
             if not exc.retryable or overflow is None or pending.lease.overflowed:
                 raise
@@ -282,15 +394,16 @@ class Bridge:
             )
         # Outside the except block, so a failure here does not chain the first one.
         try:
-            pending.lease = self.admission.move_to_overflow(pending.lease, overflow)
+            pending.lease = await self.admission.move_to_overflow(pending.lease, overflow)
         except CapacityError as exc:
             raise ModelBusy(str(exc)) from exc
         pending.events.append((self._clock() - pending.created, "overflow", f"to {overflow}"))
-        pending.session = self._new_session(pending.persona, pending.lease)
+        pending.session = self._new_session(pending.request, pending.lease)
         await pending.session.open()
         return pending.session
 
     def _connect_twiml(self, pending: PendingCall) -> str:
+        self._held.add(pending.call_sid)
         return twiml.connect_stream(
             self.config.stream_url,
             self.config.action_url,
@@ -308,7 +421,9 @@ class Bridge:
     async def media_stream(self, phone: PhoneSocket) -> None:
         """Run one media stream to its end. The socket is already accepted."""
         stream = MediaStreamProtocol()
-        start = await self._await_start(phone, stream)
+        start = await await_start(
+            phone, stream, start_timeout=self.config.start_timeout, clock=self._clock
+        )
         if start is None:
             await phone.close(1008)
             return
@@ -321,11 +436,23 @@ class Bridge:
             self._sweeper_wake.set()  # a burnt token may have abandoned a pending call
             await phone.close(1008)
             return
-        journal = await self._journals.open(pending, start.stream_sid)
+        await self.run_call(
+            pending, TwilioLeg(phone, stream, clock=self._clock, call_sid=start.call_sid)
+        )
+
+    def claim(self, token: str, call_sid: str) -> PendingCall | None:
+        """The pending call ``token`` reserved for ``call_sid``; once only (any leg)."""
+        pending = self.pending.claim(token, call_sid)
+        if pending is None:
+            self._sweeper_wake.set()  # a burnt token may have abandoned a pending call
+        return pending
+
+    async def run_call(self, pending: PendingCall, leg: Leg) -> CallOutcome:
+        """Run a claimed call on its leg to the end: the one call path for every leg."""
+        journal = await self._journals.open(pending, leg.stream_id)
         session = CallSession(
             pending=pending,
-            stream=stream,
-            phone=phone,
+            leg=leg,
             journal=journal,
             clock=self._clock,
             on_outcome=self.outcomes.record,
@@ -343,20 +470,13 @@ class Bridge:
             outcome.detail,
             extra={"call_sid": outcome.call_sid, "persona": outcome.persona_id},
         )
+        return outcome
 
-    async def _await_start(self, phone: PhoneSocket, stream: MediaStreamProtocol) -> Start | None:
-        """Read up to the ``start`` message; ``None`` if it never comes or is malformed."""
-        try:
-            async with asyncio.timeout(self.config.start_timeout):
-                while stream.start is None:
-                    raw = await phone.receive()
-                    if raw is None:
-                        return None
-                    stream.receive(raw, self._clock())
-        except (TimeoutError, RemoteProtocolError) as exc:
-            log.warning("media stream rejected before start: %r", exc)
-            return None
-        return stream.start
+    async def abandon(self, pending: PendingCall, reason: CallEndReason, detail: str) -> None:
+        """A pending call whose leg will never come (the browser left before the model
+        was ready): free its model socket and lease now, record it."""
+        if self.pending.withdraw(pending.call_sid) is pending:
+            await self._abandon(pending, reason, detail)
 
     # -- POST /twilio/stream-ended ----------------------------------------------------
 
@@ -378,19 +498,36 @@ class Bridge:
                     pending, CallEndReason.NO_STREAM, "stream ended before it started"
                 )
         if outcome is None:
-            return twiml.hangup()
+            if call_sid in self._held:
+                return twiml.hangup()  # its outcome was answered already (a repeated request)
+            return self._fallback_for_unheld_call(call_sid, form.get("To", ""))
         persona = self._personas().by_id(outcome.persona_id)
         if persona is None:
             return twiml.hangup()
         if outcome.reason.wants_fallback:
-            fallback = persona.fallback
-            say = self.personal.fallback_say(call_sid, persona)
-            if fallback.transfer_to:
-                return twiml.dial(fallback.transfer_to, message=say)
-            return _say(persona, say)
+            return _fallback(persona, self.personal.fallback_say(call_sid, persona))
         if outcome.reason in (CallEndReason.MAX_DURATION, CallEndReason.CALLER_SILENCE):
             return _say(persona, GOODBYE)
         return twiml.hangup()
+
+    def _fallback_for_unheld_call(self, call_sid: str, to_number: str) -> str:
+        """The action request of a call another (dead) replica held: the persona's fallback.
+
+        Twilio asks the ``<Connect action>`` only when the stream ended without
+        the caller hanging up, so a caller is still on the line; with no outcome
+        anywhere, the replica holding the call died (the edge proxy sent its
+        action here) or this one restarted. The persona comes from the dialled
+        number in Twilio's signed form, as it did for the voice webhook.
+        """
+        persona = self._personas().for_number(to_number)
+        if persona is None:
+            return twiml.hangup()
+        log.warning(
+            "stream ended for a call this replica does not hold (its replica is gone); "
+            "answering the persona's fallback",
+            extra={"call_sid": call_sid, "persona": persona.id},
+        )
+        return _fallback(persona, self.personal.fallback_say(call_sid, persona))
 
     # -- POST /twilio/call-status ------------------------------------------------------
 
@@ -399,7 +536,8 @@ class Bridge:
 
         Without it, a caller who hangs up during the ringing (the webhook held
         its answer, or the stream had not come yet) keeps a billed model socket
-        open until the pending deadline.
+        open until the pending deadline. A call this replica does not hold is
+        left alone (it is live here, or another replica holds it).
         """
         if form.get("CallStatus", "") not in _ENDED_STATUSES:
             return
@@ -467,5 +605,22 @@ _ENDED_STATUSES = frozenset({"completed", "canceled", "busy", "failed", "no-answ
 """Twilio's final call statuses (PROTOCOLS.md §1: StatusCallback ``CallStatus``)."""
 
 
+def _routed(call: NewCall, persona: Persona) -> NewCall:
+    """``call`` taken by ``persona`` (the closed persona routes it): its prompt and
+    voice, unless the entry chose its own for this call (a try-a-prompt override)."""
+    request = call.request
+    own = call.persona.session_request(request.sample_rate)
+    if request == own:
+        request = persona.session_request(request.sample_rate)
+    return dataclasses.replace(call, persona=persona, request=request)
+
+
 def _say(persona: Persona, message: str) -> str:
     return twiml.say_and_hangup(message, voice=persona.tts_voice)
+
+
+def _fallback(persona: Persona, say: str) -> str:
+    """The persona's fallback; ``say`` is its ``fallback.say`` rendered for the call."""
+    if persona.fallback.transfer_to:
+        return twiml.dial(persona.fallback.transfer_to, message=say)
+    return _say(persona, say)

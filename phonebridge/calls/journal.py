@@ -16,30 +16,42 @@ on. Whatever was written survives (issues 5 and 8). What happens, decided:
   of a minute (:data:`ROW_RETRY_DELAYS`). The transcript, written first,
   always ends with a ``call`` event holding the row's facts as JSON, so a
   row that is never written is not a call that is lost.
+- **Post-call webhook**: the call's summary deliveries (:class:`SummaryQueue`)
+  are queued in the same transaction as the final row write, on every try:
+  a row is final with its summary queued, or neither.
 """
 
 from __future__ import annotations
 
 import asyncio
+import audioop  # stdlib before 3.13, the audioop-lts package from 3.13 on
 import dataclasses
 import json
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import httpx
 
 from phonebridge.calls.outcome import CallEndReason, CallOutcome
 from phonebridge.calls.pending import PendingCall
+from phonebridge.calls.voice_activity import VOICE_RMS_THRESHOLD
 from phonebridge.errors import StorageError
 from phonebridge.models.base import SessionTimings
 from phonebridge.personas.schema import Persona
 from phonebridge.storage import layout
 from phonebridge.storage.index import CallIndex
-from phonebridge.storage.models import UNSET, CallEnd, CallStart, CallStatus, CallUpdate
+from phonebridge.storage.models import (
+    UNSET,
+    CallEnd,
+    CallStart,
+    CallStatus,
+    CallUpdate,
+    OutboxEntry,
+)
 from phonebridge.storage.recording import CallRecorder
 from phonebridge.storage.transcript import TranscriptBuilder
 from phonebridge.storage.transcription import transcribe_caller
@@ -55,8 +67,18 @@ busy timeout; beyond that the transcript holds the facts and the next
 start-up marks the row as crashed."""
 
 WallClock = Callable[[], datetime]
-OnFinal = Callable[[str, str], Coroutine[Any, Any, None]]
-"""Called with (call_sid, persona id) once a call's row is final (the post-call webhook)."""
+
+
+class SummaryQueue(Protocol):
+    """The post-call webhook as the journal sees it (webhooks/delivery.py CallSummaries)."""
+
+    def entries(self, call_sid: str, persona_id: str) -> list[OutboxEntry]:
+        """The deliveries to queue with the call's final row (empty: no receiver)."""
+        ...
+
+    def queued(self) -> None:
+        """Entries were committed with a final row: deliver them soon."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +95,10 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)
+
+
 @dataclass(frozen=True, slots=True)
 class UnansweredCall:
     """A call that never reached a conversation (busy, no stream)."""
@@ -80,6 +106,8 @@ class UnansweredCall:
     call_sid: str
     from_number: str
     to_number: str
+    channel: str = ""
+    placed_by: str | None = None
 
 
 class CallJournal:
@@ -100,9 +128,11 @@ class CallJournal:
         start: CallStart | None = None,
         row_started: asyncio.Task[bool] | None = None,
         recording_error: str | None = None,
-        on_final: OnFinal | None = None,
+        summaries: SummaryQueue | None = None,
+        sample_rate: int = 8000,
     ) -> None:
-        self._on_final = on_final
+        self._summaries = summaries
+        self.sample_rate = sample_rate  # the leg's: every at_sample counts at it
         self._recording_error = recording_error  # why the call is not recorded at all
         self.call_sid = call_sid
         self._start = start  # the row's first facts, to insert it late if the start failed
@@ -117,11 +147,14 @@ class CallJournal:
         self._started_at = started_at
         self._model_ready_at: datetime | None = None
         self._provider: str | None = None
+        self._first_agent_voice: float | None = None  # seconds into the call
 
     # -- as the call runs (synchronous, cheap) ---------------------------------
 
-    def event(self, kind: str, at: float, detail: str = "") -> None:
-        self.transcript.event(kind, at, detail)
+    def event(
+        self, kind: str, at: float, detail: str = "", *, pre_stream: float | None = None
+    ) -> None:
+        self.transcript.event(kind, at, detail, pre_stream=pre_stream)
 
     def model_ready(self, provider: str, at: float) -> None:
         """The model listens; ``provider`` is the one that actually took the call
@@ -136,11 +169,18 @@ class CallJournal:
     def agent_text(self, piece: str, at: float) -> None:
         self.transcript.agent_text(piece, at)
 
-    def caller_audio(self, pcm8: bytes, at_sample: int) -> None:
-        self._record(CallRecorder.add_caller, pcm8, at_sample)
+    def caller_audio(self, pcm: bytes, at_sample: int) -> None:
+        self._record(CallRecorder.add_caller, pcm, at_sample)
 
-    def agent_audio(self, pcm8: bytes, at_sample: int) -> None:
-        self._record(CallRecorder.add_agent, pcm8, at_sample)
+    def agent_audio(self, pcm: bytes, at_sample: int) -> None:
+        if self._first_agent_voice is None and audioop.rms(pcm, 2) >= VOICE_RMS_THRESHOLD:
+            # The first agent audio the caller can hear, where it sits on the line.
+            # Not the first page: PersonaPlex sends pages of silence from the
+            # start, and what callers wait for is the agent's voice. Measured
+            # only until found, so a call pays for one rms per page at most
+            # until the greeting.
+            self._first_agent_voice = max(0, at_sample) / self.sample_rate
+        self._record(CallRecorder.add_agent, pcm, at_sample)
 
     def advance_to(self, sample: int) -> None:
         if self._recorder is not None:
@@ -150,19 +190,19 @@ class CallJournal:
                 self._recording_failed(exc, sample)
 
     def _record(
-        self, add: Callable[[CallRecorder, bytes, int], None], pcm8: bytes, at_sample: int
+        self, add: Callable[[CallRecorder, bytes, int], None], pcm: bytes, at_sample: int
     ) -> None:
         if self._recorder is None:
             return
         try:
-            add(self._recorder, pcm8, at_sample)
+            add(self._recorder, pcm, at_sample)
         except StorageError as exc:
             self._recording_failed(exc, at_sample)
 
     def _recording_failed(self, exc: StorageError, at_sample: int) -> None:
         # The recorder raises once and then turns itself off: this runs once per call.
         log.error("recording stopped: %s", exc, extra={"call_sid": self.call_sid})
-        self.transcript.event("recording_failed", max(0, at_sample) / 8000, str(exc))
+        self.transcript.event("recording_failed", max(0, at_sample) / self.sample_rate, str(exc))
 
     # -- at the end -----------------------------------------------------------------
 
@@ -186,7 +226,7 @@ class CallJournal:
             ended_by=outcome.reason.ended_by,
             model_socket_seconds=timings.socket_seconds(now),
         )
-        self._note_call_facts(end, errors)
+        self._note_call_facts(end, errors, timings)
         transcript_path: Path | None = self.transcript_path
         try:
             await asyncio.to_thread(self.transcript.write, self.transcript_path)
@@ -207,13 +247,16 @@ class CallJournal:
         changes = CallUpdate(
             provider=self._provider if self._provider is not None else UNSET,
             model_ready_at=self._model_ready_at,
+            first_agent_audio_seconds=self._first_agent_voice,
             recording_path=str(recording_path) if recording_path else None,
             transcript_path=str(transcript_path) if transcript_path else None,
         )
         end = dataclasses.replace(end, error="; ".join(errors) or None)
+        # Made once: a retried write queues the same deliveries (the same keys).
+        outbox = self._outbox_entries()
         try:
-            await self._complete_row(self._index, changes, end)
-            self._announce_final()
+            await self._complete_row(self._index, changes, end, outbox)
+            self._announce_queued(outbox)
         except StorageError as exc:
             log.error(
                 "call row not completed (retrying in the background; the transcript has "
@@ -221,14 +264,16 @@ class CallJournal:
                 exc,
                 extra={"call_sid": self.call_sid},
             )
-            task = asyncio.create_task(self._retry_row(self._index, changes, end))
+            task = asyncio.create_task(self._retry_row(self._index, changes, end, outbox))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    def _note_call_facts(self, end: CallEnd, errors: list[str]) -> None:
+    def _note_call_facts(self, end: CallEnd, errors: list[str], timings: SessionTimings) -> None:
         """The row's facts as the transcript's last event: they survive a lost row."""
         start = self._start
         facts = {
+            "channel": start.channel if start else None,
+            "placed_by": start.placed_by if start else None,
             "from": start.from_number if start else None,
             "to": start.to_number if start else None,
             "persona": start.persona if start else None,
@@ -238,31 +283,48 @@ class CallJournal:
             "end_reason": end.end_reason,
             "ended_by": end.ended_by,
             "model_socket_seconds": round(end.model_socket_seconds or 0.0, 3),
+            # how long the model took to open (from the webhook): the transcript
+            # view says "Model ready on X (took N s)" with it
+            "model_open_seconds": _rounded(timings.time_to_ready),
+            "first_agent_audio_seconds": _rounded(self._first_agent_voice),
             "errors": list(errors),
         }
         at = max(0.0, (end.ended_at - self._started_at).total_seconds())
         self.transcript.event("call", at, json.dumps(facts, separators=(",", ":")))
 
-    async def _complete_row(self, index: CallIndex, changes: CallUpdate, end: CallEnd) -> None:
-        """Insert the row if its start never made it, then update and end it."""
+    async def _complete_row(
+        self,
+        index: CallIndex,
+        changes: CallUpdate,
+        end: CallEnd,
+        outbox: Sequence[OutboxEntry],
+    ) -> None:
+        """Insert the row if its start never made it, then update and end it (the
+        summary's deliveries queued with the end, in its transaction)."""
         started = True if self._row_started is None else await self._row_started
         if not started and self._start is not None and await index.get(self.call_sid) is None:
             await index.start_call(self._start)
         self._row_started = None  # inserted now (or it was there): never insert again
         await index.update(self.call_sid, changes)
-        await index.finish_call(self.call_sid, end)
+        await index.finish_call(self.call_sid, end, outbox=outbox)
 
-    async def _retry_row(self, index: CallIndex, changes: CallUpdate, end: CallEnd) -> None:
+    async def _retry_row(
+        self,
+        index: CallIndex,
+        changes: CallUpdate,
+        end: CallEnd,
+        outbox: Sequence[OutboxEntry],
+    ) -> None:
         last: StorageError | None = None
         for attempt, delay in enumerate(ROW_RETRY_DELAYS, start=2):
             await asyncio.sleep(delay)
             try:
-                await self._complete_row(index, changes, end)
+                await self._complete_row(index, changes, end, outbox)
             except StorageError as exc:
                 last = exc
                 continue
             log.info("call row completed on attempt %d", attempt, extra={"call_sid": self.call_sid})
-            self._announce_final()
+            self._announce_queued(outbox)
             return
         log.error(
             "call row lost after %d attempts (%s); the call's facts are in %s",
@@ -272,9 +334,14 @@ class CallJournal:
             extra={"call_sid": self.call_sid},
         )
 
-    def _announce_final(self) -> None:
-        if self._on_final is not None and self._start is not None:
-            _in_background(self._background, self._on_final(self.call_sid, self._start.persona))
+    def _outbox_entries(self) -> list[OutboxEntry]:
+        if self._summaries is None or self._start is None:
+            return []
+        return self._summaries.entries(self.call_sid, self._start.persona)
+
+    def _announce_queued(self, outbox: Sequence[OutboxEntry]) -> None:
+        if outbox and self._summaries is not None:
+            self._summaries.queued()
 
     async def _add_caller_words(self, recording: Path, transcript_path: Path) -> None:
         transcriber = self._transcriber
@@ -303,9 +370,9 @@ class JournalFactory:
         index: CallIndex | None,
         wall_clock: WallClock = utc_now,
         transcriber: Transcriber | None = None,
-        on_final: OnFinal | None = None,
+        summaries: SummaryQueue | None = None,
     ) -> None:
-        self._on_final = on_final
+        self._summaries = summaries
         self._data_dir = data_dir
         self._index = index
         self._wall_clock = wall_clock
@@ -320,7 +387,7 @@ class JournalFactory:
         recording_error: str | None = None
         if pending.persona.recording:
             try:
-                recorder = CallRecorder(paths.recording)
+                recorder = CallRecorder(paths.recording, sample_rate=pending.sample_rate)
             except StorageError as exc:
                 log.error("not recording: %s", exc, extra={"call_sid": pending.call_sid})
                 recording_error = f"not recorded: {exc}"
@@ -335,6 +402,8 @@ class JournalFactory:
             status=CallStatus.LIVE,
             recording_path=str(paths.recording) if recorder is not None else None,
             transcript_path=str(paths.transcript),
+            channel=pending.channel,
+            placed_by=pending.placed_by,
         )
         # In the background: a locked database must not keep the caller waiting
         # (the model is open and the caller's words are dropped until the call runs).
@@ -354,7 +423,8 @@ class JournalFactory:
             start=start,
             row_started=row_started,
             recording_error=recording_error,
-            on_final=self._on_final,
+            summaries=self._summaries,
+            sample_rate=pending.sample_rate,
         )
 
     async def record_unanswered(
@@ -369,6 +439,8 @@ class JournalFactory:
                 to_number=call.to_number,
                 persona=persona.id,
                 started_at=now,
+                channel=call.channel,
+                placed_by=call.placed_by,
             )
         )
         await self._finish_row(call.call_sid, reason, detail, now, 0.0, persona_id=persona.id)
@@ -386,6 +458,8 @@ class JournalFactory:
                 persona=pending.persona.id,
                 provider=pending.lease.provider,
                 started_at=wall,
+                channel=pending.channel,
+                placed_by=pending.placed_by,
             )
         )
         socket_seconds = pending.session.timings.socket_seconds(now)
@@ -428,16 +502,12 @@ class JournalFactory:
             model_socket_seconds=socket_seconds,
             error=detail or None,
         )
+        summaries = self._summaries
+        outbox = summaries.entries(call_sid, persona_id) if summaries is not None else []
         try:
-            await self._index.finish_call(call_sid, end)
+            await self._index.finish_call(call_sid, end, outbox=outbox)
         except StorageError as exc:
             log.error("call row not completed: %s", exc, extra={"call_sid": call_sid})
             return
-        if self._on_final is not None:
-            _in_background(self.background, self._on_final(call_sid, persona_id))
-
-
-def _in_background(tasks: set[asyncio.Task[None]], work: Coroutine[Any, Any, None]) -> None:
-    task = asyncio.create_task(work)
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
+        if outbox and summaries is not None:
+            summaries.queued()

@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass, field
 
 from phonebridge.calls.admission import Lease
-from phonebridge.models.base import ModelSession
+from phonebridge.models.base import ModelSession, SessionRequest
 from phonebridge.personas.schema import Persona
 
 
@@ -37,11 +37,23 @@ class PendingCall:
     token: str
     created: float
     deadline: float
+    request: SessionRequest
+    """What the model session was opened with: the persona's prompt and voice (or a
+    dashboard user's one-call override) at the leg's rate."""
+    channel: str = ""
+    """The kind of leg the call will join (``twilio``, ``browser``), for the record."""
+    placed_by: str | None = None
+    """The dashboard user who placed the call (a browser call), else None."""
     events: list[tuple[float, str, str]] = field(default_factory=list)
     """(time, kind, detail) call events that happened before the stream (overflow...)."""
     opening: asyncio.Task[ModelSession] = field(init=False)
     """Resolves to the open session (maybe on the overflow provider); set by the
     webhook right after construction, because the task needs the call itself."""
+
+    @property
+    def sample_rate(self) -> int:
+        """The leg's rate: the model session was opened for it (8 kHz for a phone line)."""
+        return self.request.sample_rate
 
 
 def new_token() -> str:

@@ -1,6 +1,8 @@
 """What makes a call personal: business hours, the context lookup, the rendered texts.
 
-Issue 15. The voice webhook asks this module three things, in order:
+Issue 15. :meth:`phonebridge.calls.bridge.Bridge.admit` (the one reservation
+path every leg shares: Twilio, the browser, carriers, outbound) asks this
+module two things, in order:
 
 1. :meth:`PersonalCalls.during_hours` — is the line open? Outside hours the
    call gets the ``closed`` message (no lease, no model) or another persona.
@@ -10,12 +12,15 @@ Issue 15. The voice webhook asks this module three things, in order:
    failed lookup or a template error gives the fallback prompt (the persona's
    ``context.fallback_prompt``, or the prompt with its personal parts left
    out), a log line and a counter.
-3. :meth:`PersonalCalls.answer_within` — how long the webhook may hold its
-   answer for the model to be ready (:mod:`phonebridge.calls.ready_answer`).
 
-The rendered prompt becomes the persona's prompt for this call only (a copy of
-the persona: ``session_request()`` and the overflow path need no change), and
-it is recorded as a call event unless the persona says ``record_prompt: false``.
+The Twilio entry asks a third: :meth:`PersonalCalls.answer_within` — how long
+the webhook may hold its answer for the model to be ready
+(:mod:`phonebridge.calls.ready_answer`).
+
+The prompt rendered is the one the call's ``SessionRequest`` carries (the
+persona's, or a one-call override such as the Talk page's try-a-prompt); the
+rendered text replaces it in the request the model opens with, and it is
+recorded as a call event unless the persona says ``record_prompt: false``.
 """
 
 from __future__ import annotations
@@ -87,7 +92,7 @@ class PersonalMetrics:
 
 @dataclass(frozen=True, slots=True)
 class IncomingCall:
-    """The webhook's facts a personal call uses."""
+    """The facts of a call being admitted that a personal call uses (from any leg)."""
 
     call_sid: str
     from_number: str
@@ -95,21 +100,22 @@ class IncomingCall:
     direction: str = "inbound"
     carrier: Mapping[str, str] = field(default_factory=dict)
     """The carrier's own call fields (Twilio's form), for ``{{ carrier.X }}``."""
+    contact: Mapping[str, str] = field(default_factory=dict)
+    """Per-call values the entry brings (an outbound contact row, ``--var``), for
+    ``{{ contact.X }}``."""
 
-    @classmethod
-    def from_form(cls, form: Mapping[str, str]) -> IncomingCall:
-        carrier = {
-            key: str(value)[:MAX_CARRIER_VALUE_CHARS]
-            for key, value in list(form.items())[:MAX_CARRIER_FIELDS]
-        }
-        direction = form.get("Direction", "inbound")
-        return cls(
-            call_sid=form.get("CallSid", ""),
-            from_number=form.get("From", ""),
-            to_number=form.get("To", ""),
-            direction="outbound" if direction.startswith("outbound") else "inbound",
-            carrier=carrier,
-        )
+
+def carrier_fields(form: Mapping[str, str]) -> dict[str, str]:
+    """A carrier's call fields as template values, bounded in count and length."""
+    return {
+        key: str(value)[:MAX_CARRIER_VALUE_CHARS]
+        for key, value in list(form.items())[:MAX_CARRIER_FIELDS]
+    }
+
+
+def call_direction(form: Mapping[str, str]) -> str:
+    """``inbound`` or ``outbound`` from Twilio's ``Direction`` (``outbound-api``...)."""
+    return "outbound" if form.get("Direction", "inbound").startswith("outbound") else "inbound"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +127,8 @@ class ClosedAnswer:
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    persona: Persona
-    """The persona for this call, its prompt rendered."""
+    prompt: str
+    """The prompt for this call, rendered (or the fallback prompt)."""
     events: list[tuple[float, str, str]]
     """Call events for the transcript: the context outcome, the prompt given."""
 
@@ -190,7 +196,9 @@ class PersonalCalls:
         """A message said before any lookup (busy, closed): built-ins and carrier fields."""
         if not is_template(text):
             return text
-        variables = call_variables(self._facts(call, persona), carrier=call.carrier)
+        variables = call_variables(
+            self._facts(call, persona), carrier=call.carrier, contact=call.contact
+        )
         return self._render_or_impersonal(text, variables, variables, call, what)
 
     def _render_or_impersonal(
@@ -220,10 +228,10 @@ class PersonalCalls:
 
     # -- the lookup and the prompt -------------------------------------------------
 
-    async def prepare(self, call: IncomingCall, persona: Persona) -> Prepared:
-        """The persona with this call's prompt; never raises (see the module docstring)."""
+    async def prepare(self, call: IncomingCall, persona: Persona, prompt: str) -> Prepared:
+        """This call's ``prompt`` (a template) rendered; never raises (see the module docstring)."""
         facts = self._facts(call, persona)
-        base = call_variables(facts, carrier=call.carrier)
+        base = call_variables(facts, carrier=call.carrier, contact=call.contact)
         events: list[tuple[float, str, str]] = []
         variables = base
         lookup_failed = False
@@ -232,13 +240,15 @@ class PersonalCalls:
             detail = f": {result.detail}" if result.detail else ""
             events.append((0.0, "context", result.outcome.value + detail))
             if result.ok:
-                variables = call_variables(facts, carrier=call.carrier, extra=[result.variables])
+                variables = call_variables(
+                    facts, carrier=call.carrier, contact=call.contact, extra=[result.variables]
+                )
             else:
                 lookup_failed = True
-        prompt: str | None = None
+        rendered: str | None = None
         if not lookup_failed:
             try:
-                prompt = _bounded(render(persona.prompt, variables))
+                rendered = _bounded(render(prompt, variables))
             except TemplateRenderError as exc:
                 self.metrics.render_errors.labels("prompt").inc()
                 log.warning(
@@ -247,16 +257,16 @@ class PersonalCalls:
                     extra={"call_sid": call.call_sid, "persona": persona.id},
                 )
                 events.append((0.0, "prompt_error", str(exc)[:200]))
-        if prompt is None:
-            prompt = self._fallback_prompt(persona, base, call)
+        if rendered is None:
+            rendered = self._fallback_prompt(persona, prompt, base, call)
         if is_template(persona.fallback.say):
             self._remember_fallback(
                 call.call_sid,
                 self._render_or_impersonal(persona.fallback.say, variables, base, call, "fallback"),
             )
         if persona.record_prompt:
-            events.append((0.0, "prompt", prompt))
-        return Prepared(persona.model_copy(update={"prompt": prompt}), events)
+            events.append((0.0, "prompt", rendered))
+        return Prepared(rendered, events)
 
     async def _lookup(self, call: IncomingCall, persona: Persona) -> ContextResult:
         hook = persona.context
@@ -287,14 +297,14 @@ class PersonalCalls:
         return result
 
     def _fallback_prompt(
-        self, persona: Persona, base: Mapping[str, Any], call: IncomingCall
+        self, persona: Persona, prompt: str, base: Mapping[str, Any], call: IncomingCall
     ) -> str:
         """``context.fallback_prompt``, else the prompt without its personal parts."""
         fallback = persona.context.fallback_prompt if persona.context is not None else None
         if fallback is not None:
             text = self._render_or_impersonal(fallback, base, base, call, "fallback_prompt")
         else:
-            text = render_impersonal(persona.prompt, base)
+            text = render_impersonal(prompt, base)
         # Never empty (an empty prompt crashes a self-hosted session, PROTOCOLS.md §2.1),
         # never over the URL budget.
         return text[:MAX_PROMPT_CHARS].strip() or persona.name

@@ -1,20 +1,22 @@
-"""One phone call: the task group that joins a Twilio stream to a model session.
+"""One call: the task group that joins a leg (calls/leg.py) to a model session.
 
 ARCHITECTURE.md, "The shape" and "The life of a call" steps 2-4. A call owns
-the Twilio socket, one model session, both transcoding directions, the 20 ms
-input clock (:class:`~phonebridge.calls.pacer.InputPacer`) and the call
-journal (recording, transcript, call record). Three tasks run per call:
+its leg (the caller's side: a Twilio stream, a browser, a carrier), one model
+session, the 20 ms input clock (:class:`~phonebridge.calls.pacer.InputPacer`)
+and the call journal (recording, transcript, call record). Everything runs at
+the leg's rate (:attr:`Leg.sample_rate`): the model session was opened for it,
+and the recording and transcript count its samples. Three tasks run per call:
 
-- *phone reader*: Twilio messages -> caller audio -> model (as it arrives);
+- *leg reader*: leg events -> caller audio -> model (as it arrives);
 - *input clock*: wakes when the pacer says, and feeds silence into gaps;
-- *model reader*: waits for the model to be ready, then agent audio ->
-  8 kHz mu-law -> Twilio ``media`` messages, as soon as produced.
+- *model reader*: waits for the model to be ready, then agent audio -> the
+  leg, as soon as produced.
 
 Whoever sees the end first calls :meth:`CallSession.end`; :meth:`run` then
 takes the one teardown path every exit shares: model socket closed first
-(hosted PersonaPlex bills while it is open), tasks cancelled, Twilio socket
-closed when the bridge ended the call (so Twilio asks the ``<Connect action>``
-URL what to do next), lease released, journal finalised.
+(hosted PersonaPlex bills while it is open), tasks cancelled, the leg closed
+(a Twilio stream closed by the bridge makes Twilio ask the ``<Connect
+action>`` URL what to do next), lease released, journal finalised.
 """
 
 from __future__ import annotations
@@ -24,67 +26,53 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol
 
 from phonebridge.audio.frames import FrameChunker
-from phonebridge.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
 from phonebridge.calls.journal import CallJournal
+from phonebridge.calls.leg import CallerAudio, KeyPress, Leg, LegEnded, PlaybackMark
+from phonebridge.calls.listen import ListenHub
 from phonebridge.calls.outcome import CallEndReason, CallOutcome
 from phonebridge.calls.pacer import InputPacer
 from phonebridge.calls.pending import PendingCall
 from phonebridge.calls.voice_activity import SilenceTimer
-from phonebridge.errors import ModelError, RemoteProtocolError
+from phonebridge.errors import LocalProtocolError, ModelError
 from phonebridge.metrics import BridgeMetrics
-from phonebridge.models.base import FRAME_BYTES, AgentAudio, AgentText, ModelSession
-from phonebridge.telephony.twilio.events import Dtmf, Mark, Media, Stop
-from phonebridge.telephony.twilio.protocol import (
-    MediaStreamProtocol,
-    mark_message,
-    media_message,
-)
+from phonebridge.models.base import AgentAudio, AgentText, ModelSession, frame_bytes
 
 log = logging.getLogger(__name__)
 
-PHONE_FRAME_BYTES = 160  # 20 ms of 8 kHz mu-law
-MARK_EVERY_SECONDS = 1.0  # how often a playback mark is sent to measure Twilio's lag
-
-
-class PhoneSocket(Protocol):
-    """The Twilio side of a call, as the web layer hands it over."""
-
-    async def receive(self) -> str | bytes | None:
-        """The next message; ``None`` once the socket is closed.
-
-        Raises :class:`RemoteProtocolError` when the transport refused what the
-        peer sent (a frame over the size limit) and closed the socket.
-        """
-
-    async def send_text(self, text: str) -> None: ...
-
-    async def close(self, code: int = 1000) -> None: ...
+MARK_EVERY_SECONDS = 1.0  # how often a playback mark is sent to measure the leg's lag
 
 
 class CallSession:
-    """Runs one call from the Twilio ``start`` message to the end of everything."""
+    """Runs one call from the leg's start to the end of everything."""
 
     def __init__(
         self,
         *,
         pending: PendingCall,
-        stream: MediaStreamProtocol,
-        phone: PhoneSocket,
+        leg: Leg,
         journal: CallJournal,
         clock: Callable[[], float],
         on_outcome: Callable[[CallOutcome], None],
         metrics: BridgeMetrics,
     ) -> None:
         self.pending = pending
-        assert stream.start is not None, "the stream handler reads 'start' first"
-        self._stream = stream
-        self.stream_sid = stream.start.stream_sid
+        self.leg = leg
+        self.stream_sid = leg.stream_id
         self.call_sid = pending.call_sid
         self.persona = pending.persona
-        self._phone = phone
+        self.sample_rate = rate = leg.sample_rate
+        requested = pending.sample_rate
+        if requested != rate:
+            # The model session was opened for the leg's rate before the leg
+            # existed (the webhook); a mismatch would be noise, not speech.
+            raise LocalProtocolError(
+                f"a {rate} Hz leg joined a model session opened at {requested}"
+            )
+        self._frame_bytes = frame_bytes(rate)
+        self.listeners = ListenHub(rate)
+        """Operators listening in (calls/listen.py): a bounded fan-out, never a wait."""
         self._journal = journal
         self._clock = clock
         self._on_outcome = on_outcome
@@ -99,14 +87,13 @@ class CallSession:
         self._model: ModelSession | None = None
         self._wake_clock = asyncio.Event()
         self._clock_due = 0.0  # when the input clock will wake on its own
-        self._pacer = InputPacer(silence=bytes(FRAME_BYTES))
-        # Twilio frames are 20 ms, but nothing promises it (§1.2): the model
-        # gets exact 20 ms frames, a remainder waiting for the next message.
-        self._caller_frames = FrameChunker(FRAME_BYTES)
-        self._outbound_mulaw = bytearray()
-        self._playback_end = 0  # 8 kHz sample where the audio we queued at Twilio ends
+        self._pacer = InputPacer(silence=bytes(self._frame_bytes))
+        # Legs deliver audio in their own sizes (Twilio's 20 ms is observed, not
+        # promised: §1.2; Exotel sends 100 ms): the model gets exact 20 ms
+        # frames, a remainder waiting for the next message.
+        self._caller_frames = FrameChunker(self._frame_bytes)
+        self._playback_end = 0  # leg-rate sample where the audio queued at the leg ends
         self._marks: dict[str, float] = {}
-        self._unknown_logged = False
         self._mark_counter = 0
         self._next_mark_at = 0.0
         self.playback_lag: float | None = None
@@ -123,7 +110,7 @@ class CallSession:
     # -- timeline ------------------------------------------------------------
 
     def now(self) -> float:
-        """Seconds since the stream started: the call's own timeline."""
+        """Seconds since the leg started: the call's own timeline."""
         return self._clock() - self._origin
 
     # -- ending ----------------------------------------------------------------
@@ -135,6 +122,10 @@ class CallSession:
             self._end_requested_at = self._clock()
             self._ended.set()
 
+    def note(self, kind: str, detail: str) -> None:
+        """Put an event on the call's transcript now (an operator started listening...)."""
+        self._journal.event(kind, self.now(), detail)
+
     @property
     def outcome(self) -> CallOutcome | None:
         return self._outcome
@@ -143,10 +134,10 @@ class CallSession:
         """Run the call to its end; always tears everything down."""
         self._journal.event("answered", 0.0, f"stream {self.stream_sid}")
         for at, kind, detail in self.pending.events:
-            self._journal.event(kind, 0.0, f"{detail} ({at:+.3f}s before stream)")
+            self._journal.event(kind, 0.0, detail, pre_stream=round(at, 3))
         self._metrics.active_calls.inc()
         tasks = [
-            asyncio.create_task(self._phone_reader(), name=f"{self.call_sid}:phone"),
+            asyncio.create_task(self._leg_reader(), name=f"{self.call_sid}:leg"),
             asyncio.create_task(self._model_reader(), name=f"{self.call_sid}:model"),
             asyncio.create_task(self._input_clock(), name=f"{self.call_sid}:clock"),
         ]
@@ -188,60 +179,40 @@ class CallSession:
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
                 log.error("call task failed", exc_info=result, extra={"call_sid": self.call_sid})
         self.pending.lease.release()
-        # Before the stream closes: Twilio asks the <Connect action> URL at once,
-        # and its answer depends on this outcome.
+        self.listeners.close()
+        # Before the leg closes: a Twilio stream's close makes Twilio ask the
+        # <Connect action> URL at once, and its answer depends on this outcome.
         self._on_outcome(outcome)
-        # Closing the stream makes Twilio request the <Connect action> URL when
-        # the bridge ended the call; after the caller's `stop` it is a clean
-        # close handshake instead of a dropped connection (the soak saw 1006s).
         with contextlib.suppress(Exception):
-            await self._phone.close()
+            await self.leg.close()
         self._journal.event(
             "hangup", self.now(), f"{outcome.reason.value} by {outcome.reason.ended_by}"
         )
         await self._journal.finish(outcome, model.timings, self._clock())
 
-    # -- phone -> model --------------------------------------------------------
+    # -- leg -> model ------------------------------------------------------------
 
-    async def _phone_reader(self) -> None:
+    async def _leg_reader(self) -> None:
         try:
             while True:
-                raw = await self._phone.receive()
-                if raw is None:
-                    self.end(CallEndReason.CALLER_DROPPED, "media socket closed without stop")
-                    await self._close_model()
-                    return
-                await self._on_phone_message(raw)
-        except RemoteProtocolError as exc:
-            # Twilio never sends malformed messages; one that arrives means the
-            # stream is corrupt or not Twilio's. End the call (the bridge closes
-            # the stream, so Twilio asks the <Connect action> URL) rather than
-            # guess, and read no further: the stream's state is unknown.
-            log.warning("Twilio protocol error: %s", exc, extra={"call_sid": self.call_sid})
-            self.end(CallEndReason.PROTOCOL_ERROR, str(exc))
+                event = await self.leg.receive()
+                match event:
+                    case CallerAudio():
+                        await self._on_caller_audio(event)
+                    case KeyPress():
+                        await self._on_dtmf(event.digit)
+                    case PlaybackMark():
+                        self._on_mark(event.name)
+                    case LegEnded():
+                        self.end(event.reason, event.detail)
+                        if event.reason.ended_by == "caller":
+                            await self._close_model()
+                        return
+                    case None:
+                        pass
         except Exception as exc:
-            self.end(CallEndReason.BRIDGE_ERROR, f"phone reader: {exc!r}")
+            self.end(CallEndReason.BRIDGE_ERROR, f"leg reader: {exc!r}")
             raise
-
-    async def _on_phone_message(self, raw: str | bytes) -> None:
-        """One frame from Twilio; raises :class:`RemoteProtocolError` on a bad one."""
-        event = self._stream.receive(raw, self._clock())
-        match event:
-            case Media():
-                await self._on_caller_audio(event)
-            case Dtmf():
-                await self._on_dtmf(event.digit)
-            case Mark():
-                self._on_mark(event.name)
-            case Stop():
-                self.end(CallEndReason.CALLER_HANGUP, "stop")
-                await self._close_model()
-            case None if self._stream.unknown_events == 1 and not self._unknown_logged:
-                # Once per call: Twilio may have added an event we do not know yet.
-                self._unknown_logged = True
-                log.info("skipping unknown Twilio events", extra={"call_sid": self.call_sid})
-            case _:
-                pass  # None: ignored after stop (a second stop, late media), unknown events
 
     async def _close_model(self) -> None:
         """Close the model socket from the task that saw the caller go.
@@ -255,15 +226,17 @@ class CallSession:
         with contextlib.suppress(Exception):
             await (self._model or self.pending.session).close()
 
-    async def _on_caller_audio(self, media: Media) -> None:
+    async def _on_caller_audio(self, audio: CallerAudio) -> None:
         started = time.perf_counter()
-        pcm8 = ulaw_to_pcm16(media.payload)
-        self._journal.caller_audio(pcm8, media.timestamp_ms * 8)
-        self._silence.observe(pcm8, self.now())
+        pcm = audio.pcm
+        self._journal.caller_audio(pcm, audio.at_sample)
+        self._silence.observe(pcm, self.now())
+        if self.listeners:
+            self.listeners.caller(pcm)
         now = self._clock()
         frames: list[bytes] = []
         dropped_before = self._pacer.stats.dropped_frames
-        for frame in self._caller_frames.push(pcm8):
+        for frame in self._caller_frames.push(pcm):
             frames += self._pacer.push_caller(frame, now)
         if self._pacer.stats.dropped_frames != dropped_before:
             self._metrics.dropped_frames.inc(self._pacer.stats.dropped_frames - dropped_before)
@@ -272,7 +245,9 @@ class CallSession:
         # buffer append.
         for frame in frames:
             await self._send_to_model(frame)
-        self._inbound_seconds.observe(time.perf_counter() - started)
+        # Per 20 ms frame, whatever size the leg delivers (Exotel: 100 ms).
+        elapsed = time.perf_counter() - started
+        self._inbound_seconds.observe(elapsed * self._frame_bytes / max(len(pcm), 1))
         # Wake the clock only if it now has something to do sooner than it
         # planned (frames queued ahead of real time). A caller frame usually
         # pushes the clock's deadline later, and waking it 50 times a second
@@ -324,7 +299,7 @@ class CallSession:
 
     def _check_limits(self) -> None:
         now = self.now()
-        self._journal.advance_to(int(now * 8000))
+        self._journal.advance_to(int(now * self.sample_rate))
         if self._max_duration is not None and now >= self._max_duration:
             self.end(CallEndReason.MAX_DURATION, f"{self._max_duration:g} s limit")
         elif self._silence.expired(now):
@@ -382,41 +357,35 @@ class CallSession:
                     await self._on_agent_audio(event.pcm)
                 case AgentText():
                     self._model_outputs += 1
-                    self._journal.agent_text(event.text, self._playback_end / 8000)
+                    self._journal.agent_text(event.text, self._playback_end / self.sample_rate)
+                    with contextlib.suppress(Exception):
+                        await self.leg.show_text(event.text)
                 case _:
                     self.end(CallEndReason.MODEL_ENDED, f"{event.reason.value}: {event.detail}")
                     return
         self.end(CallEndReason.MODEL_ENDED, "event stream ended")
 
-    async def _on_agent_audio(self, pcm8: bytes) -> None:
+    async def _on_agent_audio(self, pcm: bytes) -> None:
+        if not pcm:
+            return
         started = time.perf_counter()
-        mulaw = pcm16_to_ulaw(pcm8)
-        if not mulaw:
-            return
-        # Twilio plays what we send in order, starting now or when the audio
+        # A leg plays what we send in order, starting now or when the audio
         # already queued ends: that is where this audio sits on the call's line.
-        now_sample = int(self.now() * 8000)
+        now_sample = int(self.now() * self.sample_rate)
         self._playback_end = max(self._playback_end, now_sample)
-        self._journal.agent_audio(pcm8, self._playback_end)
-        self._playback_end += len(pcm8) // 2
-        self._outbound_mulaw += mulaw
-        whole = len(self._outbound_mulaw) - len(self._outbound_mulaw) % PHONE_FRAME_BYTES
-        if not whole:
-            return
-        # All the whole 20 ms frames the model's page decoded to go in ONE
-        # media message (80 ms from PersonaPlex). Twilio takes a payload of any
-        # size and plays it in order (PROTOCOLS.md §1.3), and four messages
-        # sent in the same instant would reach the caller no sooner: this is
-        # the same audio at the same time for a quarter of the JSON, base64,
-        # WebSocket frames and socket writes.
-        message = media_message(self.stream_sid, bytes(self._outbound_mulaw[:whole]))
-        del self._outbound_mulaw[:whole]
-        # Per 20 ms phone frame, like the inbound figure.
-        self._outbound_seconds.observe((time.perf_counter() - started) * PHONE_FRAME_BYTES / whole)
-        await self._phone.send_text(message)
+        self._journal.agent_audio(pcm, self._playback_end)
+        if self.listeners:
+            self.listeners.agent(pcm)
+        self._playback_end += len(pcm) // 2
+        await self.leg.play(pcm)
+        # Per 20 ms frame, like the inbound figure (the leg's send is a buffer append).
+        elapsed = time.perf_counter() - started
+        self._outbound_seconds.observe(elapsed * self._frame_bytes / len(pcm))
         await self._maybe_mark()
 
     async def _maybe_mark(self) -> None:
+        if not self.leg.supports_marks:
+            return
         now = self._clock()
         if now < self._next_mark_at:
             return
@@ -424,6 +393,6 @@ class CallSession:
         self._mark_counter += 1
         name = f"pb{self._mark_counter}"
         self._marks[name] = now
-        if len(self._marks) > 64:  # Twilio echoes every mark; bound it anyway
+        if len(self._marks) > 64:  # legs echo every mark; bound it anyway
             self._marks.pop(next(iter(self._marks)))
-        await self._phone.send_text(mark_message(self.stream_sid, name))
+        await self.leg.mark(name)

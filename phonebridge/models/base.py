@@ -1,14 +1,17 @@
 """The model-session interface every PersonaPlex provider implements.
 
-A phone call owns exactly one :class:`ModelSession`. The call path only ever
-speaks the phone line's audio to it: 8 kHz mono signed 16-bit little-endian
-PCM, in 20 ms frames (160 samples, 320 bytes), and hears the same back. Each
-provider turns that into its own wire format and back: Ogg/Opus for
-self-hosted PersonaPlex and PolarGrid (libopus encodes from and decodes to
-8 kHz itself: the model side stays 24 kHz Opus), raw 24 kHz PCM in msgpack for
-fal (through the polyphase resamplers). Keeping the session at the line's rate
-means the Opus providers need no resampler at all: the load benchmark
-measured it as the largest single saving per call (BENCHMARKS.md).
+A call owns exactly one :class:`ModelSession`. The call path only ever
+speaks its leg's audio to it: mono signed 16-bit little-endian PCM at the
+leg's rate (:attr:`SessionRequest.sample_rate`: 8 kHz for a phone line,
+16 or 24 kHz for a wideband leg such as the browser), in 20 ms frames
+(:func:`frame_bytes`), and hears the same back at that rate. Each provider
+turns that into its own wire format and back: Ogg/Opus for self-hosted
+PersonaPlex and PolarGrid (libopus encodes from and decodes to the leg's rate
+itself: the model side stays 24 kHz Opus), raw 24 kHz PCM in msgpack for fal
+(through the polyphase resamplers for an 8 kHz leg, untouched for a 24 kHz
+one). Keeping the session at the leg's rate means the Opus providers need no
+resampler at all: the load benchmark measured it as the largest single saving
+per call (BENCHMARKS.md), and a wideband leg reaches the model wideband.
 
 Life cycle::
 
@@ -32,9 +35,19 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
-SAMPLE_RATE = 8_000  # the phone line's rate (Twilio's mu-law, PROTOCOLS.md §1)
+from phonebridge.errors import ConfigError
+
+SAMPLE_RATE = 8_000  # the phone line's rate (Twilio's mu-law, PROTOCOLS.md §1): the default
 FRAME_SAMPLES = 160  # 20 ms at 8 kHz
 FRAME_BYTES = FRAME_SAMPLES * 2
+LEG_RATES: frozenset[int] = frozenset({8_000, 16_000, 24_000})
+"""Rates a session can speak: narrowband phone lines, wideband and the model's own 24 kHz."""
+
+
+def frame_bytes(sample_rate: int) -> int:
+    """Bytes in one 20 ms frame of mono s16le at ``sample_rate``."""
+    return sample_rate // 50 * 2
+
 
 VOICES: frozenset[str] = frozenset(
     [f"NATF{i}" for i in range(4)]
@@ -57,7 +70,7 @@ class EndReason(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class AgentAudio:
-    """Agent speech: 8 kHz mono s16le PCM, any length (80 ms from the self-hosted server)."""
+    """Agent speech: mono s16le PCM at the session's rate, any length (80 ms pages self-hosted)."""
 
     pcm: bytes
 
@@ -86,6 +99,12 @@ class SessionRequest:
 
     prompt: str
     voice: str  # one of VOICES, without ".pt"
+    sample_rate: int = SAMPLE_RATE
+    """The leg's rate: what send_audio takes and AgentAudio carries (one of LEG_RATES)."""
+
+    def __post_init__(self) -> None:
+        if self.sample_rate not in LEG_RATES:
+            raise ConfigError(f"a session speaks {sorted(LEG_RATES)} Hz, not {self.sample_rate}")
 
 
 @dataclass(slots=True)
@@ -141,7 +160,7 @@ class ModelSession(Protocol):
         """
 
     async def send_audio(self, pcm: bytes) -> None:
-        """Send one 20 ms frame (320 bytes of 8 kHz s16le). Never blocks for long.
+        """Send one 20 ms frame at the request's rate (320 bytes at 8 kHz). Never blocks for long.
 
         After the session ended this is a no-op: the event stream reports why.
         """

@@ -3,7 +3,8 @@
 Settings are plain frozen dataclasses handed in by :mod:`phonebridge.config`
 (the only place environment variables are read); keys are excluded from
 their reprs. The clock is injected so :class:`~phonebridge.models.base.SessionTimings`
-can be driven by tests.
+and the hosted providers' Retry-After gates can be driven by tests; so is the
+wall clock, read only to turn an HTTP-date ``Retry-After`` into a wait.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from phonebridge.models.fal_protocol import config_for
 from phonebridge.models.personaplex import DEFAULT_HANDSHAKE_TIMEOUT, PersonaPlexSession
 from phonebridge.models.polargrid import PolarGridSession
 from phonebridge.models.polargrid_protocol import DEFAULT_REGION, AuthMode, region_base_url
-from phonebridge.models.retry_gate import RetryAfterGate
+from phonebridge.models.retry_gate import LocalRetryGate, RetryGate
 from phonebridge.models.wsclient import DEFAULT_CLOSE_TIMEOUT, DEFAULT_OPEN_TIMEOUT
 
 Clock = Callable[[], float]
@@ -44,7 +45,7 @@ class PolarGridSettings:
 
     api_key: str = field(repr=False)
     region: str = DEFAULT_REGION
-    base_url: str | None = None  # overrides wss://api.<region>.edge.polargrid.ai (simulator)
+    base_url: str | None = None  # POLARGRID_BASE_URL: replaces wss://api.<region>.edge.polargrid.ai
     auth: AuthMode = "subprotocol"
     handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
     open_timeout: float = DEFAULT_OPEN_TIMEOUT
@@ -109,7 +110,13 @@ class PolarGridFactory:
     provider = "polargrid"
 
     def __init__(
-        self, settings: PolarGridSettings, *, clock: Clock, logger: logging.Logger | None
+        self,
+        settings: PolarGridSettings,
+        *,
+        clock: Clock,
+        logger: logging.Logger | None,
+        retry_gate: RetryGate | None = None,
+        wall_clock: Clock = time.time,
     ) -> None:
         if not settings.api_key:
             raise ConfigError("polargrid needs an API key (POLARGRID_API_KEY)")
@@ -118,8 +125,10 @@ class PolarGridFactory:
         self.settings = settings
         self.info = ProviderInfo(self.provider)
         self._clock = clock
+        self._wall_clock = wall_clock
         self._logger = logger
-        self.retry_gate = RetryAfterGate(self.provider)  # one 429 holds off every session
+        # One 429 holds off every session (of every replica, when the gate is in Redis).
+        self.retry_gate: RetryGate = retry_gate or LocalRetryGate(self.provider)
 
     def create(self, request: SessionRequest, *, server_url: str | None = None) -> ModelSession:
         s = self.settings
@@ -136,6 +145,7 @@ class PolarGridFactory:
             opus_complexity=s.opus_complexity,
             logger=self._logger,
             retry_gate=self.retry_gate,
+            wall_clock=self._wall_clock,
         )
 
 
@@ -143,15 +153,23 @@ class FalFactory:
     provider = "fal"
 
     def __init__(
-        self, settings: FalSettings, *, clock: Clock, logger: logging.Logger | None
+        self,
+        settings: FalSettings,
+        *,
+        clock: Clock,
+        logger: logging.Logger | None,
+        retry_gate: RetryGate | None = None,
+        wall_clock: Clock = time.time,
     ) -> None:
         if not settings.api_key:
             raise ConfigError("fal needs an API key (FAL_KEY)")
         self.settings = settings
         self.info = ProviderInfo(self.provider)
         self._clock = clock
+        self._wall_clock = wall_clock
         self._logger = logger
-        self.retry_gate = RetryAfterGate(self.provider)  # one 429 holds off every session
+        # One 429 holds off every session (of every replica, when the gate is in Redis).
+        self.retry_gate: RetryGate = retry_gate or LocalRetryGate(self.provider)
 
     def create(self, request: SessionRequest, *, server_url: str | None = None) -> ModelSession:
         s = self.settings
@@ -173,6 +191,7 @@ class FalFactory:
             close_timeout=s.close_timeout,
             logger=self._logger,
             retry_gate=self.retry_gate,
+            wall_clock=self._wall_clock,
         )
 
 
@@ -181,6 +200,7 @@ def make_factory(
     settings: ProviderSettings,
     *,
     clock: Clock = time.monotonic,
+    wall_clock: Clock = time.time,
     logger: logging.Logger | None = None,
 ) -> ModelSessionFactory:
     """The session factory for ``provider`` (``personaplex``, ``polargrid`` or ``fal``)."""
@@ -188,9 +208,9 @@ def make_factory(
         case "personaplex", PersonaPlexSettings():
             return PersonaPlexFactory(settings, clock=clock, logger=logger)
         case "polargrid", PolarGridSettings():
-            return PolarGridFactory(settings, clock=clock, logger=logger)
+            return PolarGridFactory(settings, clock=clock, logger=logger, wall_clock=wall_clock)
         case "fal", FalSettings():
-            return FalFactory(settings, clock=clock, logger=logger)
+            return FalFactory(settings, clock=clock, logger=logger, wall_clock=wall_clock)
         case (("personaplex" | "polargrid" | "fal"), _):
             raise ConfigError(f"{provider} needs its own settings, not {type(settings).__name__}")
     raise ConfigError(f"unknown model provider {provider!r} (personaplex, polargrid, fal)")

@@ -23,7 +23,7 @@ from phonebridge.models.fal_protocol import (
     build_url,
     config_for,
 )
-from phonebridge.models.retry_gate import RetryAfterGate
+from phonebridge.models.retry_gate import RetryGate
 from phonebridge.models.wsclient import DEFAULT_CLOSE_TIMEOUT, Clock, WebSocketModelSession
 
 DEFAULT_FAL_OPEN_TIMEOUT: Final[float] = 45.0
@@ -47,12 +47,13 @@ class FalSession(WebSocketModelSession):
         open_timeout: float = DEFAULT_FAL_OPEN_TIMEOUT,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         logger: logging.Logger | None = None,
-        retry_gate: RetryAfterGate | None = None,
+        retry_gate: RetryGate | None = None,
+        wall_clock: Clock = time.time,
     ) -> None:
         config = config or config_for(request)
         super().__init__(
             url=build_url(base_url),
-            protocol=FalProtocol(config),
+            protocol=FalProtocol(config, sample_rate=request.sample_rate),
             clock=clock,
             handshake_timeout=None,
             open_timeout=open_timeout,
@@ -61,6 +62,7 @@ class FalSession(WebSocketModelSession):
             secrets=(api_key,),
             logger=logger,
             retry_gate=retry_gate,
+            wall_clock=wall_clock,
         )
 
     async def end_of_turn(self) -> None:

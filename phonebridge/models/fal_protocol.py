@@ -25,18 +25,20 @@ import msgpack
 from phonebridge.audio.resample import Downsampler24kTo8k, Upsampler8kTo24k
 from phonebridge.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from phonebridge.models.base import (
-    FRAME_BYTES,
+    SAMPLE_RATE,
     VOICES,
     AgentAudio,
     AgentText,
     EndReason,
     SessionEnded,
     SessionRequest,
+    frame_bytes,
 )
 from phonebridge.models.personaplex_protocol import WireEvent, describe_close
 
 DEFAULT_BASE_URL: Final[str] = "wss://fal.run"
 REALTIME_PATH: Final[str] = "/fal-ai/personaplex/realtime"
+FAL_RATE: Final[int] = 24000  # what fal's audio field carries both ways (§4)
 CHUNK_SAMPLES: Final[int] = 1920  # 80 ms at 24 kHz: one model step
 CHUNK_BYTES: Final[int] = CHUNK_SAMPLES * 2
 NORMAL_CLOSURE: Final[int] = 1000
@@ -82,7 +84,7 @@ def config_for(request: SessionRequest, **overrides: Any) -> FalConfig:
 
 
 def build_url(base_url: str = DEFAULT_BASE_URL) -> str:
-    """``wss://fal.run/fal-ai/personaplex/realtime`` (the base is overridable for the simulator)."""
+    """``wss://fal.run/fal-ai/personaplex/realtime``; ``FAL_BASE_URL`` replaces the base."""
     return base_url.rstrip("/") + REALTIME_PATH
 
 
@@ -94,16 +96,25 @@ def auth_headers(api_key: str) -> dict[str, str]:
 
 
 class FalProtocol:
-    """One fal realtime session: 20 ms frames in, 80 ms msgpack messages out."""
+    """One fal realtime session: 20 ms frames in, 80 ms msgpack messages out.
 
-    def __init__(self, config: FalConfig) -> None:
+    fal carries raw 24 kHz PCM (§4). An 8 kHz leg goes through the polyphase
+    resamplers, one per direction, their filter state kept for the session's
+    life; a 24 kHz leg's audio goes to fal as it is, never squeezed through
+    8 kHz. Other rates are refused: they would need a resampler for a ratio
+    the bridge does not have yet (16 kHz is 2:3).
+    """
+
+    def __init__(self, config: FalConfig, *, sample_rate: int = SAMPLE_RATE) -> None:
+        if sample_rate not in (SAMPLE_RATE, FAL_RATE):
+            raise ConfigError(f"fal sessions take 8000 or 24000 Hz audio, not {sample_rate}")
         self._fields = config.fields()
         self._pending = bytearray()
-        # fal carries raw 24 kHz PCM (§4) and the session speaks the line's
-        # 8 kHz: the polyphase resamplers bridge the two, one per direction,
-        # their filter state kept for the session's life.
-        self._upsampler = Upsampler8kTo24k()
-        self._downsampler = Downsampler24kTo8k()
+        self.sample_rate = sample_rate
+        self.frame_bytes = frame_bytes(sample_rate)
+        narrowband = sample_rate == SAMPLE_RATE
+        self._upsampler = Upsampler8kTo24k() if narrowband else None
+        self._downsampler = Downsampler24kTo8k() if narrowband else None
         self.ready = False
 
     def on_open(self) -> None:
@@ -111,11 +122,13 @@ class FalProtocol:
 
     def encode_audio(self, pcm: bytes) -> list[bytes]:
         """Buffer one 20 ms frame; every fourth returns one msgpack message of 80 ms."""
-        if len(pcm) != FRAME_BYTES:
-            raise LocalProtocolError(f"send one 20 ms frame ({FRAME_BYTES} bytes), got {len(pcm)}")
+        if len(pcm) != self.frame_bytes:
+            raise LocalProtocolError(
+                f"send one 20 ms frame ({self.frame_bytes} bytes), got {len(pcm)}"
+            )
         if not self.ready:
             return []
-        self._pending += self._upsampler.push(pcm)
+        self._pending += pcm if self._upsampler is None else self._upsampler.push(pcm)
         if len(self._pending) < CHUNK_BYTES:
             return []
         chunk = bytes(self._pending[:CHUNK_BYTES])
@@ -139,7 +152,7 @@ class FalProtocol:
         if isinstance(audio, bytes) and audio:
             if len(audio) % 2:
                 raise RemoteProtocolError("fal sent PCM with an odd number of bytes")
-            line = self._downsampler.push(audio)
+            line = audio if self._downsampler is None else self._downsampler.push(audio)
             if line:
                 events.append(AgentAudio(line))
         text = reply.get("text")

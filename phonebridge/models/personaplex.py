@@ -57,7 +57,7 @@ class PersonaPlexSession(WebSocketModelSession):
     ) -> None:
         super().__init__(
             url=build_chat_url(server_url, request),
-            protocol=OggStreamProtocol(complexity=opus_complexity),
+            protocol=OggStreamProtocol(complexity=opus_complexity, sample_rate=request.sample_rate),
             clock=clock,
             handshake_timeout=handshake_timeout,
             open_timeout=open_timeout,

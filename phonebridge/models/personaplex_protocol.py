@@ -27,10 +27,10 @@ from enum import IntEnum
 from typing import Final
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
+from phonebridge.audio.opus import NARROWBAND
 from phonebridge.audio.opus_stream import OggOpusDecodeStream, OggOpusEncodeStream
 from phonebridge.errors import AudioError, ConfigError, LocalProtocolError, RemoteProtocolError
 from phonebridge.models.base import (
-    FRAME_BYTES,
     SAMPLE_RATE,
     VOICES,
     AgentAudio,
@@ -38,6 +38,7 @@ from phonebridge.models.base import (
     EndReason,
     SessionEnded,
     SessionRequest,
+    frame_bytes,
 )
 
 CHAT_PATH: Final[str] = "/api/chat"
@@ -117,20 +118,37 @@ class OggStreamProtocol:
     Owns one encoder and one decoder for the socket's life. Before the
     handshake :meth:`encode_audio` returns nothing: audio the caller produced
     while the model conditioned is dropped, never queued (§2.6).
+
+    ``sample_rate`` is the leg's: the codec works at it, so no resampler runs
+    on either side (libopus changes rate inside the codec, see
+    audio/opus_stream.py). A narrowband leg caps the encoder at narrowband
+    (nothing lives above 4 kHz on a phone line: cheaper and cleaner, see
+    audio/opus.py); a wideband leg lets libopus pick the band (super-wideband
+    at 24 kHz), so what the caller's microphone heard above 4 kHz reaches the
+    model.
     """
 
-    def __init__(self, *, complexity: int | None = None, bitrate: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        complexity: int | None = None,
+        bitrate: int | None = None,
+        sample_rate: int = SAMPLE_RATE,
+    ) -> None:
         options: dict[str, int] = {}
         if complexity is not None:
             options["complexity"] = complexity
         if bitrate is not None:
             options["bitrate"] = bitrate
-        # The codec works at the line's rate: libopus changes rate inside the
-        # codec, so no resampler runs on either side (see audio/opus_stream.py).
+        self.sample_rate = sample_rate
+        self.frame_bytes = frame_bytes(sample_rate)
         self._encoder = OggOpusEncodeStream(
-            sample_rate=SAMPLE_RATE, packets_per_page=PACKETS_PER_MODEL_STEP, **options
+            sample_rate=sample_rate,
+            packets_per_page=PACKETS_PER_MODEL_STEP,
+            max_bandwidth=NARROWBAND if sample_rate <= 8000 else None,
+            **options,
         )
-        self._decoder = OggOpusDecodeStream(sample_rate=SAMPLE_RATE)
+        self._decoder = OggOpusDecodeStream(sample_rate=sample_rate)
         self._headers_sent = False
         self.ready = False
 
@@ -162,14 +180,16 @@ class OggStreamProtocol:
         return []
 
     def encode_audio(self, pcm: bytes) -> list[bytes]:
-        """The frames to send for one 20 ms frame of 8 kHz PCM (none before the handshake).
+        """The frames to send for one 20 ms frame of PCM at the leg's rate (none before ready).
 
         The first frame after the handshake carries the OpusHead BOS page and
         the OpusTags page ahead of the first audio page: the server reads pages
         from a byte stream, so joining them in one message is fine (§2.2).
         """
-        if len(pcm) != FRAME_BYTES:
-            raise LocalProtocolError(f"send one 20 ms frame ({FRAME_BYTES} bytes), got {len(pcm)}")
+        if len(pcm) != self.frame_bytes:
+            raise LocalProtocolError(
+                f"send one 20 ms frame ({self.frame_bytes} bytes), got {len(pcm)}"
+            )
         if not self.ready:
             return []
         pages = b""

@@ -20,7 +20,7 @@ from phonebridge.models.polargrid_protocol import (
     build_url,
     subprotocols,
 )
-from phonebridge.models.retry_gate import RetryAfterGate
+from phonebridge.models.retry_gate import RetryGate
 from phonebridge.models.wsclient import (
     DEFAULT_CLOSE_TIMEOUT,
     DEFAULT_OPEN_TIMEOUT,
@@ -50,9 +50,10 @@ class PolarGridSession(WebSocketModelSession):
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
         opus_complexity: int | None = None,
         logger: logging.Logger | None = None,
-        retry_gate: RetryAfterGate | None = None,
+        retry_gate: RetryGate | None = None,
+        wall_clock: Clock = time.time,
     ) -> None:
-        self._pg = PolarGridProtocol(complexity=opus_complexity)
+        self._pg = PolarGridProtocol(complexity=opus_complexity, sample_rate=request.sample_rate)
         super().__init__(
             url=build_url(request, region=region, base_url=base_url, api_key=api_key, auth=auth),
             protocol=self._pg,
@@ -64,6 +65,7 @@ class PolarGridSession(WebSocketModelSession):
             secrets=(api_key,),
             logger=logger,
             retry_gate=retry_gate,
+            wall_clock=wall_clock,
         )
 
     async def end_of_turn(self) -> None:

@@ -7,13 +7,15 @@ so the call moves to its overflow provider or hears the fallback) without
 touching the network: knocking again on a provider that asked us to wait only
 prolongs the limit, and each refused upgrade costs the caller a round trip.
 
-Pure: time is passed in.
+Pure: time is passed in. Sessions see a gate through the async
+:class:`RetryGate` interface, so the gate can also live in Redis, shared by
+every replica (phonebridge/coordination/: one replica's 429 holds all off).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 from phonebridge.errors import ModelRateLimited
 
@@ -45,3 +47,31 @@ class RetryAfterGate:
         """The provider answered 429: keep new sessions away for its wait."""
         wait = DEFAULT_WAIT_SECONDS if retry_after is None else retry_after
         self._reopens_at = max(self._reopens_at, now + min(max(wait, 0.0), MAX_WAIT_SECONDS))
+
+
+class RetryGate(Protocol):
+    """A provider's ``Retry-After`` wait as the sessions see it (one process or a cluster)."""
+
+    provider: str
+
+    async def check(self, now: float) -> None:
+        """Raise :class:`ModelRateLimited` while the provider's wait is running."""
+        ...
+
+    async def hold(self, now: float, retry_after: float | None) -> None:
+        """The provider answered 429: keep new sessions away for its wait."""
+        ...
+
+
+class LocalRetryGate:
+    """One process's :class:`RetryAfterGate` behind the async :class:`RetryGate` interface."""
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.gate = RetryAfterGate(provider)
+
+    async def check(self, now: float) -> None:
+        self.gate.check(now)
+
+    async def hold(self, now: float, retry_after: float | None) -> None:
+        self.gate.hold(now, retry_after)

@@ -8,6 +8,7 @@ never retried; 429 is retried after the wait the provider asked for; 404/502
 
 from __future__ import annotations
 
+from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Final
 
@@ -23,20 +24,26 @@ AUTH_STATUSES: Final[dict[int, str]] = {
 def parse_retry_after(value: str | None, *, now_epoch: float | None = None) -> float | None:
     """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP date (RFC 9110 §10.2.3).
 
-    ``now_epoch`` (wall-clock seconds) is needed only for the date form; without
-    it a date yields ``None`` rather than reading the clock here.
+    ``now_epoch`` (wall-clock seconds since the Unix epoch) is needed only for
+    the date form; without it a date yields ``None`` rather than reading the
+    clock here. A date already past means "now" (``0.0``). Anything unreadable
+    is ``None``: the caller's default wait applies.
     """
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    # isdigit() alone accepts "²" and other non-ASCII digits float() refuses.
+    if value.isascii() and value.isdigit():
         return float(value)
     if now_epoch is None:
         return None
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
+    if when.tzinfo is None:
+        # The obsolete asctime form carries no zone; every HTTP date is GMT (§5.6.7).
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - now_epoch)
 
 

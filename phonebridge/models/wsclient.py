@@ -14,8 +14,11 @@ Choices that matter on the wire:
 - a short ``close_timeout``: :meth:`close` must not hang on a dead peer while
   a hosted provider bills the open socket.
 - ``max_size`` bounds one received message (the server sends 80 ms pages).
-- a 429 holds the provider's :class:`~phonebridge.models.retry_gate.RetryAfterGate`
+- a 429 holds the provider's :class:`~phonebridge.models.retry_gate.RetryGate`
   (shared by its sessions) for the ``Retry-After`` wait: no upgrade until then.
+  The header may be delta-seconds or an HTTP date (RFC 9110 §10.2.3); a date
+  is turned into a wait with the injected ``wall_clock`` (epoch seconds), and
+  the gate keeps time with the monotonic ``clock``, which never jumps.
 - websockets logs every upgrade header at DEBUG; its logger is wrapped in a
   :class:`~phonebridge.models.redact.RedactingLogger` so keys never reach logs.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Protocol
@@ -41,7 +45,6 @@ from phonebridge.errors import (
     RemoteProtocolError,
 )
 from phonebridge.models.base import (
-    FRAME_BYTES,
     AgentAudio,
     AgentText,
     EndReason,
@@ -51,7 +54,7 @@ from phonebridge.models.base import (
 )
 from phonebridge.models.personaplex_protocol import Ready, WireEvent, describe_close
 from phonebridge.models.redact import RedactingLogger, redact, redact_url
-from phonebridge.models.retry_gate import RetryAfterGate
+from phonebridge.models.retry_gate import RetryGate
 from phonebridge.models.upgrade_errors import error_for_status
 
 Clock = Callable[[], float]
@@ -70,6 +73,7 @@ class WireProtocol(Protocol):
     """What a provider's sans-I/O core offers this edge."""
 
     ready: bool
+    frame_bytes: int  # one 20 ms frame at the leg's rate: what encode_audio takes
 
     def on_open(self) -> None: ...
 
@@ -102,9 +106,11 @@ class WebSocketModelSession:
         headers: dict[str, str] | None = None,
         secrets: Sequence[str] = (),
         logger: logging.Logger | None = None,
-        retry_gate: RetryAfterGate | None = None,
+        retry_gate: RetryGate | None = None,
+        wall_clock: Clock = time.time,
     ) -> None:
         self._url = url
+        self._wall_clock = wall_clock  # only to read an HTTP-date Retry-After
         self._retry_gate = retry_gate  # shared by the provider's sessions (429 Retry-After)
         self._protocol = protocol
         self._clock = clock
@@ -137,7 +143,7 @@ class WebSocketModelSession:
         self._opened = True
         self.timings.started = self._clock()
         if self._retry_gate is not None:
-            self._retry_gate.check(self.timings.started)  # no socket while told to wait
+            await self._retry_gate.check(self.timings.started)  # no socket while told to wait
         self._ws = await self._connect()
         self.timings.connected = self._clock()
         self._protocol.on_open()
@@ -169,9 +175,11 @@ class WebSocketModelSession:
         except InvalidStatus as exc:
             response = exc.response
             retry_after = response.headers.get("Retry-After")
-            error = error_for_status(self.provider, response.status_code, retry_after)
+            error = error_for_status(
+                self.provider, response.status_code, retry_after, now_epoch=self._wall_clock()
+            )
             if isinstance(error, ModelRateLimited) and self._retry_gate is not None:
-                self._retry_gate.hold(self._clock(), error.retry_after)
+                await self._retry_gate.hold(self._clock(), error.retry_after)
             raise error from None
         except InvalidURI:
             # The message would quote the URL, key included: say less.
@@ -228,9 +236,10 @@ class WebSocketModelSession:
     # -- the conversation ---------------------------------------------------------
 
     async def send_audio(self, pcm: bytes) -> None:
-        """Send one 20 ms frame; a no-op before ready and after the end."""
-        if len(pcm) != FRAME_BYTES:
-            raise LocalProtocolError(f"send one 20 ms frame ({FRAME_BYTES} bytes), got {len(pcm)}")
+        """Send one 20 ms frame at the leg's rate; a no-op before ready and after the end."""
+        size = self._protocol.frame_bytes
+        if len(pcm) != size:
+            raise LocalProtocolError(f"send one 20 ms frame ({size} bytes), got {len(pcm)}")
         if self._live():
             await self._send_frames(self._protocol.encode_audio(pcm))
 

@@ -100,13 +100,22 @@ class PersonaBook:
             _by_id=MappingProxyType(by_id),
         )
 
-    def for_number(self, to: str) -> Persona | None:
+    def for_number(self, to: str, carrier: str = "twilio") -> Persona | None:
         """The persona for a dialled number: an exact E.164 match, else the default.
 
         ``None`` means nobody answers this number (no match and no default): the
-        caller should be rejected, not routed somewhere surprising.
+        caller should be rejected, not routed somewhere surprising. A persona
+        bound to a carrier answers its numbers only for calls through that
+        carrier: the same number arriving through another one is refused, not
+        given to the default (it would mean a misconfigured or spoofed route).
         """
-        return self.numbers.get(to.strip(), self.default)
+        persona = self.numbers.get(to.strip())
+        if persona is None:
+            default = self.default
+            if default is not None and default.carrier not in (None, carrier):
+                return None
+            return default
+        return persona if persona.carrier in (None, carrier) else None
 
     def by_id(self, persona_id: str) -> Persona | None:
         return self._by_id.get(persona_id)

@@ -33,7 +33,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from phonebridge.models.base import VOICES, SessionRequest
+from phonebridge.models.base import SAMPLE_RATE, VOICES, SessionRequest
 
 from .hours import DEFAULT_CLOSED_MESSAGE, BusinessHours, timezone_name
 from .shown import shown
@@ -42,6 +42,9 @@ ProviderName = Literal["personaplex", "polargrid", "fal"]
 """``personaplex`` = the self-hosted pool (PERSONAPLEX_URLS); the others are hosted."""
 
 PROVIDERS: tuple[ProviderName, ...] = ("personaplex", "polargrid", "fal")
+
+CarrierName = Literal["twilio", "telnyx", "plivo", "vonage", "signalwire", "exotel"]
+"""Carriers a call can arrive through (CARRIERS.md)."""
 
 E164_PATTERN = re.compile(r"^\+[1-9][0-9]{1,14}$")  # [0-9]: \d would also match non-ASCII digits
 
@@ -222,6 +225,10 @@ class PersonaFile(_Strict):
     numbers: tuple[E164, ...] = ()
     """Dialled numbers (Twilio ``To``) that reach this persona."""
 
+    carrier: CarrierName | None = None
+    """Bind ``numbers`` to one carrier: a call to them arriving through any other
+    carrier is not routed here (``null`` = whichever carrier the number is on)."""
+
     provider: ProviderName
     voice: Voice
     prompt: Prompt
@@ -311,9 +318,9 @@ class Persona(PersonaFile):
 
     source: Path
 
-    def session_request(self) -> SessionRequest:
-        """What to ask the model for on a call to this persona."""
-        return SessionRequest(prompt=self.prompt, voice=self.voice)
+    def session_request(self, sample_rate: int = SAMPLE_RATE) -> SessionRequest:
+        """What to ask the model for on a call to this persona, on a leg at ``sample_rate``."""
+        return SessionRequest(prompt=self.prompt, voice=self.voice, sample_rate=sample_rate)
 
     def providers(self) -> tuple[ProviderName, ...]:
         """The provider, then the overflow provider if there is one."""

@@ -3,9 +3,11 @@
 Built on SQLAlchemy 2.x Core with the asyncio extension; every statement is
 built with the expression language (bound parameters, never strings glued
 together). Drivers: ``aiosqlite`` for ``sqlite+aiosqlite:///DATA/calls.db``
-(the default) and ``asyncpg`` for PostgreSQL, installed with the
-``phonebridge[postgres]`` extra; ``postgres://`` and ``postgresql://`` URLs
-from ``DATABASE_URL`` are pointed at asyncpg automatically.
+(the default) and ``asyncpg`` for PostgreSQL (both core dependencies; a
+cluster of replicas shares one PostgreSQL); ``postgres://`` and
+``postgresql://`` URLs from ``DATABASE_URL`` are pointed at asyncpg
+automatically. The schema is made and upgraded by Alembic migrations
+(:mod:`phonebridge.storage.migrate`) when the index is created.
 
 Times are stored as naive UTC timestamps (portable across both databases) and
 come back as aware UTC ``datetime`` objects; naive datetimes are refused on
@@ -19,31 +21,43 @@ written: callers log the error with the call SID and carry on.
 Crash recovery: a row left ``pending`` or ``live`` at start-up belongs to a
 call the previous process never finished. :meth:`CallIndex.mark_interrupted_calls`
 ends such rows with ``end_reason="crashed"`` and repairs their WAV header.
+In a cluster each row names its ``replica``: a restarting replica marks only
+its own rows, and a survivor marks the rows of replicas that are no longer
+alive (:meth:`CallIndex.mark_crashed_replicas`). Rows without a replica (one
+process, or ``serve --workers`` on one host) are marked by a process without
+a replica id, as before.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence, Set
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from alembic.script.revision import RevisionError
+from alembic.util import CommandError
 from sqlalchemy import (
     Column,
+    Connection,
     DateTime,
     Dialect,
     Float,
+    Index,
+    Integer,
     MetaData,
     String,
     Table,
     Text,
     TypeDecorator,
+    and_,
     event,
     func,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.engine import URL, make_url
@@ -52,6 +66,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import StaticPool
 
 from phonebridge.errors import StorageError
+from phonebridge.storage import migrate as migrations
 from phonebridge.storage.layout import INDEX_FILENAME, resolve_inside
 from phonebridge.storage.models import (
     CRASHED,
@@ -62,6 +77,7 @@ from phonebridge.storage.models import (
     CallStart,
     CallStatus,
     CallUpdate,
+    OutboxEntry,
 )
 from phonebridge.storage.recording import repair_wav
 
@@ -112,12 +128,48 @@ calls = Table(
     Column("end_reason", String(64), index=True),
     Column("ended_by", String(32)),
     Column("model_socket_seconds", Float),
+    # time to first audible agent audio (issue 13, the operator overview)
     Column("recording_path", Text),
     Column("transcript_path", Text),
     Column("error", Text),
     # set by retention when the files were deleted and the paths nulled
     Column("files_expired_at", UTCDateTime),
     Column("updated_at", UTCDateTime, nullable=False),
+    # -- revision 0002: the replica that holds the call (NULL: one process) and its audio rate
+    Column("replica", String(64), index=True),
+    Column("sample_rate", Integer, nullable=False, default=8000, server_default=text("8000")),
+    # -- revision 0003: when the recording and transcript reached the object store
+    Column("files_stored_at", UTCDateTime),
+    # -- revision 0004: which kind of leg carried the call, and who placed a browser call
+    Column("channel", String(32), nullable=False, default="", server_default=text("''")),
+    Column("placed_by", String(128)),
+    # -- revision 0005: when the agent's voice first reached the caller (the overview's figure)
+    Column("first_agent_audio_seconds", Float),
+)
+"""The schema the code expects: the head of the migrations (each change is a
+revision in ``migrations/versions``; tests compare the two)."""
+
+# -- revision 0006: the post-call webhook's outbox (issue 15; queries in webhooks/outbox.py)
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    # The idempotency key the receiver sees: one per delivery, the same on every attempt.
+    Column("id", String(64), primary_key=True),
+    Column("call_sid", String(64), nullable=False, index=True),
+    Column("event", String(32), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    # Times are Unix seconds (floats): the worker compares them with its clock only.
+    Column("created_at", Float, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    # A delivering process owns the row until then (replicas never send one row twice
+    # at once; a crashed owner's claim simply runs out).
+    Column("claimed_until", Float),
+    Column("delivered_at", Float),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Index("ix_webhook_outbox_due", "state", "next_attempt_at"),
 )
 
 _RECORD_FIELDS = tuple(f.name for f in fields(CallRecord))
@@ -153,6 +205,13 @@ def _record(row: Any) -> CallRecord:
     return CallRecord(**values)
 
 
+def outbox_values(entry: OutboxEntry) -> dict[str, Any]:
+    """An outbox entry as a ``webhook_outbox`` row."""
+    values = {f.name: getattr(entry, f.name) for f in fields(entry)}
+    values["state"] = str(entry.state)
+    return values
+
+
 def _enable_sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the dashboard read while a call writes, and a reader never makes
     # a call's write wait.
@@ -166,9 +225,25 @@ def _enable_sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
 class CallIndex:
     """Async access to the ``calls`` table; create with :meth:`CallIndex.create`."""
 
-    def __init__(self, engine: AsyncEngine, *, clock: Callable[[], datetime] = _utc_now) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        clock: Callable[[], datetime] = _utc_now,
+        replica: str | None = None,
+    ) -> None:
         self._engine = engine
         self._clock = clock  # stamps updated_at; injectable so tests control time
+        self.replica = replica
+        """The replica id stamped on every new row (None: a single process)."""
+        self.migration: migrations.MigrationResult | None = None
+        """What the start-up migration did (set by :meth:`create`)."""
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The database engine, for query modules on the same database (storage/stats.py,
+        the webhook outbox)."""
+        return self._engine
 
     @classmethod
     async def create(
@@ -177,15 +252,23 @@ class CallIndex:
         *,
         busy_timeout: float = 5.0,
         clock: Callable[[], datetime] = _utc_now,
+        replica: str | None = None,
+        migrate: bool = True,
     ) -> CallIndex:
-        """Connect, create the table if needed, and return the index.
+        """Connect, migrate the schema to the newest revision, and return the index.
 
         ``busy_timeout`` is how long SQLite waits for a lock before the operation
-        fails with :class:`StorageError`.
+        fails with :class:`StorageError`. ``replica`` is this replica's id,
+        stamped on the rows it creates (None for a single process).
+        ``migrate=False`` connects without touching the schema (``phonebridge db``).
         """
         url = normalize_database_url(engine_url)
         shown = url.render_as_string(hide_password=True)
         options: dict[str, Any] = {}
+        if url.get_backend_name() != "sqlite":
+            # A pooled connection to a PostgreSQL that restarted is dead: test it
+            # before use, so the first statement after a restart succeeds.
+            options["pool_pre_ping"] = True
         if url.get_backend_name() == "sqlite":
             options["connect_args"] = {"timeout": busy_timeout}
             if url.database in (None, "", ":memory:"):
@@ -205,18 +288,15 @@ class CallIndex:
             raise StorageError(f"call index: cannot use {shown}: {exc}") from exc
         if url.get_backend_name() == "sqlite" and options.get("poolclass") is None:
             event.listen(engine.sync_engine, "connect", _enable_sqlite_wal)
-        index = cls(engine, clock=clock)
+        index = cls(engine, clock=clock, replica=replica)
+        if not migrate:
+            return index
         try:
-            await index._run("create tables", lambda conn: conn.run_sync(metadata.create_all))
+            index.migration = await index.run_sync("migrate schema", migrations.upgrade)
         except StorageError:
             await engine.dispose()
             raise
         return index
-
-    @property
-    def engine(self) -> AsyncEngine:
-        """For stores that share the index's database (the webhook outbox)."""
-        return self._engine
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -227,6 +307,10 @@ class CallIndex:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    async def run_sync(self, operation: str, work: Callable[[Connection], T]) -> T:
+        """Run synchronous ``work`` (Alembic, reflection) in one transaction."""
+        return await self._run(operation, lambda conn: conn.run_sync(work))
+
     async def _run(self, operation: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         """Run ``work`` in one transaction; database trouble becomes StorageError."""
         try:
@@ -234,6 +318,8 @@ class CallIndex:
                 return await work(conn)
         except StorageError:
             raise
+        except (CommandError, RevisionError) as exc:
+            raise StorageError(f"call index: {operation} failed: {exc}") from exc
         except IntegrityError as exc:
             raise StorageError(f"call index: {operation}: conflicting row: {exc.orig}") from exc
         except (SQLAlchemyError, OSError) as exc:
@@ -247,6 +333,7 @@ class CallIndex:
         values = {f.name: getattr(start, f.name) for f in fields(start)}
         values["status"] = str(start.status)
         values["updated_at"] = self._clock()
+        values["replica"] = self.replica
 
         async def insert(conn: AsyncConnection) -> None:
             await conn.execute(calls.insert().values(**values))
@@ -269,8 +356,15 @@ class CallIndex:
 
         await self._run(f"update {call_sid}", apply)
 
-    async def finish_call(self, call_sid: str, end: CallEnd) -> None:
-        """Mark the call ended; the duration is computed from its start time."""
+    async def finish_call(
+        self, call_sid: str, end: CallEnd, *, outbox: Sequence[OutboxEntry] = ()
+    ) -> None:
+        """Mark the call ended; the duration is computed from its start time.
+
+        ``outbox``: deliveries of the call's summary (the post-call webhook),
+        queued in the same transaction, so a final row never lacks its
+        summary and a failed write queues none.
+        """
 
         async def finish(conn: AsyncConnection) -> None:
             started = await conn.scalar(
@@ -291,6 +385,8 @@ class CallIndex:
             if end.error is not None:
                 values["error"] = end.error
             await conn.execute(update(calls).where(calls.c.call_sid == call_sid).values(**values))
+            if outbox:
+                await conn.execute(webhook_outbox.insert(), [outbox_values(e) for e in outbox])
 
         await self._run(f"finish_call {call_sid}", finish)
 
@@ -338,12 +434,17 @@ class CallIndex:
         return await self._run("list_calls", fetch)
 
     async def calls_with_files_ended_before(self, cutoff: datetime) -> list[CallRecord]:
-        """Ended calls (before ``cutoff``) that still point at a recording or transcript."""
+        """This replica's ended calls (before ``cutoff``) that still point at a file.
+
+        Only this replica's rows (see :meth:`mark_interrupted_calls`): their
+        spool files are on this replica's disk, where retention can delete them.
+        """
 
         async def fetch(conn: AsyncConnection) -> list[CallRecord]:
             rows = await conn.execute(
                 select(calls)
                 .where(
+                    self._mine(),
                     calls.c.ended_at < cutoff,
                     or_(calls.c.recording_path.is_not(None), calls.c.transcript_path.is_not(None)),
                 )
@@ -353,12 +454,34 @@ class CallIndex:
 
         return await self._run("calls_with_files_ended_before", fetch)
 
-    # -- start-up recovery ---------------------------------------------------
+    # -- crash recovery --------------------------------------------------------
+
+    def _mine(self) -> Any:
+        """Rows of this replica (rows with no replica, when this index has none)."""
+        if self.replica is None:
+            return calls.c.replica.is_(None)
+        return calls.c.replica == self.replica
+
+    async def _unfinished(self, condition: Any) -> list[CallRecord]:
+        async def fetch(conn: AsyncConnection) -> list[CallRecord]:
+            rows = await conn.execute(
+                select(calls)
+                .where(calls.c.status.in_([str(CallStatus.LIVE), str(CallStatus.PENDING)]))
+                .where(condition)
+                .order_by(calls.c.started_at)
+            )
+            return [_record(row) for row in rows]
+
+        return await self._run("unfinished calls", fetch)
 
     async def mark_interrupted_calls(
         self, now: datetime, *, data_dir: Path | None = None
     ) -> list[str]:
-        """End every row still pending/live (its process died) as ``crashed``.
+        """End this replica's rows still pending/live (its process died) as ``crashed``.
+
+        Run at start-up, before this replica takes calls. Only rows of this
+        replica are touched (rows without a replica when this index has none),
+        so a restarting replica never ends a call another replica is running.
 
         The recording of each is repaired with :func:`repair_wav`; the end time
         is taken from the repaired recording's length when there is one (the
@@ -366,24 +489,94 @@ class CallIndex:
         are taken from ``data_dir``, and with a ``data_dir`` a path outside it
         is not touched. Returns the SIDs that were marked.
         """
-        found = await self.list_calls(CallQuery(status=CallStatus.LIVE, limit=CallQuery.MAX_LIMIT))
-        pending = await self.list_calls(
-            CallQuery(status=CallStatus.PENDING, limit=CallQuery.MAX_LIMIT)
+        mine = (
+            calls.c.replica.is_(None) if self.replica is None else calls.c.replica == self.replica
         )
         marked: list[str] = []
-        for record in [*found.items, *pending.items]:
+        for record in await self._unfinished(mine):
             recorded, note = await asyncio.to_thread(_repair_recording, record, data_dir)
-            ended_at = max(record.updated_at, record.started_at)
-            if recorded is not None:
-                ended_at = max(ended_at, record.started_at + recorded)
-            ended_at = min(ended_at, now)
-            error = "; ".join(part for part in (record.error, note) if part) or None
-            await self.finish_call(
-                record.call_sid,
-                CallEnd(ended_at=ended_at, end_reason=CRASHED, ended_by="system", error=error),
-            )
+            await self._mark_crashed(record, now, recorded, note)
             marked.append(record.call_sid)
         return marked
+
+    async def mark_crashed_replicas(
+        self, alive: Set[str], now: datetime, *, data_dir: Path | None = None
+    ) -> list[str]:
+        """End the pending/live rows of every replica not in ``alive`` as ``crashed``.
+
+        Run by a survivor once the coordination layer says which replicas are
+        alive. Rows without a replica are never touched here (a single process
+        marks its own at start-up). A recording the survivor can reach (inside
+        ``data_dir``) is repaired; one on the dead replica's own disk is
+        repaired and uploaded when that replica starts again (its leftovers).
+        Returns the SIDs that were marked.
+        """
+        conditions: list[Any] = [calls.c.replica.is_not(None)]
+        if alive:
+            conditions.append(calls.c.replica.not_in(sorted(alive)))
+        marked: list[str] = []
+        for record in await self._unfinished(and_(*conditions)):
+            recorded: timedelta | None = None
+            note: str | None = f"replica {record.replica} stopped before the call ended"
+            if data_dir is not None and _reachable(record.recording_path, data_dir):
+                recorded, note = await asyncio.to_thread(_repair_recording, record, data_dir)
+            await self._mark_crashed(record, now, recorded, note)
+            marked.append(record.call_sid)
+        return marked
+
+    async def _mark_crashed(
+        self, record: CallRecord, now: datetime, recorded: timedelta | None, note: str | None
+    ) -> None:
+        ended_at = max(record.updated_at, record.started_at)
+        if recorded is not None:
+            ended_at = max(ended_at, record.started_at + recorded)
+        ended_at = min(ended_at, now)
+        error = "; ".join(part for part in (record.error, note) if part) or None
+        await self.finish_call(
+            record.call_sid,
+            CallEnd(ended_at=ended_at, end_reason=CRASHED, ended_by="system", error=error),
+        )
+
+    # -- the object store ------------------------------------------------------
+
+    async def calls_with_files_to_store(
+        self, *, ended_since: datetime | None = None, limit: int = 100
+    ) -> list[CallRecord]:
+        """This replica's ended calls whose files are not in the object store yet.
+
+        Oldest end first. ``ended_since`` narrows the search to recent ends (the
+        cheap query run after every call, on the ``ended_at`` index); without
+        it every leftover is found (start-up, and the periodic retry).
+        """
+        mine = (
+            calls.c.replica.is_(None) if self.replica is None else calls.c.replica == self.replica
+        )
+        conditions = [
+            mine,
+            calls.c.status == str(CallStatus.ENDED),
+            calls.c.files_stored_at.is_(None),
+            calls.c.files_expired_at.is_(None),
+            or_(calls.c.recording_path.is_not(None), calls.c.transcript_path.is_not(None)),
+        ]
+        if ended_since is not None:
+            conditions.append(calls.c.ended_at >= ended_since)
+
+        async def fetch(conn: AsyncConnection) -> list[CallRecord]:
+            rows = await conn.execute(
+                select(calls).where(*conditions).order_by(calls.c.ended_at).limit(limit)
+            )
+            return [_record(row) for row in rows]
+
+        return await self._run("calls_with_files_to_store", fetch)
+
+
+def _reachable(stored: str | None, data_dir: Path) -> bool:
+    if not stored:
+        return False
+    try:
+        return resolve_inside(data_dir, stored).is_file()
+    except (OSError, StorageError):
+        return False
 
 
 def _repair_recording(

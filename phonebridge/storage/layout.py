@@ -50,9 +50,19 @@ class CallPaths:
     transcript: Path
 
 
-def call_paths(data_dir: Path, call_sid: str, started_at: datetime) -> CallPaths:
-    """Where the files of the call ``call_sid`` that started at ``started_at`` go.
+@dataclass(frozen=True, slots=True)
+class CallKeys:
+    """A call's files relative to the data directory: also their object-store keys."""
 
+    recording: str
+    transcript: str
+
+
+def call_keys(call_sid: str, started_at: datetime) -> CallKeys:
+    """``recordings/YYYY/MM/DD/<sid>.wav`` and ``transcripts/.../<sid>.json``.
+
+    The same on every replica (it depends on the row's SID and start time
+    only), so any replica finds a call's files in the object store.
     ``started_at`` must be timezone-aware; it is converted to UTC so a call's
     folder does not depend on the server's local time zone.
     """
@@ -60,11 +70,17 @@ def call_paths(data_dir: Path, call_sid: str, started_at: datetime) -> CallPaths
     if started_at.tzinfo is None:
         raise ValueError("started_at must be timezone-aware")
     day = started_at.astimezone(UTC).strftime("%Y/%m/%d")
-    base = data_dir.resolve()
-    return CallPaths(
-        recording=base / RECORDINGS_DIR / day / f"{call_sid}.wav",
-        transcript=base / TRANSCRIPTS_DIR / day / f"{call_sid}.json",
+    return CallKeys(
+        recording=f"{RECORDINGS_DIR}/{day}/{call_sid}.wav",
+        transcript=f"{TRANSCRIPTS_DIR}/{day}/{call_sid}.json",
     )
+
+
+def call_paths(data_dir: Path, call_sid: str, started_at: datetime) -> CallPaths:
+    """Where the files of the call ``call_sid`` that started at ``started_at`` go."""
+    keys = call_keys(call_sid, started_at)
+    base = data_dir.resolve()
+    return CallPaths(recording=base / keys.recording, transcript=base / keys.transcript)
 
 
 def resolve_inside(data_dir: Path, path: Path | str) -> Path:

@@ -1,12 +1,9 @@
-"""The typed records of the call index (no queries here: the web API imports these too).
+"""The typed records of the call index (no database code: the web API imports these too).
 
 Every datetime is timezone-aware UTC; constructing a record with a naive
 datetime raises ``ValueError`` (a bug in the caller, caught before any I/O).
-
-The webhook outbox's table is declared here too (:data:`webhook_outbox`, on its
-own ``MetaData``): its queries live in :mod:`phonebridge.webhooks.outbox`.
-MIGRATION NEEDED: the table is created with ``create_all`` at start-up, as the
-``calls`` table is; under Alembic it needs a migration of its own.
+The tables are declared in :mod:`phonebridge.storage.index` (the webhook
+outbox's queries live in :mod:`phonebridge.webhooks.outbox`).
 """
 
 from __future__ import annotations
@@ -15,8 +12,6 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from enum import Enum, StrEnum
 from typing import Any, ClassVar
-
-from sqlalchemy import Column, Float, Index, Integer, MetaData, String, Table, Text
 
 CRASHED = "crashed"
 """``end_reason`` of a call whose process died (set at the next start-up)."""
@@ -57,6 +52,12 @@ class CallStart:
     status: CallStatus = CallStatus.PENDING
     recording_path: str | None = None
     transcript_path: str | None = None
+    channel: str = ""
+    """The kind of leg that carried the call (``twilio``, ``browser``...); "" if unknown."""
+    placed_by: str | None = None
+    """The dashboard user who placed it (browser calls); None for callers."""
+    sample_rate: int = 8000
+    """The call's audio rate in Hz (the recording's rate): 8000 for narrowband legs."""
 
     def __post_init__(self) -> None:
         _require_aware(self)
@@ -74,10 +75,12 @@ class CallUpdate:
     provider: str | _Unset = UNSET
     model_ready_at: datetime | _Unset | None = UNSET
     model_socket_seconds: float | _Unset | None = UNSET
+    first_agent_audio_seconds: float | _Unset | None = UNSET
     recording_path: str | _Unset | None = UNSET
     transcript_path: str | _Unset | None = UNSET
     error: str | _Unset | None = UNSET
     files_expired_at: datetime | _Unset | None = UNSET
+    files_stored_at: datetime | _Unset | None = UNSET
 
     def __post_init__(self) -> None:
         _require_aware(self)
@@ -123,11 +126,21 @@ class CallRecord:
     end_reason: str | None
     ended_by: str | None
     model_socket_seconds: float | None
+    first_agent_audio_seconds: float | None
+    """Seconds from the answer (stream start) to the first audible agent audio on the
+    caller's line; None when the agent never spoke (or the call was never answered)."""
     recording_path: str | None
     transcript_path: str | None
     error: str | None
     files_expired_at: datetime | None
     updated_at: datetime
+    channel: str = ""
+    placed_by: str | None = None
+    replica: str | None = None
+    """The replica that holds (or held) the call; None for a single process."""
+    sample_rate: int = 8000
+    files_stored_at: datetime | None = None
+    """When the recording and transcript reached the object store (None: not there)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,31 +174,6 @@ class CallPage:
 
 
 # -- the webhook outbox (issue 15, "Post-call webhook") ---------------------------
-
-outbox_metadata = MetaData()
-
-webhook_outbox = Table(
-    "webhook_outbox",
-    outbox_metadata,
-    # The idempotency key the receiver sees: one per delivery, the same on every attempt.
-    Column("id", String(64), primary_key=True),
-    Column("call_sid", String(64), nullable=False, index=True),
-    Column("event", String(32), nullable=False),
-    Column("url", Text, nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("attempts", Integer, nullable=False, default=0),
-    # Times are Unix seconds (floats): the worker compares them with its clock only.
-    Column("created_at", Float, nullable=False),
-    Column("next_attempt_at", Float, nullable=False),
-    # A delivering process owns the row until then (replicas never send one row twice
-    # at once; a crashed owner's claim simply runs out).
-    Column("claimed_until", Float),
-    Column("delivered_at", Float),
-    Column("last_status", Integer),
-    Column("last_error", Text),
-    Index("ix_webhook_outbox_due", "state", "next_attempt_at"),
-)
-
 
 class DeliveryState(StrEnum):
     PENDING = "pending"  # not delivered yet: retried with backoff

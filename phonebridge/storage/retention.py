@@ -8,6 +8,12 @@ paths set to NULL and ``files_expired_at`` set, so the dashboard can say
 Safety: a path is deleted only if it resolves (symlinks followed) to a file
 inside ``data_dir``. A row pointing elsewhere is reported in
 :attr:`RetentionReport.refused` and left as it is for an operator to look at.
+
+In a cluster each replica expires its own calls (their spool files are on its
+disk). With an object store the call's objects are deleted too (their keys come from
+the row's SID and start time, never from a stored path). If the store cannot
+be reached the row is refused for this pass and keeps its paths, so the next
+pass tries again; nothing is forgotten half-deleted.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from pathlib import Path
 
 from phonebridge.errors import StorageError
 from phonebridge.storage.index import CallIndex
-from phonebridge.storage.layout import resolve_inside
+from phonebridge.storage.layout import call_keys, resolve_inside
 from phonebridge.storage.models import CallRecord, CallUpdate
+from phonebridge.storage.objects import ObjectStore
 
 
 @dataclass(slots=True)
@@ -29,11 +36,17 @@ class RetentionReport:
 
     expired_calls: list[str] = field(default_factory=list)  # rows whose files are gone now
     deleted_files: list[Path] = field(default_factory=list)
+    deleted_objects: list[str] = field(default_factory=list)  # object-store keys
     refused: list[tuple[str, str]] = field(default_factory=list)  # (call_sid, why)
 
 
 async def apply_retention(
-    index: CallIndex, data_dir: Path, days: int, now: datetime
+    index: CallIndex,
+    data_dir: Path,
+    days: int,
+    now: datetime,
+    *,
+    store: ObjectStore | None = None,
 ) -> RetentionReport:
     """Delete the files of calls that ended more than ``days`` days before ``now``.
 
@@ -52,6 +65,15 @@ async def apply_retention(
         except OSError as exc:
             report.refused.append((record.call_sid, f"cannot delete: {exc}"))
             continue
+        if store is not None:
+            keys = call_keys(record.call_sid, record.started_at)
+            try:
+                for key in (keys.recording, keys.transcript):
+                    await store.delete(key)
+                    report.deleted_objects.append(key)
+            except StorageError as exc:
+                report.refused.append((record.call_sid, str(exc)))
+                continue
         report.deleted_files.extend(deleted)
         await index.update(
             record.call_sid,

@@ -19,6 +19,13 @@ shown to clients.
 
 Byte ranges are Starlette's :class:`FileResponse` (single and multiple ranges,
 ``If-Range``, 416 with ``Content-Range: bytes */size``); tests hold it to that.
+
+Any replica serves any call. When a call's file is not on this replica's disk
+(another replica recorded it) and an object store is configured, the file is
+read from the store under the key made from the call's SID and start time
+(:func:`call_keys`, never from a stored path), ranges included
+(:mod:`phonebridge.web.object_response`). The store is only asked about calls
+whose row exists; a store that cannot be reached answers 503.
 """
 
 from __future__ import annotations
@@ -26,23 +33,26 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Depends, HTTPException, Query
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel
 
 from phonebridge.errors import StorageError
 from phonebridge.storage.index import CallIndex
-from phonebridge.storage.layout import is_valid_call_sid, resolve_inside
+from phonebridge.storage.layout import call_keys, is_valid_call_sid, resolve_inside
 from phonebridge.storage.models import CallQuery, CallRecord, CallStatus
+from phonebridge.storage.objects import ObjectInfo, ObjectStore
 from phonebridge.storage.transcript import transcript_to_vtt
 from phonebridge.web.auth import AuthDependency
-from phonebridge.web.waveform import PeaksCache
+from phonebridge.web.object_response import object_response
+from phonebridge.web.waveform import Peaks, PeaksCache, wav_peaks
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +110,23 @@ class CallOut(BaseModel):
     end_reason: str | None
     ended_by: str | None
     model_socket_seconds: float | None
+    first_agent_audio_seconds: float | None
+    """From the answer to the first audible agent audio on the caller's line."""
     error: str | None
     files_expired_at: datetime | None
+    replica: str | None
+    """The replica that holds (or held) the call; None for a single process."""
+    sample_rate: int
+    files_stored_at: datetime | None
+    """When the files reached the object store (None: only on the recording replica's disk)."""
     recording_url: str | None
     transcript_url: str | None
     transcript_vtt_url: str | None
     waveform_url: str | None
+    channel: str = ""
+    """The kind of leg that carried the call: ``twilio``, ``browser`` ("" on older rows)."""
+    placed_by: str | None = None
+    """The dashboard user who placed a browser call."""
 
 
 class CallListOut(BaseModel):
@@ -149,12 +170,18 @@ def call_out(record: CallRecord, live: LiveCallInfo | None) -> CallOut:
         end_reason=record.end_reason,
         ended_by=record.ended_by,
         model_socket_seconds=record.model_socket_seconds,
+        first_agent_audio_seconds=record.first_agent_audio_seconds,
         error=record.error,
         files_expired_at=record.files_expired_at,
+        replica=record.replica,
+        sample_rate=record.sample_rate,
+        files_stored_at=record.files_stored_at,
         recording_url=f"{base}/recording.wav" if has_recording else None,
         transcript_url=f"{base}/transcript.json" if has_transcript else None,
         transcript_vtt_url=f"{base}/transcript.vtt" if has_transcript else None,
         waveform_url=f"{base}/waveform.json" if has_recording else None,
+        channel=record.channel,
+        placed_by=record.placed_by,
     )
 
 
@@ -185,8 +212,12 @@ def api_router(
     data_dir: Path,
     live: Callable[[], Mapping[str, LiveCallInfo]],
     auth_dependency: AuthDependency,
+    store: ObjectStore | None = None,
 ) -> APIRouter:
-    """The ``/api/calls`` routes, every one behind ``auth_dependency``."""
+    """The ``/api/calls`` routes, every one behind ``auth_dependency``.
+
+    ``store``: where files not on this replica's disk are read from (None: local only).
+    """
     router = APIRouter(prefix="/api", dependencies=[Depends(auth_dependency)])
     peaks_cache = PeaksCache()
 
@@ -202,23 +233,70 @@ def api_router(
             raise HTTPException(status_code=404, detail="no such call")
         return record
 
-    def stored_file(record: CallRecord, stored: str | None, what: str) -> Path:
+    def local_file(record: CallRecord, stored: str | None, what: str) -> Path | None:
+        """The file on this replica's disk; None when it is not here (maybe in the store)."""
         if stored is None:
             raise HTTPException(status_code=404, detail=f"no {what} for this call")
         try:
             path = resolve_inside(data_dir, stored)
         except StorageError:
+            if store is not None:
+                return None  # another replica's data directory: the store has it
             # a row that points elsewhere is tampering or a bug: say so, serve nothing
             log.warning("call %s: %s path is outside the data directory", record.call_sid, what)
             raise HTTPException(status_code=404, detail=f"no {what} for this call") from None
-        if not path.is_file():
+        return path if path.is_file() else None
+
+    async def remote_object(
+        record: CallRecord, key: str, what: str
+    ) -> tuple[ObjectStore, ObjectInfo]:
+        """The call's object in the store, or 404 (none) / 503 (store unreachable)."""
+        if store is None:
             raise HTTPException(status_code=404, detail=f"no {what} for this call")
-        return path
+        try:
+            info = await store.stat(key)
+        except StorageError as exc:
+            log.warning("call %s: object store unavailable: %s", record.call_sid, exc)
+            raise HTTPException(status_code=503, detail="object store unavailable") from exc
+        if info is None:
+            raise HTTPException(status_code=404, detail=f"no {what} for this call")
+        return store, info
+
+    async def transcript_data(record: CallRecord) -> dict[str, Any]:
+        path = local_file(record, record.transcript_path, "transcript")
+        if path is not None:
+            return await asyncio.to_thread(read_transcript, path)
+        key = call_keys(record.call_sid, record.started_at).transcript
+        source, _ = await remote_object(record, key, "transcript")
+        try:
+            raw = await source.read(key)
+        except StorageError as exc:
+            log.warning("call %s: object store unavailable: %s", record.call_sid, exc)
+            raise HTTPException(status_code=503, detail="object store unavailable") from exc
+        return parse_transcript(raw)
+
+    async def remote_peaks(record: CallRecord, points: int) -> Peaks:
+        key = call_keys(record.call_sid, record.started_at).recording
+        source, _ = await remote_object(record, key, "recording")
+        with tempfile.TemporaryDirectory(prefix="phonebridge-wave-") as scratch:
+            copy = Path(scratch) / "recording.wav"
+            try:
+                await source.download(key, copy)
+            except StorageError as exc:
+                raise HTTPException(status_code=503, detail="object store unavailable") from exc
+            return await asyncio.to_thread(wav_peaks, copy, points)
 
     def read_transcript(path: Path) -> dict[str, Any]:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise HTTPException(status_code=404, detail="transcript unreadable") from exc
+        return parse_transcript(raw)
+
+    def parse_transcript(raw: bytes) -> dict[str, Any]:
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except ValueError as exc:
             raise HTTPException(status_code=404, detail="transcript unreadable") from exc
         if not isinstance(data, dict):
             raise HTTPException(status_code=404, detail="transcript unreadable")
@@ -261,29 +339,41 @@ def api_router(
         return call_out(record, live().get(call_sid))
 
     @router.get("/calls/{call_sid}/recording.wav", response_class=FileResponse)
-    async def recording(call_sid: str) -> FileResponse:
+    async def recording(call_sid: str, request: Request) -> Response:
         record = await load_record(call_sid)
-        path = stored_file(record, record.recording_path, "recording")
+        path = local_file(record, record.recording_path, "recording")
         # no-cache: a live call's file grows, so a cached copy would be short
-        return FileResponse(
-            path,
+        headers = {"Cache-Control": "private, no-cache"}
+        if path is not None:
+            return FileResponse(
+                path,
+                media_type="audio/wav",
+                headers=headers,
+                content_disposition_type="inline",
+                filename=f"{call_sid}.wav",
+            )
+        key = call_keys(record.call_sid, record.started_at).recording
+        source, info = await remote_object(record, key, "recording")
+        headers["Content-Disposition"] = f'inline; filename="{call_sid}.wav"'
+        return object_response(
+            source,
+            key,
+            info,
+            range_header=request.headers.get("range"),
+            if_range=request.headers.get("if-range"),
             media_type="audio/wav",
-            headers={"Cache-Control": "private, no-cache"},
-            content_disposition_type="inline",
-            filename=f"{call_sid}.wav",
+            headers=headers,
         )
 
     @router.get("/calls/{call_sid}/transcript.json")
     async def transcript_json(call_sid: str) -> JSONResponse:
         record = await load_record(call_sid)
-        path = stored_file(record, record.transcript_path, "transcript")
-        return JSONResponse(await asyncio.to_thread(read_transcript, path))
+        return JSONResponse(await transcript_data(record))
 
     @router.get("/calls/{call_sid}/transcript.vtt", response_class=PlainTextResponse)
     async def transcript_vtt(call_sid: str) -> PlainTextResponse:
         record = await load_record(call_sid)
-        path = stored_file(record, record.transcript_path, "transcript")
-        data = await asyncio.to_thread(read_transcript, path)
+        data = await transcript_data(record)
         try:
             text = transcript_to_vtt(data)
         except (KeyError, TypeError) as exc:
@@ -295,9 +385,12 @@ def api_router(
         call_sid: str, points: Annotated[int, Query(ge=16, le=8000)] = 1200
     ) -> WaveformOut:
         record = await load_record(call_sid)
-        path = stored_file(record, record.recording_path, "recording")
+        path = local_file(record, record.recording_path, "recording")
         try:
-            peaks = await asyncio.to_thread(peaks_cache.peaks, path, points)
+            if path is not None:
+                peaks = await asyncio.to_thread(peaks_cache.peaks, path, points)
+            else:
+                peaks = await remote_peaks(record, points)
         except (OSError, StorageError, ValueError) as exc:
             log.warning("call %s: cannot read recording for waveform: %s", call_sid, exc)
             raise HTTPException(status_code=404, detail="recording unreadable") from exc

@@ -21,12 +21,16 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from phonebridge.calls.bridge import Bridge
+from phonebridge.coordination.build import Coordination
 from phonebridge.storage.index import CallIndex
 from phonebridge.storage.models import OutboxEntry
+from phonebridge.storage.objects import ObjectStore
 from phonebridge.web.api import api_router, live_calls
 from phonebridge.web.auth import dashboard_auth
 from phonebridge.web.dashboard import dashboard_router
 from phonebridge.web.limits import MAX_REQUEST_BODY_BYTES, BodySizeLimit
+from phonebridge.web.softphone.routes import softphone_router
+from phonebridge.web.stats_api import stats_router
 from phonebridge.web.twilio_routes import TwilioAuth, twilio_router
 
 log = logging.getLogger(__name__)
@@ -44,6 +48,10 @@ class HistoryDeps:
     """None: only loopback clients may read the history (see web/auth.py)."""
     deliveries: Deliveries | None = None
     """A call's post-call webhook deliveries, shown on its page (issue 15)."""
+    browser_calls_per_user: int = 1
+    """Talk-page calls one dashboard user may have at once (web/softphone)."""
+    store: ObjectStore | None = None
+    """Where recordings and transcripts of other replicas' calls are read (None: local only)."""
 
 
 @dataclass(slots=True)
@@ -62,6 +70,12 @@ class AppDeps:
     """The call history API and dashboard; None serves neither."""
     public_routers: Sequence[APIRouter] = field(default_factory=tuple)
     """Routes that check their own credentials (signed recording links)."""
+    coordination: Coordination | None = None
+    """Shared state (leases, guard...): its health shows in ``/readyz``."""
+    withdrawn: bool = False
+    """Set at the start of a graceful stop: /readyz fails while calls are still
+    taken, so a proxy polling it stops sending webhooks before the drain refuses
+    them (serve.py, ``--withdraw-seconds``)."""
 
 
 def create_app(deps: AppDeps) -> FastAPI:
@@ -101,9 +115,20 @@ def create_app(deps: AppDeps) -> FastAPI:
         require = dashboard_auth(deps.history.dashboard_token)
         live = live_calls(deps.bridge.live)
         history = deps.history
-        app.include_router(api_router(history.index, history.data_dir, live, require))
+        app.include_router(
+            api_router(history.index, history.data_dir, live, require, store=history.store)
+        )
+        app.include_router(stats_router(history.index, require))
         app.include_router(
             dashboard_router(history.index, live, require, deliveries=history.deliveries)
+        )
+        app.include_router(
+            softphone_router(
+                deps.bridge,
+                require,
+                calls_per_user=history.browser_calls_per_user,
+                clock=deps.bridge.clock,
+            )
         )
 
         @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require)])
@@ -116,9 +141,15 @@ def create_app(deps: AppDeps) -> FastAPI:
 
     @app.get("/readyz", response_class=PlainTextResponse)
     async def readyz() -> PlainTextResponse:
-        if deps.bridge.admission.can_take_calls():
-            return PlainTextResponse("ready")
-        return PlainTextResponse("not ready", status_code=503)
+        # Second line: the coordination store, so "ready but Redis is down"
+        # (hosted overflow only) is visible to whoever looks.
+        store = "" if deps.coordination is None else "\n" + deps.coordination.status()
+        reason = deps.bridge.admission.readiness()
+        if deps.withdrawn:
+            reason = "withdrawn: shutting down"
+        if reason is None:
+            return PlainTextResponse("ready" + store)
+        return PlainTextResponse(f"not ready: {reason}{store}", status_code=503)
 
     # /metrics is deliberately open, like /healthz: Prometheus scrapes pods on
     # the private network without credentials (deploy/k8s: pod annotations), and

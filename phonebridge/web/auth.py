@@ -85,4 +85,27 @@ def dashboard_auth(token: str | None) -> AuthDependency:
     return require_dashboard_access
 
 
-__all__ = ["REALM", "AuthDependency", "dashboard_auth", "is_loopback"]
+def dashboard_user(request: Request) -> str:
+    """Who is using the dashboard, for the record: the HTTP Basic user name.
+
+    The dashboard has one token, not accounts; the Basic user name the
+    browser's login prompt asks for is how operators tell themselves apart
+    (the Talk page's per-user cap and "placed by", listen-in logs). Call only
+    after the auth dependency passed. ``bearer`` for a bearer token, ``local``
+    for a loopback client on a server without a token.
+    """
+    authorization = request.headers.get("authorization", "").strip()
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            return "operator"
+        user = decoded.partition(b":")[0].decode("utf-8", errors="replace").strip()
+        return user[:64] or "operator"
+    if scheme.lower() == "bearer":
+        return "bearer"
+    return "local"
+
+
+__all__ = ["REALM", "AuthDependency", "dashboard_auth", "dashboard_user", "is_loopback"]

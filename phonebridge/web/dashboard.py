@@ -4,7 +4,11 @@
 ``/api/calls`` every few seconds) with search by number and persona;
 ``/calls/{call_sid}`` shows one call: an ``<audio>`` player on the recording,
 both channels' waveforms drawn on a canvas from ``waveform.json``, the call's
-facts, and the transcript whose timestamps seek the player.
+facts, and the transcript (utterances and call events as sentences) whose
+timestamps seek the player. ``/overview`` charts ``/api/stats/overview`` for a
+chosen range: SVG drawn by ``overview.js`` (hand-written rather than a charting
+library: the page may load nothing from a CDN, and the few bar and line charts
+it needs are less code than vendoring one).
 
 Everything is served from this package (templates/ and static/; no CDN), behind
 the same auth dependency as the API. Static files are served from a fixed list
@@ -35,6 +39,10 @@ _STATIC_FILES: dict[str, str] = {
     "dashboard.css": "text/css; charset=utf-8",
     "calls.js": "text/javascript; charset=utf-8",
     "call.js": "text/javascript; charset=utf-8",
+    "talk.js": "text/javascript; charset=utf-8",
+    "talk-worklet.js": "text/javascript; charset=utf-8",
+    "listen.js": "text/javascript; charset=utf-8",
+    "overview.js": "text/javascript; charset=utf-8",
 }
 POLL_SECONDS = 3.0
 """How often the call list asks for fresh data (live calls come and go)."""
@@ -78,6 +86,10 @@ def dashboard_router(
                 "poll_ms": int(POLL_SECONDS * 1000),
             },
         )
+
+    @router.get("/overview", response_class=HTMLResponse)
+    async def overview_page(request: Request) -> HTMLResponse:
+        return templates.TemplateResponse(request, "overview.html", {"nav": "overview"})
 
     @router.get("/calls/{call_sid}", response_class=HTMLResponse)
     async def call_page(request: Request, call_sid: str) -> HTMLResponse:

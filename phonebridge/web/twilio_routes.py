@@ -6,6 +6,15 @@ own host or ``X-Forwarded-*`` headers. The media socket is checked *before*
 it is accepted: a rejected upgrade costs nothing (no model session is opened
 for a socket; the session belongs to the signed webhook and is claimed only
 with its one-time token).
+
+Replicas: a process with a replica id writes its stream and ``<Connect
+action>`` under ``/twilio/r/<id>/`` (the edge proxy routes on that segment).
+It accepts media only under its own path (a pending call lives in one
+process's memory), but answers ``/twilio/r/<any id>/stream-ended``: when the
+replica named in the path is gone, the proxy sends the request to any
+healthy replica, which answers the persona's fallback (calls/bridge.py). The
+signature is checked against the URL Twilio signed: the public URL plus the
+path as requested, whichever replica it names.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from fastapi.responses import Response
 from starlette.websockets import WebSocketDisconnect
 
 from phonebridge.calls.bridge import Bridge
-from phonebridge.config import StreamSignaturePolicy
+from phonebridge.config import REPLICA_PREFIX, TWILIO_PREFIX, StreamSignaturePolicy
 from phonebridge.errors import RemoteProtocolError
 from phonebridge.telephony.twilio.signature import (
     SIGNATURE_HEADER,
@@ -41,8 +50,8 @@ class TwilioAuth:
     public_url: str  # the https base URL Twilio reaches
     stream_url: str  # the wss URL written in the TwiML
     # Where this process's stream and <Connect action> live: /twilio, or
-    # /twilio/w<N> for worker N of `serve --workers` (config.Settings.sticky_prefix).
-    sticky_prefix: str = "/twilio"
+    # /twilio/r/<replica id> in a cluster (config.Settings.sticky_prefix).
+    sticky_prefix: str = TWILIO_PREFIX
     verify_webhooks: bool = True  # False only with the clearly named development switch
     stream_policy: StreamSignaturePolicy = StreamSignaturePolicy.STRICT
 
@@ -52,11 +61,16 @@ _BROKEN_BY_PEER = frozenset({1002, 1007, 1009})
 
 
 class _StarlettePhone:
-    """Adapts a Starlette WebSocket to :class:`phonebridge.calls.session.PhoneSocket`."""
+    """Adapts a Starlette WebSocket to :class:`phonebridge.telephony.twilio.leg.PhoneSocket`."""
 
     def __init__(self, websocket: WebSocket) -> None:
         self._ws = websocket
-        self._closed = False
+        self._closed = False  # the disconnect was read, or we closed the socket
+        # A send fails as soon as the caller's close frame has been processed,
+        # possibly before the reader has taken the `stop` queued ahead of it:
+        # a failed send stops further sends only, so the reader still reads
+        # that `stop` (caller_hangup) before it sees the disconnect.
+        self._send_failed = False
 
     async def receive(self) -> str | bytes | None:
         if self._closed:
@@ -83,13 +97,13 @@ class _StarlettePhone:
         return bytes(message.get("bytes") or b"")
 
     async def send_text(self, text: str) -> None:
-        if self._closed:
+        if self._closed or self._send_failed:
             return
         try:
             await self._ws.send_text(text)
         except (WebSocketDisconnect, RuntimeError, OSError):
             # The caller is gone; the reader sees the disconnect and ends the call.
-            self._closed = True
+            self._send_failed = True
 
     async def close(self, code: int = 1000) -> None:
         if self._closed:
@@ -125,22 +139,34 @@ def twilio_router(bridge: Bridge, auth: TwilioAuth) -> APIRouter:
             return Response(str(exc), status_code=400)
         return Response(answer, media_type=TWIML)
 
-    @router.post("/twilio/call-status")
     async def call_status(request: Request) -> Response:
-        # Twilio's status callback (set on the number): a caller who hangs up
-        # while it rings frees the model socket at once (issue 15).
+        # Twilio's status callback (set on the number by `twilio configure`): a
+        # caller who hangs up while it rings frees the model socket at once
+        # (issue 15). Under this replica's prefix, as the stream is: the pending
+        # call lives in one process's memory.
         form = await signed_form(request)
         if form is None:
             return Response("invalid signature", status_code=403)
         await bridge.call_status(form)
         return Response(status_code=204)
 
-    @router.post(sticky + "/stream-ended")
+    # Like the action URL: served at this replica's prefix (where `twilio
+    # configure` points the number) and for any other replica id, so a gone
+    # replica's status callback finds a route on a survivor (which holds no such
+    # call: a 204, not a 404 in Twilio's debugger).
+    router.add_api_route(TWILIO_PREFIX + "/call-status", call_status, methods=["POST"])
+    router.add_api_route(REPLICA_PREFIX + "/{replica}/call-status", call_status, methods=["POST"])
+
     async def stream_ended(request: Request) -> Response:
         form = await signed_form(request)
         if form is None:
             return Response("invalid signature", status_code=403)
         return Response(await bridge.stream_ended(form), media_type=TWIML)
+
+    # Served for every replica id, not just this one's (see the module docstring),
+    # and at the single-process path, so no action request finds no route.
+    router.add_api_route(TWILIO_PREFIX + "/stream-ended", stream_ended, methods=["POST"])
+    router.add_api_route(REPLICA_PREFIX + "/{replica}/stream-ended", stream_ended, methods=["POST"])
 
     @router.websocket(sticky + "/media")
     async def media(websocket: WebSocket) -> None:

@@ -1,13 +1,18 @@
 """Post-call webhook delivery (issue 15, "Post-call webhook"; docs/webhooks.md).
 
-Once a call's record is final the journal calls :meth:`CallSummaries.call_final`,
-which writes one outbox row per receiver (the persona's ``webhooks.call_ended``,
-else ``PHONEBRIDGE_CALL_ENDED_WEBHOOK_URL``). The worker
-(:meth:`CallSummaries.run_forever`) sends due rows, at least once:
+When a call's row is made final the journal asks :meth:`CallSummaries.entries`
+for one outbox row per receiver (the persona's ``webhooks.call_ended``, else
+``PHONEBRIDGE_CALL_ENDED_WEBHOOK_URL``) and writes them in the same
+transaction as the row (:meth:`phonebridge.storage.index.CallIndex.finish_call`),
+then wakes the worker (:meth:`CallSummaries.queued`). The worker
+(:meth:`CallSummaries.run_forever`, on every replica: claims are atomic,
+webhooks/outbox.py) sends due rows, at least once:
 
 - the summary is built at each attempt from the call row and the transcript
-  on disk (so a retry carries a recording link that is fresh, not one that
-  expired while the receiver was down), signed like the context lookup, with
+  (on this replica's disk, else from the object store: another replica may
+  have recorded the call), so a retry carries a recording link that is fresh,
+  not one that expired while the receiver was down; signed like the context
+  lookup, with
   the row's id as ``Idempotency-Key`` (the same on every attempt and after a
   restart: the receiver deduplicates on it);
 - a 2xx answer delivers it; anything else (a status, a timeout, a refused
@@ -17,9 +22,10 @@ else ``PHONEBRIDGE_CALL_ENDED_WEBHOOK_URL``). The worker
   back), and given up after :attr:`Backoff.give_up_after` (state ``failed``,
   shown on the call page).
 
-Between the final call row and the outbox row there is one insert's worth of
-time in which a crash loses the summary (the call row is marked normally);
-everything after the insert survives any restart.
+The call row and its outbox rows commit together: no crash leaves a final
+row without its summary queued. A call whose row is never written (the index
+down past the journal's retries) has no summary; its facts are in the
+transcript and the next start-up marks it crashed.
 """
 
 from __future__ import annotations
@@ -43,8 +49,9 @@ from prometheus_client import CollectorRegistry, Counter
 from phonebridge.errors import StorageError
 from phonebridge.personas.book import PersonaBook
 from phonebridge.storage.index import CallIndex
-from phonebridge.storage.layout import resolve_inside
+from phonebridge.storage.layout import call_keys, resolve_inside
 from phonebridge.storage.models import CallRecord, DeliveryState, OutboxEntry
+from phonebridge.storage.objects import ObjectStore
 from phonebridge.webhooks.outbox import Outbox
 from phonebridge.webhooks.signing import IDEMPOTENCY_HEADER, recording_query, signed_headers
 
@@ -105,7 +112,9 @@ class CallSummaries:
         backoff: Backoff = Backoff(),
         jitter: Callable[[], float] = random.random,
         attempt_timeout: float = 10.0,
+        store: ObjectStore | None = None,
     ) -> None:
+        self._store = store  # where other replicas' transcripts are (None: local only)
         self._outbox = outbox
         self._index = index
         self._client = client
@@ -130,27 +139,27 @@ class CallSummaries:
             return persona.webhooks.call_ended
         return self._default_url
 
-    async def call_final(self, call_sid: str, persona_id: str) -> None:
-        """The call's row is final: queue its summary (never raises; logs)."""
+    def entries(self, call_sid: str, persona_id: str) -> list[OutboxEntry]:
+        """The deliveries to queue with the call's final row (none without a receiver)."""
         url = self.url_for(persona_id)
         if url is None:
-            return
+            return []
         now = self._wall_time()
-        entry = OutboxEntry(
-            id=str(uuid.uuid4()),
-            call_sid=call_sid,
-            event=EVENT_CALL_ENDED,
-            url=url,
-            state=DeliveryState.PENDING,
-            attempts=0,
-            created_at=now,
-            next_attempt_at=now,
-        )
-        try:
-            await self._outbox.add(entry)
-        except StorageError as exc:
-            log.error("call summary not queued: %s", exc, extra={"call_sid": call_sid})
-            return
+        return [
+            OutboxEntry(
+                id=str(uuid.uuid4()),
+                call_sid=call_sid,
+                event=EVENT_CALL_ENDED,
+                url=url,
+                state=DeliveryState.PENDING,
+                attempts=0,
+                created_at=now,
+                next_attempt_at=now,
+            )
+        ]
+
+    def queued(self) -> None:
+        """Entries were committed: send them now rather than at the next poll."""
         self._wake.set()
 
     async def deliveries(self, call_sid: str) -> list[OutboxEntry]:
@@ -254,7 +263,7 @@ class CallSummaries:
         record = await self._index.get(entry.call_sid)
         if record is None:
             raise StorageError(f"no call row for {entry.call_sid}")
-        utterances = await asyncio.to_thread(self._utterances, record)
+        utterances = await self._utterances(record)
         payload: dict[str, Any] = {
             "event": entry.event,
             "idempotency_key": entry.id,
@@ -296,17 +305,35 @@ class CallSummaries:
             "expires_at": int(now + self._link_seconds),
         }
 
-    def _utterances(self, record: CallRecord) -> list[dict[str, Any]]:
+    async def _utterances(self, record: CallRecord) -> list[dict[str, Any]]:
         if record.transcript_path is None:
             return []
         try:
-            path = resolve_inside(self._data_dir, record.transcript_path)
-            data = json.loads(path.read_text(encoding="utf-8"))
+            raw = await self._transcript(record)
+            data = json.loads(raw) if raw is not None else None
         except (OSError, ValueError, StorageError) as exc:
             log.warning("summary without transcript: %s", exc, extra={"call_sid": record.call_sid})
             return []
         found = data.get("utterances") if isinstance(data, dict) else None
         return [item for item in found or [] if isinstance(item, dict)]
+
+    async def _transcript(self, record: CallRecord) -> bytes | None:
+        """The transcript's bytes: this replica's file, else the store's copy, else None."""
+        assert record.transcript_path is not None
+        try:
+            path: Path | None = resolve_inside(self._data_dir, record.transcript_path)
+        except StorageError:
+            if self._store is None:
+                raise
+            path = None  # another replica's data directory: the store has it
+        if path is not None and path.is_file():
+            return await asyncio.to_thread(path.read_bytes)
+        if self._store is None:
+            return None
+        key = call_keys(record.call_sid, record.started_at).transcript
+        if await self._store.stat(key) is None:
+            return None
+        return await self._store.read(key)
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -1,13 +1,17 @@
 """The webhook outbox: deliveries waiting to be sent, in the call index's database.
 
-A call summary is written here before any attempt to send it, in the same
-database as the call rows, so a restart (or ``kill -9``) loses none: the next
-process finds the row still ``pending`` and sends it with the same id, which
-the receiver sees as the ``Idempotency-Key`` (at least once, deduplicated by
-the receiver). The table is :data:`phonebridge.storage.models.webhook_outbox`.
+A call summary is queued here in the same transaction that makes the call's
+row final (:meth:`phonebridge.storage.index.CallIndex.finish_call`), so a
+restart (or ``kill -9``) loses none: the next process finds the row still
+``pending`` and sends it with the same id, which the receiver sees as the
+``Idempotency-Key`` (at least once, deduplicated by the receiver). The table
+is :data:`phonebridge.storage.index.webhook_outbox`, made by migration 0006.
 
 Replicas sharing a database never send one row at the same time: a sender
-*claims* a due row (``claimed_until``) with a conditional update, and a claim
+*claims* due rows (``claimed_until``) with one ``UPDATE ... RETURNING`` whose
+candidates are picked ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (two senders
+racing take disjoint rows, neither waits for the other); SQLite has one writer
+at a time, so the same statement is atomic there without the clause. A claim
 left by a crashed process simply runs out.
 
 Every operation raises :class:`StorageError` when the database refuses it, as
@@ -24,13 +28,8 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from phonebridge.errors import StorageError
-from phonebridge.storage.index import CallIndex
-from phonebridge.storage.models import (
-    DeliveryState,
-    OutboxEntry,
-    outbox_metadata,
-    webhook_outbox,
-)
+from phonebridge.storage.index import CallIndex, outbox_values, webhook_outbox
+from phonebridge.storage.models import DeliveryState, OutboxEntry
 
 T = TypeVar("T")
 _FIELDS = (
@@ -61,11 +60,9 @@ class Outbox:
         self._engine = engine
 
     @classmethod
-    async def create(cls, index: CallIndex) -> Outbox:
-        """The outbox in ``index``'s database, its table created if needed."""
-        outbox = cls(index.engine)
-        await outbox._run("create table", lambda c: c.run_sync(outbox_metadata.create_all))
-        return outbox
+    def of(cls, index: CallIndex) -> Outbox:
+        """The outbox in ``index``'s database (its migrations made the table)."""
+        return cls(index.engine)
 
     async def _run(self, operation: str, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
         try:
@@ -78,11 +75,10 @@ class Outbox:
             raise StorageError(f"webhook outbox: {operation} failed: {cause}") from exc
 
     async def add(self, entry: OutboxEntry) -> None:
-        values = {name: getattr(entry, name) for name in _FIELDS}
-        values["state"] = str(entry.state)
+        """Queue one delivery on its own (calls queue theirs with their final row)."""
 
         async def insert(conn: AsyncConnection) -> None:
-            await conn.execute(webhook_outbox.insert().values(**values))
+            await conn.execute(webhook_outbox.insert().values(**outbox_values(entry)))
 
         await self._run(f"add {entry.call_sid}", insert)
 
@@ -96,24 +92,23 @@ class Outbox:
             webhook_outbox.c.next_attempt_at <= now,
             unclaimed,
         )
+        candidates = (
+            select(webhook_outbox.c.id)
+            .where(due)
+            .order_by(webhook_outbox.c.next_attempt_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)  # PostgreSQL; SQLite renders nothing
+        )
+        statement = (
+            update(webhook_outbox)
+            .where(webhook_outbox.c.id.in_(candidates), due)
+            .values(claimed_until=now + hold_seconds)
+            .returning(*(webhook_outbox.c[name] for name in _FIELDS))
+        )
 
         async def claim(conn: AsyncConnection) -> list[OutboxEntry]:
-            rows = await conn.execute(
-                select(webhook_outbox)
-                .where(due)
-                .order_by(webhook_outbox.c.next_attempt_at)
-                .limit(limit)
-            )
-            claimed = []
-            for row in rows.all():
-                result = await conn.execute(
-                    update(webhook_outbox)
-                    .where(webhook_outbox.c.id == row.id, due)
-                    .values(claimed_until=now + hold_seconds)
-                )
-                if result.rowcount == 1:
-                    claimed.append(_entry(row))
-            return claimed
+            rows = (await conn.execute(statement)).all()
+            return sorted((_entry(row) for row in rows), key=lambda e: e.next_attempt_at)
 
         return await self._run("claim due", claim)
 

@@ -57,7 +57,24 @@ def yaml_files() -> list[Path]:
 
 
 def k8s_manifests() -> list[Path]:
-    return sorted(path for path in K8S.glob("*.yaml") if path.name != "kustomization.yaml")
+    """Every manifest, the development dependencies in dev/ included."""
+    return sorted(path for path in K8S.rglob("*.yaml") if path.name != "kustomization.yaml")
+
+
+def k8s_objects(directory: Path = K8S) -> list[dict[str, Any]]:
+    """The objects of ``directory``'s manifests (not its subdirectories)."""
+    return [
+        document
+        for path in sorted(directory.glob("*.yaml"))
+        if path.name != "kustomization.yaml"
+        for document in yaml.safe_load_all(path.read_text())
+        if document is not None
+    ]
+
+
+def k8s_object(kind: str, name: str) -> dict[str, Any]:
+    (found,) = [o for o in k8s_objects() if o["kind"] == kind and o["metadata"]["name"] == name]
+    return found
 
 
 def load_one(path: Path) -> dict[str, Any]:
@@ -92,38 +109,41 @@ def test_yaml_parses(path: Path) -> None:
 # -- Kubernetes ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", k8s_manifests(), ids=lambda path: path.name)
+@pytest.mark.parametrize("path", k8s_manifests(), ids=lambda path: str(path.relative_to(K8S)))
 def test_manifest_passes_kubernetes_schema(path: Path) -> None:
     for document in yaml.safe_load_all(path.read_text()):
         kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
 
 
 def test_schema_check_rejects_broken_manifests() -> None:
-    deployment = load_one(K8S / "deployment.yaml")
-    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["periodSecond"] = 5
+    replicas = load_one(K8S / "statefulset.yaml")
+    replicas["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["periodSecond"] = 5
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
-    deployment = load_one(K8S / "deployment.yaml")
-    deployment["spec"]["replicas"] = "one"
+        kubernetes_validate.validate(replicas, KUBERNETES_VERSION, strict=True)
+    replicas = load_one(K8S / "statefulset.yaml")
+    replicas["spec"]["replicas"] = "one"
     with pytest.raises(kubernetes_validate.ValidationError):
-        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+        kubernetes_validate.validate(replicas, KUBERNETES_VERSION, strict=True)
 
 
-def test_kustomization_lists_every_manifest_but_the_secret_template() -> None:
-    kustomization = load_one(K8S / "kustomization.yaml")
+@pytest.mark.parametrize("directory", [K8S, K8S / "dev"], ids=["k8s", "dev"])
+def test_kustomization_lists_every_manifest_but_the_secret_template(directory: Path) -> None:
+    kustomization = load_one(directory / "kustomization.yaml")
     listed = set(kustomization["resources"])
-    assert all((K8S / name).is_file() for name in listed)
-    expected = {path.name for path in k8s_manifests()} - {"secret.example.yaml"}
+    assert all((directory / name).is_file() for name in listed)
+    expected = {
+        path.name for path in directory.glob("*.yaml") if path.name != "kustomization.yaml"
+    } - {"secret.example.yaml"}
     # The template holds placeholders: applying it would overwrite real keys.
     assert listed == expected
 
 
 def test_kinds_are_all_there() -> None:
-    kinds = {load_one(path)["kind"] for path in k8s_manifests()}
+    kinds = {o["kind"] for o in k8s_objects()}
     assert kinds >= {
-        "Deployment",
+        "StatefulSet",
+        "Deployment",  # the edge proxy
         "Service",
-        "Ingress",
         "HorizontalPodAutoscaler",
         "PodDisruptionBudget",
         "ConfigMap",
@@ -131,10 +151,12 @@ def test_kinds_are_all_there() -> None:
     }
     assert load_one(K8S / "hpa.yaml")["apiVersion"] == "autoscaling/v2"
     assert load_one(K8S / "pdb.yaml")["apiVersion"] == "policy/v1"
+    dependencies = {(o["kind"], o["metadata"]["name"]) for o in k8s_objects(K8S / "dev")}
+    assert {("Service", "postgres"), ("Service", "redis")} <= dependencies
 
 
 def pod_spec() -> dict[str, Any]:
-    spec: dict[str, Any] = load_one(K8S / "deployment.yaml")["spec"]["template"]["spec"]
+    spec: dict[str, Any] = load_one(K8S / "statefulset.yaml")["spec"]["template"]["spec"]
     return spec
 
 
@@ -165,7 +187,7 @@ def test_probes_and_security() -> None:
     assert f"USER {pod['securityContext']['runAsUser']}:" in (DEPLOY / "Dockerfile").read_text()
     # With a read-only root, every path the bridge writes must be a volume.
     mounts = {mount["mountPath"] for mount in main["volumeMounts"]}
-    env = {item["name"]: item["value"] for item in main["env"]}
+    env = {item["name"]: item["value"] for item in main["env"] if "value" in item}
     assert env["PHONEBRIDGE_DATA"] in mounts
     assert env["PHONEBRIDGE_PERSONAS"] in mounts
     assert env["PHONEBRIDGE_HOST"] == "0.0.0.0"  # inside the pod
@@ -179,48 +201,59 @@ def test_image_tags_match_the_project_version() -> None:
 
 
 def test_objects_point_at_each_other() -> None:
-    deployment = load_one(K8S / "deployment.yaml")
-    labels = deployment["spec"]["template"]["metadata"]["labels"]
-    selector = deployment["spec"]["selector"]["matchLabels"]
+    replicas = load_one(K8S / "statefulset.yaml")
+    labels = replicas["spec"]["template"]["metadata"]["labels"]
+    selector = replicas["spec"]["selector"]["matchLabels"]
     assert selector.items() <= labels.items()
-    service = load_one(K8S / "service.yaml")
-    assert service["spec"]["selector"].items() <= labels.items()
     port_names = {port["name"] for port in container()["ports"]}
-    assert {port["targetPort"] for port in service["spec"]["ports"]} <= port_names
+    for name in ("phonebridge", "phonebridge-replicas"):
+        service = k8s_object("Service", name)
+        assert service["spec"]["selector"].items() <= labels.items()
+        assert {port["targetPort"] for port in service["spec"]["ports"]} <= port_names
     pdb = load_one(K8S / "pdb.yaml")
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
     hpa = load_one(K8S / "hpa.yaml")
-    assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
-    ingress = load_one(K8S / "ingress.yaml")
-    for rule in ingress["spec"]["rules"]:
-        for path in rule["http"]["paths"]:
-            backend = path["backend"]["service"]
-            assert backend["name"] == service["metadata"]["name"]
-            assert backend["port"]["name"] in {port["name"] for port in service["spec"]["ports"]}
+    assert hpa["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"
+    assert hpa["spec"]["scaleTargetRef"]["name"] == replicas["metadata"]["name"]
+    assert hpa["spec"]["minReplicas"] >= 3
     referenced = {
         source[kind]["name"]
         for source in container()["envFrom"]
         for kind in ("configMapRef", "secretRef")
         if kind in source
     } | {volume["configMap"]["name"] for volume in pod_spec()["volumes"] if "configMap" in volume}
-    defined = {load_one(path)["metadata"]["name"] for path in k8s_manifests()}
+    defined = {o["metadata"]["name"] for o in k8s_objects()}
     assert referenced <= defined
 
 
-def test_ingress_keeps_websockets_open() -> None:
-    ingress = load_one(K8S / "ingress.yaml")
-    annotations = ingress["metadata"]["annotations"]
-    prefix = "nginx.ingress.kubernetes.io/"
-    assert int(annotations[prefix + "proxy-read-timeout"]) >= 3600
-    assert int(annotations[prefix + "proxy-send-timeout"]) >= 3600
-    assert annotations[prefix + "proxy-http-version"] == "1.1"
-    assert ingress["spec"]["tls"]
-    paths = [path["path"] for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]]
-    assert "/twilio" in paths
+def test_replicas_have_stable_ids_from_their_pod_names() -> None:
+    replicas = load_one(K8S / "statefulset.yaml")
+    assert replicas["spec"]["replicas"] == 3
+    # Per-pod DNS names (<pod>.<serviceName>) come from the headless Service,
+    # which must publish a draining (unready) pod: its calls' streams still go there.
+    headless = k8s_object("Service", replicas["spec"]["serviceName"])
+    assert headless["spec"]["clusterIP"] == "None"
+    assert headless["spec"]["publishNotReadyAddresses"] is True
+    env = {item["name"]: item for item in container()["env"]}
+    source = env["PHONEBRIDGE_REPLICA_ID"]["valueFrom"]["fieldRef"]["fieldPath"]
+    assert source == "metadata.name"
+    # A pod name is a valid replica id: the StatefulSet's name plus an ordinal.
+    settings = Settings.from_env(
+        {"TWILIO_AUTH_TOKEN": "x", "PHONEBRIDGE_REPLICA_ID": f"{replicas['metadata']['name']}-2"},
+        public_url="https://bridge.example.com",
+    )
+    assert settings.stream_url == "wss://bridge.example.com/twilio/r/phonebridge-2/media"
+    # The edge routes to <id>.<headless Service> in the pods' namespace.
+    edge = k8s_object("Deployment", "phonebridge-edge")
+    edge_env = {
+        e["name"]: e["value"] for e in edge["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert edge_env["BRIDGE_REPLICAS_HOST"].startswith(headless["metadata"]["name"] + ".")
 
 
 def test_configured_settings_are_valid_settings() -> None:
     settings_data = load_one(K8S / "configmap-settings.yaml")["data"]
+    assert "PHONEBRIDGE_REPLICA_ID" not in settings_data  # per pod, from its name
     secret_keys = set(load_one(K8S / "secret.example.yaml")["stringData"])
     assert set(settings_data) <= config.KNOWN_VARIABLES
     assert secret_keys <= config.KNOWN_VARIABLES
@@ -500,6 +533,7 @@ SECRET_SHAPES = (
         ROOT / ".env.example",
         K8S / "secret.example.yaml",
         K8S / "configmap-settings.yaml",
+        K8S / "dev" / "postgres.yaml",
         DEPLOY / "docker-compose.yml",
         DEPLOY / "systemd" / "phonebridge.service",
     ],
@@ -545,12 +579,16 @@ def test_guide_covers_the_essentials() -> None:
 
 
 def test_workers_caddyfile_sends_each_worker_its_own_streams() -> None:
-    """`serve --workers`: worker N (port 8080 + N) gets /twilio/wN/*, as config.sticky_prefix."""
+    """`serve --workers`: worker N (port 8080 + N) is replica wN, as config.sticky_prefix."""
     caddyfile = (DEPLOY / "Caddyfile.workers").read_text()
-    routes = re.findall(
-        r"handle /twilio/w(\d+)/\* \{\s*reverse_proxy 127\.0\.0\.1:(\d+)", caddyfile
-    )
-    assert routes == [("0", "8080"), ("1", "8081")]
-    assert all(int(port) == 8080 + int(worker) for worker, port in routes)
+    routes = re.findall(r"^\t\t(w\d+) 127\.0\.0\.1:(\d+)$", caddyfile, flags=re.MULTILINE)
+    assert routes == [("w0", "8080"), ("w1", "8081")]
+    for replica, port in routes:
+        worker = int(replica[1:])
+        assert int(port) == 8080 + worker
+        settings = Settings.from_env(
+            {"TWILIO_AUTH_TOKEN": "x"}, public_url="https://b.example.com", worker=worker
+        )
+        assert settings.sticky_prefix == f"/twilio/r/{replica}"
     # Everything else (webhooks, dashboard) is balanced over all workers.
     assert "reverse_proxy 127.0.0.1:8080 127.0.0.1:8081" in caddyfile

@@ -70,7 +70,7 @@ async def test_a_finished_call_is_summarised_signed_with_a_working_recording_lin
 async def _deliveries(data: Path, call_sid: str) -> list[OutboxEntry]:
     index = await CallIndex.create(f"sqlite+aiosqlite:///{data / 'phonebridge.db'}")
     try:
-        return await (await Outbox.create(index)).for_call(call_sid)
+        return await Outbox.of(index).for_call(call_sid)
     finally:
         await index.close()
 

@@ -117,7 +117,7 @@ async def test_health_and_readiness(start_bridge: BridgeFactory, personas_dir: P
     ):
         assert (await http.get(bridge.url + "/healthz")).status_code == 200
         assert (await http.get(bridge.url + "/readyz")).status_code == 200
-        lease = bridge.app.state.deps.bridge.admission.acquire("personaplex", None)
+        lease = await bridge.app.state.deps.bridge.admission.acquire("personaplex", None)
         assert (await http.get(bridge.url + "/readyz")).status_code == 503
         lease.release()
         assert (await http.get(bridge.url + "/readyz")).status_code == 200

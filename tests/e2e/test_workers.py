@@ -3,7 +3,8 @@
 A real supervisor and two real worker processes on loopback, two self-hosted
 simulators (one per worker), the phone simulator standing in for Twilio and
 the proxy (it sends the stream to the worker whose port took the webhook, as
-deploy/Caddyfile.workers routes ``/twilio/w<N>/``).
+deploy/Caddyfile.workers routes ``/twilio/r/w<N>/``: a worker is a replica on
+one host).
 """
 
 from __future__ import annotations
@@ -40,13 +41,13 @@ def test_a_worker_keeps_its_stream_and_action_under_its_own_path() -> None:
     assert single.stream_url == "wss://bridge.example.com/twilio/media"
     assert single.action_url == "https://bridge.example.com/twilio/stream-ended"
     worker = Settings.from_env({"PHONEBRIDGE_WORKER": "3"}, **BASE)
-    assert worker.stream_url == "wss://bridge.example.com/twilio/w3/media"
-    assert worker.action_url == "https://bridge.example.com/twilio/w3/stream-ended"
+    assert worker.stream_url == "wss://bridge.example.com/twilio/r/w3/media"
+    assert worker.action_url == "https://bridge.example.com/twilio/r/w3/stream-ended"
 
 
 def _args(**given: object) -> argparse.Namespace:
     fields = {"host": None, "public_url": None, "personas": None, "data": None}
-    return argparse.Namespace(**{**fields, "drain_seconds": 30.0, **given})
+    return argparse.Namespace(**{**fields, "drain_seconds": 30.0, "withdraw_seconds": 0.0, **given})
 
 
 def test_workers_split_the_servers_ports_and_call_cap() -> None:
@@ -107,16 +108,16 @@ async def test_two_workers_each_carry_their_own_calls(tmp_path: Path) -> None:
             )
             for n, report in enumerate(reports):
                 assert report.ok, report.protocol_errors
-                assert report.stream_url == f"wss://bridge.phonebridge.invalid/twilio/w{n}/media"
+                assert report.stream_url == f"wss://bridge.phonebridge.invalid/twilio/r/w{n}/media"
                 assert report.frames_received > 0  # the model's echo came back
             # Each worker leased its own server: one session on each simulator.
             assert len(a.connections) == 1
             assert len(b.connections) == 1
             # Worker 1 has no route for worker 0's stream: the proxy must send it home.
-            stream = "wss://bridge.phonebridge.invalid/twilio/w0/media"
+            stream = "wss://bridge.phonebridge.invalid/twilio/r/w0/media"
             with pytest.raises(InvalidStatus):
                 async with connect(
-                    workers[1].replace("http://", "ws://") + "/twilio/w0/media",
+                    workers[1].replace("http://", "ws://") + "/twilio/r/w0/media",
                     additional_headers={SIGNATURE_HEADER: sign(DEMO_AUTH_TOKEN, stream, {})},
                 ):
                     pass

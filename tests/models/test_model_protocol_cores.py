@@ -233,6 +233,33 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after(date, now_epoch=1445412470.0) == 10.0
 
 
+@pytest.mark.parametrize(
+    ("value", "wait"),
+    [
+        (" 12 ", 12.0),
+        ("0", 0.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 10.0),  # IMF-fixdate
+        ("Wednesday, 21-Oct-15 07:28:00 GMT", 10.0),  # obsolete RFC 850 form
+        ("Wed Oct 21 07:28:00 2015", 10.0),  # obsolete asctime: no zone, and it is GMT
+        ("Wed, 21 Oct 2015 07:28:00 -0000", 10.0),  # "-0000": no zone either
+        ("Wed, 21 Oct 2015 06:00:00 GMT", 0.0),  # already past: retry now
+        ("\u00b2", None),  # a Unicode digit, not delta-seconds (float() refuses it)
+        ("-5", None),
+        ("1.5", None),  # delta-seconds is a whole number
+        ("Wed, 32 Oct 2015 07:28:00 GMT", None),
+        ("", None),
+    ],
+)
+def test_retry_after_every_http_form(value: str, wait: float | None) -> None:
+    assert parse_retry_after(value, now_epoch=1445412470.0) == wait
+
+
+@given(st.text(max_size=40), st.floats(min_value=0, max_value=4e9))
+def test_retry_after_is_a_wait_or_none_for_any_header(value: str, now: float) -> None:
+    wait = parse_retry_after(value, now_epoch=now)
+    assert wait is None or wait >= 0.0
+
+
 # -- fal (§4) -------------------------------------------------------------------
 
 

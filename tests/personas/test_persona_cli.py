@@ -40,9 +40,9 @@ def test_check_prints_file_line_problems_and_exits_1(
     assert run(["personas", "check", str(tmp_path)]) == 1
     assert capsys.readouterr().out.splitlines() == [
         f"{path}:5: unknown key 'colour' (allowed: answer_within_seconds, busy_message, "
-        "closed, context, default, description, dtmf_to_model, fallback, hours, limits, name, "
-        "numbers, overflow, prompt, provider, record_prompt, recording, timezone, tts_language, "
-        "tts_voice, voice, webhooks)",
+        "carrier, closed, context, default, description, dtmf_to_model, fallback, hours, "
+        "limits, name, numbers, overflow, prompt, provider, record_prompt, recording, "
+        "timezone, tts_language, tts_voice, voice, webhooks)",
         f"1 problem in {tmp_path}",
     ]
 

@@ -141,3 +141,20 @@ def test_book_from_code_rejects_clashes() -> None:
     ]
     with pytest.raises(PersonaError):
         PersonaBook.from_personas([])
+
+
+def test_a_number_bound_to_a_carrier_routes_only_through_it() -> None:
+    telnyx_only = persona("sales", numbers=["+14165550101"], carrier="telnyx")
+    anywhere = persona("support", numbers=["+14165550102"])
+    fallback = persona("chat", default=True)
+    book = PersonaBook.from_personas([telnyx_only, anywhere, fallback])
+    assert book.for_number("+14165550101", "telnyx") is telnyx_only
+    # The same number through another carrier is refused, not given to the default.
+    assert book.for_number("+14165550101", "plivo") is None
+    assert book.for_number("+14165550101") is None  # the Twilio path
+    assert book.for_number("+14165550102", "vonage") is anywhere
+    assert book.for_number("+14165550199", "exotel") is fallback
+    assert errors_of(carrier="att") == [(("carrier",), "literal_error")]
+    bound_default = PersonaBook.from_personas([persona("chat", default=True, carrier="plivo")])
+    assert bound_default.for_number("+1", "plivo") is not None
+    assert bound_default.for_number("+1", "twilio") is None

@@ -16,6 +16,8 @@ import httpx
 import pytest
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from phonebridge.local import LocalBridge
 from phonebridge.storage.index import CallIndex
@@ -30,6 +32,9 @@ PUBLIC = {
     ("POST", "/twilio/voice"),
     ("POST", "/twilio/stream-ended"),
     ("POST", "/twilio/call-status"),
+    # Any replica answers the <Connect action> of a replica that is gone.
+    ("POST", "/twilio/r/{replica}/stream-ended"),
+    ("POST", "/twilio/r/{replica}/call-status"),
     ("WS", "/twilio/media"),
     # Probes and the Prometheus scrape (kept off the public edge by deploy/).
     ("GET", "/healthz"),
@@ -75,7 +80,21 @@ async def test_every_route_but_twilio_and_probes_needs_the_token(bridge: LocalBr
     routes = endpoints(list(bridge.app.routes))
     assert {path for _, path in routes} >= {"/api/calls", "/", "/openapi.json"}
     assert routes & PUBLIC == PUBLIC
-    guarded = sorted(routes - PUBLIC)
+    # The dashboard's sockets (Talk, listen-in) cannot carry the token (browsers
+    # put no Authorization on an upgrade): they take a one-time ticket that only
+    # an authenticated POST issues, and refuse the upgrade without one, even
+    # with the token itself.
+    sockets = sorted(path for method, path in routes - PUBLIC if method == "WS")
+    assert sockets == ["/listen/socket", "/talk/socket"]
+    for path in sockets:
+        for headers in ({}, BEARER):
+            for query in ("", "?ticket=guess"):
+                url = "ws://" + bridge.url.removeprefix("http://") + path + query
+                with pytest.raises(InvalidStatus) as refused:
+                    async with connect(url, additional_headers=headers):
+                        pass
+                assert refused.value.response.status_code == 403
+    guarded = sorted(route for route in routes - PUBLIC if route[0] != "WS")
     wrong = (
         {},
         {"Authorization": "Bearer nope"},

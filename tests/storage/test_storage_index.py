@@ -1,4 +1,9 @@
-"""The call index on SQLite: rows, filters, pagination, crash recovery and database trouble."""
+"""The call index on SQLite and a real PostgreSQL: rows, filters, pagination, crash recovery
+(per replica too) and database trouble.
+
+Tests taking the ``index`` fixture run once per database (``database_url`` in
+conftest.py); the ones about SQLite files and locks run on SQLite only.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,8 @@ from phonebridge.storage.models import (
 )
 from phonebridge.storage.recording import wav_header
 
+from ..realservers.postgres_server import PostgresServer
+
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
 
@@ -44,8 +51,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def index(tmp_path: Path, clock: FakeClock) -> AsyncIterator[CallIndex]:
-    idx = await CallIndex.create(default_database_url(tmp_path), clock=clock)
+async def index(database_url: str, clock: FakeClock) -> AsyncIterator[CallIndex]:
+    idx = await CallIndex.create(database_url, clock=clock)
     try:
         yield idx
     finally:
@@ -304,3 +311,129 @@ async def test_crash_recovery_never_touches_files_outside_the_data_dir(
     assert record is not None
     assert record.error is not None
     assert "escapes" in record.error
+
+
+async def replica_index(database_url: str, replica: str | None, clock: FakeClock) -> CallIndex:
+    return await CallIndex.create(database_url, clock=clock, replica=replica)
+
+
+async def test_rows_name_the_replica_and_sample_rate(database_url: str, clock: FakeClock) -> None:
+    async with await replica_index(database_url, "bridge-1", clock) as one:
+        await one.start_call(start(1))
+        await one.start_call(start(2, sample_rate=16000))
+        first, second = await one.get(sid(1)), await one.get(sid(2))
+    assert first is not None
+    assert second is not None
+    assert (first.replica, first.sample_rate) == ("bridge-1", 8000)
+    assert (second.replica, second.sample_rate) == ("bridge-1", 16000)
+
+
+async def test_a_restarting_replica_marks_only_its_own_calls(
+    database_url: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    indexes = {name: await replica_index(database_url, name, clock) for name in ("r0", "r1", None)}
+    try:
+        await indexes["r0"].start_call(start(1, status=CallStatus.LIVE))
+        await indexes["r1"].start_call(start(2, status=CallStatus.LIVE))
+        await indexes[None].start_call(start(3, status=CallStatus.LIVE))
+        later = T0 + timedelta(hours=1)
+
+        # r0 restarts: only its own row ends; r1's live call and the single-process row go on.
+        assert await indexes["r0"].mark_interrupted_calls(later, data_dir=tmp_path) == [sid(1)]
+        statuses = {n: (await indexes["r0"].get(sid(n))) for n in (1, 2, 3)}
+        assert {n: r.status if r else None for n, r in statuses.items()} == {
+            1: CallStatus.ENDED,
+            2: CallStatus.LIVE,
+            3: CallStatus.LIVE,
+        }
+        # a process without a replica id keeps today's behaviour for rows without one
+        assert await indexes[None].mark_interrupted_calls(later, data_dir=tmp_path) == [sid(3)]
+        untouched = await indexes[None].get(sid(2))
+        assert untouched is not None
+        assert untouched.status is CallStatus.LIVE
+    finally:
+        for idx in indexes.values():
+            await idx.close()
+
+
+async def test_survivors_mark_the_calls_of_replicas_that_are_gone(
+    database_url: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    survivor = await replica_index(database_url, "r0", clock)
+    dead = await replica_index(database_url, "r1", clock)
+    single = await replica_index(database_url, None, clock)
+    try:
+        await survivor.start_call(start(1, status=CallStatus.LIVE))
+        await dead.start_call(start(2, status=CallStatus.LIVE, recording_path="/elsewhere/x.wav"))
+        await dead.start_call(start(3))  # pending
+        await dead.start_call(start(4))
+        await dead.finish_call(sid(4), CallEnd(ended_at=T0 + timedelta(minutes=9), end_reason="ok"))
+        await single.start_call(start(5, status=CallStatus.LIVE))
+        clock.now = T0 + timedelta(minutes=20)
+
+        marked = await survivor.mark_crashed_replicas({"r0"}, clock.now, data_dir=tmp_path)
+
+        assert sorted(marked) == [sid(2), sid(3)]
+        crashed = await survivor.get(sid(2))
+        assert crashed is not None
+        assert (crashed.status, crashed.end_reason) == (CallStatus.ENDED, CRASHED)
+        assert crashed.error is not None
+        assert "replica r1 stopped" in crashed.error
+        for n, status in ((1, CallStatus.LIVE), (4, CallStatus.ENDED), (5, CallStatus.LIVE)):
+            record = await survivor.get(sid(n))
+            assert record is not None
+            assert record.status is status, n
+        finished = await survivor.get(sid(4))
+        assert finished is not None
+        assert finished.end_reason == "ok"
+        # nothing is left to mark; with every replica alive nothing is marked either
+        assert await survivor.mark_crashed_replicas({"r0"}, clock.now) == []
+        await survivor.start_call(start(6, status=CallStatus.LIVE))
+        assert await survivor.mark_crashed_replicas({"r0", "r1"}, clock.now) == []
+        # an empty alive set (every other replica gone) still spares rows without a replica
+        assert await dead.mark_crashed_replicas(set(), clock.now) == [sid(1), sid(6)]
+        spared = await survivor.get(sid(5))
+        assert spared is not None
+        assert spared.status is CallStatus.LIVE
+    finally:
+        for idx in (survivor, dead, single):
+            await idx.close()
+
+
+async def test_a_survivor_repairs_a_recording_it_can_reach(
+    database_url: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    wav = tmp_path / "recordings" / "shared.wav"
+    write_crashed_wav(wav, frames=8000 * 3)
+    async with await replica_index(database_url, "r1", clock) as dead:
+        await dead.start_call(start(1, status=CallStatus.LIVE, recording_path=str(wav)))
+    async with await replica_index(database_url, "r0", clock) as survivor:
+        assert await survivor.mark_crashed_replicas(
+            {"r0"}, T0 + timedelta(hours=1), data_dir=tmp_path
+        ) == [sid(1)]
+        record = await survivor.get(sid(1))
+    assert record is not None
+    assert record.duration_seconds == pytest.approx(3)
+    with wave.open(str(wav), "rb") as w:
+        assert w.getnframes() == 8000 * 3
+
+
+async def test_postgresql_down_is_a_storage_error_and_the_index_recovers(clock: FakeClock) -> None:
+    server = PostgresServer()  # its own server: this test stops it
+    try:
+        server.start()
+        index = await CallIndex.create(server.create_database(), clock=clock)
+        try:
+            await index.start_call(start(1))
+            server.shutdown()
+            with pytest.raises(StorageError):
+                await index.start_call(start(2))
+            with pytest.raises(StorageError):
+                await index.get(sid(1))
+            server.start()  # same cluster, same port: the rows are kept
+            await index.start_call(start(2))
+            assert (await index.list_calls(CallQuery())).total == 2
+        finally:
+            await index.close()
+    finally:
+        server.stop()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from phonebridge.storage.index import CallIndex, default_database_url
+from phonebridge.storage.index import CallIndex
 from phonebridge.storage.layout import call_paths
 from phonebridge.storage.models import CallEnd, CallStart
 from phonebridge.storage.retention import apply_retention
@@ -22,8 +22,8 @@ def sid(n: int) -> str:
 
 
 @pytest.fixture
-async def index(tmp_path: Path) -> AsyncIterator[CallIndex]:
-    idx = await CallIndex.create(default_database_url(tmp_path / "db"))
+async def index(database_url: str) -> AsyncIterator[CallIndex]:
+    idx = await CallIndex.create(database_url)  # SQLite and PostgreSQL (conftest.py)
     try:
         yield idx
     finally:

@@ -116,6 +116,8 @@ class FalSession:
 
     async def _step(self, caller_pcm: bytes) -> None:
         self.record.input_samples += len(caller_pcm) // 2
+        if len(self.record.input_pcm) < self.record.keep_input_bytes:
+            self.record.input_pcm += caller_pcm
         agent_pcm, texts = self.replier.step(caller_pcm)
         stall = self.faults.stall_after
         if stall is not None and self.loop.time() - (self.record.handshake_at or 0.0) >= stall:

@@ -203,6 +203,8 @@ class OggSession:
     async def _step(self, caller_pcm: bytes) -> None:
         """One model step: exactly one output page, then its text pieces (§2.4)."""
         self.record.input_samples += len(caller_pcm) // 2
+        if len(self.record.input_pcm) < self.record.keep_input_bytes:
+            self.record.input_pcm += caller_pcm
         agent_pcm, texts = self.replier.step(caller_pcm)
         stall = self.faults.stall_after
         handshake_at = self.record.handshake_at or 0.0

@@ -34,6 +34,10 @@ class ConnectionRecord:
     fal_last_config: dict[str, Any] = field(default_factory=dict)
     max_input_gap: float = 0.0  # seconds between consecutive input messages after 0x00
     last_input_at: float | None = None
+    input_pcm: bytearray = field(default_factory=bytearray)
+    """The decoded 24 kHz input the model steps consumed, up to ``keep_input_bytes``:
+    what the "model" heard, for tests to analyse (spectrum, timing)."""
+    keep_input_bytes: int = 0
     end: str = ""  # why the server side ended ("client closed", "second BOS page", ...)
     close_code: int | None = None  # the code the simulator closed with (1006: aborted)
 

@@ -15,7 +15,8 @@ In-process::
 Upgrade-level behaviour (``process_request``): wrong path -> 404; PolarGrid
 checks the ``bearer.<key>`` subprotocol or ``token=`` (401 on a bad key),
 fal checks ``Authorization: Key <key>`` (401); ``reject_status`` refuses
-every upgrade with that status (429 carries ``Retry-After``). The self-hosted
+every upgrade with that status (429 carries ``Retry-After``: ``retry_after``
+seconds, or a string sent as is, e.g. an HTTP date). The self-hosted
 flavour serves one session at a time (§2.5): a second connection is
 upgraded and then hangs silently until the first ends.
 """
@@ -61,13 +62,14 @@ class PersonaPlexSimulator:
         host: str = "127.0.0.1",
         api_key: str | None = None,
         reject_status: int | None = None,
-        retry_after: int = 7,
+        retry_after: int | str = 7,
         idle_timeout: float = 5.0,
         never_handshake: bool = False,
         close_during_conditioning: bool = False,
         die_after: float | None = None,
         stall_after: float | None = None,
         fal_timeout_after: float | None = None,
+        keep_input_seconds: float = 0.0,
     ) -> None:
         if flavour not in FLAVOURS:
             raise ValueError(f"unknown flavour {flavour!r}")
@@ -87,6 +89,8 @@ class PersonaPlexSimulator:
             stall_after=stall_after,
             fal_timeout_after=fal_timeout_after,
         )
+        # Each connection keeps this much decoded input (24 kHz) for tests to inspect.
+        self.keep_input_bytes = int(keep_input_seconds * 24000) * 2
         self.connections: list[ConnectionRecord] = []
         self.rejected: list[int] = []  # statuses of refused upgrades
         self._server: Server | None = None
@@ -140,6 +144,17 @@ class PersonaPlexSimulator:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+    @property
+    def second_connections(self) -> list[ConnectionRecord]:
+        """Connections upgraded while another session held this self-hosted server.
+
+        Each one is a failure of whoever connected: the real server loads a new
+        connection's prompts into its one shared model state *before* waiting
+        for its session lock (PROTOCOLS.md §2.1), so the caller already talking
+        would have their persona swapped. Leases exist so this list stays empty.
+        """
+        return [record for record in self.connections if record.waited_behind_busy]
 
     async def wait_for_connections(self, count: int) -> None:
         """Wait until ``count`` connections were accepted (a test helper; bound it yourself)."""
@@ -220,6 +235,7 @@ class PersonaPlexSimulator:
                 for s in value.split(",")
             ),
             opened_at=loop.time(),
+            keep_input_bytes=self.keep_input_bytes,
         )
         self.connections.append(record)
         async with self._connected:

@@ -4,18 +4,45 @@ The auth token that signs the requests comes from ``TWILIO_AUTH_TOKEN``; with
 ``--dev-token`` and no such variable, the public development token
 :data:`~phonebridge.simulators.phone.dial.DEV_AUTH_TOKEN` is used (a bridge
 started for local development must use the same one).
+
+``--carrier telnyx|plivo|vonage|signalwire|exotel`` calls as that carrier
+instead (:mod:`phonebridge.simulators.phone.carriers`), signing with the same
+settings the bridge verifies with (``PLIVO_AUTH_TOKEN``,
+``VONAGE_SIGNATURE_SECRET``, ``SIGNALWIRE_SIGNING_KEY``, ``EXOTEL_BASIC_USER``/
+``_PASSWORD`` …). Telnyx signs with a *private* key the bridge never has:
+``--telnyx-private-key FILE`` (base64 of the 32-byte seed), or with
+``--dev-token`` the public development key pair, whose public half is printed
+for ``TELNYX_PUBLIC_KEY``. ``--api-port`` runs the fake carrier REST API (a
+test double; Telnyx answers calls through it) on 127.0.0.1 at that port: point
+``TELNYX_API_URL``/``PLIVO_API_URL``/``VONAGE_API_URL``/``SIGNALWIRE_SPACE_URL``
+at it.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import SecretStr
+
+from phonebridge.config import carrier_settings_from_env
+from phonebridge.errors import ConfigError
+from phonebridge.simulators.phone.carriers import (
+    CARRIERS,
+    CarrierSecrets,
+    FakeCarrierApi,
+    dev_telnyx_key,
+    dial_carrier,
+)
 from phonebridge.simulators.phone.dial import DEV_AUTH_TOKEN, dial
+from phonebridge.simulators.phone.report import DialReport
+from phonebridge.telephony.telnyx.signature import public_key_text
 
 
 def _gap(text: str) -> tuple[float, float]:
@@ -91,12 +118,102 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--dev-token",
         action="store_true",
-        help=f"without TWILIO_AUTH_TOKEN, sign with the development token {DEV_AUTH_TOKEN!r}",
+        help=f"without TWILIO_AUTH_TOKEN, sign with the development token {DEV_AUTH_TOKEN!r}"
+        " (Telnyx: the development key pair)",
+    )
+    parser.add_argument(
+        "--carrier",
+        choices=("twilio", *CARRIERS),
+        default="twilio",
+        help="call as this carrier (default twilio)",
+    )
+    parser.add_argument(
+        "--rate",
+        type=int,
+        choices=(8000, 16000, 24000),
+        default=16000,
+        help="carriers: the caller's leg (8000 = PSTN, 16000 = wideband; default 16000)",
+    )
+    parser.add_argument("--telnyx-private-key", type=Path, metavar="FILE", help="base64 seed")
+    parser.add_argument(
+        "--api-port", type=int, metavar="PORT", help="run the fake carrier REST API on this port"
+    )
+    parser.add_argument(
+        "--camel", action="store_true", help="exotel: camelCase keys (Exotel's own samples)"
     )
     parser.set_defaults(func=run)
 
 
+def _telnyx_key(args: argparse.Namespace) -> Ed25519PrivateKey | None:
+    if args.telnyx_private_key is not None:
+        seed = base64.b64decode(args.telnyx_private_key.read_text().strip(), validate=True)
+        return Ed25519PrivateKey.from_private_bytes(seed)
+    if args.dev_token:
+        key = dev_telnyx_key()
+        print(f"TELNYX_PUBLIC_KEY={public_key_text(key)} (development key)", file=sys.stderr)
+        return key
+    return None
+
+
+def carrier_secrets(args: argparse.Namespace) -> CarrierSecrets:
+    c = carrier_settings_from_env()
+
+    def reveal(value: SecretStr | None) -> str:
+        return value.get_secret_value() if value is not None else ""
+
+    return CarrierSecrets(
+        telnyx_private_key=_telnyx_key(args),
+        telnyx_api_key=reveal(c.telnyx_api_key),
+        plivo_auth_id=c.plivo_auth_id or "",
+        plivo_auth_token=reveal(c.plivo_auth_token),
+        vonage_signature_secret=reveal(c.vonage_signature_secret),
+        vonage_api_key=c.vonage_api_key or "",
+        signalwire_signing_key=reveal(c.signalwire_signing_key),
+        signalwire_project_id=c.signalwire_project_id or "",
+        signalwire_api_token=reveal(c.signalwire_api_token),
+        exotel_basic_user=c.exotel_basic_user or "",
+        exotel_basic_password=reveal(c.exotel_basic_password),
+    )
+
+
+async def _dial_carrier(args: argparse.Namespace, secrets: CarrierSecrets) -> DialReport:
+    api = FakeCarrierApi(secrets.api_credentials())
+    if args.api_port is not None:
+        await api.start(args.api_port)
+    try:
+        return await dial_carrier(
+            args.carrier,
+            args.url,
+            to=args.to,
+            secrets=secrets,
+            api=api if args.api_port is not None else None,
+            from_=args.from_,
+            rate=args.rate,
+            audio=args.audio,
+            out=args.out,
+            fast=args.fast,
+            gaps=args.gap,
+            dtmf=args.dtmf,
+            hangup_after=args.hangup_after,
+            send_stop=not args.no_stop,
+            tail=args.tail,
+            public_url=args.public_url,
+            connect_override=args.connect_override,
+            camel=args.camel,
+        )
+    finally:
+        await api.stop()
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.carrier != "twilio":
+        try:
+            report = asyncio.run(_dial_carrier(args, carrier_secrets(args)))
+        except (ConfigError, ValueError, OSError) as exc:
+            print(f"phonebridge dial --carrier {args.carrier}: {exc}", file=sys.stderr)
+            return 2
+        print(report.to_json())
+        return 0 if report.ok else 1
     token = os.environ.get("TWILIO_AUTH_TOKEN") or (DEV_AUTH_TOKEN if args.dev_token else "")
     if not token:
         print("phonebridge dial: set TWILIO_AUTH_TOKEN (or pass --dev-token)", file=sys.stderr)

@@ -9,6 +9,11 @@ does not prove the audio was heard). Over 10 minutes buffered is discarded
 The owner advances the buffer by wall time with :meth:`PlaybackBuffer.play`,
 which returns what the caller heard in that interval (silence, ``0xFF``, where
 the queue ran dry) and the marks that were reached.
+
+The carrier flavours (:mod:`.carriers`) use the same buffer for PCM16 at their
+leg's rate (``silence=b"\\x00\\x00"``, their own size limit); what a carrier
+does with the marks pending at a ``clear`` (echo them, or drop them and send
+an acknowledgement) is the flavour's choice.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ MAX_BUFFERED_BYTES: Final = 10 * 60 * 1000 * BYTES_PER_MS
 
 
 class PlaybackBuffer:
-    def __init__(self, max_buffered_bytes: int = MAX_BUFFERED_BYTES) -> None:
+    def __init__(
+        self, max_buffered_bytes: int = MAX_BUFFERED_BYTES, silence: bytes = bytes([MULAW_SILENCE])
+    ) -> None:
         self._queue: deque[bytes | str] = deque()  # bytes = audio, str = a mark's name
         self._audio_bytes = 0
         self._max = max_buffered_bytes
+        self._silence = silence  # one sample of silence in the buffer's encoding
 
     @property
     def buffered_bytes(self) -> int:
@@ -73,5 +81,8 @@ class PlaybackBuffer:
                 self._queue.popleft()
             else:
                 self._queue[0] = head[take:]
-        heard += bytes([MULAW_SILENCE]) * (nbytes - len(heard))
+        missing = nbytes - len(heard)
+        heard += self._silence * (missing // len(self._silence)) + b"\x00" * (
+            missing % len(self._silence)
+        )
         return bytes(heard), marks

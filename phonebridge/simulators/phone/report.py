@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 
 @dataclass(frozen=True, slots=True)
 class ProtocolErrorRecord:
-    code: int  # Twilio's error code (31951, 11200, ...)
+    code: int  # the carrier's error code (Twilio 31951, 11200 ...; 0 where it has none)
     message: str
     at_s: float  # seconds since the webhook was sent
 
@@ -53,6 +53,13 @@ class DialReport:
     heard_seconds: float = 0.0  # the playback timeline written to ``out`` (silence included)
     agent_audio_seconds: float = 0.0  # audio the bridge sent (bytes_received at 8 kHz)
     heard_path: str | None = None
+    # The carrier flavours (:mod:`.carriers`); Twilio calls keep the defaults.
+    carrier: str = "twilio"
+    sample_rate: int = 8000  # the leg's rate (what ``out`` is written at)
+    answer_document: str | None = None  # Plivo XML, NCCO, cXML, applet JSON (Twilio: twiml_answers)
+    rest_requests: list[dict[str, object]] = field(default_factory=list)  # the bridge's REST calls
+    callbacks: list[dict[str, object]] = field(default_factory=list)  # webhooks after set-up
+    notes: list[str] = field(default_factory=list)  # tolerated app faults (Exotel's gaps …)
 
     @property
     def ok(self) -> bool:

@@ -43,22 +43,28 @@ class HangUp:
 CallerAction = SendMedia | SendDtmf | HangUp
 
 
-def split_frames(mulaw: bytes) -> list[bytes]:
-    """160-byte frames; the last one padded with line silence."""
-    frames = [mulaw[i : i + FRAME_BYTES] for i in range(0, len(mulaw), FRAME_BYTES)]
-    if frames and len(frames[-1]) < FRAME_BYTES:
-        frames[-1] += bytes([MULAW_SILENCE]) * (FRAME_BYTES - len(frames[-1]))
+def split_frames(
+    mulaw: bytes, frame_bytes: int = FRAME_BYTES, silence: int = MULAW_SILENCE
+) -> list[bytes]:
+    """``frame_bytes`` frames (160: 20 ms of mu-law); the last one padded with line silence."""
+    frames = [mulaw[i : i + frame_bytes] for i in range(0, len(mulaw), frame_bytes)]
+    if frames and len(frames[-1]) < frame_bytes:
+        frames[-1] += bytes([silence]) * (frame_bytes - len(frames[-1]))
     return frames
 
 
 def hangup_time(
-    audio_frames: int, hangup_after: float | None, tail: float, max_call: float
+    audio_frames: int,
+    hangup_after: float | None,
+    tail: float,
+    max_call: float,
+    frame_seconds: float = FRAME_SECONDS,
 ) -> float:
     """When the caller hangs up: as asked, else after the recording plus ``tail``."""
     if hangup_after is not None:
         return min(hangup_after, max_call)
     if audio_frames:
-        return min(audio_frames * FRAME_SECONDS + tail, max_call)
+        return min(audio_frames * frame_seconds + tail, max_call)
     return max_call
 
 
@@ -68,13 +74,18 @@ def caller_timeline(
     end: float,
     gaps: Sequence[tuple[float, float]] = (),
     dtmf: Sequence[tuple[float, str]] = (),
+    silence: bytes = bytes([MULAW_SILENCE]) * FRAME_BYTES,
+    frame_seconds: float = FRAME_SECONDS,
 ) -> Iterator[CallerAction]:
-    """Every action of the caller in time order, ending with :class:`HangUp` at ``end``."""
+    """Every action of the caller in time order, ending with :class:`HangUp` at ``end``.
+
+    Defaults are Twilio's line (20 ms of mu-law per frame); a carrier flavour
+    passes its own frame length and silence (Exotel: 100 ms of PCM16).
+    """
     presses = sorted((at + i * 0.1, digit) for at, digits in dtmf for i, digit in enumerate(digits))
-    silence = bytes([MULAW_SILENCE]) * FRAME_BYTES
     pending = 0
-    for index in range(math.ceil(round(end / FRAME_SECONDS, 6))):
-        at = round(index * FRAME_SECONDS, 6)
+    for index in range(math.ceil(round(end / frame_seconds, 6))):
+        at = round(index * frame_seconds, 6)
         while pending < len(presses) and presses[pending][0] <= at:
             yield SendDtmf(at=presses[pending][0], digit=presses[pending][1])
             pending += 1

@@ -24,7 +24,6 @@ from phonebridge.config import Settings, SettingsError
 from phonebridge.telephony.twilio.rest import TwilioApiError, TwilioCallControl
 
 VOICE_WEBHOOK_PATH: Final = "/twilio/voice"
-STATUS_CALLBACK_PATH: Final = "/twilio/call-status"
 
 # E.164: "+", a non-zero country digit, at most 15 digits in all. Twilio's
 # number lookup matches the exact string, so "(416) 555-0123" would find nothing.
@@ -90,7 +89,7 @@ def run_configure(
         print(f"phonebridge twilio configure: {exc}", file=err)
         return 2
     voice_url = settings.webhook_url(VOICE_WEBHOOK_PATH)
-    status_url = settings.webhook_url(STATUS_CALLBACK_PATH)
+    status_url = settings.status_callback_url
     control = TwilioCallControl(account_sid, auth_token, http_client=http_client)
     try:
         sid = asyncio.run(control.configure_number(number, voice_url, status_url))

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from twilio.twiml.voice_response import Connect, Stream, VoiceResponse
 
 from phonebridge.errors import LocalProtocolError
+from phonebridge.telephony.twilio.stream_url import stream_url_problem
 
 MAX_PARAMETER_CHARS: Final = 500
 """Name + value length we allow per ``<Parameter>`` (Twilio's limit is *unverified*, §1.1)."""
@@ -32,16 +33,10 @@ _E164: Final = re.compile(r"\+[1-9][0-9]{1,14}")
 
 
 def _check_stream_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme != "wss" or not parts.hostname:
-        raise LocalProtocolError(f"<Stream url> must be an absolute wss:// URL, got {url!r}")
-    if parts.query or "?" in url:
-        raise LocalProtocolError(
-            f"<Stream url> must not carry a query string (Twilio error 31920): {url!r}; "
-            "pass per-call data as <Parameter>s"
-        )
-    if parts.fragment:
-        raise LocalProtocolError(f"<Stream url> must not carry a fragment: {url!r}")
+    # The same rule start-up applies to PHONEBRIDGE_PUBLIC_URL (config.py).
+    problem = stream_url_problem(url)
+    if problem is not None:
+        raise LocalProtocolError(problem)
 
 
 def _check_http_url(url: str, what: str) -> None:

@@ -68,15 +68,82 @@
     return li;
   }
 
+  // -- call events as sentences ------------------------------------------------
+  const ENDINGS = {
+    caller_hangup: "the caller hung up",
+    caller_dropped: "the caller's line dropped",
+    model_failed: "the model could not be opened",
+    model_ended: "the model ended the session",
+    model_stalled: "the model stopped answering",
+    max_duration: "the call reached its length limit",
+    caller_silence: "the caller was silent too long",
+    drain: "the bridge was shutting down",
+    protocol_error: "the phone stream broke the protocol",
+    bridge_error: "an error in the bridge",
+    crashed: "the bridge process died",
+  };
+  const secs = (v) => Number(v).toFixed(v < 10 ? 2 : 1) + " s";
+  const short = (sid) => (sid.length > 12 ? sid.slice(0, 10) + "…" : sid);
+
+  function parseFacts(events) {
+    const last = events.filter((e) => e.kind === "call").pop();
+    if (!last) return {};
+    try { return JSON.parse(last.detail) || {}; } catch (err) { return {}; }
+  }
+
+  // One event as a sentence; anything unknown keeps its kind and detail, never dropped.
+  function describe(e, facts) {
+    const d = e.detail || "";
+    let m;
+    switch (e.kind) {
+      case "answered":
+        m = /^stream (\S+)/.exec(d);
+        return m ? "Call answered (stream " + short(m[1]) + ")" : "Call answered";
+      case "model_ready":
+        return "Model ready on " + (d || "the model") +
+          (typeof facts.model_open_seconds === "number" ? " (took " + secs(facts.model_open_seconds) + ")" : "");
+      case "overflow":
+        m = /^to (\S+)/.exec(d);
+        if (!m) return "Overflow " + d;
+        return "Overflow to " + m[1] + (typeof e.pre_stream === "number" && e.pre_stream > 0
+          ? " (" + secs(e.pre_stream) + " after the webhook)" : "");
+      case "dtmf":
+        return "Caller pressed " + d;
+      case "hangup": {
+        m = /^(\w+) by (\w+)$/.exec(d);
+        if (!m) return "Hang-up: " + d;
+        return "Hang-up: " + (ENDINGS[m[1]] || m[1].replace(/_/g, " ")) + " (" + m[1] + ", by " + m[2] + ")";
+      }
+      case "recording_failed":
+        return "Recording stopped: " + d;
+      case "call": {
+        const parts = ["Call record: " + (facts.end_reason || "ended") + (facts.ended_by ? " by " + facts.ended_by : "")];
+        if (typeof facts.model_socket_seconds === "number") parts.push("model socket open " + secs(facts.model_socket_seconds));
+        if (typeof facts.first_agent_audio_seconds === "number") parts.push("first agent audio after " + secs(facts.first_agent_audio_seconds));
+        if (Array.isArray(facts.errors) && facts.errors.length) parts.push("errors: " + facts.errors.join("; "));
+        return parts.join(" · ");
+      }
+      default:
+        return e.kind.replace(/_/g, " ") + (d ? ": " + d : "");
+    }
+  }
+
   async function loadTranscript(url) {
     const response = await fetch(url, { credentials: "same-origin" });
     if (!response.ok) throw new Error("HTTP " + response.status);
     const data = await response.json();
+    const events = data.events || [];
+    const facts = parseFacts(events);
     const rows = [];
-    for (const u of data.utterances || []) rows.push([u.start, u.speaker, u.text, "text"]);
-    for (const e of data.events || []) rows.push([e.at, "event", e.kind + (e.detail ? " " + e.detail : ""), "event"]);
-    rows.sort((a, b) => a[0] - b[0]);
-    list.replaceChildren(...rows.map((r) => line(...r)));
+    // utterances and events interleaved by time; at the same instant an event comes first
+    for (const u of data.utterances || []) rows.push([u.start, 1, u.speaker, u.text, "text", null]);
+    for (const e of events) rows.push([e.at, 0, "call", describe(e, facts), "event fact", e.kind]);
+    rows.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+    list.replaceChildren(...rows.map((r) => {
+      const li = line(r[0], r[2], r[3], r[4]);
+      if (r[5]) li.dataset.event = r[5];
+      return li;
+    }));
     if (!rows.length) list.innerHTML = '<li class="note">Nothing was said.</li>';
   }
 

@@ -42,6 +42,11 @@
         badge.className = "badge live";
         badge.textContent = "live";
         when.append(badge);
+        const listen = document.createElement("a");
+        listen.href = "/calls/" + encodeURIComponent(call.call_sid) + "/listen";
+        listen.className = "listen";
+        listen.textContent = "listen";
+        when.append(" ", listen);
       }
       cell(row, call.from_number || "—", "from");
       cell(row, call.to_number || "—", "to");

@@ -1,0 +1,1 @@
+"""Exotel Media Streams support (CARRIERS.md)."""

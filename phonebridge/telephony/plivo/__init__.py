@@ -1,0 +1,1 @@
+"""Plivo Media Streams support (CARRIERS.md)."""

@@ -1,0 +1,1 @@
+"""Signalwire Media Streams support (CARRIERS.md)."""

@@ -1,0 +1,1 @@
+"""Telnyx Media Streams support (CARRIERS.md)."""

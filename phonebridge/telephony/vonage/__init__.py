@@ -1,0 +1,1 @@
+"""Vonage Media Streams support (CARRIERS.md)."""

@@ -1,0 +1,1 @@
+"""Real servers from Debian packages (redis-server, PostgreSQL, Caddy), started on loopback."""
