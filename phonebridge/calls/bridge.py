@@ -264,6 +264,7 @@ class Bridge:
             from_number=call.from_number,
             to_number=call.to_number,
             direction=call.direction,
+            channel=call.channel,
             carrier=call.carrier,
             contact=call.variables,
         )

@@ -98,6 +98,8 @@ class IncomingCall:
     from_number: str
     to_number: str
     direction: str = "inbound"
+    channel: str = "twilio"
+    """The kind of leg (``twilio``, ``browser``, a carrier's name): the lookup's ``carrier``."""
     carrier: Mapping[str, str] = field(default_factory=dict)
     """The carrier's own call fields (Twilio's form), for ``{{ carrier.X }}``."""
     contact: Mapping[str, str] = field(default_factory=dict)
@@ -283,6 +285,7 @@ class PersonalCalls:
                     to_number=call.to_number,
                     persona=persona.id,
                     direction=call.direction,
+                    carrier=call.channel,
                 ),
             )
             self.metrics.context_seconds.observe(max(0.0, self._clock() - started))

@@ -175,6 +175,7 @@ class CallPage:
 
 # -- the webhook outbox (issue 15, "Post-call webhook") ---------------------------
 
+
 class DeliveryState(StrEnum):
     PENDING = "pending"  # not delivered yet: retried with backoff
     DELIVERED = "delivered"  # the receiver answered 2xx

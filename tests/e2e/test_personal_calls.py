@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -57,12 +56,15 @@ def prompt_of(bridge: LocalBridge) -> str:
 
 
 def transcript_events(bridge_record_path: str | None) -> dict[str, str]:
-    """Events by kind; the session notes when a pre-stream event happened: cut that off."""
+    """Events by kind. The personal ones happen before the stream: they sit at 0 on the
+    call's timeline and carry when they happened as data, never in their text."""
     data = read_json(bridge_record_path)
-    return {
-        event["kind"]: re.sub(r" \([+-][0-9.]+s before stream\)$", "", event["detail"])
-        for event in data["events"]
-    }
+    for event in data["events"]:
+        if event["kind"] in ("context", "prompt", "prompt_error"):
+            assert event["at"] == 0.0
+            assert isinstance(event["pre_stream"], float)
+            assert event["pre_stream"] >= 0.0
+    return {event["kind"]: event["detail"] for event in data["events"]}
 
 
 async def test_the_context_reply_reaches_the_models_prompt(
@@ -77,9 +79,8 @@ async def test_the_context_reply_reaches_the_models_prompt(
         async with start_bridge(webhook_secret=SECRET) as bridge:
             report = await call(bridge, CITYSAN, from_="+14165550177")
             assert report.ok
-            assert prompt_of(bridge) == (
-                "Verify the customer's name, Omar Torres, calling from +14165550177."
-            )
+            given = prompt_of(bridge)
+            assert given == "Verify the customer's name, Omar Torres, calling from +14165550177."
             record = await record_of(bridge, report.call_sid)
     [request] = receiver.received
     assert request.signature_ok is True  # the receiver checked our signature with its secret
@@ -94,7 +95,7 @@ async def test_the_context_reply_reaches_the_models_prompt(
     }
     events = transcript_events(record.transcript_path)
     assert events["context"] == "ok"
-    assert events["prompt"].startswith("Verify the customer's name, Omar Torres")
+    assert events["prompt"] == given  # what the model was told, exactly
 
 
 @pytest.mark.parametrize(
