@@ -19,7 +19,8 @@ Variables, one mapping per call (:func:`call_variables`):
   (``Friday``), in the persona's ``timezone`` (UTC when unset);
 - ``carrier``: the carrier's own call fields (Twilio's form: ``CallerName``,
   ``FromCity``, ``SipHeader_X-...``), as ``{{ carrier.FromCity }}``;
-- ``contact``: an outbound campaign's contact row (empty until campaigns exist);
+- ``contact``: per-call values the entry brings (an outbound campaign's contact
+  row, ``--var``: ``NewCall.variables``; empty for inbound calls);
 - every top-level key of the context webhook's reply (``customer`` ...).
 
 Sources are plain mappings merged in that order; a later source never
