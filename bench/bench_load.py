@@ -50,7 +50,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
-from load_caller import Caller
+from load_caller import VONAGE_API_KEY, VONAGE_SECRET, Caller, VonageCaller
 from load_model import LoadModelFarm
 from load_stats import Scrape, merge, pair_latencies, parse_metrics, percentile
 from proc import children, cpu_seconds, rss_bytes
@@ -126,7 +126,9 @@ def free_ports(count: int) -> int:
 class ServeProcess:
     """``phonebridge serve`` pinned to some CPUs, with its own data and personas."""
 
-    def __init__(self, workdir: Path, model_urls: list[str], cpus: str, workers: int) -> None:
+    def __init__(
+        self, workdir: Path, model_urls: list[str], cpus: str, workers: int, carrier: str
+    ) -> None:
         personas = workdir / "personas"
         personas.mkdir()
         (personas / "load.yaml").write_text(PERSONA)
@@ -144,6 +146,11 @@ class ServeProcess:
             # The toll-fraud guard would rightly refuse a hundred calls in three seconds.
             PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE="0",
             PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR="0",
+            **(
+                {"VONAGE_SIGNATURE_SECRET": VONAGE_SECRET, "VONAGE_API_KEY": VONAGE_API_KEY}
+                if carrier == "vonage"
+                else {}
+            ),
         )
         command = [sys.executable, "-m", "phonebridge.cli", "serve"]
         if workers > 1:
@@ -169,9 +176,9 @@ class ServeProcess:
         return self.urls[index % self.workers]
 
     def stream_route(self, stream_url: str) -> str:
-        """``/twilio/wN/...`` to worker N, as deploy/Caddyfile.workers routes it."""
+        """``/twilio/r/wN/...`` to worker N, as deploy/Caddyfile.workers routes it."""
         path = urlsplit(stream_url).path
-        match = re.match(r"/twilio/w(\d+)/", path)
+        match = re.match(r"/twilio/r/w(\d+)/", path)
         base = self.urls[int(match.group(1))] if match else self.url
         return base.replace("http://", "ws://") + path
 
@@ -220,14 +227,15 @@ async def run_level(calls: int, args: argparse.Namespace) -> LevelResult:
     loop = asyncio.get_running_loop()
     with tempfile.TemporaryDirectory(prefix="pb-load-") as tmp:
         async with LoadModelFarm(calls + 1) as farm:
-            serve = ServeProcess(Path(tmp), farm.urls, args.serve_cpus, args.workers)
+            serve = ServeProcess(Path(tmp), farm.urls, args.serve_cpus, args.workers, args.carrier)
             try:
                 async with httpx.AsyncClient(timeout=30) as http:
                     await serve.ready(http)
 
                     def caller(index: int) -> Caller:
                         phase = (index % 20) * 0.001  # spread the callers' 20 ms grids
-                        return Caller(
+                        kind = VonageCaller if args.carrier == "vonage" else Caller
+                        return kind(
                             index,
                             routes=Routes(PUBLIC_URL, serve.webhook_base(index)),
                             stream_route=serve.stream_route,
@@ -426,6 +434,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--serve-cpus", default="0", help="taskset CPU list for serve")
     parser.add_argument("--generator-cpus", default="1", help="CPU list for this process")
     parser.add_argument("--profile", metavar="DIR", help="py-spy the serve process into DIR")
+    parser.add_argument(
+        "--carrier",
+        choices=["twilio", "vonage"],
+        default="twilio",
+        help="the callers' carrier: twilio (8 kHz mu-law) or vonage (16 kHz L16 binary)",
+    )
     parser.add_argument("--stop-on-fail", action="store_true", help="stop after the first fail")
     parser.add_argument("--write", metavar="SECTION", nargs="?", const="bench_load", default=None)
     return parser.parse_args(argv)
@@ -444,7 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         command = " ".join(["bench/bench_load.py", *sys.argv[1:]])
         write_section(
             args.write,
-            f"## Load: {args.workers} worker(s) on CPU {args.serve_cpus}\n\n"
+            f"## Load ({args.carrier}): {args.workers} worker(s) on CPU {args.serve_cpus}\n\n"
             f"Reproduce: `.venv/bin/python {command}` — {machine()}. Generator and model farm"
             f" on CPU {args.generator_cpus}; window {args.seconds:g} s per level.\n\n"
             f"{table(results)}\n\n**Calls carried with loop-lag p99 < 20 ms and no dropped"

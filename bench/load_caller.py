@@ -21,8 +21,10 @@ import json
 import math
 import secrets
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -34,6 +36,7 @@ from phonebridge.simulators.phone.routes import Routes
 from phonebridge.simulators.phone.twiml_reader import TwimlAnswer, read_twiml
 from phonebridge.simulators.phone.wire import TwilioStreamWriter
 from phonebridge.telephony.twilio.signature import SIGNATURE_HEADER, sign
+from phonebridge.telephony.vonage.signature import sign as vonage_sign
 
 FRAME_SECONDS = 0.020
 BURST_EVERY_FRAMES = 50  # one burst per second
@@ -223,3 +226,123 @@ class Caller:
                 # plays nothing, so it echoes at once.
                 name = json.dumps(message["mark"]["name"])
                 await ws.send(_MARK % (self._next_sequence(), self._stream_sid, name))
+
+
+# --------------------------------------------------------------------------- Vonage 16 kHz
+
+VONAGE_SECRET = "bench-vonage-signature-secret-0123456789"
+VONAGE_API_KEY = "bench0001"
+VONAGE_RATE = 16_000
+
+
+def _l16_frame(freq: float | None) -> bytes:
+    if freq is None:
+        return bytes(640)
+    wave = (int(0.4 * 32767 * math.sin(2 * math.pi * freq * n / VONAGE_RATE)) for n in range(320))
+    return struct.pack("<320h", *wave)
+
+
+L16_SILENCE = _l16_frame(None)
+L16_BURST = _l16_frame(1000.0)
+
+
+class VonageCaller(Caller):
+    """Vonage's side of one wideband call (CARRIERS.md §3): signed GET answer_url, NCCO,
+    JWT-authenticated upgrade, ``websocket:connected`` then one binary 640 B (20 ms at
+    16 kHz) frame per 20 ms; agent audio arrives as binary frames; a ``notify`` is
+    answered at once (nothing is played); the call ends when the socket closes."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.trace.call_sid = secrets.token_hex(16)  # Vonage's uuid
+        self._endpoint: dict[str, object] = {}
+
+    def _jwt(self) -> dict[str, str]:
+        token = vonage_sign(
+            VONAGE_SECRET, time.time(), api_key=VONAGE_API_KEY, jti=secrets.token_hex(8)
+        )
+        return {"Authorization": f"Bearer {token}"}
+
+    async def dial(self, http: httpx.AsyncClient) -> None:
+        query = {
+            "to": self._to.lstrip("+"),
+            "from": self._from.lstrip("+"),
+            "uuid": self.trace.call_sid,
+        }
+        url = self._routes.public_base.rstrip("/") + "/vonage/answer?" + urlencode(query)
+        response = await http.get(self._routes.http(url), headers=self._jwt())
+        response.raise_for_status()
+        ncco = response.json()
+        endpoint = ncco[0]["endpoint"][0] if ncco and ncco[0].get("action") == "connect" else None
+        if endpoint is None:
+            raise RuntimeError(f"call {self.trace.index} was not connected: {response.text}")
+        self._endpoint = endpoint
+
+    async def talk(self) -> None:
+        loop = asyncio.get_running_loop()
+        uri = str(self._endpoint["uri"])
+        headers = self._endpoint.get("headers")
+        connected = {
+            "event": "websocket:connected",
+            "content-type": self._endpoint["content-type"],
+            **(headers if isinstance(headers, dict) else {}),
+        }
+        try:
+            async with connect(
+                self._stream_route(uri),
+                additional_headers=self._jwt(),
+                max_size=1 << 16,
+                ping_interval=None,
+            ) as ws:
+                await ws.send(json.dumps(connected))
+                self.trace.start_at = loop.time()
+                receiver = asyncio.create_task(self._receive_vonage(ws, loop))
+                try:
+                    await self._send_l16(ws, loop)
+                finally:
+                    receiver.cancel()
+                    await asyncio.gather(receiver, return_exceptions=True)
+        except (OSError, ConnectionClosed) as exc:
+            self.trace.error = repr(exc)
+
+    async def _send_l16(self, ws: ClientConnection, loop: asyncio.AbstractEventLoop) -> None:
+        origin = loop.time() + self._phase
+        frame = 0
+        while not self._hang_up.is_set():
+            due = origin + frame * FRAME_SECONDS
+            delay = due - loop.time()
+            if delay > 0:
+                try:
+                    async with asyncio.timeout(delay):
+                        await self._hang_up.wait()
+                    break
+                except TimeoutError:
+                    pass
+            now = loop.time()
+            self.trace.send_late_max = max(self.trace.send_late_max, now - due)
+            burst = frame % BURST_EVERY_FRAMES < BURST_FRAMES and frame >= BURST_EVERY_FRAMES
+            if burst and frame % BURST_EVERY_FRAMES == 0:
+                self.trace.bursts_sent.append(now)
+            await ws.send(L16_BURST if burst else L16_SILENCE)
+            frame += 1
+            self.trace.frames_sent += 1
+        self.trace.stop_at = loop.time()  # the socket closes: Vonage's end of call
+
+    async def _receive_vonage(self, ws: ClientConnection, loop: asyncio.AbstractEventLoop) -> None:
+        loud = False
+        async for raw in ws:
+            now = loop.time()
+            if isinstance(raw, bytes):
+                self.trace.frames_received += 1
+                if self.trace.first_media_at is None:
+                    self.trace.first_media_at = now
+                is_loud = rms_of(raw) >= SOUND_RMS
+                if is_loud and not loud:
+                    self.trace.bursts_heard.append(now)
+                loud = is_loud
+                continue
+            message = json.loads(raw)
+            if message.get("action") == "notify":
+                await ws.send(
+                    json.dumps({"event": "websocket:notify", "payload": message["payload"]})
+                )

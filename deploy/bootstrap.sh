@@ -14,7 +14,7 @@ want_tests=0
 packages=(libopus0)
 # The tests start real Redis, PostgreSQL and Caddy servers on loopback;
 # prometheus provides promtool, which checks the shipped alert rules.
-[ "$want_tests" = 1 ] && packages+=(opus-tools chromium redis-server postgresql caddy prometheus)
+[ "$want_tests" = 1 ] && packages+=(opus-tools ffmpeg chromium redis-server postgresql caddy prometheus)
 
 missing=()
 for pkg in "${packages[@]}"; do

@@ -16,7 +16,8 @@ Variables (PROTOCOLS.md section in brackets)::
     PHONEBRIDGE_PUBLIC_URL      https base URL Twilio reaches (signatures are computed on it) [§1.4]
     PHONEBRIDGE_REPLICA_ID      this replica's id in a cluster (e.g. the StatefulSet pod name
                                 phonebridge-2): streams and <Connect action> under /twilio/r/<id>/
-    TWILIO_AUTH_TOKEN           required unless PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1
+    TWILIO_AUTH_TOKEN           Twilio on; required unless another carrier is on (or
+                                PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1)
     TWILIO_ACCOUNT_SID          optional; REST call control (hang up, transfer) [§1.5]
     PHONEBRIDGE_PERSONAS        persona directory (./personas)
     PHONEBRIDGE_DATA            recordings, transcripts, SQLite index (./data)
@@ -855,11 +856,19 @@ def _check_replica(settings: Settings, problems: list[str]) -> None:
 
 
 def _check_twilio(settings: Settings, problems: list[str]) -> None:
-    if settings.twilio_auth_token is None and not settings.skip_twilio_signature:
+    if (
+        settings.twilio_auth_token is None
+        and not settings.skip_twilio_signature
+        and not settings.carriers.enabled
+    ):
+        # Twilio is one carrier among six: a bridge for another one needs no
+        # Twilio token (its routes then answer 404, like any carrier that is off).
         problems.append(
-            "TWILIO_AUTH_TOKEN is not set: set it to your Twilio auth token (Console > "
-            "Account > API keys & tokens) so webhooks can be verified; for local "
-            "development only, PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1 turns the check off"
+            "TWILIO_AUTH_TOKEN is not set and no other carrier is: set it to your Twilio auth "
+            "token (Console > Account > API keys & tokens), or another carrier's secret "
+            "(docs/carriers.md); "
+            "for local development only, PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1 turns "
+            "Twilio's check off"
         )
     sid = settings.twilio_account_sid
     if sid is not None and not _ACCOUNT_SID_PATTERN.fullmatch(sid):

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from phonebridge.calls.admission import Admission
 from phonebridge.calls.bridge import Bridge, BridgeConfig
@@ -43,6 +43,8 @@ from phonebridge.storage.index import CallIndex
 from phonebridge.storage.objects import ObjectStore, S3ObjectStore, S3Settings
 from phonebridge.storage.retention import apply_retention
 from phonebridge.web.app import AppDeps, HistoryDeps, create_app
+from phonebridge.web.carriers.build import carrier_routers
+from phonebridge.web.carriers.common import CarrierEdge
 from phonebridge.web.recording_links import recording_link_router
 from phonebridge.web.twilio_routes import TwilioAuth
 from phonebridge.webhooks.delivery import CallSummaries
@@ -55,6 +57,7 @@ RETENTION_INTERVAL_SECONDS = 3600.0
 CRASHED_REPLICAS_INTERVAL_SECONDS = 15.0
 """How often a replica ends the unfinished rows of replicas that are no longer alive."""
 TRANSCRIPTION_SETTLE = timedelta(minutes=2)
+CARRIER_API_TIMEOUT_SECONDS = 10.0  # a carrier REST request (answer, hang-up, transfer)
 """With post-call transcription, how long after its end a call's files wait before
 upload (the caller's words are added to the transcript meanwhile)."""
 
@@ -336,6 +339,21 @@ async def build_app(
         stream_policy=settings.effective_stream_signature,
     )
 
+    routers: list[APIRouter] = []
+    if settings.carriers.enabled:
+        carrier_http = httpx.AsyncClient(timeout=CARRIER_API_TIMEOUT_SECONDS)
+        edge = CarrierEdge(
+            bridge=bridge,
+            public_url=settings.public_url,
+            sticky_prefix=settings.sticky_prefix,
+            rate=settings.carriers.rate,
+            wall_clock=wall_clock,
+            http=carrier_http,
+        )
+        routers = carrier_routers(edge, settings.carriers)
+        # After the drain (calls' REST hang-ups land first), before the index closes.
+        shutdown[:0] = [edge.aclose, carrier_http.aclose]
+
     async def watch_personas() -> None:
         # Edits are picked up by polling and on SIGHUP; a broken edit keeps the
         # previous personas in force (PersonaStore logs the file:line problems).
@@ -399,6 +417,7 @@ async def build_app(
         AppDeps(
             bridge=bridge,
             twilio_auth=auth,
+            carrier_routers=routers,
             background=background,
             on_shutdown=shutdown,
             drain_seconds=drain_seconds,

@@ -112,6 +112,48 @@ class WebhookCall:
 
 
 @dataclass(frozen=True, slots=True)
+class PhoneCall:
+    """A phone leg's call webhook, as :meth:`Bridge.answer_phone` takes it (any carrier)."""
+
+    channel: str  # twilio, telnyx, plivo, vonage, signalwire, exotel
+    call_sid: str  # the carrier's call id (what its stream's start names)
+    from_number: str
+    to_number: str  # E.164
+    account_sid: str = ""
+    sample_rate: int = 8_000  # the leg's rate, as the answer will ask the carrier for it
+    direction: str = "inbound"
+    fields: Mapping[str, str] = field(default_factory=dict)
+    """The carrier's own call fields (Twilio's form), for ``{{ carrier.X }}`` (bounded:
+    calls/personal.py ``carrier_fields``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Say:
+    """Speak ``message`` and hang up."""
+
+    message: str
+    voice: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Connect the caller to ``number`` (E.164), after ``message`` when there is one."""
+
+    number: str
+    message: str | None = None
+    voice: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Hangup:
+    """End the call."""
+
+
+AfterStream = Say | Transfer | Hangup
+"""What a carrier does instead of (or after) a stream; each renders it its own way."""
+
+
+@dataclass(frozen=True, slots=True)
 class NewCall:
     """A call some leg's entry asks the bridge to admit (see :meth:`Bridge.admit`)."""
 
@@ -201,20 +243,48 @@ class Bridge:
     async def voice_webhook(self, form: Mapping[str, str]) -> str:
         """The TwiML answer to Twilio's voice webhook."""
         call = WebhookCall.from_form(form)
+        answer = await self.answer_phone(
+            PhoneCall(
+                channel="twilio",
+                call_sid=call.call_sid,
+                from_number=call.from_number,
+                to_number=call.to_number,
+                account_sid=call.account_sid,
+                direction=call_direction(form),
+                fields=carrier_fields(form),
+            )
+        )
+        if not isinstance(answer, PendingCall):
+            return render_twiml(answer)
+        # Twilio's own step: ringback until the model is ready (calls/ready_answer.py).
+        await self._hold_answer(answer)
+        if self.pending.by_call_sid(answer.call_sid) is not answer:
+            # The caller hung up while it rang (call-status withdrew the call).
+            return twiml.hangup()
+        return self._connect_twiml(answer)
+
+    async def answer_phone(self, call: PhoneCall) -> PendingCall | Say | Hangup:
+        """A phone leg's call webhook, whatever the carrier: reserve the call, or say why not.
+
+        A :class:`PendingCall` means *connect its stream* (a webhook retry gets
+        the same pending call back, nothing new is opened); :class:`Say` /
+        :class:`Hangup` are the answer instead of a stream (no persona for the
+        number, busy, a replayed webhook). Each carrier renders the result in
+        its own answer document (TwiML, Plivo XML, an NCCO, Call Control REST).
+        """
         retry = self.pending.by_call_sid(call.call_sid)
         if retry is not None:
-            # Twilio retried the webhook: answer the same stream, open nothing new.
-            return self._connect_twiml(retry)
+            return retry
         if not await self._answered.first_answer(call.call_sid):
             # A signed webhook replayed after its call was answered: open nothing.
             log.warning(
-                "voice webhook replayed; not answered again", extra={"call_sid": call.call_sid}
+                "call webhook replayed; not answered again", extra={"call_sid": call.call_sid}
             )
-            return twiml.hangup()
-        persona = self._personas().for_number(call.to_number)
+            return Hangup()
+        persona = self._personas().for_number(call.to_number, call.channel)
         if persona is None:
             log.warning("no persona for %s and no default", call.to_number)
-            return twiml.say_and_hangup(NOT_IN_SERVICE)
+            return Say(NOT_IN_SERVICE)
         admitted = await self.admit(
             NewCall(
                 call_sid=call.call_sid,
@@ -222,19 +292,16 @@ class Bridge:
                 from_number=call.from_number,
                 to_number=call.to_number,
                 persona=persona,
-                request=persona.session_request(),
-                channel="twilio",
-                direction=call_direction(form),
-                carrier=carrier_fields(form),
+                request=persona.session_request(call.sample_rate),
+                channel=call.channel,
+                direction=call.direction,
+                carrier=call.fields,
             )
         )
         if isinstance(admitted, CallRefused):
-            return _say(admitted.persona, admitted.say)
-        await self._hold_answer(admitted)
-        if self.pending.by_call_sid(admitted.call_sid) is not admitted:
-            # The caller hung up while it rang (call-status withdrew the call).
-            return twiml.hangup()
-        return self._connect_twiml(admitted)
+            return Say(admitted.say, admitted.persona.tts_voice)
+        self._held.add(admitted.call_sid)
+        return admitted
 
     async def _hold_answer(self, pending: PendingCall) -> None:
         """Let the caller hear ringback until the model is ready, within the persona's bound."""
@@ -404,7 +471,6 @@ class Bridge:
         return pending.session
 
     def _connect_twiml(self, pending: PendingCall) -> str:
-        self._held.add(pending.call_sid)
         return twiml.connect_stream(
             self.config.stream_url,
             self.config.action_url,
@@ -483,7 +549,17 @@ class Bridge:
 
     async def stream_ended(self, form: Mapping[str, str]) -> str:
         """TwiML for after the stream: the fallback if the call ended badly."""
-        call_sid = form.get("CallSid", "")
+        return render_twiml(await self.after_stream(form.get("CallSid", ""), form.get("To", "")))
+
+    async def after_stream(self, call_sid: str, to_number: str) -> AfterStream:
+        """What the caller hears once the stream of ``call_sid`` is over (any carrier).
+
+        Asked by the carrier when the stream ended with the caller still on the
+        line (Twilio's and SignalWire's ``<Connect action>``, Vonage's
+        ``disconnected`` event): the fallback if the call ended badly, a
+        goodbye at a limit, else hang up. ``to_number`` finds the persona of a
+        call this process never held (its replica died).
+        """
         outcome = self.outcomes.pop(call_sid)
         if outcome is None and call_sid in self.live:
             # The socket closed under a live call (the server refused an
@@ -500,18 +576,23 @@ class Bridge:
                 )
         if outcome is None:
             if call_sid in self._held:
-                return twiml.hangup()  # its outcome was answered already (a repeated request)
-            return self._fallback_for_unheld_call(call_sid, form.get("To", ""))
+                return Hangup()  # its outcome was answered already (a repeated request)
+            return self._fallback_for_unheld_call(call_sid, to_number)
+        return self.decide(outcome)
+
+    def decide(self, outcome: CallOutcome) -> AfterStream:
+        """The fallback if the call ended badly, a goodbye at a limit, else hang up."""
         persona = self._personas().by_id(outcome.persona_id)
         if persona is None:
-            return twiml.hangup()
+            return Hangup()
         if outcome.reason.wants_fallback:
-            return _fallback(persona, self.personal.fallback_say(call_sid, persona))
+            say = self.personal.fallback_say(outcome.call_sid, persona)
+            return _fallback(persona, say)
         if outcome.reason in (CallEndReason.MAX_DURATION, CallEndReason.CALLER_SILENCE):
-            return _say(persona, GOODBYE)
-        return twiml.hangup()
+            return Say(GOODBYE, persona.tts_voice)
+        return Hangup()
 
-    def _fallback_for_unheld_call(self, call_sid: str, to_number: str) -> str:
+    def _fallback_for_unheld_call(self, call_sid: str, to_number: str) -> AfterStream:
         """The action request of a call another (dead) replica held: the persona's fallback.
 
         Twilio asks the ``<Connect action>`` only when the stream ended without
@@ -522,7 +603,7 @@ class Bridge:
         """
         persona = self._personas().for_number(to_number)
         if persona is None:
-            return twiml.hangup()
+            return Hangup()
         log.warning(
             "stream ended for a call this replica does not hold (its replica is gone); "
             "answering the persona's fallback",
@@ -547,6 +628,10 @@ class Bridge:
             await self._abandon(
                 pending, CallEndReason.CALLER_HANGUP, "caller hung up before the stream started"
             )
+
+    def pending_call(self, token: str) -> PendingCall | None:
+        """The pending call ``token`` reserved, without claiming it (a socket's upgrade check)."""
+        return self.pending.get(token)
 
     # -- housekeeping ---------------------------------------------------------------
 
@@ -616,12 +701,19 @@ def _routed(call: NewCall, persona: Persona) -> NewCall:
     return dataclasses.replace(call, persona=persona, request=request)
 
 
-def _say(persona: Persona, message: str) -> str:
-    return twiml.say_and_hangup(message, voice=persona.tts_voice)
+def render_twiml(answer: AfterStream) -> str:
+    """TwiML (and SignalWire's cXML, the same verbs) for an answer without a stream."""
+    match answer:
+        case Say():
+            return twiml.say_and_hangup(answer.message, voice=answer.voice)
+        case Transfer():
+            return twiml.dial(answer.number, message=answer.message)
+    return twiml.hangup()
 
 
-def _fallback(persona: Persona, say: str) -> str:
+def _fallback(persona: Persona, say: str) -> AfterStream:
     """The persona's fallback; ``say`` is its ``fallback.say`` rendered for the call."""
-    if persona.fallback.transfer_to:
-        return twiml.dial(persona.fallback.transfer_to, message=say)
-    return _say(persona, say)
+    fallback = persona.fallback
+    if fallback.transfer_to:
+        return Transfer(fallback.transfer_to, say, persona.tts_voice)
+    return Say(say, persona.tts_voice)

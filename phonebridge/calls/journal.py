@@ -404,6 +404,7 @@ class JournalFactory:
             transcript_path=str(paths.transcript),
             channel=pending.channel,
             placed_by=pending.placed_by,
+            sample_rate=pending.sample_rate,
         )
         # In the background: a locked database must not keep the caller waiting
         # (the model is open and the caller's words are dropped until the call runs).
@@ -460,6 +461,7 @@ class JournalFactory:
                 started_at=wall,
                 channel=pending.channel,
                 placed_by=pending.placed_by,
+                sample_rate=pending.sample_rate,
             )
         )
         socket_seconds = pending.session.timings.socket_seconds(now)

@@ -81,6 +81,10 @@ class PendingCalls:
     def by_call_sid(self, call_sid: str) -> PendingCall | None:
         return self._by_sid.get(call_sid)
 
+    def get(self, token: str) -> PendingCall | None:
+        """The call ``token`` reserved, left in place (a socket's upgrade check)."""
+        return self._by_token.get(token)
+
     def withdraw(self, call_sid: str) -> PendingCall | None:
         """Remove and return the call ``call_sid`` reserved, if its stream never claimed it."""
         call = self._by_sid.pop(call_sid, None)

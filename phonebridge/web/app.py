@@ -72,6 +72,8 @@ class AppDeps:
     """Routes that check their own credentials (signed recording links)."""
     coordination: Coordination | None = None
     """Shared state (leases, guard...): its health shows in ``/readyz``."""
+    carrier_routers: Sequence[APIRouter] = field(default_factory=tuple)
+    """The further carriers' routes (web/carriers/), outside the dashboard's auth."""
     withdrawn: bool = False
     """Set at the start of a graceful stop: /readyz fails while calls are still
     taken, so a proxy polling it stops sending webhooks before the drain refuses
@@ -108,7 +110,7 @@ def create_app(deps: AppDeps) -> FastAPI:
     # Public webhooks must not read a 10 MB form before refusing it (web/limits.py).
     app.add_middleware(BodySizeLimit, max_bytes=MAX_REQUEST_BODY_BYTES)
     app.include_router(twilio_router(deps.bridge, deps.twilio_auth))
-    for router in deps.public_routers:
+    for router in [*deps.carrier_routers, *deps.public_routers]:
         app.include_router(router)
     if deps.history is not None:
         # the Twilio routes above stay outside the dashboard auth on purpose

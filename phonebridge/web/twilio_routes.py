@@ -60,7 +60,7 @@ class TwilioAuth:
 _BROKEN_BY_PEER = frozenset({1002, 1007, 1009})
 
 
-class _StarlettePhone:
+class StarlettePhone:
     """Adapts a Starlette WebSocket to :class:`phonebridge.telephony.twilio.leg.PhoneSocket`."""
 
     def __init__(self, websocket: WebSocket) -> None:
@@ -114,8 +114,14 @@ class _StarlettePhone:
 
 
 def twilio_router(bridge: Bridge, auth: TwilioAuth) -> APIRouter:
-    """The endpoints Twilio talks to (not behind the dashboard's auth)."""
+    """The endpoints Twilio talks to (not behind the dashboard's auth).
+
+    Without an auth token (a bridge for other carriers only) Twilio is off
+    like any unconfigured carrier: no routes, so its paths answer 404.
+    """
     router = APIRouter()
+    if not auth.auth_token and auth.verify_webhooks:
+        return router
     sticky = auth.sticky_prefix
 
     async def signed_form(request: Request) -> dict[str, str] | None:
@@ -175,7 +181,7 @@ def twilio_router(bridge: Bridge, auth: TwilioAuth) -> APIRouter:
             await websocket.close(code=1008)
             return
         await websocket.accept()
-        await bridge.media_stream(_StarlettePhone(websocket))
+        await bridge.media_stream(StarlettePhone(websocket))
 
     return router
 

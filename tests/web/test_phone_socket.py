@@ -6,7 +6,7 @@ from typing import Any, cast
 
 from fastapi import WebSocket
 
-from phonebridge.web.twilio_routes import _StarlettePhone
+from phonebridge.web.twilio_routes import StarlettePhone
 
 
 class _ClosingSocket:
@@ -29,7 +29,7 @@ class _ClosingSocket:
 
 async def test_a_failed_send_leaves_the_queued_stop_for_the_reader() -> None:
     fake = _ClosingSocket()
-    phone = _StarlettePhone(cast(WebSocket, fake))
+    phone = StarlettePhone(cast(WebSocket, fake))
     await phone.send_text("media")  # fails: the caller's close frame is in
     await phone.send_text("media")  # not tried again
     assert fake.sent == 1

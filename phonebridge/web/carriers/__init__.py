@@ -1,0 +1,1 @@
+"""HTTP and WebSocket edges of the further carriers (one module each, :mod:`.common` shared)."""

@@ -1,0 +1,160 @@
+"""Telnyx Call Control routes (CARRIERS.md §1; why Call Control: telephony/telnyx/callcontrol.py).
+
+- ``POST /telnyx/voice``: every Call Control webhook, Ed25519-signed over
+  ``timestamp|body`` (checked against the portal's public key, 5 min
+  tolerance). ``call.initiated`` is answered ``200`` at once and the call is
+  answered over REST in the background: ``actions/answer`` then
+  ``actions/streaming_start`` (L16 both ways at the leg's rate, ``rtp``
+  mode, the one-time token as ``stream_auth_token``). A busy or unrouted call
+  is answered with ``actions/speak``, and ``call.speak.ended`` hangs it up.
+- ``WS <sticky>/telnyx/media``: the upgrade must carry
+  ``x-telnyx-streaming-auth-token`` = the token of a pending Telnyx call.
+- After the stream nothing runs unless we command it: when the bridge ended
+  the call, the leg's close speaks the fallback (then hangs up), transfers,
+  or hangs up over REST. A 404 (the call is gone) is success.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from fastapi import APIRouter, Request, WebSocket
+from fastapi.responses import Response
+
+from phonebridge.calls.bridge import AfterStream, Hangup, PhoneCall, Say, Transfer
+from phonebridge.calls.outcome import CallEndReason, CallOutcome
+from phonebridge.calls.pending import PendingCall
+from phonebridge.errors import PhonebridgeError, RemoteProtocolError
+from phonebridge.telephony.carrier_leg import LegSpec
+from phonebridge.telephony.carrier_rest import TelnyxApi
+from phonebridge.telephony.telnyx import callcontrol
+from phonebridge.telephony.telnyx.protocol import TelnyxStream
+from phonebridge.telephony.telnyx.signature import (
+    SIGNATURE_HEADER,
+    STREAM_TOKEN_HEADER,
+    TIMESTAMP_HEADER,
+    verify_webhook,
+)
+from phonebridge.telephony.vonage.protocol import e164
+from phonebridge.web.carriers.common import CarrierEdge, refuse_before_accept, serve_stream
+
+log = logging.getLogger(__name__)
+
+CARRIER = "telnyx"
+
+
+def telnyx_router(edge: CarrierEdge, *, public_key: Ed25519PublicKey, api: TelnyxApi) -> APIRouter:
+    router = APIRouter()
+    spec = LegSpec(
+        CARRIER,
+        lambda note: TelnyxStream(out_codec="L16", out_rate=edge.rate, note=note),
+        has_stop=True,
+    )
+    media_path = edge.sticky(CARRIER, "media")
+
+    async def act(call_id: str, answer: AfterStream) -> None:
+        match answer:
+            case Say(message=message):
+                # The hang-up follows Telnyx's call.speak.ended webhook.
+                await api.action(call_id, "speak", callcontrol.speak_command(message))
+            case Transfer(number=number):
+                await api.action(call_id, "transfer", callcontrol.transfer_command(number))
+            case Hangup():
+                await api.action(call_id, "hangup", {})
+
+    async def answer_call(call_id: str, answer: PendingCall | Say | Hangup) -> None:
+        try:
+            if isinstance(answer, PendingCall):
+                await api.action(call_id, "answer", callcontrol.answer_command("phonebridge"))
+                body = callcontrol.streaming_start_command(
+                    edge.websocket_url(media_path),
+                    auth_token=answer.token,
+                    sample_rate=edge.rate,
+                    parameters={"token": answer.token},
+                    client_state="phonebridge",
+                )
+                if not await api.action(call_id, "streaming_start", body):
+                    await edge.bridge.abandon(answer, CallEndReason.NO_STREAM, "call gone")
+                return
+            if isinstance(answer, Say):
+                await api.action(call_id, "answer", callcontrol.answer_command("phonebridge"))
+            await act(call_id, answer)
+        except PhonebridgeError as exc:
+            log.error("Telnyx answer failed: %s", exc, extra={"call_sid": call_id})
+            if isinstance(answer, PendingCall):
+                await edge.bridge.abandon(answer, CallEndReason.NO_STREAM, f"answer failed: {exc}")
+
+    @router.post("/telnyx/voice")
+    async def voice(request: Request) -> Response:
+        body = await request.body()
+        if not verify_webhook(
+            public_key,
+            body,
+            signature=request.headers.get(SIGNATURE_HEADER),
+            timestamp=request.headers.get(TIMESTAMP_HEADER),
+            now=edge.wall_clock(),
+        ):
+            log.warning("Telnyx webhook with a bad or missing signature")
+            return Response("invalid signature", status_code=403)
+        try:
+            hook = callcontrol.parse_webhook(body)
+        except RemoteProtocolError as exc:
+            return Response(str(exc), status_code=400)
+        call_id = hook.call_control_id
+        call_sid = edge.call_sid(CARRIER, call_id)
+        match hook.event_type:
+            case "call.initiated":
+                if edge.bridge.pending.by_call_sid(call_sid) is not None:
+                    return Response(status_code=200)  # a retried webhook: already answering
+                answer = await edge.bridge.answer_phone(
+                    PhoneCall(
+                        channel=CARRIER,
+                        call_sid=call_sid,
+                        from_number=e164(hook.from_number),
+                        to_number=e164(hook.to_number),
+                        account_sid=hook.call_session_id,
+                        sample_rate=edge.rate,
+                    )
+                )
+                edge.spawn(answer_call(call_id, answer), f"{call_id}:telnyx-answer")
+            case "call.speak.ended":
+                edge.spawn(_quiet(act(call_id, Hangup()), call_id), f"{call_id}:hangup")
+            case "streaming.failed" | "call.hangup":
+                pending = edge.bridge.pending.by_call_sid(call_sid)
+                if pending is not None:  # the stream never claimed the call: free it now
+                    await edge.bridge.abandon(
+                        pending, CallEndReason.NO_STREAM, f"{hook.event_type} before the stream"
+                    )
+                    if hook.event_type == "streaming.failed":
+                        outcome = CallOutcome(call_sid, pending.persona.id, CallEndReason.NO_STREAM)
+                        fallback = edge.bridge.decide(outcome)
+                        edge.spawn(_quiet(act(call_id, fallback), call_id), f"{call_id}:fallback")
+        return Response(status_code=200)
+
+    @router.websocket(media_path)
+    async def media(websocket: WebSocket) -> None:
+        token = websocket.headers.get(STREAM_TOKEN_HEADER)
+        if edge.pending_of(CARRIER, token) is None:
+            await refuse_before_accept(websocket, CARRIER, "no valid streaming auth token")
+            return
+
+        def before_close(pending: PendingCall, call_id: str) -> Callable[[], Awaitable[None]]:
+            async def after() -> None:
+                outcome = edge.bridge.outcomes.pop(pending.call_sid)
+                if outcome is not None and outcome.reason.ended_by != "caller":
+                    await act(call_id, edge.bridge.decide(outcome))
+
+            return after
+
+        await serve_stream(edge, websocket, spec, upgrade_token=token, before_close=before_close)
+
+    return router
+
+
+async def _quiet(job: Awaitable[None], call_id: str) -> None:
+    try:
+        await job
+    except PhonebridgeError as exc:
+        log.error("Telnyx call control failed: %s", exc, extra={"call_sid": call_id})
