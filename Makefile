@@ -36,6 +36,13 @@ bench-load: $(VENV)/.dev
 	$(BIN)/python bench/bench_load.py --levels 40,50,60,70 --seconds 15 --workers 2 \
 		--serve-cpus 0,1 --generator-cpus 0,1 --write bench_load_workers
 
+## Personal calls (issue 15): what the context lookup adds to the voice webhook,
+## and the silence after answer with and without answering when the model is ready.
+.PHONY: bench-personal
+bench-personal: $(VENV)/.dev
+	$(BIN)/python bench/bench_personal.py context --calls 200
+	$(BIN)/python bench/bench_personal.py ready --calls 10 --conditioning 2.0
+
 ## Soak: 30 minutes of churning simulated calls against one `phonebridge serve`;
 ## exits non-zero on a leak and writes the soak section of BENCHMARKS.md.
 .PHONY: soak

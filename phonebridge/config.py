@@ -45,6 +45,14 @@ Variables (PROTOCOLS.md section in brackets)::
     PHONEBRIDGE_LOG_FORMAT      text | json;  PHONEBRIDGE_LOG_LEVEL (INFO)
     PHONEBRIDGE_TRANSCRIBE_URL, _KEY, _MODEL  optional post-call transcription endpoint
     PHONEBRIDGE_RETENTION_DAYS  delete recordings older than this (unset = keep)
+    PHONEBRIDGE_WEBHOOK_SECRET  shared secret that signs context lookups, call summaries and
+                                recording links (docs/webhooks.md); needed by personas with
+                                context or webhooks, and by PHONEBRIDGE_CALL_ENDED_WEBHOOK_URL
+    PHONEBRIDGE_CALL_ENDED_WEBHOOK_URL  where every call's summary is POSTed (a persona's
+                                webhooks.call_ended overrides it; unset = none)
+    PHONEBRIDGE_RECORDING_LINK_SECONDS  how long a summary's recording link works (86400)
+    PHONEBRIDGE_ANSWER_WITHIN_SECONDS  hold the voice webhook's answer until the model is
+                                ready, at most this long (3; 0 = answer at once; max 10)
     PHONEBRIDGE_S3_BUCKET       recordings + transcripts also go to this bucket (unset: local only)
     PHONEBRIDGE_S3_ENDPOINT_URL an S3-compatible endpoint (MinIO, R2, ...; unset = AWS)
     PHONEBRIDGE_S3_PREFIX       key prefix inside the bucket (e.g. phonebridge/; default none)
@@ -116,6 +124,11 @@ if TYPE_CHECKING:
 DEFAULT_PERSONAS_DIR = Path("personas")
 DEFAULT_DATA_DIR = Path("data")
 TWILIO_PREFIX = "/twilio"
+DEFAULT_ANSWER_WITHIN_SECONDS = 3.0
+"""Why 3 s: conditioning took 2-3 s on the real server code with a tiny model; a
+GPU server under load takes longer, and past the bound the call is answered
+anyway. 3 s keeps 12 s of Twilio's 15 s webhook timeout in hand."""
+MAX_ANSWER_WITHIN_SECONDS = 10.0
 REPLICA_PREFIX = TWILIO_PREFIX + "/r"
 
 # The region becomes part of a host name (api.<region>.edge.polargrid.ai, §3):
@@ -281,6 +294,7 @@ _SECRET_FIELDS = frozenset(
         "fal_key",
         "dashboard_token",
         "transcribe_key",
+        "webhook_secret",
         "aws_access_key_id",
         "aws_secret_access_key",
         "aws_session_token",
@@ -330,6 +344,10 @@ class Settings:
     transcribe_key: SecretStr | None = None
     transcribe_model: str | None = None
     retention_days: int | None = None
+    webhook_secret: SecretStr | None = None
+    call_ended_webhook_url: str | None = None
+    recording_link_seconds: float = 86400.0
+    answer_within_seconds: float = DEFAULT_ANSWER_WITHIN_SECONDS
     host: str = "127.0.0.1"
     port: int = 8080
     # Outbound calls (phonebridge/outbound/): off unless an operator turns them on.
@@ -424,6 +442,12 @@ class Settings:
             "transcribe_key": reader.secret("PHONEBRIDGE_TRANSCRIBE_KEY"),
             "transcribe_model": reader.text("PHONEBRIDGE_TRANSCRIBE_MODEL"),
             "retention_days": reader.integer("PHONEBRIDGE_RETENTION_DAYS", None),
+            "webhook_secret": reader.secret("PHONEBRIDGE_WEBHOOK_SECRET"),
+            "call_ended_webhook_url": reader.text("PHONEBRIDGE_CALL_ENDED_WEBHOOK_URL"),
+            "recording_link_seconds": reader.number("PHONEBRIDGE_RECORDING_LINK_SECONDS", 86400.0),
+            "answer_within_seconds": reader.number(
+                "PHONEBRIDGE_ANSWER_WITHIN_SECONDS", DEFAULT_ANSWER_WITHIN_SECONDS
+            ),
             "host": reader.text("PHONEBRIDGE_HOST") or "127.0.0.1",
             "port": reader.integer("PHONEBRIDGE_PORT", 8080),
             "outbound_enabled": reader.flag("PHONEBRIDGE_OUTBOUND_ENABLED"),
@@ -492,6 +516,13 @@ class Settings:
         """The ``<Connect action>`` URL Twilio requests when the stream ends."""
         return self.webhook_url(self.sticky_prefix + "/stream-ended")
 
+    @property
+    def status_callback_url(self) -> str:
+        """The number's status callback (``twilio configure``): under this replica's
+        prefix, since a call ringing while the webhook holds its answer is pending
+        in this process's memory only."""
+        return self.webhook_url(self.sticky_prefix + "/call-status")
+
     def webhook_url(self, path: str) -> str:
         """The public URL of ``path`` (e.g. ``/twilio/voice``): what Twilio signs (§1.4)."""
         return urlunsplit(self._base._replace(path=self._base.path + _absolute(path)))
@@ -540,6 +571,13 @@ class Settings:
                     f"{label} has a warm transfer, which rings the human by REST, but "
                     "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not both set: set them, "
                     "or use mode: cold"
+                )
+            if self.webhook_secret is None and (
+                persona.context is not None or persona.webhooks.call_ended is not None
+            ):
+                problems.append(
+                    f"{label} calls webhooks (context or webhooks.call_ended) but "
+                    "PHONEBRIDGE_WEBHOOK_SECRET is not set: every webhook is signed with it"
                 )
             if not configured[persona.provider] and (
                 persona.provider != "personaplex" or persona.overflow is None
@@ -633,6 +671,10 @@ KNOWN_VARIABLES = frozenset(
         "PHONEBRIDGE_TRANSCRIBE_KEY",
         "PHONEBRIDGE_TRANSCRIBE_MODEL",
         "PHONEBRIDGE_RETENTION_DAYS",
+        "PHONEBRIDGE_WEBHOOK_SECRET",
+        "PHONEBRIDGE_CALL_ENDED_WEBHOOK_URL",
+        "PHONEBRIDGE_RECORDING_LINK_SECONDS",
+        "PHONEBRIDGE_ANSWER_WITHIN_SECONDS",
         "PHONEBRIDGE_HOST",
         "PHONEBRIDGE_PORT",
         "PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE",
@@ -1064,6 +1106,7 @@ def _check_optional_services(settings: Settings, problems: list[str]) -> None:
             f"PHONEBRIDGE_TRANSCRIBE_URL {redact_url(settings.transcribe_url)!r} is not an "
             "http(s) URL"
         )
+    _check_webhooks(settings, problems)
     _check_object_store(settings, problems)
     if settings.database_url is not None and "://" not in settings.database_url:
         problems.append(
@@ -1101,6 +1144,28 @@ def _check_outbound(settings: Settings, problems: list[str]) -> None:
         problems.append(
             "PHONEBRIDGE_OUTBOUND_ENABLED is on but TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN "
             "are not both set: the calls are placed through Twilio's REST API"
+        )
+
+
+def _check_webhooks(settings: Settings, problems: list[str]) -> None:
+    url = settings.call_ended_webhook_url
+    if url is not None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(
+                f"PHONEBRIDGE_CALL_ENDED_WEBHOOK_URL {redact_url(url)!r} is not an http(s) URL"
+            )
+        if settings.webhook_secret is None:
+            problems.append(
+                "PHONEBRIDGE_CALL_ENDED_WEBHOOK_URL is set but PHONEBRIDGE_WEBHOOK_SECRET is "
+                "not: call summaries are always signed"
+            )
+    if settings.recording_link_seconds <= 0:
+        problems.append("PHONEBRIDGE_RECORDING_LINK_SECONDS must be more than 0 seconds")
+    if not 0 <= settings.answer_within_seconds <= MAX_ANSWER_WITHIN_SECONDS:
+        problems.append(
+            f"PHONEBRIDGE_ANSWER_WITHIN_SECONDS must be 0 (answer at once) to "
+            f"{MAX_ANSWER_WITHIN_SECONDS:g} (Twilio waits 15 s for the webhook)"
         )
 
 

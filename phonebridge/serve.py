@@ -90,6 +90,7 @@ def secret_values(settings: Settings) -> list[str]:
         settings.fal_key,
         settings.dashboard_token,
         settings.transcribe_key,
+        settings.webhook_secret,
     )
     return [secret.get_secret_value() for secret in secrets if secret is not None]
 

@@ -19,8 +19,10 @@ from fastapi import APIRouter, FastAPI
 
 from phonebridge.calls.admission import Admission
 from phonebridge.calls.bridge import Bridge, BridgeConfig
+from phonebridge.calls.context import ContextClient
 from phonebridge.calls.guard import GuardLimits
 from phonebridge.calls.journal import JournalFactory, Transcriber
+from phonebridge.calls.personal import PersonalCalls
 from phonebridge.calls.transfer.policy import TransferPolicies
 from phonebridge.config import Settings, SettingsError
 from phonebridge.coordination.build import Coordination, build_coordination
@@ -50,7 +52,10 @@ from phonebridge.telephony.twilio.transfer import TwilioHumanCalls
 from phonebridge.web.app import AppDeps, HistoryDeps, create_app
 from phonebridge.web.carriers.build import carrier_routers
 from phonebridge.web.carriers.common import CarrierEdge
+from phonebridge.web.recording_links import recording_link_router
 from phonebridge.web.twilio_routes import TwilioAuth
+from phonebridge.webhooks.delivery import CallSummaries
+from phonebridge.webhooks.outbox import Outbox
 
 log = logging.getLogger(__name__)
 
@@ -291,7 +296,43 @@ async def build_app(
             client=http,
         )
     metrics.watch_leases(lambda: admission.pool.in_use, admission.pool.free_count)
-    journals = JournalFactory(data_dir=settings.data_dir, index=index, transcriber=transcriber)
+    webhook_http = httpx.AsyncClient()  # context lookups and call summaries
+    shutdown.append(webhook_http.aclose)
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    personal = PersonalCalls(
+        registry=metrics.registry,
+        clock=clock,
+        context=ContextClient(webhook_http, secret=secret, wall_time=wall_clock),
+        answer_within_seconds=settings.answer_within_seconds,
+    )
+    summaries: CallSummaries | None = None
+    public_routers = []
+    if secret is not None:
+        summaries = CallSummaries(
+            outbox=Outbox.of(index),
+            index=index,
+            client=webhook_http,
+            secret=secret,
+            public_url=settings.public_url,
+            data_dir=settings.data_dir,
+            personas=lambda: personas.current,
+            default_url=settings.call_ended_webhook_url,
+            link_seconds=settings.recording_link_seconds,
+            registry=metrics.registry,
+            wall_time=wall_clock,
+            store=store,
+        )
+        public_routers.append(
+            recording_link_router(
+                index, settings.data_dir, secret, wall_time=wall_clock, store=store
+            )
+        )
+    journals = JournalFactory(
+        data_dir=settings.data_dir,
+        index=index,
+        transcriber=transcriber,
+        summaries=summaries,
+    )
     human_calls = twilio_human_calls(settings)
     if human_calls is not None:
         shutdown.insert(0, human_calls.aclose)
@@ -311,6 +352,7 @@ async def build_app(
         replay=coordination.replay,
         policies=TransferPolicies(metrics=metrics, dialer=human_calls),
         human_calls=human_calls,
+        personal=personal,
     )
     token = settings.twilio_auth_token
     auth = TwilioAuth(
@@ -407,6 +449,11 @@ async def build_app(
                 await asyncio.sleep(RETENTION_INTERVAL_SECONDS)
 
         background.append(expire_old_files)
+    if summaries is not None:
+        # Every process sends: each due row is claimed by one of them at a time
+        # (webhooks/outbox.py), and the process that ended a call usually takes
+        # its summary first (it is woken at once; the others poll).
+        background.append(summaries.run_forever)
     return create_app(
         AppDeps(
             bridge=bridge,
@@ -416,6 +463,7 @@ async def build_app(
             on_shutdown=shutdown,
             drain_seconds=drain_seconds,
             outbound=(outbound, campaigns),
+            public_routers=public_routers,
             coordination=coordination,
             history=HistoryDeps(
                 index=index,
@@ -426,6 +474,7 @@ async def build_app(
                     if settings.dashboard_token is not None
                     else None
                 ),
+                deliveries=summaries.deliveries if summaries is not None else None,
                 browser_calls_per_user=settings.browser_calls_per_user,
             ),
         )

@@ -320,6 +320,19 @@ def test_bad_personaplex_urls(urls: str, fragment: str) -> None:
         ({"PHONEBRIDGE_TRANSCRIBE_KEY": "k"}, "PHONEBRIDGE_TRANSCRIBE_URL is not"),
         ({"PHONEBRIDGE_TRANSCRIBE_URL": "asr.local"}, "is not an http(s) URL"),
         ({"DATABASE_URL": "phonebridge.db"}, "DATABASE_URL is not a URL"),
+        ({"PHONEBRIDGE_ANSWER_WITHIN_SECONDS": "12"}, "must be 0 (answer at once) to 10"),
+        ({"PHONEBRIDGE_RECORDING_LINK_SECONDS": "0"}, "must be more than 0 seconds"),
+        (
+            {"PHONEBRIDGE_CALL_ENDED_WEBHOOK_URL": "https://crm.example/calls"},
+            "PHONEBRIDGE_WEBHOOK_SECRET is not: call summaries are always signed",
+        ),
+        (
+            {
+                "PHONEBRIDGE_CALL_ENDED_WEBHOOK_URL": "crm.example",
+                "PHONEBRIDGE_WEBHOOK_SECRET": "s",
+            },
+            "is not an http(s) URL",
+        ),
     ],
 )
 def test_each_setting_is_validated(env: dict[str, str], fragment: str | None) -> None:
@@ -482,6 +495,21 @@ def test_a_warm_transfer_needs_twilio_call_control() -> None:
     assert "TWILIO_ACCOUNT_SID" in problem
     with_sid = bare.override(twilio_account_sid="AC" + "0123456789abcdef" * 2)
     assert with_sid.check_against(warm) == []
+
+
+def test_personas_that_call_webhooks_need_the_secret() -> None:
+    personas = book(
+        {"provider": "fal", "context": {"url": "https://crm.example/lookup"}},
+        {"provider": "fal", "webhooks": {"call_ended": "https://crm.example/calls"}},
+        {"provider": "fal"},
+    )
+    unsigned = Settings.from_env(MINIMAL).override(fal_key="f")
+    assert unsigned.check_against(personas) == [
+        f"persona 'p{i}' (p{i}.yaml) calls webhooks (context or webhooks.call_ended) but "
+        "PHONEBRIDGE_WEBHOOK_SECRET is not set: every webhook is signed with it"
+        for i in (0, 1)
+    ]
+    assert unsigned.override(webhook_secret="s").check_against(personas) == []
 
 
 @pytest.mark.parametrize(

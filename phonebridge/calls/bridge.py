@@ -6,6 +6,8 @@
 - ``WS /twilio/media`` (:meth:`Bridge.media_stream`): read ``connected`` and
   ``start``, claim the pending call with the token, run the
   :class:`~phonebridge.calls.session.CallSession`.
+- ``POST /twilio/call-status`` (:meth:`Bridge.call_status`): the number's
+  status callback; a call that ended while it rang frees its model at once.
 - ``POST /twilio/stream-ended`` (:meth:`Bridge.stream_ended`): Twilio asks
   what to do after the stream closed; answer the persona's fallback when the
   call ended badly, else hang up. A call this process never held (its
@@ -18,7 +20,13 @@ persona's transfer triggers, calls/transfer/) may end a call with a
 human (cold) or joins the conference where an accepting human waits (warm;
 telephony/twilio/transfer.py), and nothing follows that verb.
 
-In a cluster the stream and action paths carry the replica id
+Every leg's entry admits its call through :meth:`Bridge.admit`: business
+hours, the toll-fraud guard, a lease, the context lookup and the prompt
+rendered (calls/personal.py), then the model session starts opening.
+Answering when the model is ready (calls/ready_answer.py) is the Twilio
+entry's own: it holds the webhook's TwiML, which only a phone webhook has.
+
+In a cluster the stream, action and status paths carry the replica id
 (``/twilio/r/<id>/...``, config.Settings.sticky_prefix) so the edge proxy
 brings them back to the replica holding the call.
 
@@ -30,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 from collections.abc import Callable, Mapping
@@ -41,7 +50,15 @@ from phonebridge.calls.journal import JournalFactory, UnansweredCall
 from phonebridge.calls.leg import Leg
 from phonebridge.calls.outcome import CallEndReason, CallOutcome, OutcomeBook
 from phonebridge.calls.pending import PendingCall, PendingCalls, new_token
+from phonebridge.calls.personal import (
+    ClosedAnswer,
+    IncomingCall,
+    PersonalCalls,
+    call_direction,
+    carrier_fields,
+)
 from phonebridge.calls.policy import CallPolicy
+from phonebridge.calls.ready_answer import answer_when_ready
 from phonebridge.calls.session import CallSession, DtmfHook
 from phonebridge.coordination.base import CallGuard, ReplayMemory
 from phonebridge.coordination.memory import MemoryReplay
@@ -120,6 +137,10 @@ class PhoneCall:
     to_number: str  # E.164
     account_sid: str = ""
     sample_rate: int = 8_000  # the leg's rate, as the answer will ask the carrier for it
+    direction: str = "inbound"
+    fields: Mapping[str, str] = field(default_factory=dict)
+    """The carrier's own call fields (Twilio's form), for ``{{ carrier.X }}`` (bounded:
+    calls/personal.py ``carrier_fields``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,9 +196,13 @@ class NewCall:
     ``campaign:<id>`` (an outbound call); None for a call we received."""
     direction: str = "inbound"
     """``outbound`` for a call we placed (phonebridge/outbound/): the toll-fraud
-    guard then counts the number we ring (``to_number``), not our caller ID."""
+    guard then counts the number we ring (``to_number``), not our caller ID; the
+    context lookup tells its receiver."""
+    carrier: Mapping[str, str] = field(default_factory=dict)
+    """The carrier's own call fields, for the persona's templates (``{{ carrier.X }}``)."""
     variables: Mapping[str, str] = field(default_factory=dict)
-    """Per-call context variables (an outbound call's ``--var`` or contact row)."""
+    """Per-call values from the entry (an outbound call's ``--var`` or contact row),
+    for the persona's templates (``{{ contact.X }}``)."""
 
     @property
     def party(self) -> str:
@@ -204,10 +229,14 @@ class Screened:
 
 @dataclass(frozen=True, slots=True)
 class CallRefused:
-    """The guard or the capacity said no: nothing was opened, the refusal is on record."""
+    """Hours, the guard or the capacity said no: nothing was opened, the refusal is on record."""
 
-    reason: CallEndReason  # RATE_LIMITED or BUSY
+    reason: CallEndReason  # CLOSED, RATE_LIMITED or BUSY
     detail: str
+    say: str
+    """What the caller is told (the persona's closed or busy message, rendered)."""
+    persona: Persona
+    """The persona whose message it is (its TTS voice says it)."""
 
 
 class Bridge:
@@ -227,6 +256,7 @@ class Bridge:
         replay: ReplayMemory | None = None,
         policies: PolicyFactory | None = None,
         human_calls: TwilioHumanCalls | None = None,
+        personal: PersonalCalls | None = None,
     ) -> None:
         self.config = config
         self._policies = policies
@@ -255,6 +285,8 @@ class Bridge:
         # Calls this process wrote a <Connect> for: an action request for any
         # other call comes from a replica that died (or from before a restart).
         self._held = AnsweredCalls()
+        # Business hours, the context lookup, prompt templates (issue 15).
+        self.personal = personal or PersonalCalls(registry=self.metrics.registry)
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -277,11 +309,18 @@ class Bridge:
                 from_number=call.from_number,
                 to_number=call.to_number,
                 account_sid=call.account_sid,
+                direction=call_direction(form),
+                fields=carrier_fields(form),
             )
         )
-        if isinstance(answer, PendingCall):
-            return self._connect_twiml(answer)
-        return render_twiml(answer)
+        if not isinstance(answer, PendingCall):
+            return render_twiml(answer)
+        # Twilio's own step: ringback until the model is ready (calls/ready_answer.py).
+        await self._hold_answer(answer)
+        if self.pending.by_call_sid(answer.call_sid) is not answer:
+            # The caller hung up while it rang (call-status withdrew the call).
+            return twiml.hangup()
+        return self._connect_twiml(answer)
 
     async def answer_phone(self, call: PhoneCall) -> PendingCall | Say | Hangup:
         """A phone leg's call webhook, whatever the carrier: reserve the call, or say why not.
@@ -314,25 +353,56 @@ class Bridge:
                 persona=persona,
                 request=persona.session_request(call.sample_rate),
                 channel=call.channel,
+                direction=call.direction,
+                carrier=call.fields,
             )
         )
         if isinstance(admitted, CallRefused):
-            return Say(persona.busy_message, persona.tts_voice)
+            return Say(admitted.say, admitted.persona.tts_voice)
         self._held.add(admitted.call_sid)
         return admitted
+
+    async def _hold_answer(self, pending: PendingCall) -> None:
+        """Let the caller hear ringback until the model is ready, within the persona's bound."""
+        within = self.personal.answer_within(pending.persona)
+        if within <= 0:
+            return
+        started = self._clock()
+        ready = await answer_when_ready(pending.opening, within)
+        held = self._clock() - started
+        self.personal.metrics.answer_held.observe(held)
+        pending.events.append(
+            (held, "answer_held", f"{held:.3f}s, model {'ready' if ready else 'not ready yet'}")
+        )
 
     async def admit(
         self, call: NewCall, screened: Screened | None = None
     ) -> PendingCall | CallRefused:
         """The one reservation path every leg's entry shares (phone webhook, browser,
-        an outbound call when it is dialled or answered).
+        carriers, an outbound call when it is dialled or answered).
 
-        The toll-fraud guard first (a refused call opens no model session and
-        costs nothing; ``screened``: it was asked already, :meth:`screen`), then
-        a lease, then the model session starts opening: the call is pending
-        until its leg claims it with the one-time token. A refusal is recorded
-        on the call index like any call.
+        Business hours first (outside them: the closed message or another
+        persona), then the toll-fraud guard (a refused call opens no model
+        session and costs nothing; ``screened``: it was asked already,
+        :meth:`screen`), then a lease, then the context lookup and the prompt
+        rendered into the call's request, then the model session starts
+        opening: the call is pending until its leg claims it with the one-time
+        token. A refusal is recorded on the call index like any call.
         """
+        incoming = _incoming(call)
+        in_hours = self.personal.during_hours(call.persona, self._personas(), incoming)
+        if isinstance(in_hours, ClosedAnswer):
+            # No lease, no model session: the closed message and a `closed` row.
+            if screened is not None:
+                await self.release_screened(screened)
+            self.metrics.calls.labels("closed", CallEndReason.CLOSED.value).inc()
+            detail = "outside business hours"
+            await self._journals.record_unanswered(
+                _unanswered(call), call.persona, CallEndReason.CLOSED, detail
+            )
+            return CallRefused(CallEndReason.CLOSED, detail, in_hours.text, call.persona)
+        if in_hours is not call.persona:
+            call = _routed(call, in_hours)
         if screened is None:
             passed = await self.screen(call)
             if isinstance(passed, CallRefused):
@@ -348,7 +418,9 @@ class Bridge:
             await self._journals.record_unanswered(
                 _unanswered(call), persona, CallEndReason.BUSY, str(exc)
             )
-            return CallRefused(CallEndReason.BUSY, str(exc))
+            return CallRefused(
+                CallEndReason.BUSY, str(exc), self._busy_say(incoming, persona), persona
+            )
         if self.guard is not None and screened.caller is not None:
             # Counted only now, with a slot taken: a busy answer uses no quota.
             # The call holds its guard slot exactly as long as its (current)
@@ -358,7 +430,23 @@ class Bridge:
             lease.riders.append(
                 functools.partial(self.guard.release, screened.caller, screened.call_sid)
             )
-        return self._reserve(call, lease)
+        try:
+            # The context lookup and the prompt: before the model opens (the
+            # prompt is a connect parameter). Never raises by design; a bug
+            # must still give the slot (and the guard's, a rider) back.
+            prepared = await self.personal.prepare(incoming, persona, call.request.prompt)
+        except BaseException:
+            lease.release()
+            raise
+        call = dataclasses.replace(
+            call, request=dataclasses.replace(call.request, prompt=prepared.prompt)
+        )
+        pending = self._reserve(call, lease)
+        pending.events.extend(prepared.events)
+        return pending
+
+    def _busy_say(self, call: IncomingCall, persona: Persona) -> str:
+        return self.personal.say_text(persona.busy_message, call, persona, "busy")
 
     async def screen(self, call: NewCall) -> Screened | CallRefused:
         """Ask the toll-fraud guard (before any lease); a refusal is on record."""
@@ -381,7 +469,8 @@ class Bridge:
             await self._journals.record_unanswered(
                 _unanswered(call), persona, CallEndReason.RATE_LIMITED, detail
             )
-            return CallRefused(CallEndReason.RATE_LIMITED, detail)
+            busy = self._busy_say(_incoming(call), persona)
+            return CallRefused(CallEndReason.RATE_LIMITED, detail, busy, persona)
         return Screened(call.call_sid, decision.caller)
 
     def confirm_screened(self, screened: Screened) -> None:
@@ -594,7 +683,8 @@ class Bridge:
         if self.after_call is not None and (answer := self.after_call(outcome, persona)):
             return answer
         if outcome.reason.wants_fallback:
-            return _fallback(persona)
+            say = self.personal.fallback_say(outcome.call_sid, persona)
+            return _fallback(persona, say)
         if outcome.reason in (
             CallEndReason.MAX_DURATION,
             CallEndReason.CALLER_SILENCE,
@@ -621,7 +711,25 @@ class Bridge:
             "answering the persona's fallback",
             extra={"call_sid": call_sid, "persona": persona.id},
         )
-        return _fallback(persona)
+        return _fallback(persona, self.personal.fallback_say(call_sid, persona))
+
+    # -- POST /twilio/call-status ------------------------------------------------------
+
+    async def call_status(self, form: Mapping[str, str]) -> None:
+        """Twilio's status callback: a call that ended while it rang frees its model at once.
+
+        Without it, a caller who hangs up during the ringing (the webhook held
+        its answer, or the stream had not come yet) keeps a billed model socket
+        open until the pending deadline. A call this replica does not hold is
+        left alone (it is live here, or another replica holds it).
+        """
+        if form.get("CallStatus", "") not in _ENDED_STATUSES:
+            return
+        pending = self.pending.withdraw(form.get("CallSid", ""))
+        if pending is not None:
+            await self._abandon(
+                pending, CallEndReason.CALLER_HANGUP, "caller hung up before the stream started"
+            )
 
     def pending_call(self, token: str) -> PendingCall | None:
         """The pending call ``token`` reserved, without claiming it (a socket's upgrade check)."""
@@ -725,6 +833,20 @@ class Bridge:
                     await self._call_finished.wait()
 
 
+_ENDED_STATUSES = frozenset({"completed", "canceled", "busy", "failed", "no-answer"})
+"""Twilio's final call statuses (PROTOCOLS.md §1: StatusCallback ``CallStatus``)."""
+
+
+def _routed(call: NewCall, persona: Persona) -> NewCall:
+    """``call`` taken by ``persona`` (the closed persona routes it): its prompt and
+    voice, unless the entry chose its own for this call (a try-a-prompt override)."""
+    request = call.request
+    own = call.persona.session_request(request.sample_rate)
+    if request == own:
+        request = persona.session_request(request.sample_rate)
+    return dataclasses.replace(call, persona=persona, request=request)
+
+
 def render_twiml(answer: AfterStream) -> str:
     """TwiML (and SignalWire's cXML, the same verbs) for an answer without a stream."""
     match answer:
@@ -745,8 +867,22 @@ def _unanswered(call: NewCall) -> UnansweredCall:
     )
 
 
-def _fallback(persona: Persona) -> AfterStream:
+def _incoming(call: NewCall) -> IncomingCall:
+    """What the personal steps (hours, context lookup, templates) know of a call."""
+    return IncomingCall(
+        call_sid=call.call_sid,
+        from_number=call.from_number,
+        to_number=call.to_number,
+        direction=call.direction,
+        channel=call.channel,
+        carrier=call.carrier,
+        contact=call.variables,
+    )
+
+
+def _fallback(persona: Persona, say: str) -> AfterStream:
+    """The persona's fallback; ``say`` is its ``fallback.say`` rendered for the call."""
     fallback = persona.fallback
     if fallback.transfer_to:
-        return Transfer(fallback.transfer_to, fallback.say, persona.tts_voice)
-    return Say(fallback.say, persona.tts_voice)
+        return Transfer(fallback.transfer_to, say, persona.tts_voice)
+    return Say(say, persona.tts_voice)

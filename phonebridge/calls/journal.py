@@ -16,6 +16,9 @@ on. Whatever was written survives (issues 5 and 8). What happens, decided:
   of a minute (:data:`ROW_RETRY_DELAYS`). The transcript, written first,
   always ends with a ``call`` event holding the row's facts as JSON, so a
   row that is never written is not a call that is lost.
+- **Post-call webhook**: the call's summary deliveries (:class:`SummaryQueue`)
+  are queued in the same transaction as the final row write, on every try:
+  a row is final with its summary queued, or neither.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ import audioop  # stdlib before 3.13, the audioop-lts package from 3.13 on
 import dataclasses
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -41,7 +45,14 @@ from phonebridge.models.base import SessionTimings
 from phonebridge.personas.schema import Persona
 from phonebridge.storage import layout
 from phonebridge.storage.index import CallIndex
-from phonebridge.storage.models import UNSET, CallEnd, CallStart, CallStatus, CallUpdate
+from phonebridge.storage.models import (
+    UNSET,
+    CallEnd,
+    CallStart,
+    CallStatus,
+    CallUpdate,
+    OutboxEntry,
+)
 from phonebridge.storage.recording import CallRecorder
 from phonebridge.storage.transcript import TranscriptBuilder
 from phonebridge.storage.transcription import transcribe_caller
@@ -57,6 +68,18 @@ busy timeout; beyond that the transcript holds the facts and the next
 start-up marks the row as crashed."""
 
 WallClock = Callable[[], datetime]
+
+
+class SummaryQueue(Protocol):
+    """The post-call webhook as the journal sees it (webhooks/delivery.py CallSummaries)."""
+
+    def entries(self, call_sid: str, persona_id: str) -> list[OutboxEntry]:
+        """The deliveries to queue with the call's final row (empty: no receiver)."""
+        ...
+
+    def queued(self) -> None:
+        """Entries were committed with a final row: deliver them soon."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +129,10 @@ class CallJournal:
         start: CallStart | None = None,
         row_started: asyncio.Task[bool] | None = None,
         recording_error: str | None = None,
+        summaries: SummaryQueue | None = None,
         sample_rate: int = 8000,
     ) -> None:
+        self._summaries = summaries
         self.sample_rate = sample_rate  # the leg's: every at_sample counts at it
         self._recording_error = recording_error  # why the call is not recorded at all
         self.call_sid = call_sid
@@ -129,8 +154,10 @@ class CallJournal:
 
     # -- as the call runs (synchronous, cheap) ---------------------------------
 
-    def event(self, kind: str, at: float, detail: str = "") -> None:
-        self.transcript.event(kind, at, detail)
+    def event(
+        self, kind: str, at: float, detail: str = "", *, pre_stream: float | None = None
+    ) -> None:
+        self.transcript.event(kind, at, detail, pre_stream=pre_stream)
 
     def model_ready(self, provider: str, at: float) -> None:
         """The model listens; ``provider`` is the one that actually took the call
@@ -242,8 +269,11 @@ class CallJournal:
                 transfer_result=self._transfer.result,
             )
         end = dataclasses.replace(end, error="; ".join(errors) or None)
+        # Made once: a retried write queues the same deliveries (the same keys).
+        outbox = self._outbox_entries()
         try:
-            await self._complete_row(self._index, changes, end)
+            await self._complete_row(self._index, changes, end, outbox)
+            self._announce_queued(outbox)
         except StorageError as exc:
             log.error(
                 "call row not completed (retrying in the background; the transcript has "
@@ -251,7 +281,7 @@ class CallJournal:
                 exc,
                 extra={"call_sid": self.call_sid},
             )
-            task = asyncio.create_task(self._retry_row(self._index, changes, end))
+            task = asyncio.create_task(self._retry_row(self._index, changes, end, outbox))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
@@ -289,25 +319,39 @@ class CallJournal:
         at = max(0.0, (end.ended_at - self._started_at).total_seconds())
         self.transcript.event("call", at, json.dumps(facts, separators=(",", ":")))
 
-    async def _complete_row(self, index: CallIndex, changes: CallUpdate, end: CallEnd) -> None:
-        """Insert the row if its start never made it, then update and end it."""
+    async def _complete_row(
+        self,
+        index: CallIndex,
+        changes: CallUpdate,
+        end: CallEnd,
+        outbox: Sequence[OutboxEntry],
+    ) -> None:
+        """Insert the row if its start never made it, then update and end it (the
+        summary's deliveries queued with the end, in its transaction)."""
         started = True if self._row_started is None else await self._row_started
         if not started and self._start is not None and await index.get(self.call_sid) is None:
             await index.start_call(self._start)
         self._row_started = None  # inserted now (or it was there): never insert again
         await index.update(self.call_sid, changes)
-        await index.finish_call(self.call_sid, end)
+        await index.finish_call(self.call_sid, end, outbox=outbox)
 
-    async def _retry_row(self, index: CallIndex, changes: CallUpdate, end: CallEnd) -> None:
+    async def _retry_row(
+        self,
+        index: CallIndex,
+        changes: CallUpdate,
+        end: CallEnd,
+        outbox: Sequence[OutboxEntry],
+    ) -> None:
         last: StorageError | None = None
         for attempt, delay in enumerate(ROW_RETRY_DELAYS, start=2):
             await asyncio.sleep(delay)
             try:
-                await self._complete_row(index, changes, end)
+                await self._complete_row(index, changes, end, outbox)
             except StorageError as exc:
                 last = exc
                 continue
             log.info("call row completed on attempt %d", attempt, extra={"call_sid": self.call_sid})
+            self._announce_queued(outbox)
             return
         log.error(
             "call row lost after %d attempts (%s); the call's facts are in %s",
@@ -316,6 +360,15 @@ class CallJournal:
             self.transcript_path,
             extra={"call_sid": self.call_sid},
         )
+
+    def _outbox_entries(self) -> list[OutboxEntry]:
+        if self._summaries is None or self._start is None:
+            return []
+        return self._summaries.entries(self.call_sid, self._start.persona)
+
+    def _announce_queued(self, outbox: Sequence[OutboxEntry]) -> None:
+        if outbox and self._summaries is not None:
+            self._summaries.queued()
 
     async def _add_caller_words(self, recording: Path, transcript_path: Path) -> None:
         transcriber = self._transcriber
@@ -344,7 +397,9 @@ class JournalFactory:
         index: CallIndex | None,
         wall_clock: WallClock = utc_now,
         transcriber: Transcriber | None = None,
+        summaries: SummaryQueue | None = None,
     ) -> None:
+        self._summaries = summaries
         self._data_dir = data_dir
         self._index = index
         self._wall_clock = wall_clock
@@ -396,6 +451,7 @@ class JournalFactory:
             start=start,
             row_started=row_started,
             recording_error=recording_error,
+            summaries=self._summaries,
             sample_rate=pending.sample_rate,
         )
 
@@ -415,7 +471,7 @@ class JournalFactory:
                 placed_by=call.placed_by,
             )
         )
-        await self._finish_row(call.call_sid, reason, detail, now, 0.0)
+        await self._finish_row(call.call_sid, reason, detail, now, 0.0, persona_id=persona.id)
 
     async def record_unanswered_pending(
         self, pending: PendingCall, outcome: CallOutcome, now: float
@@ -437,7 +493,12 @@ class JournalFactory:
         )
         socket_seconds = pending.session.timings.socket_seconds(now)
         await self._finish_row(
-            pending.call_sid, outcome.reason, outcome.detail, wall, socket_seconds
+            pending.call_sid,
+            outcome.reason,
+            outcome.detail,
+            wall,
+            socket_seconds,
+            persona_id=pending.persona.id,
         )
 
     async def _start_row(self, start: CallStart) -> bool:
@@ -458,6 +519,8 @@ class JournalFactory:
         detail: str,
         ended_at: datetime,
         socket_seconds: float,
+        *,
+        persona_id: str,
     ) -> None:
         if self._index is None:
             return
@@ -468,7 +531,12 @@ class JournalFactory:
             model_socket_seconds=socket_seconds,
             error=detail or None,
         )
+        summaries = self._summaries
+        outbox = summaries.entries(call_sid, persona_id) if summaries is not None else []
         try:
-            await self._index.finish_call(call_sid, end)
+            await self._index.finish_call(call_sid, end, outbox=outbox)
         except StorageError as exc:
             log.error("call row not completed: %s", exc, extra={"call_sid": call_sid})
+            return
+        if outbox and summaries is not None:
+            summaries.queued()

@@ -30,6 +30,7 @@ class CallEndReason(StrEnum):
     BUSY = "busy"  # no slot: the caller heard the busy message
     RATE_LIMITED = "rate_limited"  # the toll-fraud guard refused it: busy message, no model
     NO_STREAM = "no_stream"  # the webhook answered, the stream never came
+    CLOSED = "closed"  # outside business hours: the closed message, no model
     CRASHED = "crashed"  # the process died during the call
     # Outbound calls (phonebridge/outbound/): the callee's side of a call we placed.
     NO_ANSWER = "no_answer"  # it rang out

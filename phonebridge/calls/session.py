@@ -180,7 +180,7 @@ class CallSession:
         """Run the call to its end; always tears everything down."""
         self._journal.event("answered", 0.0, f"stream {self.stream_sid}")
         for at, kind, detail in self.pending.events:
-            self._journal.event(kind, 0.0, f"{detail} ({at:+.3f}s before stream)")
+            self._journal.event(kind, 0.0, detail, pre_stream=round(at, 3))
         self._metrics.active_calls.inc()
         if self._policy is not None:
             self._policy.start(self)

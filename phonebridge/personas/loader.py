@@ -26,8 +26,20 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from .book import PersonaBook, PersonaError, PersonaProblem
-from .schema import MAX_PROMPT_CHARS, PROVIDERS, Fallback, Limits, Persona, PersonaFile
+from .hours import BusinessHours, Weekly
+from .schema import (
+    MAX_PROMPT_CHARS,
+    PROVIDERS,
+    Closed,
+    ContextHook,
+    Fallback,
+    Limits,
+    Persona,
+    PersonaFile,
+    Webhooks,
+)
 from .shown import shown
+from .templates import check_template
 from .transfer import AgentPhrases, CallerPhrases, Transfer, Warm
 
 __all__ = ["PersonaError", "PersonaProblem", "load_personas", "persona_files"]
@@ -45,6 +57,11 @@ _MODEL_AT: dict[tuple[str, ...], type[BaseModel]] = {
     ("transfer", "warm"): Warm,
     ("transfer", "agent_phrases"): AgentPhrases,
     ("transfer", "caller_phrases"): CallerPhrases,
+    ("hours",): BusinessHours,
+    ("hours", "weekly"): Weekly,
+    ("closed",): Closed,
+    ("context",): ContextHook,
+    ("webhooks",): Webhooks,
 }
 
 Loc = tuple[int | str, ...]
@@ -151,6 +168,7 @@ def _load_file(path: Path) -> _LoadedFile | list[PersonaProblem]:
             if not _follows_from_an_item(error, errors)
         )
         return sorted(problems, key=lambda problem: problem.line or 0)
+    problems.extend(_template_problems(path, root, text, content))
     if problems:
         return problems
     persona = Persona.model_validate({**dict(content), "id": path.stem, "source": path})
@@ -175,6 +193,67 @@ def _hold_audio_problem(persona: Persona) -> str | None:
     if shape != (1, 2):
         return "transfer.warm.hold_audio: the WAV must be mono 16-bit PCM"
     return None
+
+
+def _templated_texts(content: PersonaFile) -> list[tuple[Loc, str, bool]]:
+    """(where, text, may use context values) for every text rendered per call.
+
+    Only the prompt and the fallback are rendered after the context lookup;
+    the busy and closed messages are said before it, and the context's own
+    fallback prompt is what a failed lookup gets.
+    """
+    texts: list[tuple[Loc, str, bool]] = [
+        (("prompt",), content.prompt, content.context is not None),
+        (("fallback", "say"), content.fallback.say, content.context is not None),
+        (("busy_message",), content.busy_message, False),
+        (("closed", "say"), content.closed.say, False),
+    ]
+    if content.context is not None and content.context.fallback_prompt is not None:
+        texts.append((("context", "fallback_prompt"), content.context.fallback_prompt, False))
+    return texts
+
+
+def _template_problems(
+    path: Path, root: yaml.Node, text: str, content: PersonaFile
+) -> list[PersonaProblem]:
+    problems: list[PersonaProblem] = []
+    file_lines = text.splitlines()
+    for loc, template, allow_context in _templated_texts(content):
+        for problem in check_template(template, allow_context=allow_context):
+            line = _template_line(root, loc, file_lines, problem.line, problem.needle)
+            problems.append(PersonaProblem(path, line, f"{_dotted(loc)}: {problem.message}"))
+    return problems
+
+
+def _template_line(
+    root: yaml.Node, loc: Loc, file_lines: list[str], line_in_template: int, needle: str
+) -> int:
+    """The file line of a template's line (a ``|`` block keeps lines; others are searched)."""
+    node = _node_at(root, loc)
+    start = _line_of(root, loc)
+    if not isinstance(node, yaml.ScalarNode):
+        return start
+    first = node.start_mark.line + (1 if node.style in ("|", ">") else 0)
+    if node.style == "|":
+        return first + line_in_template
+    if needle:
+        for number in range(first, min(node.end_mark.line + 1, len(file_lines))):
+            if needle in file_lines[number]:
+                return number + 1
+    return first + 1
+
+
+def _node_at(root: yaml.Node, loc: Loc) -> yaml.Node | None:
+    node: yaml.Node | None = root
+    for part in loc:
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        found = None
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                found = value
+        node = found
+    return node
 
 
 MAX_FLOW_NESTING = 32
@@ -424,6 +503,7 @@ def _cross_check(loaded: list[_LoadedFile]) -> list[PersonaProblem]:
     ids: dict[str, Path] = {}
     claims: dict[str, tuple[Path, int]] = {}
     default_at: tuple[Path, int] | None = None
+    known = {item.persona.id for item in loaded}
     for item in loaded:
         persona = item.persona
         if persona.id in ids:
@@ -446,6 +526,17 @@ def _cross_check(loaded: list[_LoadedFile]) -> list[PersonaProblem]:
                 )
             else:
                 claims[number] = here
+        route = persona.closed.route_to
+        if route is not None and (route == persona.id or route not in known):
+            problems.append(
+                PersonaProblem(
+                    persona.source,
+                    item.line(("closed", "route_to")),
+                    f"closed.route_to: {shown(route)} is "
+                    + ("this persona itself" if route == persona.id else "not a persona id")
+                    + f" (known: {', '.join(sorted(known))})",
+                )
+            )
         if persona.default:
             here = (persona.source, item.line(("default",), of_key=True))
             if default_at is None:

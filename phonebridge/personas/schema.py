@@ -33,6 +33,7 @@ from pydantic_core import PydanticCustomError
 
 from phonebridge.models.base import SAMPLE_RATE, VOICES, SessionRequest
 
+from .hours import DEFAULT_CLOSED_MESSAGE, BusinessHours, timezone_name
 from .shown import shown
 from .strict import Strict
 from .transfer import Transfer
@@ -181,6 +182,62 @@ class Outbound(_Strict):
     """Said before hanging up after an opt-out."""
 
 
+MAX_CONTEXT_TIMEOUT_MS = 5000
+DEFAULT_CONTEXT_TIMEOUT_MS = 800
+"""Why 800 ms: the lookup runs before the model session opens, while the caller
+hears ringback; it adds to the time before the model is ready, so it is kept
+under a second (the issue's bound) with room for the webhook's own work."""
+
+MAX_ANSWER_WITHIN_SECONDS = 10.0
+"""Twilio gives up on a voice webhook after 15 s; holding the answer longer than
+10 s would leave too little margin for the rest of the webhook."""
+
+_URL_PATTERN = re.compile(r"^https?://[^\s/@]+(/[^\s]*)?$")
+
+
+def _http_url(value: str) -> str:
+    if not _URL_PATTERN.fullmatch(value):
+        raise PydanticCustomError(
+            "http_url",
+            "{value} is not an http(s) URL without credentials (e.g. https://crm.example/lookup)",
+            {"value": shown(value)},
+        )
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+Timezone = Annotated[str, AfterValidator(timezone_name)]
+
+
+class ContextHook(_Strict):
+    """The context webhook: who is calling, asked before the model opens (docs/webhooks.md)."""
+
+    url: HttpUrl
+    timeout_ms: int = Field(default=DEFAULT_CONTEXT_TIMEOUT_MS, ge=50, le=MAX_CONTEXT_TIMEOUT_MS)
+    """The whole lookup (connect, request, reply); past it the call goes on with
+    ``fallback_prompt``."""
+
+    fallback_prompt: Prompt | None = None
+    """The prompt when the lookup or the prompt's rendering fails; ``null`` = the
+    prompt with its personal parts left out."""
+
+
+class Closed(_Strict):
+    """What a caller outside ``hours`` gets: a message, or another persona."""
+
+    say: NonEmptyText = DEFAULT_CLOSED_MESSAGE
+    """Said with Twilio ``<Say>`` (a template, like the prompt), then the call hangs up."""
+
+    route_to: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")] | None = None
+    """Another persona's id: the call goes on with that persona instead."""
+
+
+class Webhooks(_Strict):
+    """Where this persona's call summaries go (overrides PHONEBRIDGE_CALL_ENDED_WEBHOOK_URL)."""
+
+    call_ended: HttpUrl | None = None
+
+
 class PersonaFile(_Strict):
     """The content of one ``personas/*.yaml`` file."""
 
@@ -245,6 +302,28 @@ class PersonaFile(_Strict):
     (personas/transfer.py, docs/transfer.md). ``null`` = the persona never transfers
     (``fallback.transfer_to`` still applies when a call fails)."""
 
+    timezone: Timezone | None = None
+    """IANA time zone of the line: ``local_date``/``local_time`` and ``hours`` use it."""
+
+    hours: BusinessHours | None = None
+    """Opening hours; ``null`` = always open. Needs ``timezone``."""
+
+    closed: Closed = Closed()
+    """What callers outside ``hours`` get."""
+
+    context: ContextHook | None = None
+    """Look the caller up before the model opens; the reply's values fill the prompt."""
+
+    answer_within_seconds: float | None = Field(default=None, ge=0, le=MAX_ANSWER_WITHIN_SECONDS)
+    """Hold the webhook's answer (the caller hears ringback) until the model is
+    ready, at most this long; ``0`` = answer at once; ``null`` = the setting
+    PHONEBRIDGE_ANSWER_WITHIN_SECONDS."""
+
+    webhooks: Webhooks = Webhooks()
+
+    record_prompt: bool = True
+    """Keep the prompt the model was given (rendered) in the call's transcript."""
+
     @field_validator("overflow")
     @classmethod
     def _overflow_differs(
@@ -260,6 +339,20 @@ class PersonaFile(_Strict):
                 {"overflow": overflow},
             )
         return overflow
+
+    @field_validator("hours")
+    @classmethod
+    def _hours_have_a_timezone(
+        cls, hours: BusinessHours | None, info: ValidationInfo
+    ) -> BusinessHours | None:
+        # An invalid timezone is absent from info.data: that error is reported instead.
+        if hours is not None and "timezone" in info.data and info.data["timezone"] is None:
+            raise PydanticCustomError(
+                "hours_timezone",
+                "set timezone (e.g. timezone: America/Toronto) so opening hours are local time",
+                {},
+            )
+        return hours
 
 
 class Persona(PersonaFile):

@@ -31,7 +31,7 @@ a replica id, as before.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Set
+from collections.abc import Awaitable, Callable, Sequence, Set
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -45,6 +45,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -76,6 +77,7 @@ from phonebridge.storage.models import (
     CallStart,
     CallStatus,
     CallUpdate,
+    OutboxEntry,
 )
 from phonebridge.storage.recording import repair_wav
 
@@ -226,6 +228,29 @@ dnc_numbers = Table(
     Column("added_at", UTCDateTime, nullable=False),
 )
 
+# -- revision 0008: the post-call webhook's outbox (issue 15; queries in webhooks/outbox.py)
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    # The idempotency key the receiver sees: one per delivery, the same on every attempt.
+    Column("id", String(64), primary_key=True),
+    Column("call_sid", String(64), nullable=False, index=True),
+    Column("event", String(32), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    # Times are Unix seconds (floats): the worker compares them with its clock only.
+    Column("created_at", Float, nullable=False),
+    Column("next_attempt_at", Float, nullable=False),
+    # A delivering process owns the row until then (replicas never send one row twice
+    # at once; a crashed owner's claim simply runs out).
+    Column("claimed_until", Float),
+    Column("delivered_at", Float),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Index("ix_webhook_outbox_due", "state", "next_attempt_at"),
+)
+
 _RECORD_FIELDS = tuple(f.name for f in fields(CallRecord))
 
 
@@ -259,6 +284,13 @@ def _record(row: Any) -> CallRecord:
     return CallRecord(**values)
 
 
+def outbox_values(entry: OutboxEntry) -> dict[str, Any]:
+    """An outbox entry as a ``webhook_outbox`` row."""
+    values = {f.name: getattr(entry, f.name) for f in fields(entry)}
+    values["state"] = str(entry.state)
+    return values
+
+
 def _enable_sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets the dashboard read while a call writes, and a reader never makes
     # a call's write wait.
@@ -288,7 +320,8 @@ class CallIndex:
 
     @property
     def engine(self) -> AsyncEngine:
-        """The database engine, for read-only query modules (storage/stats.py)."""
+        """The database engine, for query modules on the same database (storage/stats.py,
+        the webhook outbox)."""
         return self._engine
 
     @classmethod
@@ -402,8 +435,15 @@ class CallIndex:
 
         await self._run(f"update {call_sid}", apply)
 
-    async def finish_call(self, call_sid: str, end: CallEnd) -> None:
-        """Mark the call ended; the duration is computed from its start time."""
+    async def finish_call(
+        self, call_sid: str, end: CallEnd, *, outbox: Sequence[OutboxEntry] = ()
+    ) -> None:
+        """Mark the call ended; the duration is computed from its start time.
+
+        ``outbox``: deliveries of the call's summary (the post-call webhook),
+        queued in the same transaction, so a final row never lacks its
+        summary and a failed write queues none.
+        """
 
         async def finish(conn: AsyncConnection) -> None:
             started = await conn.scalar(
@@ -424,6 +464,8 @@ class CallIndex:
             if end.error is not None:
                 values["error"] = end.error
             await conn.execute(update(calls).where(calls.c.call_sid == call_sid).values(**values))
+            if outbox:
+                await conn.execute(webhook_outbox.insert(), [outbox_values(e) for e in outbox])
 
         await self._run(f"finish_call {call_sid}", finish)
 

@@ -2,6 +2,8 @@
 
 Every datetime is timezone-aware UTC; constructing a record with a naive
 datetime raises ``ValueError`` (a bug in the caller, caught before any I/O).
+The tables are declared in :mod:`phonebridge.storage.index` (the webhook
+outbox's queries live in :mod:`phonebridge.webhooks.outbox`).
 """
 
 from __future__ import annotations
@@ -181,3 +183,29 @@ class CallQuery:
 class CallPage:
     items: list[CallRecord] = field(default_factory=list)
     total: int = 0
+
+
+# -- the webhook outbox (issue 15, "Post-call webhook") ---------------------------
+
+
+class DeliveryState(StrEnum):
+    PENDING = "pending"  # not delivered yet: retried with backoff
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # given up (past the retry window); kept for the operator
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """One delivery of one call's summary to one URL."""
+
+    id: str
+    call_sid: str
+    event: str
+    url: str
+    state: DeliveryState
+    attempts: int
+    created_at: float
+    next_attempt_at: float
+    delivered_at: float | None = None
+    last_status: int | None = None
+    last_error: str | None = None

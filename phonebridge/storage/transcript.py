@@ -24,7 +24,10 @@ Export formats:
        "utterances": [{"speaker": "agent"|"caller", "start": s, "end": s, "text": "…"}],
        "events": [{"kind": "dtmf", "at": s, "detail": "5"}]}
 
-  both lists sorted by time.
+  both lists sorted by time. An event from before the leg's stream started
+  (the context lookup, an overflow while the model opened, the answer held)
+  sits at ``"at": 0`` and also has ``"pre_stream": s``: seconds after the call
+  was admitted (its webhook) that it happened.
 * WebVTT (W3C "WebVTT: The Web Video Text Tracks Format", §4.1 file
   structure, §4.2.2 voice spans): one cue per utterance with a ``<v Agent>`` or
   ``<v Caller>`` voice span; events become cues in square brackets.
@@ -80,6 +83,8 @@ class CallEvent:
     kind: str
     at: float
     detail: str = ""
+    pre_stream: float | None = None
+    """For an event before the stream started (``at`` 0): seconds after the call was admitted."""
 
 
 class TranscriptBuilder:
@@ -135,9 +140,11 @@ class TranscriptBuilder:
             self._agent.append(Utterance("agent", self._open_start, end, text))
         self._open_text = []
 
-    def event(self, kind: str, at: float, detail: str = "") -> None:
+    def event(
+        self, kind: str, at: float, detail: str = "", *, pre_stream: float | None = None
+    ) -> None:
         """Record a call event (``answered``, ``model_ready``, ``hangup`` with ``detail`` = who)."""
-        self._events.append(CallEvent(kind, at, detail))
+        self._events.append(CallEvent(kind, at, detail, pre_stream))
 
     def dtmf(self, digit: str, at: float) -> None:
         """A key the caller pressed (Twilio ``dtmf`` event: ``0-9``, ``*``, ``#``, ``A-D``)."""
@@ -178,7 +185,7 @@ class TranscriptBuilder:
                 {"speaker": u.speaker, "start": u.start, "end": u.end, "text": u.text}
                 for u in self.utterances()
             ],
-            "events": [{"kind": e.kind, "at": e.at, "detail": e.detail} for e in self.events()],
+            "events": [_event_json(e) for e in self.events()],
         }
 
     def to_vtt(self) -> str:
@@ -202,10 +209,25 @@ class TranscriptBuilder:
                 utterance = Utterance(speaker, float(u["start"]), float(u["end"]), str(u["text"]))
                 (builder._agent if speaker == "agent" else builder._caller).append(utterance)
             for e in data["events"]:
-                builder._events.append(CallEvent(str(e["kind"]), float(e["at"]), str(e["detail"])))
+                pre = e.get("pre_stream")
+                builder._events.append(
+                    CallEvent(
+                        str(e["kind"]),
+                        float(e["at"]),
+                        str(e["detail"]),
+                        None if pre is None else float(pre),
+                    )
+                )
         except (KeyError, TypeError, ValueError) as exc:
             raise StorageError(f"malformed transcript: {exc!r}") from exc
         return builder
+
+
+def _event_json(event: CallEvent) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": event.kind, "at": event.at, "detail": event.detail}
+    if event.pre_stream is not None:
+        out["pre_stream"] = event.pre_stream
+    return out
 
 
 def _vtt_timestamp(millis: int) -> str:

@@ -25,6 +25,7 @@ from phonebridge.coordination.build import Coordination
 from phonebridge.outbound.campaigns import CampaignRunner
 from phonebridge.outbound.service import Outbound
 from phonebridge.storage.index import CallIndex
+from phonebridge.storage.models import OutboxEntry
 from phonebridge.storage.objects import ObjectStore
 from phonebridge.web.api import api_router, live_calls
 from phonebridge.web.auth import dashboard_auth
@@ -37,6 +38,8 @@ from phonebridge.web.twilio_routes import TwilioAuth, twilio_router
 
 log = logging.getLogger(__name__)
 
+Deliveries = Callable[[str], Awaitable[list[OutboxEntry]]]
+
 
 @dataclass(frozen=True, slots=True)
 class HistoryDeps:
@@ -46,6 +49,8 @@ class HistoryDeps:
     data_dir: Path
     dashboard_token: str | None = None
     """None: only loopback clients may read the history (see web/auth.py)."""
+    deliveries: Deliveries | None = None
+    """A call's post-call webhook deliveries, shown on its page (issue 15)."""
     browser_calls_per_user: int = 1
     """Talk-page calls one dashboard user may have at once (web/softphone)."""
     store: ObjectStore | None = None
@@ -68,6 +73,8 @@ class AppDeps:
     """The call history API and dashboard; None serves neither."""
     outbound: tuple[Outbound, CampaignRunner] | None = None
     """Outbound calls and campaigns (their API needs ``history``'s auth)."""
+    public_routers: Sequence[APIRouter] = field(default_factory=tuple)
+    """Routes that check their own credentials (signed recording links)."""
     coordination: Coordination | None = None
     """Shared state (leases, guard...): its health shows in ``/readyz``."""
     carrier_routers: Sequence[APIRouter] = field(default_factory=tuple)
@@ -108,7 +115,7 @@ def create_app(deps: AppDeps) -> FastAPI:
     # Public webhooks must not read a 10 MB form before refusing it (web/limits.py).
     app.add_middleware(BodySizeLimit, max_bytes=MAX_REQUEST_BODY_BYTES)
     app.include_router(twilio_router(deps.bridge, deps.twilio_auth))
-    for router in deps.carrier_routers:
+    for router in [*deps.carrier_routers, *deps.public_routers]:
         app.include_router(router)
     if deps.outbound is not None:
         app.include_router(outbound_twilio_router(deps.outbound[0], deps.twilio_auth))
@@ -121,7 +128,9 @@ def create_app(deps: AppDeps) -> FastAPI:
             api_router(history.index, history.data_dir, live, require, store=history.store)
         )
         app.include_router(stats_router(history.index, require))
-        app.include_router(dashboard_router(history.index, live, require))
+        app.include_router(
+            dashboard_router(history.index, live, require, deliveries=history.deliveries)
+        )
         if deps.outbound is not None:
             app.include_router(outbound_api_router(*deps.outbound, require))
         app.include_router(

@@ -17,7 +17,8 @@ of names, never by path, so nothing can be listed or reached beyond it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -25,8 +26,10 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from phonebridge.errors import StorageError
+from phonebridge.models.redact import redact_url
 from phonebridge.storage.index import CallIndex
 from phonebridge.storage.layout import is_valid_call_sid
+from phonebridge.storage.models import OutboxEntry
 from phonebridge.web.api import LiveCallInfo, call_out
 from phonebridge.web.auth import AuthDependency
 
@@ -52,15 +55,25 @@ def _format_seconds(value: float | None) -> str:
     return f"{int(minutes)}:{seconds:04.1f}"
 
 
+def _format_unix_time(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def dashboard_router(
     index: CallIndex,
     live: Callable[[], Mapping[str, LiveCallInfo]],
     auth_dependency: AuthDependency,
+    *,
+    deliveries: Callable[[str], Awaitable[list[OutboxEntry]]] | None = None,
 ) -> APIRouter:
     """The dashboard pages and their static files, every one behind ``auth_dependency``."""
     router = APIRouter(dependencies=[Depends(auth_dependency)], include_in_schema=False)
     templates = Jinja2Templates(directory=str(_HERE / "templates"))
     templates.env.filters["duration"] = _format_seconds
+    templates.env.filters["unix_time"] = _format_unix_time
+    templates.env.filters["redacted"] = redact_url
 
     @router.get("/", response_class=HTMLResponse)
     async def call_list(request: Request) -> HTMLResponse:
@@ -88,8 +101,16 @@ def dashboard_router(
             raise HTTPException(status_code=503, detail="call index unavailable") from exc
         if record is None:
             raise HTTPException(status_code=404, detail="no such call")
+        webhooks: list[OutboxEntry] | None = None
+        if deliveries is not None:
+            try:
+                webhooks = await deliveries(call_sid)
+            except StorageError:
+                webhooks = None  # the page still shows the call
         return templates.TemplateResponse(
-            request, "call.html", {"call": call_out(record, live().get(call_sid))}
+            request,
+            "call.html",
+            {"call": call_out(record, live().get(call_sid)), "deliveries": webhooks},
         )
 
     @router.get("/static/{name}")

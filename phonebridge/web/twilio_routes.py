@@ -122,7 +122,7 @@ class StarlettePhone:
 
 
 def twilio_router(bridge: Bridge, auth: TwilioAuth) -> APIRouter:
-    """The three endpoints Twilio talks to (not behind the dashboard's auth).
+    """The endpoints Twilio talks to (not behind the dashboard's auth).
 
     Without an auth token (a bridge for other carriers only) Twilio is off
     like any unconfigured carrier: no routes, so its paths answer 404.
@@ -152,6 +152,24 @@ def twilio_router(bridge: Bridge, auth: TwilioAuth) -> APIRouter:
         except RemoteProtocolError as exc:
             return Response(str(exc), status_code=400)
         return Response(answer, media_type=TWIML)
+
+    async def call_status(request: Request) -> Response:
+        # Twilio's status callback (set on the number by `twilio configure`): a
+        # caller who hangs up while it rings frees the model socket at once
+        # (issue 15). Under this replica's prefix, as the stream is: the pending
+        # call lives in one process's memory.
+        form = await signed_form(request)
+        if form is None:
+            return Response("invalid signature", status_code=403)
+        await bridge.call_status(form)
+        return Response(status_code=204)
+
+    # Like the action URL: served at this replica's prefix (where `twilio
+    # configure` points the number) and for any other replica id, so a gone
+    # replica's status callback finds a route on a survivor (which holds no such
+    # call: a 204, not a 404 in Twilio's debugger).
+    router.add_api_route(TWILIO_PREFIX + "/call-status", call_status, methods=["POST"])
+    router.add_api_route(REPLICA_PREFIX + "/{replica}/call-status", call_status, methods=["POST"])
 
     async def stream_ended(request: Request) -> Response:
         form = await signed_form(request)

@@ -107,6 +107,9 @@ async def hosted_serve(tmp_path: Path) -> AsyncIterator[Hosted]:
             "POLARGRID_BASE_URL": polargrid.url,  # ws:// is allowed: a loopback host
             "FAL_KEY": DEMO_FAL_KEY,
             "FAL_BASE_URL": fal.url,
+            # Answer at once: these tests are about the caller's audio while the
+            # hosted model conditions (nothing before its handshake, silence fill).
+            "PHONEBRIDGE_ANSWER_WITHIN_SECONDS": "0",
         }
         write_polar_desk(Path(env["PHONEBRIDGE_PERSONAS"]))
         serve = ServeProcess(env, base.port, base.data)

@@ -14,9 +14,12 @@ The property: :func:`load_personas` returns a book or raises
 
 from __future__ import annotations
 
+import contextlib
+import json
 import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from phonebridge.personas import PersonaBook, PersonaError, load_personas
+from phonebridge.personas.templates import (
+    CallFacts,
+    TemplateRenderError,
+    call_variables,
+    check_template,
+    render,
+    render_impersonal,
+)
 
 from .hostile import FUZZ_SETTINGS, deep_json, huge_number_texts, json_values
 
@@ -34,15 +45,42 @@ VALID: dict[str, Any] = {
     "provider": "personaplex",
     "overflow": "fal",
     "voice": "NATF2",
-    "prompt": "You enjoy having a good conversation.",
+    # A template, with the context webhook its values come from (issue 15).
+    "prompt": "Greet {{ customer.name | default('the caller') }} ({{ caller_number }}).",
     "limits": {"max_call_seconds": 300, "silence_hangup_seconds": 20},
     "fallback": {"say": "Sorry.", "transfer_to": "+14165550199"},
     "tts_voice": "Polly.Joanna",
     "tts_language": "en-US",
     "recording": True,
+    "timezone": "America/Toronto",
+    "hours": {"weekly": {"mon": ["09:00-17:00"]}, "holidays": ["2024-12-25"]},
+    "closed": {"say": "Closed today, {{ local_weekday }}."},
+    "context": {
+        "url": "https://crm.example/lookup",
+        "timeout_ms": 500,
+        "fallback_prompt": "Ask the caller for their name.",
+    },
+    "answer_within_seconds": 3,
+    "webhooks": {"call_ended": "https://crm.example/calls"},
+    "record_prompt": False,
 }
 HOLE = "HOLE_FOR_THE_FUZZED_VALUE"
-FIELDS = [*VALID, "limits.max_call_seconds", "fallback.say", "fallback.transfer_to", "unknown"]
+FIELDS = [
+    *VALID,
+    "limits.max_call_seconds",
+    "fallback.say",
+    "fallback.transfer_to",
+    "hours.weekly",
+    "hours.holidays",
+    "closed.say",
+    "closed.route_to",
+    "context.url",
+    "context.timeout_ms",
+    "context.fallback_prompt",
+    "webhooks.call_ended",
+    "unknown",
+]
+TEMPLATED = ["prompt", "fallback.say", "busy_message", "closed.say", "context.fallback_prompt"]
 
 
 def alias_bomb(levels: int) -> str:
@@ -107,6 +145,48 @@ raw_yaml_values = (
 )
 values = json_values.map(dumped) | raw_yaml_values | st.none()
 
+# Pieces of Jinja2, well and badly formed: the template checker and the
+# renderer must turn any mix into a problem with a line, or a text.
+template_pieces = st.sampled_from(
+    [
+        "{{",
+        "}}",
+        "{%",
+        "%}",
+        "{#",
+        "#}",
+        "{{ caller_number }}",
+        "{{ customer.name }}",
+        "{{ customer }}",
+        "{% if customer %}",
+        "{% endif %}",
+        "{% for x in customer %}",
+        "{% endfor %}",
+        "{{ 1 / 0 }}",
+        "{{ caller_number | int + 'a' }}",
+        "| default('x')",
+        "{{ caller_number.__class__ }}",
+        "{{ ''.__class__.__mro__ }}",
+        "{{ carrier.From }}",
+        "{{ contact['x'] }}",
+        "{% raw %}",
+        "{% endraw %}",
+        "{{ local_date|upper }}",
+        "{% set a = 1 %}",
+        "{{ a }}",
+        "\n",
+        " ",
+        "text",
+        "}",
+        "{",
+        "%",
+        "#",
+        "'",
+        '"',
+    ]
+)
+template_texts = st.lists(template_pieces | st.text(max_size=8), max_size=12).map("".join)
+
 
 def load(text: str) -> PersonaBook | PersonaError:
     with tempfile.TemporaryDirectory() as folder:
@@ -137,6 +217,26 @@ def test_one_field_set_to_anything(field: str, value: str | None) -> None:
 @given(field=st.sampled_from(FIELDS), levels=st.integers(1, 6))
 def test_alias_bombs_in_any_field(field: str, levels: int) -> None:
     load(document(field, f"*a{levels - 1}", bomb_levels=levels))
+
+
+@settings(**FUZZ_SETTINGS)
+@given(field=st.sampled_from(TEMPLATED), text=template_texts)
+def test_templates_in_any_text_field(field: str, text: str) -> None:
+    load(document(field, json.dumps(text)))
+
+
+@settings(**FUZZ_SETTINGS)
+@given(text=template_texts, customer=json_values)
+def test_a_checked_template_renders_or_fails_with_its_own_error(text: str, customer: Any) -> None:
+    # What a call does with a template that passed `personas check`: a text, or
+    # a TemplateRenderError the call turns into the fallback; never anything else.
+    if check_template(text, allow_context=True):
+        return
+    facts = CallFacts("+14165550111", "+14165550100", "Fuzz", datetime(2024, 4, 12, tzinfo=UTC))
+    variables = call_variables(facts, extra=[{"customer": customer}])
+    with contextlib.suppress(TemplateRenderError):
+        assert isinstance(render(text, variables), str)
+    assert isinstance(render_impersonal(text, variables), str)
 
 
 def test_a_billion_laughs_is_refused_quickly() -> None:

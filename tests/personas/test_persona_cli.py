@@ -39,9 +39,10 @@ def test_check_prints_file_line_problems_and_exits_1(
     path.write_text("name: A\nprovider: fal\nvoice: NATF2\nprompt: hi\ncolour: red\n")
     assert run(["personas", "check", str(tmp_path)]) == 1
     assert capsys.readouterr().out.splitlines() == [
-        f"{path}:5: unknown key 'colour' (allowed: busy_message, carrier, default, description, "
-        "dtmf_to_model, fallback, limits, name, numbers, outbound, overflow, prompt, provider, "
-        "recording, transfer, tts_language, tts_voice, voice)",
+        f"{path}:5: unknown key 'colour' (allowed: answer_within_seconds, busy_message, "
+        "carrier, closed, context, default, description, dtmf_to_model, fallback, hours, "
+        "limits, name, numbers, outbound, overflow, prompt, provider, record_prompt, recording, "
+        "timezone, transfer, tts_language, tts_voice, voice, webhooks)",
         f"1 problem in {tmp_path}",
     ]
 

@@ -46,6 +46,7 @@ SECRETS = {
     "fal_key": "3f2a9c7e-1b4d-4e8f-a6c2-9d7b5e3f1a0c:8e4b2d6f0a9c7e5b3d1f",
     "dashboard_token": "dsh_Yw7+Qp2/Lm9=Rt4&Xs8",  # characters that URL-encode
     "transcribe_key": "sk-proj-H3kL9mP2qR7sT1vW5xY8zA4bC6dE0fG",
+    "webhook_secret": "whsec_T8nQ2vX6zR4mK9pL1sD7fH3jB5",
 }
 POLARGRID_NUMBER = "+14165550107"
 FAL_NUMBER = "+14165550108"

@@ -31,8 +31,10 @@ PUBLIC = {
     # Twilio cannot send the dashboard token: its routes check Twilio's signatures.
     ("POST", "/twilio/voice"),
     ("POST", "/twilio/stream-ended"),
+    ("POST", "/twilio/call-status"),
     # Any replica answers the <Connect action> of a replica that is gone.
     ("POST", "/twilio/r/{replica}/stream-ended"),
+    ("POST", "/twilio/r/{replica}/call-status"),
     ("WS", "/twilio/media"),
     # Outbound calls' answer, status and machine-detection callbacks (signed by
     # Twilio; any replica settles them from the shared rows).

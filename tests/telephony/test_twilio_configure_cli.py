@@ -44,7 +44,13 @@ def test_sets_voice_url_from_public_url(fake: tuple[FakeTwilio, LoopbackHttpClie
     assert state.updates == [
         (
             f"/2010-04-01/Accounts/{ACCOUNT}/IncomingPhoneNumbers/{NUMBER_SID}.json",
-            {"VoiceUrl": ["https://bridge.example.com/twilio/voice"], "VoiceMethod": ["POST"]},
+            {
+                "VoiceUrl": ["https://bridge.example.com/twilio/voice"],
+                "VoiceMethod": ["POST"],
+                # A caller who hangs up while it rings frees the model socket at once.
+                "StatusCallback": ["https://bridge.example.com/twilio/call-status"],
+                "StatusCallbackMethod": ["POST"],
+            },
         )
     ]
     assert NUMBER_SID in out

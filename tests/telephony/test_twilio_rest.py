@@ -63,7 +63,11 @@ async def test_redirect_sends_twiml(fake: tuple[FakeTwilio, LoopbackHttpClient])
 async def test_configure_number(fake: tuple[FakeTwilio, LoopbackHttpClient]) -> None:
     state, http = fake
     control = TwilioCallControl(ACCOUNT, TOKEN, http_client=http)
-    sid = await control.configure_number("+14165550123", "https://bridge.example.com/twilio/voice")
+    sid = await control.configure_number(
+        "+14165550123",
+        "https://bridge.example.com/twilio/voice",
+        "https://bridge.example.com/twilio/call-status",
+    )
     assert sid == NUMBER_SID
     (get, get_path, query), (post, post_path, form) = state.requests[-2:]
     assert (get, query["PhoneNumber"]) == ("GET", ["+14165550123"])
@@ -73,6 +77,8 @@ async def test_configure_number(fake: tuple[FakeTwilio, LoopbackHttpClient]) -> 
     assert form == {
         "VoiceUrl": ["https://bridge.example.com/twilio/voice"],
         "VoiceMethod": ["POST"],
+        "StatusCallback": ["https://bridge.example.com/twilio/call-status"],
+        "StatusCallbackMethod": ["POST"],
     }
 
 

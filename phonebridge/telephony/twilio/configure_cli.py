@@ -89,13 +89,17 @@ def run_configure(
         print(f"phonebridge twilio configure: {exc}", file=err)
         return 2
     voice_url = settings.webhook_url(VOICE_WEBHOOK_PATH)
+    status_url = settings.status_callback_url
     control = TwilioCallControl(account_sid, auth_token, http_client=http_client)
     try:
-        sid = asyncio.run(control.configure_number(number, voice_url))
+        sid = asyncio.run(control.configure_number(number, voice_url, status_url))
     except TwilioApiError as exc:
         print(f"phonebridge twilio configure: {exc}", file=err)
         return 1
-    print(f"{number} ({sid}) now sends its calls to POST {voice_url}", file=out)
+    print(
+        f"{number} ({sid}) now sends its calls to POST {voice_url} (call status to {status_url})",
+        file=out,
+    )
     return 0
 
 

@@ -118,10 +118,13 @@ class TwilioCallControl:
         """Replace what the call is doing with ``twiml`` (e.g. a ``<Dial>`` to a human)."""
         await self._run(self._client.calls(call_sid).update, twiml=twiml)
 
-    async def configure_number(self, phone_number: str, voice_url: str) -> str:
+    async def configure_number(
+        self, phone_number: str, voice_url: str, status_callback_url: str | None = None
+    ) -> str:
         """Point ``phone_number`` (E.164, on this account) at ``voice_url`` (POST).
 
-        Returns the IncomingPhoneNumber SID.
+        ``status_callback_url`` receives the call's final status: how the bridge
+        learns that a caller hung up while it rang. Returns the IncomingPhoneNumber SID.
         """
         found = await self._run(
             self._client.incoming_phone_numbers.list, phone_number=phone_number, limit=2
@@ -137,6 +140,11 @@ class TwilioCallControl:
             self._client.incoming_phone_numbers(sid).update,
             voice_url=voice_url,
             voice_method="POST",
+            **(
+                {"status_callback": status_callback_url, "status_callback_method": "POST"}
+                if status_callback_url is not None
+                else {}
+            ),
         )
         return sid
 

@@ -30,6 +30,7 @@ from fastapi.responses import Response
 from phonebridge.calls.bridge import AfterStream, Hangup, PhoneCall, Say, Transfer
 from phonebridge.calls.outcome import CallEndReason
 from phonebridge.calls.pending import PendingCall
+from phonebridge.calls.personal import carrier_fields
 from phonebridge.config import REPLICA_PREFIX
 from phonebridge.telephony.carrier_leg import LegSpec
 from phonebridge.telephony.carrier_rest import PlivoApi
@@ -95,6 +96,7 @@ def plivo_router(edge: CarrierEdge, *, auth_token: str, api: PlivoApi) -> APIRou
                 from_number=e164(form.get("From", "")),
                 to_number=e164(form["To"]),
                 sample_rate=edge.rate,
+                fields=carrier_fields(form),
             )
         )
         if not isinstance(answer, PendingCall):

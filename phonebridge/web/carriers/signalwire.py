@@ -21,6 +21,7 @@ from fastapi.responses import Response
 
 from phonebridge.calls.bridge import PhoneCall, render_twiml
 from phonebridge.calls.pending import PendingCall
+from phonebridge.calls.personal import carrier_fields
 from phonebridge.config import REPLICA_PREFIX, TWILIO_PREFIX
 from phonebridge.telephony.carrier_leg import LegSpec
 from phonebridge.telephony.signalwire import cxml
@@ -69,6 +70,7 @@ def signalwire_router(edge: CarrierEdge, *, signing_key: str) -> APIRouter:
                 to_number=e164(form["To"]),
                 account_sid=form.get("AccountSid", ""),
                 sample_rate=edge.rate,
+                fields=carrier_fields(form),
             )
         )
         if not isinstance(answer, PendingCall):

@@ -118,10 +118,10 @@
         return "Model ready on " + (d || "the model") +
           (typeof facts.model_open_seconds === "number" ? " (took " + secs(facts.model_open_seconds) + ")" : "");
       case "overflow":
-        m = /^to (\S+)(?: \(\+?(-?[\d.]+)s before stream\))?/.exec(d);
+        m = /^to (\S+)/.exec(d);
         if (!m) return "Overflow " + d;
-        return "Overflow to " + m[1] + (m[2] !== undefined && Number(m[2]) > 0
-          ? " (" + secs(Number(m[2])) + " after the webhook)" : "");
+        return "Overflow to " + m[1] + (typeof e.pre_stream === "number" && e.pre_stream > 0
+          ? " (" + secs(e.pre_stream) + " after the webhook)" : "");
       case "dtmf":
         return "Caller pressed " + d;
       case "hangup": {

@@ -1,0 +1,1 @@
+"""Outgoing webhooks: signing, post-call delivery and its outbox (docs/webhooks.md)."""
