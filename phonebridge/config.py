@@ -34,7 +34,8 @@ Variables (PROTOCOLS.md section in brackets)::
     PHONEBRIDGE_MAX_CALLS       concurrent calls per instance (50)
     PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR  calls one caller may start per hour (10; 0 = off)
     PHONEBRIDGE_CALLER_MAX_CONCURRENT      calls one caller may have at once (2; 0 = off)
-    PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE   calls the instance may start per minute (60; 0 = off)
+    PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE   calls the instance (with Redis: the cluster) may
+                                           start per minute (60; 0 = off)
     PHONEBRIDGE_BROWSER_CALLS_PER_USER     Talk-page calls one dashboard user may have at once (1)
     PHONEBRIDGE_STREAM_SIGNATURE  strict | log | off: the media socket's signature check [§1.4]
     PHONEBRIDGE_PENDING_TIMEOUT seconds a webhook-reserved call waits for its stream (15)
@@ -52,6 +53,7 @@ Variables (PROTOCOLS.md section in brackets)::
     PHONEBRIDGE_REDIS_URL       redis:// or rediss:// state shared by replicas (unset = one process)
     PHONEBRIDGE_LEASE_TTL_SECONDS  seconds a dead replica's GPU lease outlives it (10)
     PHONEBRIDGE_REDIS_TIMEOUT_SECONDS  bound on every Redis request (0.5)
+    PHONEBRIDGE_CRASH_CHECK_SECONDS  how often survivors look for a dead replica's calls (15)
     PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1  development only: accept unsigned webhooks
 
 The public URL must be https://: Twilio opens media streams only over wss://,
@@ -327,6 +329,9 @@ class Settings:
     redis_url: str | None = None
     lease_ttl_seconds: float = 10.0
     redis_timeout_seconds: float = 0.5
+    # How often a replica ends the unfinished rows of replicas that are gone
+    # (two passes in a row must miss a heartbeat: service.mark_crashed_replicas_forever).
+    crash_check_seconds: float = 15.0
     # Object storage for recordings and transcripts (phonebridge/storage/objects.py).
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
@@ -411,6 +416,7 @@ class Settings:
             "redis_url": reader.text("PHONEBRIDGE_REDIS_URL"),
             "lease_ttl_seconds": reader.number("PHONEBRIDGE_LEASE_TTL_SECONDS", 10.0),
             "redis_timeout_seconds": reader.number("PHONEBRIDGE_REDIS_TIMEOUT_SECONDS", 0.5),
+            "crash_check_seconds": reader.number("PHONEBRIDGE_CRASH_CHECK_SECONDS", 15.0),
             "s3_bucket": reader.text("PHONEBRIDGE_S3_BUCKET"),
             "s3_endpoint_url": reader.text("PHONEBRIDGE_S3_ENDPOINT_URL"),
             "s3_prefix": reader.text("PHONEBRIDGE_S3_PREFIX") or "",
@@ -598,6 +604,7 @@ KNOWN_VARIABLES = frozenset(
         "PHONEBRIDGE_REDIS_URL",
         "PHONEBRIDGE_LEASE_TTL_SECONDS",
         "PHONEBRIDGE_REDIS_TIMEOUT_SECONDS",
+        "PHONEBRIDGE_CRASH_CHECK_SECONDS",
         "TWILIO_AUTH_TOKEN",
         "TWILIO_ACCOUNT_SID",
         "DATABASE_URL",
@@ -1004,6 +1011,8 @@ def _check_redis(settings: Settings, problems: list[str]) -> None:
         problems.append("PHONEBRIDGE_LEASE_TTL_SECONDS must be at least 1 second")
     if timeout <= 0:
         problems.append("PHONEBRIDGE_REDIS_TIMEOUT_SECONDS must be more than 0 seconds")
+    if settings.crash_check_seconds < 0.1:
+        problems.append("PHONEBRIDGE_CRASH_CHECK_SECONDS must be at least 0.1 seconds")
     elif ttl >= 1 and timeout * 4 > ttl:
         # Leases are renewed every TTL/3: a renewal that waits out its timeout
         # must still land before the lease expires.

@@ -48,7 +48,8 @@ log = logging.getLogger(__name__)
 DEFAULT_TRANSCRIBE_MODEL = "whisper-1"
 RETENTION_INTERVAL_SECONDS = 3600.0
 CRASHED_REPLICAS_INTERVAL_SECONDS = 15.0
-"""How often a replica ends the unfinished rows of replicas that are no longer alive."""
+"""How often a replica ends the unfinished rows of replicas that are no longer alive
+(the default of ``PHONEBRIDGE_CRASH_CHECK_SECONDS``)."""
 TRANSCRIPTION_SETTLE = timedelta(minutes=2)
 """With post-call transcription, how long after its end a call's files wait before
 upload (the caller's words are added to the transcript meanwhile)."""
@@ -327,7 +328,9 @@ async def build_app(
         watched = alive_replicas
 
         async def mark_crashed_replicas() -> None:
-            await mark_crashed_replicas_forever(index, watched, settings)
+            await mark_crashed_replicas_forever(
+                index, watched, settings, interval=settings.crash_check_seconds
+            )
 
         background.append(mark_crashed_replicas)
     days = settings.retention_days
