@@ -175,11 +175,27 @@ class Bridge:
             # Twilio retried the webhook: answer the same stream, open nothing new.
             return self._connect_twiml(retry)
         if not await self._answered.first_answer(call.call_sid):
+            previous = await self._answered.previous_answer(call.call_sid)
+            if previous is not None:
+                # Twilio retried, and the retry reached another replica than
+                # the one holding the call: the same answer, opening nothing.
+                log.info(
+                    "voice webhook retried on another replica; answered as before",
+                    extra={"call_sid": call.call_sid},
+                )
+                return previous
             # A signed webhook replayed after its call was answered: open nothing.
             log.warning(
                 "voice webhook replayed; not answered again", extra={"call_sid": call.call_sid}
             )
             return twiml.hangup()
+        answer = await self._answer_new_call(call)
+        await self._answered.remember_answer(
+            call.call_sid, answer, ttl_seconds=self.config.pending_timeout
+        )
+        return answer
+
+    async def _answer_new_call(self, call: WebhookCall) -> str:
         persona = self._personas().for_number(call.to_number)
         if persona is None:
             log.warning("no persona for %s and no default", call.to_number)
@@ -338,6 +354,8 @@ class Bridge:
             return
         token = start.custom_parameters.get("token", "")
         pending = self.pending.claim(token, start.call_sid)
+        if pending is not None:
+            self._answered.forget_answer(start.call_sid)  # claimed: a replay now hangs up
         if pending is None:
             log.warning(
                 "media stream with an unknown or used token", extra={"call_sid": start.call_sid}
@@ -454,6 +472,7 @@ class Bridge:
 
     async def _abandon(self, call: PendingCall, reason: CallEndReason, detail: str) -> CallOutcome:
         log.warning("abandoning pending call: %s", detail, extra={"call_sid": call.call_sid})
+        self._answered.forget_answer(call.call_sid)
         call.opening.cancel()
         with contextlib.suppress(Exception):
             await call.session.close()

@@ -133,6 +133,17 @@ class MemoryReplay:
     async def first_answer(self, call_sid: str) -> bool:
         return self.first_answer_now(call_sid)
 
+    # One process holds every call it answered, so a retry finds the pending
+    # call itself (Bridge.voice_webhook looks there first): nothing to keep.
+    async def remember_answer(self, call_sid: str, document: str, ttl_seconds: float) -> None:
+        return None
+
+    async def previous_answer(self, call_sid: str) -> str | None:
+        return None
+
+    def forget_answer(self, call_sid: str) -> None:
+        return None
+
 
 MemoryRetryGate = LocalRetryGate
 """One process's Retry-After gate (models/retry_gate.py)."""

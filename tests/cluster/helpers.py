@@ -262,17 +262,25 @@ class Cluster:
         return next(r for r in self.replicas if r.replica_id == replica_id)
 
     async def dial(
-        self, *, from_: str, audio: bytes, tail: float = 0.3, to: str = SHAKSHUKA
+        self,
+        *,
+        from_: str,
+        audio: bytes,
+        tail: float = 0.3,
+        to: str = SHAKSHUKA,
+        call_sid: str | None = None,
+        via: str | None = None,
     ) -> DialReport:
-        """One call from the Twilio phone simulator, through Caddy."""
+        """One call from the Twilio phone simulator, through Caddy (``via``: another address)."""
         report = await dial(
-            self.url,
+            via or self.url,
             to=to,
             from_=from_,
             auth_token=DEMO_AUTH_TOKEN,
             public_url=PUBLIC_URL,
             audio=audio,
             tail=tail,
+            call_sid=call_sid,
         )
         self.reports.append(report)
         return report

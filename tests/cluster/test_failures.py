@@ -13,6 +13,7 @@ import contextlib
 from redis.asyncio import Redis
 
 from phonebridge.simulators.phone.report import DialReport
+from phonebridge.storage.models import CallQuery, CallStatus
 
 from ..conftest import tone_mulaw
 from .conftest import LEASE_TTL_SECONDS, ClusterFactory
@@ -66,6 +67,14 @@ async def test_kill_9_mid_call_its_callers_hear_the_fallback_from_a_survivor(
         ]
         victim = cluster.replica("pb-1")
         await asyncio.gather(*(calls_running(replica, 2) for replica in cluster.replicas))
+
+        async def rows_live() -> bool:
+            # Each replica inserts a call's row just after its stream starts
+            # (in the background); a kill before that leaves no row to mark.
+            page = await cluster.index.list_calls(CallQuery(status=CallStatus.LIVE))
+            return page.total == 6
+
+        await until(rows_live, 10)
         held = await lease_holders(cluster)
         victims_servers = {url for url, holder in held.items() if holder == "pb-1"}
         assert len(victims_servers) == 2

@@ -107,3 +107,49 @@ async def test_an_action_request_for_a_replica_that_is_gone_gets_the_fallback(
             # A media stream for a replica nobody runs has nowhere to go.
             media = await http.get(cluster.url + "/twilio/r/pb-9/media")
             assert media.status_code == 502
+
+
+async def test_a_webhook_retry_on_another_replica_gets_the_same_stream_and_a_replay_hangs_up(
+    start_cluster: ClusterFactory,
+) -> None:
+    """Twilio retries a webhook it got no answer to; behind the proxy the retry may
+    reach another replica than the one holding the call (and its model session)."""
+    async with start_cluster(pool_size=2) as cluster:
+        call_sid = "CA" + "5" * 32
+        form = {
+            "CallSid": call_sid,
+            "AccountSid": "AC" + "1" * 32,
+            "From": "+14165550777",
+            "To": SHAKSHUKA,
+            "CallStatus": "ringing",
+        }
+        signed = {SIGNATURE_HEADER: sign(DEMO_AUTH_TOKEN, PUBLIC_URL + "/twilio/voice", form)}
+        pb0, pb1, pb2 = cluster.replicas
+        async with httpx.AsyncClient() as http:
+            first = await http.post(pb0.url + "/twilio/voice", data=form, headers=signed)
+            retry = await http.post(pb1.url + "/twilio/voice", data=form, headers=signed)
+        assert first.status_code == retry.status_code == 200
+        assert "/twilio/r/pb-0/media" in first.text
+        assert retry.text == first.text  # same stream, same one-time token
+        async with asyncio.timeout(5):
+            await cluster.simulators[0].wait_for_connections(1)
+        assert cluster.sessions() == 1  # the retry opened nothing
+
+        # Twilio's retry through the proxy, then the stream: whichever replica
+        # takes the webhook, the stream reaches pb-0 and claims the held session.
+        report = await cluster.dial(from_="+14165550777", audio=tone_mulaw(0.5), call_sid=call_sid)
+        assert report.ok, report.protocol_errors
+        assert report.frames_received > 0
+        assert replica_of(report) == "pb-0"
+        assert cluster.sessions() == 1
+        record = await cluster.ended_record(call_sid)
+        assert (record.replica, record.end_reason) == ("pb-0", "caller_hangup")
+
+        # The call was claimed: the same signed webhook is now a replay, on every replica.
+        async with httpx.AsyncClient() as http:
+            for replica in (pb0, pb1, pb2):
+                replay = await http.post(replica.url + "/twilio/voice", data=form, headers=signed)
+                assert replay.status_code == 200
+                assert "<Hangup" in replay.text, (replica.replica_id, replay.text)
+                assert "<Connect" not in replay.text
+        assert cluster.sessions() == 1
