@@ -270,6 +270,9 @@ async def build_app(
             client=http,
         )
     metrics.watch_leases(lambda: admission.pool.in_use, admission.pool.free_count)
+    metrics.watch_lease_holders(
+        coordination.replica_id, admission.pool.urls, admission.pool.held_urls
+    )
     bridge = Bridge(
         config=BridgeConfig(
             stream_url=settings.stream_url,

@@ -45,7 +45,7 @@ from phonebridge.errors import (
     ModelError,
     RemoteProtocolError,
 )
-from phonebridge.metrics import BridgeMetrics
+from phonebridge.metrics import BridgeMetrics, server_label
 from phonebridge.models.base import ModelSession, ModelSessionFactory, SessionRequest
 from phonebridge.personas.book import PersonaBook
 from phonebridge.personas.schema import Persona
@@ -307,6 +307,7 @@ class Bridge:
         except ModelError as exc:
             if isinstance(exc, HandshakeTimeout | ModelBusy) and pending.lease.server_url:
                 # The server may be stuck in a session nobody owns (§2.5).
+                self.metrics.model_busy.labels(server_label(pending.lease.server_url)).inc()
                 await self.admission.pool.rest(pending.lease.server_url)
             overflow = pending.persona.overflow
             if not exc.retryable or overflow is None or pending.lease.overflowed:

@@ -15,6 +15,7 @@ local state, counts it in a metric and never raises into a call.
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,6 +46,15 @@ class ServerLeases(Protocol):
     @property
     def size(self) -> int:
         """How many servers the pool has."""
+        ...
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The pool's servers (PERSONAPLEX_URLS, duplicates dropped)."""
+        ...
+
+    def held_urls(self) -> Set[str]:
+        """The servers this process holds now (for ``phonebridge_leases_held``)."""
         ...
 
     @property

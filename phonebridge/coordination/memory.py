@@ -9,7 +9,7 @@ implementations keep one of these as their local fallback and shadow.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Set
 
 from phonebridge.calls.guard import (
     AnsweredCalls,
@@ -41,6 +41,13 @@ class ServerPool:
     @property
     def size(self) -> int:
         return len(self._urls)
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return self._urls
+
+    def held_urls(self) -> Set[str]:
+        return set(self._busy)
 
     @property
     def in_use(self) -> int:
