@@ -111,6 +111,26 @@ class _LeaseHolderCollector(Collector):
         yield family
 
 
+class _CallIndexCollector(Collector):
+    """The call index's health and the rows waiting for it (storage/row_spool.py)."""
+
+    def __init__(self, up: Callable[[], bool], waiting: Callable[[], int]) -> None:
+        self._up = up
+        self._waiting = waiting
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "phonebridge_call_index_up",
+            "0 since the call index (database) last failed to answer, 1 once it answers",
+            1 if self._up() else 0,
+        )
+        yield GaugeMetricFamily(
+            "phonebridge_call_rows_waiting",
+            "Call rows spooled on this replica's disk until the call index takes them",
+            self._waiting(),
+        )
+
+
 class _TaskCollector(Collector):
     """Counts the event loop's tasks at scrape time: a number that only grows is a leak.
 
@@ -223,6 +243,10 @@ class BridgeMetrics:
 
     def watch_leases(self, in_use: Callable[[], int], free: Callable[[], int]) -> None:
         self.registry.register(_LeaseCollector(in_use, free))
+
+    def watch_call_index(self, up: Callable[[], bool], waiting: Callable[[], int]) -> None:
+        """``phonebridge_call_index_up`` and ``phonebridge_call_rows_waiting``."""
+        self.registry.register(_CallIndexCollector(up, waiting))
 
     def watch_lease_holders(
         self, replica: str, urls: Sequence[str], held: Callable[[], Collection[str]]

@@ -40,6 +40,7 @@ from phonebridge.storage.archive import Archiver
 from phonebridge.storage.index import CallIndex
 from phonebridge.storage.objects import ObjectStore, S3ObjectStore, S3Settings
 from phonebridge.storage.retention import apply_retention
+from phonebridge.storage.row_spool import SPOOL_DIRNAME, RowSpool
 from phonebridge.web.app import AppDeps, HistoryDeps, create_app
 from phonebridge.web.twilio_routes import TwilioAuth
 
@@ -126,6 +127,14 @@ async def mark_crashed_replicas_forever(
             previous = None
             log.exception("crashed-replica pass failed")
         await asyncio.sleep(interval)
+
+
+def index_status(index: CallIndex, spool: RowSpool) -> str:
+    """The call index's ``/readyz`` line (informational: calls go on without it)."""
+    waiting = f"; {spool.waiting} call row(s) spooled" if spool.waiting else ""
+    if index.up:
+        return f"call index: up{waiting}"
+    return f"call index: DOWN ({index.last_error}){waiting}, written when it is back"
 
 
 async def repair_interrupted_calls(settings: Settings) -> None:
@@ -269,7 +278,10 @@ async def build_app(
             model=settings.transcribe_model or DEFAULT_TRANSCRIBE_MODEL,
             client=http,
         )
+    spool = RowSpool(settings.data_dir / SPOOL_DIRNAME, index)
+    shutdown.insert(1, spool.aclose)  # stop retrying before the index closes; rows stay on disk
     metrics.watch_leases(lambda: admission.pool.in_use, admission.pool.free_count)
+    metrics.watch_call_index(lambda: index.up, lambda: spool.waiting)
     metrics.watch_lease_holders(
         coordination.replica_id, admission.pool.urls, admission.pool.held_urls
     )
@@ -282,7 +294,9 @@ async def build_app(
         personas=lambda: personas.current,
         admission=admission,
         factories=factories,
-        journals=JournalFactory(data_dir=settings.data_dir, index=index, transcriber=transcriber),
+        journals=JournalFactory(
+            data_dir=settings.data_dir, index=index, transcriber=transcriber, spool=spool
+        ),
         clock=clock,
         metrics=metrics,
         guard=coordination.guard,
@@ -311,10 +325,15 @@ async def build_app(
     async def watch_loop_lag() -> None:
         await watch_event_loop_lag(bridge.metrics.event_loop_lag)
 
+    async def write_spooled_rows() -> None:
+        # Rows a previous process could not write (the database was down).
+        await spool.resume()
+
     background: list[Callable[[], Coroutine[Any, Any, None]]] = [
         watch_personas,
         watch_loop_lag,
         coordination.run_forever,
+        write_spooled_rows,
     ]
     # One process per set of rows uploads them: each replica its own; with
     # unnamed `serve --workers` (one shared data dir) worker 0.
@@ -362,6 +381,7 @@ async def build_app(
             on_shutdown=shutdown,
             drain_seconds=drain_seconds,
             coordination=coordination,
+            status_lines=(lambda: index_status(index, spool),),
             history=HistoryDeps(
                 index=index,
                 data_dir=settings.data_dir,
