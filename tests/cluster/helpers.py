@@ -41,7 +41,7 @@ from pathlib import Path
 import httpx
 
 from phonebridge.errors import StorageError
-from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL
+from phonebridge.local import DEMO_AUTH_TOKEN, DEMO_FAL_KEY, DEMO_POLARGRID_KEY, PUBLIC_URL
 from phonebridge.simulators.personaplex import PersonaPlexSimulator
 from phonebridge.simulators.phone.dial import dial
 from phonebridge.simulators.phone.report import DialReport
@@ -51,7 +51,8 @@ from phonebridge.storage.models import CallRecord
 from ..conftest import REPO
 from ..realservers.caddy_server import CaddyServer, free_port
 
-SHAKSHUKA = "+14165550102"  # self-hosted, no overflow: every call needs a replica's server
+SHAKSHUKA = "+14165550102"  # self-hosted, no overflow: every call needs a server of the pool
+CITYSAN = "+14165550101"  # self-hosted, overflow to PolarGrid
 SHAKSHUKA_FALLBACK = "Sorry, we can't take your order by phone right now."
 # How often Caddy polls /readyz; a replica's --withdraw-seconds must outlast it.
 HEALTH_INTERVAL = "200ms"
@@ -252,6 +253,8 @@ class Cluster:
     index: CallIndex
     simulators: list[PersonaPlexSimulator]
     """The one self-hosted pool every replica leases from."""
+    polargrid: PersonaPlexSimulator
+    """The hosted overflow (a PolarGrid simulator)."""
     reports: list[DialReport] = field(default_factory=list)
 
     @property
@@ -374,6 +377,19 @@ async def loopback_cluster(
             )
             for _ in range(pool_size)
         ]
+        # The hosted providers' simulators (TEST DOUBLES): a persona with
+        # overflow (CITYSAN) reaches PolarGrid here, never the internet.
+        polargrid = await stack.enter_async_context(
+            PersonaPlexSimulator(
+                flavour="polargrid",
+                reply="echo",
+                conditioning_delay=conditioning_delay,
+                api_key=DEMO_POLARGRID_KEY,
+            )
+        )
+        fal = await stack.enter_async_context(
+            PersonaPlexSimulator(flavour="fal", reply="echo", api_key=DEMO_FAL_KEY)
+        )
         members: list[Replica] = []
         for n in range(replicas):
             replica_id = f"pb-{n}"
@@ -385,8 +401,10 @@ async def loopback_cluster(
                 "TWILIO_AUTH_TOKEN": DEMO_AUTH_TOKEN,
                 "PHONEBRIDGE_REPLICA_ID": replica_id,
                 "PERSONAPLEX_URLS": ",".join(sim.url for sim in pool),
-                "POLARGRID_API_KEY": "pg_unused",
-                "FAL_KEY": "fal-unused",
+                "POLARGRID_API_KEY": DEMO_POLARGRID_KEY,
+                "POLARGRID_BASE_URL": polargrid.url,
+                "FAL_KEY": DEMO_FAL_KEY,
+                "FAL_BASE_URL": fal.url,
                 "PHONEBRIDGE_PERSONAS": str(personas),
                 "PHONEBRIDGE_DATA": str(data),
                 "DATABASE_URL": database_url,
@@ -409,7 +427,7 @@ async def loopback_cluster(
             await asyncio.gather(*(replica.start() for replica in members))
             index = await CallIndex.create(database_url, migrate=False)
             stack.push_async_callback(index.close)
-            cluster = Cluster(members, caddy, database_url, index, pool)
+            cluster = Cluster(members, caddy, database_url, index, pool, polargrid)
             await caddy.start()
             await wait_until_proxy_sees_all_ready(cluster)
             # A fresh Redis lends no server for one lease TTL (its quarantine).
