@@ -26,6 +26,12 @@ async def test_calls_spread_over_the_replicas_and_each_stream_lands_on_its_repli
     start_cluster: ClusterFactory,
 ) -> None:
     async with start_cluster(pool_size=CALLS) as cluster:
+        # The replicas started together on a fresh database: exactly one ran the
+        # migrations (under PostgreSQL's advisory lock), the others found them done.
+        migrated = [
+            r.replica_id for r in cluster.replicas if "call index: schema empty ->" in r.log()
+        ]
+        assert len(migrated) == 1, migrated
         reports = await asyncio.gather(
             *(cluster.dial(from_=f"+1416555{n:04d}", audio=tone_mulaw(0.6)) for n in range(CALLS))
         )
