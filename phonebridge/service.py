@@ -237,6 +237,18 @@ async def build_app(
         # `serve --workers` workers leave it to their supervisor, which does it
         # once before any worker starts.
         await _repair_interrupted_calls(index, settings)
+    if (
+        settings.worker is None
+        and settings.replica_id is not None
+        and settings.redis_url is None
+        and settings.personaplex_urls
+    ):
+        # Legitimate for a single named replica; a hazard for two (PROTOCOLS.md §2.1).
+        log.warning(
+            "replica %s keeps its self-hosted leases in memory (no PHONEBRIDGE_REDIS_URL): "
+            "never let another replica use the same PERSONAPLEX_URLS",
+            replica_id,
+        )
     metrics = BridgeMetrics()
     coordination = build_coordination(
         redis_url=settings.redis_url,
