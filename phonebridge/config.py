@@ -53,7 +53,8 @@ Variables (PROTOCOLS.md section in brackets)::
     PHONEBRIDGE_REDIS_URL       redis:// or rediss:// state shared by replicas (unset = one process)
     PHONEBRIDGE_LEASE_TTL_SECONDS  seconds a dead replica's GPU lease outlives it (10)
     PHONEBRIDGE_REDIS_TIMEOUT_SECONDS  bound on every Redis request (0.5)
-    PHONEBRIDGE_CRASH_CHECK_SECONDS  how often survivors look for a dead replica's calls (15)
+    PHONEBRIDGE_CRASH_CHECK_SECONDS  how often survivors look for a dead replica's calls
+                                (15, or the lease TTL if longer; at least the lease TTL)
     PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1  development only: accept unsigned webhooks
 
 The public URL must be https://: Twilio opens media streams only over wss://,
@@ -426,6 +427,12 @@ class Settings:
             "aws_region": reader.text("AWS_REGION") or reader.text("AWS_DEFAULT_REGION"),
         }
         values.update(_given(overrides))
+        if reader.text("PHONEBRIDGE_CRASH_CHECK_SECONDS") is None and "crash_check_seconds" not in (
+            _given(overrides)
+        ):
+            # Unset: 15 s, or the lease TTL if that is longer (the rule below).
+            ttl = values["lease_ttl_seconds"]
+            values["crash_check_seconds"] = max(15.0, ttl if isinstance(ttl, float) else 15.0)
         try:
             settings = cls(**values)
         except SettingsError as exc:
@@ -1011,8 +1018,16 @@ def _check_redis(settings: Settings, problems: list[str]) -> None:
         problems.append("PHONEBRIDGE_LEASE_TTL_SECONDS must be at least 1 second")
     if timeout <= 0:
         problems.append("PHONEBRIDGE_REDIS_TIMEOUT_SECONDS must be more than 0 seconds")
-    if settings.crash_check_seconds < 0.1:
-        problems.append("PHONEBRIDGE_CRASH_CHECK_SECONDS must be at least 0.1 seconds")
+    if ttl >= 1 and settings.crash_check_seconds < ttl:
+        # Two checks in a row must miss a heartbeat before a replica's calls are
+        # marked crashed; after a Redis restart a live replica's heartbeat is
+        # back within TTL/3 + the timeout, so checks at least a TTL apart never
+        # take a live replica for a dead one.
+        problems.append(
+            f"PHONEBRIDGE_CRASH_CHECK_SECONDS ({settings.crash_check_seconds:g}) must be at "
+            f"least PHONEBRIDGE_LEASE_TTL_SECONDS ({ttl:g}): a live replica's heartbeat may be "
+            "missing for up to a third of it after a Redis restart"
+        )
     elif ttl >= 1 and timeout * 4 > ttl:
         # Leases are renewed every TTL/3: a renewal that waits out its timeout
         # must still land before the lease expires.

@@ -38,7 +38,7 @@ ClusterFactory = Callable[..., AbstractAsyncContextManager[Cluster]]
 
 LEASE_TTL_SECONDS = 2.0
 REDIS_TIMEOUT_SECONDS = 0.25  # at most TTL/4 (config.py)
-CRASH_CHECK_SECONDS = 0.5
+CRASH_CHECK_SECONDS = 2.0  # at least the TTL (config.py)
 
 _buckets = itertools.count(1)
 

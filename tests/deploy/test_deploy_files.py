@@ -160,7 +160,8 @@ def test_replicas_that_share_a_pool_are_wired_to_the_shared_stores() -> None:
     replicas = load_one(K8S / "statefulset.yaml")["spec"]["replicas"]
     settings = load_one(K8S / "configmap-settings.yaml")["data"]
     secret = load_one(K8S / "secret.example.yaml")["stringData"]
-    assert replicas > 1 and settings["PERSONAPLEX_URLS"]
+    assert replicas > 1
+    assert settings["PERSONAPLEX_URLS"]
     assert secret["PHONEBRIDGE_REDIS_URL"].strip("<>").startswith("redis://")
     assert secret["DATABASE_URL"]
     assert settings["PHONEBRIDGE_S3_BUCKET"]
