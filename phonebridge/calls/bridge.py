@@ -155,6 +155,9 @@ class Bridge:
         # Calls this process wrote a <Connect> for: an action request for any
         # other call comes from a replica that died (or from before a restart).
         self._held = AnsweredCalls()
+        # Calls of dead replicas this one answered the fallback for (their row is
+        # checked once, even if Twilio repeats the action request).
+        self._orphans = AnsweredCalls()
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -428,7 +431,7 @@ class Bridge:
         if outcome is None:
             if call_sid in self._held:
                 return twiml.hangup()  # its outcome was answered already (a repeated request)
-            return self._fallback_for_unheld_call(call_sid, form.get("To", ""))
+            return self._fallback_for_unheld_call(call_sid, form)
         persona = self._personas().by_id(outcome.persona_id)
         if persona is None:
             return twiml.hangup()
@@ -438,7 +441,7 @@ class Bridge:
             return _say(persona, GOODBYE)
         return twiml.hangup()
 
-    def _fallback_for_unheld_call(self, call_sid: str, to_number: str) -> str:
+    def _fallback_for_unheld_call(self, call_sid: str, form: Mapping[str, str]) -> str:
         """The action request of a call another (dead) replica held: the persona's fallback.
 
         Twilio asks the ``<Connect action>`` only when the stream ended without
@@ -447,6 +450,7 @@ class Bridge:
         action here) or this one restarted. The persona comes from the dialled
         number in Twilio's signed form, as it did for the voice webhook.
         """
+        to_number = form.get("To", "")
         persona = self._personas().for_number(to_number)
         if persona is None:
             return twiml.hangup()
@@ -455,6 +459,16 @@ class Bridge:
             "answering the persona's fallback",
             extra={"call_sid": call_sid, "persona": persona.id},
         )
+        if call_sid and call_sid not in self._orphans:
+            # On record even if its replica died before writing the row (in the
+            # background: the caller is waiting for the fallback).
+            self._orphans.add(call_sid)
+            orphan = UnansweredCall(call_sid, form.get("From", ""), to_number, "twilio")
+            task = asyncio.create_task(
+                self._journals.record_orphan(orphan, persona), name=f"{call_sid}:orphan"
+            )
+            self._journals.background.add(task)
+            task.add_done_callback(self._journals.background.discard)
         return _fallback(persona)
 
     # -- housekeeping ---------------------------------------------------------------

@@ -417,6 +417,40 @@ class JournalFactory:
         )
         await self._unanswered_row(start, reason, detail, now, 0.0)
 
+    async def record_orphan(self, call: UnansweredCall, persona: Persona) -> None:
+        """A call another replica held and died with, if that replica left no row.
+
+        The replica inserts a call's row just after its stream starts, in the
+        background; killed in between, it leaves none. The survivor answering
+        the caller's ``<Connect action>`` then writes one (ended ``crashed``),
+        so the call is on record. A row that exists is left alone: its replica
+        wrote it, and it is ended at that replica's restart or by a survivor.
+        """
+        if self._index is None:
+            return
+        try:
+            if await self._index.get(call.call_sid) is not None:
+                return
+        except StorageError as exc:
+            log.warning("orphaned call not checked: %s", exc, extra={"call_sid": call.call_sid})
+            return
+        now = self._wall_clock()
+        start = CallStart(
+            call_sid=call.call_sid,
+            from_number=call.from_number,
+            to_number=call.to_number,
+            persona=persona.id,
+            started_at=now,
+            channel=call.channel,
+        )
+        await self._unanswered_row(
+            start,
+            CallEndReason.CRASHED,
+            "the replica holding the call stopped before writing its row",
+            now,
+            0.0,
+        )
+
     async def record_unanswered_pending(
         self, pending: PendingCall, outcome: CallOutcome, now: float
     ) -> None:

@@ -113,6 +113,15 @@ async def test_an_action_request_for_a_replica_that_is_gone_gets_the_fallback(
             # A media stream for a replica nobody runs has nowhere to go.
             media = await http.get(cluster.url + "/twilio/r/pb-9/media")
             assert media.status_code == 502
+        # pb-9 left no row for the call (killed before writing it): the survivor
+        # that answered the fallback put the call on record.
+        record = await cluster.ended_record(form["CallSid"])
+        assert (record.end_reason, record.ended_by, record.to_number) == (
+            "crashed",
+            "bridge",
+            SHAKSHUKA,
+        )
+        assert record.persona == "shakshuka"
 
 
 async def test_a_webhook_retry_on_another_replica_gets_the_same_stream_and_a_replay_hangs_up(
