@@ -37,7 +37,8 @@ Variables (PROTOCOLS.md section in brackets)::
     PHONEBRIDGE_MAX_CALLS       concurrent calls per instance (50)
     PHONEBRIDGE_CALLER_MAX_CALLS_PER_HOUR  calls one caller may start per hour (10; 0 = off)
     PHONEBRIDGE_CALLER_MAX_CONCURRENT      calls one caller may have at once (2; 0 = off)
-    PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE   calls the instance may start per minute (60; 0 = off)
+    PHONEBRIDGE_MAX_NEW_CALLS_PER_MINUTE   calls the instance (with Redis: the cluster) may
+                                           start per minute (60; 0 = off)
     PHONEBRIDGE_BROWSER_CALLS_PER_USER     Talk-page calls one dashboard user may have at once (1)
     PHONEBRIDGE_STREAM_SIGNATURE  strict | log | off: the media socket's signature check [§1.4]
     PHONEBRIDGE_PENDING_TIMEOUT seconds a webhook-reserved call waits for its stream (15)
@@ -63,6 +64,8 @@ Variables (PROTOCOLS.md section in brackets)::
     PHONEBRIDGE_REDIS_URL       redis:// or rediss:// state shared by replicas (unset = one process)
     PHONEBRIDGE_LEASE_TTL_SECONDS  seconds a dead replica's GPU lease outlives it (10)
     PHONEBRIDGE_REDIS_TIMEOUT_SECONDS  bound on every Redis request (0.5)
+    PHONEBRIDGE_CRASH_CHECK_SECONDS  how often survivors look for a dead replica's calls
+                                (15, or the lease TTL if longer; at least the lease TTL)
     PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE=1  development only: accept unsigned webhooks
     PHONEBRIDGE_OUTBOUND_ENABLED=1  allow outbound calls and campaigns (off by default; see
                                 docs/outbound.md)
@@ -362,6 +365,9 @@ class Settings:
     redis_url: str | None = None
     lease_ttl_seconds: float = 10.0
     redis_timeout_seconds: float = 0.5
+    # How often a replica ends the unfinished rows of replicas that are gone
+    # (two passes in a row must miss a heartbeat: service.mark_crashed_replicas_forever).
+    crash_check_seconds: float = 15.0
     # Object storage for recordings and transcripts (phonebridge/storage/objects.py).
     s3_bucket: str | None = None
     s3_endpoint_url: str | None = None
@@ -459,6 +465,7 @@ class Settings:
             "redis_url": reader.text("PHONEBRIDGE_REDIS_URL"),
             "lease_ttl_seconds": reader.number("PHONEBRIDGE_LEASE_TTL_SECONDS", 10.0),
             "redis_timeout_seconds": reader.number("PHONEBRIDGE_REDIS_TIMEOUT_SECONDS", 0.5),
+            "crash_check_seconds": reader.number("PHONEBRIDGE_CRASH_CHECK_SECONDS", 15.0),
             "s3_bucket": reader.text("PHONEBRIDGE_S3_BUCKET"),
             "s3_endpoint_url": reader.text("PHONEBRIDGE_S3_ENDPOINT_URL"),
             "s3_prefix": reader.text("PHONEBRIDGE_S3_PREFIX") or "",
@@ -468,6 +475,12 @@ class Settings:
             "aws_region": reader.text("AWS_REGION") or reader.text("AWS_DEFAULT_REGION"),
         }
         values.update(_given(overrides))
+        if reader.text("PHONEBRIDGE_CRASH_CHECK_SECONDS") is None and "crash_check_seconds" not in (
+            _given(overrides)
+        ):
+            # Unset: 15 s, or the lease TTL if that is longer (the rule below).
+            ttl = values["lease_ttl_seconds"]
+            values["crash_check_seconds"] = max(15.0, ttl if isinstance(ttl, float) else 15.0)
         try:
             settings = cls(**values)
         except SettingsError as exc:
@@ -686,6 +699,7 @@ KNOWN_VARIABLES = frozenset(
         "PHONEBRIDGE_REDIS_URL",
         "PHONEBRIDGE_LEASE_TTL_SECONDS",
         "PHONEBRIDGE_REDIS_TIMEOUT_SECONDS",
+        "PHONEBRIDGE_CRASH_CHECK_SECONDS",
         "TWILIO_AUTH_TOKEN",
         "TWILIO_ACCOUNT_SID",
         "TWILIO_API_URL",
@@ -1193,6 +1207,16 @@ def _check_redis(settings: Settings, problems: list[str]) -> None:
         problems.append("PHONEBRIDGE_LEASE_TTL_SECONDS must be at least 1 second")
     if timeout <= 0:
         problems.append("PHONEBRIDGE_REDIS_TIMEOUT_SECONDS must be more than 0 seconds")
+    if ttl >= 1 and settings.crash_check_seconds < ttl:
+        # Two checks in a row must miss a heartbeat before a replica's calls are
+        # marked crashed; after a Redis restart a live replica's heartbeat is
+        # back within TTL/3 + the timeout, so checks at least a TTL apart never
+        # take a live replica for a dead one.
+        problems.append(
+            f"PHONEBRIDGE_CRASH_CHECK_SECONDS ({settings.crash_check_seconds:g}) must be at "
+            f"least PHONEBRIDGE_LEASE_TTL_SECONDS ({ttl:g}): a live replica's heartbeat may be "
+            "missing for up to a third of it after a Redis restart"
+        )
     elif ttl >= 1 and timeout * 4 > ttl:
         # Leases are renewed every TTL/3: a renewal that waits out its timeout
         # must still land before the lease expires.

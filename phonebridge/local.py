@@ -135,13 +135,13 @@ async def local_bridge(
             "port": port,
         }
         values.update(settings_overrides)
-        # A test that turns a hosted provider off (its key None) turns its endpoint off too.
-        for key, endpoint in (
+        # A provider switched off (its key overridden to None) takes its endpoint along.
+        for key, base_url in (
             ("polargrid_api_key", "polargrid_base_url"),
             ("fal_key", "fal_base_url"),
         ):
-            if values.get(key) is None:
-                values.pop(endpoint, None)
+            if values.get(key) is None and base_url not in settings_overrides:
+                values[base_url] = None
         # An empty environment: the demo and the tests run on embedded defaults,
         # whatever the developer's shell exports.
         settings = Settings.from_env({}, **values)

@@ -12,7 +12,7 @@ which would both leak data and explode the series count.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 
 from prometheus_client import (
     CollectorRegistry,
@@ -24,6 +24,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from phonebridge.models.redact import redact_url
 
 # Per-frame work is tens to hundreds of microseconds; the buckets resolve that
 # finely enough for the load benchmark to read p50/p99 from them (bench/
@@ -78,6 +80,57 @@ class _LeaseCollector(Collector):
         yield family
 
 
+def server_label(url: str) -> str:
+    """A self-hosted server's label value: its configured URL, credentials masked.
+
+    A fixed vocabulary (PERSONAPLEX_URLS), the same on every replica, so
+    series of different replicas join on it (deploy/prometheus/alerts.yml).
+    """
+    return redact_url(url)
+
+
+class _LeaseHolderCollector(Collector):
+    """Per server, 1 while this replica holds its lease: the alert's "nobody holds it"."""
+
+    def __init__(
+        self, replica: str, urls: Sequence[str], held: Callable[[], Collection[str]]
+    ) -> None:
+        self._replica = replica
+        self._urls = tuple(urls)
+        self._held = held
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "phonebridge_leases_held",
+            "1 while this replica holds the self-hosted server's lease, else 0",
+            labels=["replica", "server"],
+        )
+        held = self._held()
+        for url in self._urls:
+            family.add_metric([self._replica, server_label(url)], 1 if url in held else 0)
+        yield family
+
+
+class _CallIndexCollector(Collector):
+    """The call index's health and the rows waiting for it (storage/row_spool.py)."""
+
+    def __init__(self, up: Callable[[], bool], waiting: Callable[[], int]) -> None:
+        self._up = up
+        self._waiting = waiting
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(
+            "phonebridge_call_index_up",
+            "0 since the call index (database) last failed to answer, 1 once it answers",
+            1 if self._up() else 0,
+        )
+        yield GaugeMetricFamily(
+            "phonebridge_call_rows_waiting",
+            "Call rows spooled on this replica's disk until the call index takes them",
+            self._waiting(),
+        )
+
+
 class _TaskCollector(Collector):
     """Counts the event loop's tasks at scrape time: a number that only grows is a leak.
 
@@ -122,6 +175,13 @@ class BridgeMetrics:
             "Calls the toll-fraud guard answered busy, by the limit that refused them "
             "(caller_rate, caller_concurrent, global_rate)",
             ["limit"],
+            registry=r,
+        )
+        self.model_busy = Counter(
+            "phonebridge_model_busy",
+            "Opens a self-hosted server refused as busy or never answered (PROTOCOLS.md §2.5), "
+            "by server: with no lease holder anywhere, its session lock is held by a dead client",
+            ["server"],
             registry=r,
         )
         self.model_connect = Histogram(
@@ -198,6 +258,16 @@ class BridgeMetrics:
 
     def watch_leases(self, in_use: Callable[[], int], free: Callable[[], int]) -> None:
         self.registry.register(_LeaseCollector(in_use, free))
+
+    def watch_call_index(self, up: Callable[[], bool], waiting: Callable[[], int]) -> None:
+        """``phonebridge_call_index_up`` and ``phonebridge_call_rows_waiting``."""
+        self.registry.register(_CallIndexCollector(up, waiting))
+
+    def watch_lease_holders(
+        self, replica: str, urls: Sequence[str], held: Callable[[], Collection[str]]
+    ) -> None:
+        """``phonebridge_leases_held{replica,server}`` from the pool, read at scrape time."""
+        self.registry.register(_LeaseHolderCollector(replica, urls, held))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

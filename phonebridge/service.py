@@ -47,6 +47,7 @@ from phonebridge.storage.archive import Archiver
 from phonebridge.storage.index import CallIndex
 from phonebridge.storage.objects import ObjectStore, S3ObjectStore, S3Settings
 from phonebridge.storage.retention import apply_retention
+from phonebridge.storage.row_spool import SPOOL_DIRNAME, RowSpool
 from phonebridge.telephony.twilio.rest import BaseUrlHttpClient, TwilioCallControl
 from phonebridge.telephony.twilio.transfer import TwilioHumanCalls
 from phonebridge.web.app import AppDeps, HistoryDeps, create_app
@@ -62,11 +63,12 @@ log = logging.getLogger(__name__)
 DEFAULT_TRANSCRIBE_MODEL = "whisper-1"
 RETENTION_INTERVAL_SECONDS = 3600.0
 CRASHED_REPLICAS_INTERVAL_SECONDS = 15.0
-"""How often a replica ends the unfinished rows of replicas that are no longer alive."""
+"""How often a replica ends the unfinished rows of replicas that are no longer alive
+(the default of ``PHONEBRIDGE_CRASH_CHECK_SECONDS``)."""
 TRANSCRIPTION_SETTLE = timedelta(minutes=2)
-CARRIER_API_TIMEOUT_SECONDS = 10.0  # a carrier REST request (answer, hang-up, transfer)
 """With post-call transcription, how long after its end a call's files wait before
 upload (the caller's words are added to the transcript meanwhile)."""
+CARRIER_API_TIMEOUT_SECONDS = 10.0  # a carrier REST request (answer, hang-up, transfer)
 
 AliveReplicas = Callable[[], Awaitable[Set[str]]]
 """The ids of the replicas alive now (the coordination layer knows them)."""
@@ -140,6 +142,14 @@ async def mark_crashed_replicas_forever(
             previous = None
             log.exception("crashed-replica pass failed")
         await asyncio.sleep(interval)
+
+
+def index_status(index: CallIndex, spool: RowSpool) -> str:
+    """The call index's ``/readyz`` line (informational: calls go on without it)."""
+    waiting = f"; {spool.waiting} call row(s) spooled" if spool.waiting else ""
+    if index.up:
+        return f"call index: up{waiting}"
+    return f"call index: DOWN ({index.last_error}){waiting}, written when it is back"
 
 
 async def repair_interrupted_calls(settings: Settings) -> None:
@@ -254,6 +264,18 @@ async def build_app(
         # `serve --workers` workers leave it to their supervisor, which does it
         # once before any worker starts.
         await _repair_interrupted_calls(index, settings)
+    if (
+        settings.worker is None
+        and settings.replica_id is not None
+        and settings.redis_url is None
+        and settings.personaplex_urls
+    ):
+        # Legitimate for a single named replica; a hazard for two (PROTOCOLS.md §2.1).
+        log.warning(
+            "replica %s keeps its self-hosted leases in memory (no PHONEBRIDGE_REDIS_URL): "
+            "never let another replica use the same PERSONAPLEX_URLS",
+            replica_id,
+        )
     metrics = BridgeMetrics()
     coordination = build_coordination(
         redis_url=settings.redis_url,
@@ -295,6 +317,8 @@ async def build_app(
             model=settings.transcribe_model or DEFAULT_TRANSCRIBE_MODEL,
             client=http,
         )
+    spool = RowSpool(settings.data_dir / SPOOL_DIRNAME, index)
+    shutdown.insert(1, spool.aclose)  # stop retrying before the index closes; rows stay on disk
     metrics.watch_leases(lambda: admission.pool.in_use, admission.pool.free_count)
     webhook_http = httpx.AsyncClient()  # context lookups and call summaries
     shutdown.append(webhook_http.aclose)
@@ -332,10 +356,15 @@ async def build_app(
         index=index,
         transcriber=transcriber,
         summaries=summaries,
+        spool=spool,
     )
     human_calls = twilio_human_calls(settings)
     if human_calls is not None:
         shutdown.insert(0, human_calls.aclose)
+    metrics.watch_call_index(lambda: index.up, lambda: spool.waiting)
+    metrics.watch_lease_holders(
+        coordination.replica_id, admission.pool.urls, admission.pool.held_urls
+    )
     bridge = Bridge(
         config=BridgeConfig(
             stream_url=settings.stream_url,
@@ -392,10 +421,15 @@ async def build_app(
     async def watch_loop_lag() -> None:
         await watch_event_loop_lag(bridge.metrics.event_loop_lag)
 
+    async def write_spooled_rows() -> None:
+        # Rows a previous process could not write (the database was down).
+        await spool.resume()
+
     background: list[Callable[[], Coroutine[Any, Any, None]]] = [
         watch_personas,
         watch_loop_lag,
         coordination.run_forever,
+        write_spooled_rows,
     ]
     # One process per set of rows uploads them: each replica its own; with
     # unnamed `serve --workers` (one shared data dir) worker 0.
@@ -412,7 +446,9 @@ async def build_app(
         watched = alive_replicas
 
         async def mark_crashed_replicas() -> None:
-            await mark_crashed_replicas_forever(index, watched, settings)
+            await mark_crashed_replicas_forever(
+                index, watched, settings, interval=settings.crash_check_seconds
+            )
 
         background.append(mark_crashed_replicas)
     # The outbound tables live in the call index (migration 0006): one engine, one pool.
@@ -465,6 +501,7 @@ async def build_app(
             outbound=(outbound, campaigns),
             public_routers=public_routers,
             coordination=coordination,
+            status_lines=(lambda: index_status(index, spool),),
             history=HistoryDeps(
                 index=index,
                 data_dir=settings.data_dir,

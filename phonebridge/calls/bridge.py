@@ -69,7 +69,7 @@ from phonebridge.errors import (
     ModelError,
     RemoteProtocolError,
 )
-from phonebridge.metrics import BridgeMetrics
+from phonebridge.metrics import BridgeMetrics, server_label
 from phonebridge.models.base import ModelSession, ModelSessionFactory, SessionRequest
 from phonebridge.personas.book import PersonaBook
 from phonebridge.personas.schema import Persona
@@ -287,6 +287,9 @@ class Bridge:
         self._held = AnsweredCalls()
         # Business hours, the context lookup, prompt templates (issue 15).
         self.personal = personal or PersonalCalls(registry=self.metrics.registry)
+        # Calls of dead replicas this one answered the fallback for (their row is
+        # checked once, even if Twilio repeats the action request).
+        self._orphans = AnsweredCalls()
 
     @property
     def clock(self) -> Callable[[], float]:
@@ -300,8 +303,22 @@ class Bridge:
     # -- POST /twilio/voice ------------------------------------------------------
 
     async def voice_webhook(self, form: Mapping[str, str]) -> str:
-        """The TwiML answer to Twilio's voice webhook."""
+        """The TwiML answer to Twilio's voice webhook.
+
+        The answer is kept (shared by every replica when coordination is in
+        Redis) until the stream claims the call: a Twilio retry that reaches
+        another replica than the one holding the call gets the same
+        ``<Connect><Stream>``, pointing at that replica, and opens nothing.
+        """
         call = WebhookCall.from_form(form)
+        if self.pending.by_call_sid(call.call_sid) is None:
+            previous = await self._answered.previous_answer(call.call_sid)
+            if previous is not None:
+                log.info(
+                    "voice webhook retried on another replica; answered as before",
+                    extra={"call_sid": call.call_sid},
+                )
+                return previous
         answer = await self.answer_phone(
             PhoneCall(
                 channel="twilio",
@@ -320,7 +337,11 @@ class Bridge:
         if self.pending.by_call_sid(answer.call_sid) is not answer:
             # The caller hung up while it rang (call-status withdrew the call).
             return twiml.hangup()
-        return self._connect_twiml(answer)
+        document = self._connect_twiml(answer)
+        await self._answered.remember_answer(
+            call.call_sid, document, ttl_seconds=self.config.pending_timeout
+        )
+        return document
 
     async def answer_phone(self, call: PhoneCall) -> PendingCall | Say | Hangup:
         """A phone leg's call webhook, whatever the carrier: reserve the call, or say why not.
@@ -530,6 +551,7 @@ class Bridge:
         except ModelError as exc:
             if isinstance(exc, HandshakeTimeout | ModelBusy) and pending.lease.server_url:
                 # The server may be stuck in a session nobody owns (§2.5).
+                self.metrics.model_busy.labels(server_label(pending.lease.server_url)).inc()
                 await self.admission.pool.rest(pending.lease.server_url)
             overflow = pending.persona.overflow
             if not exc.retryable or overflow is None or pending.lease.overflowed:
@@ -576,6 +598,8 @@ class Bridge:
             return
         token = start.custom_parameters.get("token", "")
         pending = self.pending.claim(token, start.call_sid)
+        if pending is not None:
+            self._answered.forget_answer(start.call_sid)  # claimed: a replay now hangs up
         if pending is None:
             log.warning(
                 "media stream with an unknown or used token", extra={"call_sid": start.call_sid}
@@ -638,9 +662,14 @@ class Bridge:
         """
         outbound = form.get("Direction", "").startswith("outbound")
         our_number = form.get("From" if outbound else "To", "")
-        return render_twiml(await self.after_stream(form.get("CallSid", ""), our_number))
+        other_number = form.get("To" if outbound else "From", "")
+        return render_twiml(
+            await self.after_stream(form.get("CallSid", ""), our_number, other_number)
+        )
 
-    async def after_stream(self, call_sid: str, to_number: str) -> AfterStream:
+    async def after_stream(
+        self, call_sid: str, to_number: str, other_number: str = "", channel: str = "twilio"
+    ) -> AfterStream:
         """What the caller hears once the stream of ``call_sid`` is over (any carrier).
 
         Asked by the carrier when the stream ended with the caller still on the
@@ -666,7 +695,7 @@ class Bridge:
         if outcome is None:
             if call_sid in self._held:
                 return Hangup()  # its outcome was answered already (a repeated request)
-            return self._fallback_for_unheld_call(call_sid, to_number)
+            return self._fallback_for_unheld_call(call_sid, to_number, other_number, channel)
         return self.decide(outcome)
 
     def decide(self, outcome: CallOutcome) -> AfterStream:
@@ -693,7 +722,9 @@ class Bridge:
             return Say(GOODBYE, persona.tts_voice)
         return Hangup()
 
-    def _fallback_for_unheld_call(self, call_sid: str, our_number: str) -> AfterStream:
+    def _fallback_for_unheld_call(
+        self, call_sid: str, our_number: str, other_number: str, channel: str
+    ) -> AfterStream:
         """The action request of a call another (dead) replica held: the persona's fallback.
 
         Twilio asks the ``<Connect action>`` only when the stream ended without
@@ -711,6 +742,16 @@ class Bridge:
             "answering the persona's fallback",
             extra={"call_sid": call_sid, "persona": persona.id},
         )
+        if call_sid and call_sid not in self._orphans:
+            # On record even if its replica died before writing the row (in the
+            # background: the caller is waiting for the fallback).
+            self._orphans.add(call_sid)
+            orphan = UnansweredCall(call_sid, other_number, our_number, channel)
+            task = asyncio.create_task(
+                self._journals.record_orphan(orphan, persona), name=f"{call_sid}:orphan"
+            )
+            self._journals.background.add(task)
+            task.add_done_callback(self._journals.background.discard)
         return _fallback(persona, self.personal.fallback_say(call_sid, persona))
 
     # -- POST /twilio/call-status ------------------------------------------------------
@@ -795,6 +836,7 @@ class Bridge:
 
     async def _abandon(self, call: PendingCall, reason: CallEndReason, detail: str) -> CallOutcome:
         log.warning("abandoning pending call: %s", detail, extra={"call_sid": call.call_sid})
+        self._answered.forget_answer(call.call_sid)
         call.opening.cancel()
         with contextlib.suppress(Exception):
             await call.session.close()

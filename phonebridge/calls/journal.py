@@ -12,10 +12,14 @@ on. Whatever was written survives (issues 5 and 8). What happens, decided:
 - **Call index locked or unavailable**: the call never waits for it. The
   row is inserted in the background when the stream starts; at the end the
   final write is tried once inline (inserting the row first if the start
-  failed) and, failing that, retried in the background for about a quarter
-  of a minute (:data:`ROW_RETRY_DELAYS`). The transcript, written first,
-  always ends with a ``call`` event holding the row's facts as JSON, so a
-  row that is never written is not a call that is lost.
+  failed) and, failing that, handed to the row spool
+  (:mod:`phonebridge.storage.row_spool`: on disk, retried until the index
+  takes it, across restarts too), as is the row of a call refused or
+  abandoned while the index was down. Without a spool (tests, tools) it is
+  retried in memory for about a quarter of a minute
+  (:data:`ROW_RETRY_DELAYS`). The transcript, written first, always ends
+  with a ``call`` event holding the row's facts as JSON, so a row that is
+  never written is not a call that is lost.
 - **Post-call webhook**: the call's summary deliveries (:class:`SummaryQueue`)
   are queued in the same transaction as the final row write, on every try:
   a row is final with its summary queued, or neither.
@@ -54,6 +58,7 @@ from phonebridge.storage.models import (
     OutboxEntry,
 )
 from phonebridge.storage.recording import CallRecorder
+from phonebridge.storage.row_spool import RowSpool, RowWrite
 from phonebridge.storage.transcript import TranscriptBuilder
 from phonebridge.storage.transcription import transcribe_caller
 
@@ -131,8 +136,10 @@ class CallJournal:
         recording_error: str | None = None,
         summaries: SummaryQueue | None = None,
         sample_rate: int = 8000,
+        spool: RowSpool | None = None,
     ) -> None:
         self._summaries = summaries
+        self._spool = spool  # where a row the index refused waits (None: retried in memory)
         self.sample_rate = sample_rate  # the leg's: every at_sample counts at it
         self._recording_error = recording_error  # why the call is not recorded at all
         self.call_sid = call_sid
@@ -275,6 +282,8 @@ class CallJournal:
             await self._complete_row(self._index, changes, end, outbox)
             self._announce_queued(outbox)
         except StorageError as exc:
+            if self._spool is not None and await self._spooled(changes, end, outbox, exc):
+                return
             log.error(
                 "call row not completed (retrying in the background; the transcript has "
                 "the call's facts): %s",
@@ -284,6 +293,32 @@ class CallJournal:
             task = asyncio.create_task(self._retry_row(self._index, changes, end, outbox))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+
+    async def _spooled(
+        self,
+        changes: CallUpdate,
+        end: CallEnd,
+        outbox: Sequence[OutboxEntry],
+        exc: StorageError,
+    ) -> bool:
+        """Hand the row to the spool (its summary deliveries along); False if even the
+        disk refused it."""
+        assert self._spool is not None
+        # The start goes along: the spool inserts it only if the row is missing.
+        write = RowWrite(
+            self.call_sid, end=end, start=self._start, changes=changes, outbox=tuple(outbox)
+        )
+        try:
+            await self._spool.put(write)
+        except StorageError as spool_exc:
+            log.error("call row not spooled: %s", spool_exc, extra={"call_sid": self.call_sid})
+            return False
+        log.warning(
+            "call index unavailable (%s); call row spooled, written when it is back",
+            exc,
+            extra={"call_sid": self.call_sid},
+        )
+        return True
 
     def _note_call_facts(self, end: CallEnd, errors: list[str], timings: SessionTimings) -> None:
         """The row's facts as the transcript's last event: they survive a lost row."""
@@ -398,10 +433,13 @@ class JournalFactory:
         wall_clock: WallClock = utc_now,
         transcriber: Transcriber | None = None,
         summaries: SummaryQueue | None = None,
+        spool: RowSpool | None = None,
     ) -> None:
         self._summaries = summaries
         self._data_dir = data_dir
         self._index = index
+        self.spool = spool
+        """Where rows the index refused wait for it (None: retried in memory only)."""
         self._wall_clock = wall_clock
         self._transcriber = transcriber
         self.background: set[asyncio.Task[None]] = set()
@@ -453,6 +491,7 @@ class JournalFactory:
             recording_error=recording_error,
             summaries=self._summaries,
             sample_rate=pending.sample_rate,
+            spool=self.spool,
         )
 
     async def record_unanswered(
@@ -460,46 +499,114 @@ class JournalFactory:
     ) -> None:
         """A call that never got a model (busy): one row, no files."""
         now = self._wall_clock()
-        await self._start_row(
-            CallStart(
-                call_sid=call.call_sid,
-                from_number=call.from_number,
-                to_number=call.to_number,
-                persona=persona.id,
-                started_at=now,
-                channel=call.channel,
-                placed_by=call.placed_by,
-            )
+        start = CallStart(
+            call_sid=call.call_sid,
+            from_number=call.from_number,
+            to_number=call.to_number,
+            persona=persona.id,
+            started_at=now,
+            channel=call.channel,
+            placed_by=call.placed_by,
         )
-        await self._finish_row(call.call_sid, reason, detail, now, 0.0, persona_id=persona.id)
+        await self._unanswered_row(start, reason, detail, now, 0.0)
+
+    async def record_orphan(self, call: UnansweredCall, persona: Persona) -> None:
+        """A call another replica held and died with, if that replica left no row.
+
+        The replica inserts a call's row just after its stream starts, in the
+        background; killed in between, it leaves none. The survivor answering
+        the caller's ``<Connect action>`` then writes one (ended ``crashed``),
+        so the call is on record. A row that exists is left alone: its replica
+        wrote it, and it is ended at that replica's restart or by a survivor.
+        """
+        if self._index is None:
+            return
+        try:
+            if await self._index.get(call.call_sid) is not None:
+                return
+        except StorageError as exc:
+            log.warning("orphaned call not checked: %s", exc, extra={"call_sid": call.call_sid})
+            return
+        now = self._wall_clock()
+        start = CallStart(
+            call_sid=call.call_sid,
+            from_number=call.from_number,
+            to_number=call.to_number,
+            persona=persona.id,
+            started_at=now,
+            channel=call.channel,
+        )
+        await self._unanswered_row(
+            start,
+            CallEndReason.CRASHED,
+            "the replica holding the call stopped before writing its row",
+            now,
+            0.0,
+        )
 
     async def record_unanswered_pending(
         self, pending: PendingCall, outcome: CallOutcome, now: float
     ) -> None:
         """A webhook-reserved call whose stream never came (or the bridge shut down)."""
         wall = self._wall_clock()
-        await self._start_row(
-            CallStart(
-                call_sid=pending.call_sid,
-                from_number=pending.from_number,
-                to_number=pending.to_number,
-                persona=pending.persona.id,
-                provider=pending.lease.provider,
-                started_at=wall,
-                channel=pending.channel,
-                placed_by=pending.placed_by,
-                sample_rate=pending.sample_rate,
-            )
+        start = CallStart(
+            call_sid=pending.call_sid,
+            from_number=pending.from_number,
+            to_number=pending.to_number,
+            persona=pending.persona.id,
+            provider=pending.lease.provider,
+            started_at=wall,
+            channel=pending.channel,
+            placed_by=pending.placed_by,
+            sample_rate=pending.sample_rate,
         )
         socket_seconds = pending.session.timings.socket_seconds(now)
-        await self._finish_row(
-            pending.call_sid,
-            outcome.reason,
-            outcome.detail,
-            wall,
-            socket_seconds,
-            persona_id=pending.persona.id,
+        await self._unanswered_row(start, outcome.reason, outcome.detail, wall, socket_seconds)
+
+    async def _unanswered_row(
+        self,
+        start: CallStart,
+        reason: CallEndReason,
+        detail: str,
+        ended_at: datetime,
+        socket_seconds: float,
+    ) -> None:
+        """Insert and end the row of a call that never ran; spool it if the index refuses."""
+        end = CallEnd(
+            ended_at=ended_at,
+            end_reason=reason.value,
+            ended_by=reason.ended_by,
+            model_socket_seconds=socket_seconds,
+            error=detail or None,
         )
+        if self._index is None:
+            return
+        if self.spool is None:
+            await self._start_row(start)
+            await self._finish_row(
+                start.call_sid, reason, detail, ended_at, socket_seconds, persona_id=start.persona
+            )
+            return
+        summaries = self._summaries
+        outbox = summaries.entries(start.call_sid, start.persona) if summaries is not None else []
+        write = RowWrite(start.call_sid, end=end, start=start, outbox=tuple(outbox))
+        try:
+            await write.apply(self._index)
+            if outbox and summaries is not None:
+                summaries.queued()
+        except StorageError as exc:
+            try:
+                await self.spool.put(write)
+            except StorageError as spool_exc:
+                log.error(
+                    "call row lost: %s; %s", exc, spool_exc, extra={"call_sid": start.call_sid}
+                )
+                return
+            log.warning(
+                "call index unavailable (%s); call row spooled, written when it is back",
+                exc,
+                extra={"call_sid": start.call_sid},
+            )
 
     async def _start_row(self, start: CallStart) -> bool:
         """Insert a call's first row; False (logged) when the index refused it."""

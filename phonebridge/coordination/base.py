@@ -15,6 +15,7 @@ local state, counts it in a metric and never raises into a call.
 
 from __future__ import annotations
 
+from collections.abc import Set
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -45,6 +46,15 @@ class ServerLeases(Protocol):
     @property
     def size(self) -> int:
         """How many servers the pool has."""
+        ...
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """The pool's servers (PERSONAPLEX_URLS, duplicates dropped)."""
+        ...
+
+    def held_urls(self) -> Set[str]:
+        """The servers this process holds now (for ``phonebridge_leases_held``)."""
         ...
 
     @property
@@ -101,10 +111,33 @@ class CallGuard(Protocol):
 
 
 class ReplayMemory(Protocol):
-    """Call SIDs a voice webhook was already answered for (calls/guard.py AnsweredCalls)."""
+    """Call SIDs a voice webhook was already answered for (calls/guard.py AnsweredCalls).
+
+    With the SID, the answer itself is kept while its call is pending: Twilio
+    retries a webhook it got no answer to, and behind a load balancer the
+    retry may land on another replica than the one holding the call. That
+    replica answers the same document (its ``<Stream>`` names the holding
+    replica and carries the one-time token), so the stream still reaches the
+    held model session; a replay after the stream claimed the call finds no
+    answer and gets ``<Hangup/>``.
+    """
 
     async def first_answer(self, call_sid: str) -> bool:
         """True (and remembered) the first time ``call_sid`` is seen; False for a replay."""
+        ...
+
+    async def remember_answer(self, call_sid: str, document: str, ttl_seconds: float) -> None:
+        """Keep the answer given to ``call_sid`` for ``ttl_seconds`` (the pending timeout)."""
+        ...
+
+    async def previous_answer(self, call_sid: str) -> str | None:
+        """The kept answer of a call still pending somewhere; None if none (a replay)."""
+        ...
+
+    def forget_answer(self, call_sid: str) -> None:
+        """The call was claimed (or abandoned): no retry may be answered any more.
+
+        Never raises; may finish in the background."""
         ...
 
 

@@ -9,7 +9,7 @@ implementations keep one of these as their local fallback and shadow.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Set
 
 from phonebridge.calls.guard import (
     AnsweredCalls,
@@ -41,6 +41,13 @@ class ServerPool:
     @property
     def size(self) -> int:
         return len(self._urls)
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return self._urls
+
+    def held_urls(self) -> Set[str]:
+        return set(self._busy)
 
     @property
     def in_use(self) -> int:
@@ -132,6 +139,17 @@ class MemoryReplay:
 
     async def first_answer(self, call_sid: str) -> bool:
         return self.first_answer_now(call_sid)
+
+    # One process holds every call it answered, so a retry finds the pending
+    # call itself (Bridge.voice_webhook looks there first): nothing to keep.
+    async def remember_answer(self, call_sid: str, document: str, ttl_seconds: float) -> None:
+        return None
+
+    async def previous_answer(self, call_sid: str) -> str | None:
+        return None
+
+    def forget_answer(self, call_sid: str) -> None:
+        return None
 
 
 MemoryRetryGate = LocalRetryGate

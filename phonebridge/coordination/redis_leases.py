@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 
 from phonebridge.coordination import redis_scripts
 from phonebridge.coordination.base import ServerHold
@@ -85,6 +85,9 @@ class RedisServerLeases:
     @property
     def urls(self) -> tuple[str, ...]:
         return self._urls
+
+    def held_urls(self) -> Set[str]:
+        return set(self.held)
 
     # -- ServerLeases -----------------------------------------------------------
 

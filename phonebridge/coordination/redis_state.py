@@ -4,7 +4,12 @@
   first replica to answer a call SID wins; a replayed webhook on any replica
   is refused. Redis down: this replica's own memory decides (a replay then
   only succeeds on a replica that never saw the call, and the guard's limits
-  still bound what it costs).
+  still bound what it costs). The answer document is kept as
+  ``answer:<sid>`` for the pending timeout and deleted when the stream claims
+  the call: a Twilio retry that another replica receives is answered the
+  same ``<Connect><Stream>`` (pointing at the holding replica); a replay
+  after the claim is refused. Redis down: a retry elsewhere gets
+  ``<Hangup/>`` (the caller's call fails, nothing is opened twice).
 - **Retry-After gates**: a key per hosted provider that lives as long as the
   provider's wait; a 429 seen by one replica holds every replica off. Redis
   down: the local gate decides (at worst a replica asks once and is told to
@@ -59,6 +64,33 @@ class RedisReplay:
             log.warning("replay memory on this replica only: %s", exc)
             return local_first
         return bool(created) and local_first
+
+    async def remember_answer(self, call_sid: str, document: str, ttl_seconds: float) -> None:
+        key = self._link.key("answer", call_sid)
+        ttl_ms = max(1, round(ttl_seconds * 1000))
+        try:
+            await self._link.call(
+                "answer_keep", lambda: self._link.client.set(key, document, px=ttl_ms)
+            )
+        except CoordinationError as exc:
+            self._link.metrics.fallbacks.labels("replay").inc()
+            log.warning("answer not shared (a retry on another replica hangs up): %s", exc)
+
+    async def previous_answer(self, call_sid: str) -> str | None:
+        key = self._link.key("answer", call_sid)
+        try:
+            value = await self._link.call("answer_get", lambda: self._link.client.get(key))
+        except CoordinationError as exc:
+            self._link.metrics.fallbacks.labels("replay").inc()
+            log.warning("answer of a retried webhook unknown: %s", exc)
+            return None
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    def forget_answer(self, call_sid: str) -> None:
+        key = self._link.key("answer", call_sid)
+        self._link.spawn("answer_forget", lambda: self._link.client.delete(key))
 
 
 class RedisRetryGate:

@@ -317,6 +317,10 @@ class CallIndex:
         """The replica id stamped on every new row (None: a single process)."""
         self.migration: migrations.MigrationResult | None = None
         """What the start-up migration did (set by :meth:`create`)."""
+        self.up = True
+        """False since a statement failed because the database could not be reached
+        (until one succeeds): ``/readyz`` and ``phonebridge_call_index_up`` show it."""
+        self.last_error: str | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -394,7 +398,7 @@ class CallIndex:
         """Run ``work`` in one transaction; database trouble becomes StorageError."""
         try:
             async with self._engine.begin() as conn:
-                return await work(conn)
+                result = await work(conn)
         except StorageError:
             raise
         except (CommandError, RevisionError) as exc:
@@ -403,7 +407,11 @@ class CallIndex:
             raise StorageError(f"call index: {operation}: conflicting row: {exc.orig}") from exc
         except (SQLAlchemyError, OSError) as exc:
             cause = getattr(exc, "orig", None) or exc
+            self.up = False
+            self.last_error = str(cause).splitlines()[0][:200] if str(cause) else repr(cause)
             raise StorageError(f"call index: {operation} failed: {cause}") from exc
+        self.up = True
+        return result
 
     # -- writes --------------------------------------------------------------
 

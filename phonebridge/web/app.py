@@ -79,6 +79,9 @@ class AppDeps:
     """Shared state (leases, guard...): its health shows in ``/readyz``."""
     carrier_routers: Sequence[APIRouter] = field(default_factory=tuple)
     """The further carriers' routes (web/carriers/), outside the dashboard's auth."""
+    status_lines: Sequence[Callable[[], str | None]] = field(default_factory=tuple)
+    """Further lines for ``/readyz`` (the call index); None: nothing to say. They
+    inform, they never fail readiness: calls go on while they say DOWN."""
     withdrawn: bool = False
     """Set at the start of a graceful stop: /readyz fails while calls are still
     taken, so a proxy polling it stops sending webhooks before the drain refuses
@@ -155,6 +158,10 @@ def create_app(deps: AppDeps) -> FastAPI:
         # Second line: the coordination store, so "ready but Redis is down"
         # (hosted overflow only) is visible to whoever looks.
         store = "" if deps.coordination is None else "\n" + deps.coordination.status()
+        for line in deps.status_lines:
+            text = line()
+            if text:
+                store += "\n" + text
         reason = deps.bridge.admission.readiness()
         if deps.withdrawn:
             reason = "withdrawn: shutting down"

@@ -1,15 +1,19 @@
 """A loopback cluster: a real Caddy in front of real ``phonebridge serve`` replicas.
 
 Each replica is a ``phonebridge serve`` subprocess with its own
-``PHONEBRIDGE_REPLICA_ID``, port and data directory, and its own self-hosted
-PersonaPlex simulators (TEST DOUBLES, in this test's event loop): until leases
-are shared cluster-wide, no two replicas may share a server. The call index is
-one database for all replicas: ``database_url`` (a shared SQLite file unless
-given) and ``extra_env`` are parameters, so the same harness runs on a real
-PostgreSQL and Redis once their fixtures exist. ``shared_data_dir`` gives every
-replica one data directory (a shared volume), so any replica can serve any
-call's recording; with object storage, turn it off and pass its settings in
-``extra_env`` (each replica's own directory is then just its spool).
+``PHONEBRIDGE_REPLICA_ID``, port and data directory (its spool). What they
+share is what a production cluster shares (tests/cluster/conftest.py starts
+it): one real PostgreSQL as the call index, one real redis-server for leases,
+guard, replay memory and heartbeats, moto's S3 (a TEST DOUBLE of the S3 API)
+for recordings and transcripts, and ONE pool of self-hosted PersonaPlex
+simulators (TEST DOUBLES, in this test's event loop) used by every replica:
+``PERSONAPLEX_URLS`` is the same on each, and only the Redis leases keep two
+replicas off one server. The simulators record any second concurrent
+connection to a server as the failure it would be (PROTOCOLS.md §2.1).
+
+Nothing creates the schema before the replicas start: they start together on
+a fresh database and Alembic, under PostgreSQL's advisory lock, lets one of
+them migrate while the others wait.
 
 Caddy's site is the loopback twin of deploy/Caddyfile.cluster: the replica
 segment of ``/twilio/r/<id>/`` picks the upstream through a ``map`` (Kubernetes
@@ -30,13 +34,14 @@ import re
 import shutil
 import signal
 import sys
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL
+from phonebridge.errors import StorageError
+from phonebridge.local import DEMO_AUTH_TOKEN, DEMO_FAL_KEY, DEMO_POLARGRID_KEY, PUBLIC_URL
 from phonebridge.simulators.personaplex import PersonaPlexSimulator
 from phonebridge.simulators.phone.dial import dial
 from phonebridge.simulators.phone.report import DialReport
@@ -46,7 +51,8 @@ from phonebridge.storage.models import CallRecord
 from ..conftest import REPO
 from ..realservers.caddy_server import CaddyServer, free_port
 
-SHAKSHUKA = "+14165550102"  # self-hosted, no overflow: every call needs a replica's server
+SHAKSHUKA = "+14165550102"  # self-hosted, no overflow: every call needs a server of the pool
+CITYSAN = "+14165550101"  # self-hosted, overflow to PolarGrid
 SHAKSHUKA_FALLBACK = "Sorry, we can't take your order by phone right now."
 # How often Caddy polls /readyz; a replica's --withdraw-seconds must outlast it.
 HEALTH_INTERVAL = "200ms"
@@ -125,13 +131,12 @@ def loopback_cluster_site(port: int, replicas: Mapping[str, int]) -> str:
 
 @dataclass
 class Replica:
-    """One ``phonebridge serve`` subprocess with its own id, port, data and servers."""
+    """One ``phonebridge serve`` subprocess with its own id, port and data (spool) directory."""
 
     replica_id: str
     port: int
     data: Path
     env: dict[str, str]
-    simulators: list[PersonaPlexSimulator]
     args: tuple[str, ...]
     process: asyncio.subprocess.Process | None = None
     starts: int = 0
@@ -143,6 +148,11 @@ class Replica:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.returncode is None
+
+    def log(self) -> str:
+        """The newest log of this replica (for failure messages)."""
+        path = self.data.parent.parent / "logs" / f"{self.replica_id}.{self.starts}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     async def start(self) -> None:
         """Start it and wait until it answers /readyz."""
@@ -160,7 +170,7 @@ class Replica:
         async with httpx.AsyncClient() as http, asyncio.timeout(STARTUP_SECONDS):
             while True:
                 if self.process.returncode is not None:
-                    raise RuntimeError(f"replica {self.replica_id} exited at start")
+                    raise RuntimeError(f"replica {self.replica_id} exited at start:\n{self.log()}")
                 with contextlib.suppress(httpx.HTTPError):
                     if (await http.get(self.url + "/readyz")).status_code == 200:
                         return
@@ -188,9 +198,34 @@ class Replica:
         self.terminate()
         return await self.wait()
 
-    async def metrics(self) -> str:
+    async def get(self, path: str) -> httpx.Response:
+        """GET from this replica directly (not through the proxy)."""
+        return await self.get_with(path, {})
+
+    async def get_with(self, path: str, headers: Mapping[str, str]) -> httpx.Response:
         async with httpx.AsyncClient() as http:
-            return (await http.get(self.url + "/metrics")).text
+            return await http.get(
+                self.url + path,
+                headers={"Authorization": f"Bearer {DASHBOARD_TOKEN}", **headers},
+            )
+
+    async def metrics(self) -> str:
+        return (await self.get("/metrics")).text
+
+    async def active_calls(self) -> float:
+        return metric(await self.metrics(), "phonebridge_active_calls")
+
+    async def wait_for_free_servers(self, free: int) -> None:
+        """Until this replica sees ``free`` servers of the shared pool free.
+
+        A fresh (or restarted) Redis quarantines the pool for one lease TTL,
+        and a replica learns the pool's state on its tick (every TTL/3).
+        """
+
+        async def enough() -> bool:
+            return metric(await self.metrics(), "phonebridge_leases", 'state="free"') >= free
+
+        await until(enough, SETTLE_SECONDS)
 
     async def settle(self) -> str:
         """Wait until no call is live and no lease is held; the metrics then.
@@ -210,11 +245,16 @@ class Replica:
 
 @dataclass
 class Cluster:
-    """The replicas, the Caddy in front of them, and the shared call index."""
+    """The replicas, the Caddy in front of them, and what they share."""
 
     replicas: list[Replica]
     caddy: CaddyServer
     database_url: str
+    index: CallIndex
+    simulators: list[PersonaPlexSimulator]
+    """The one self-hosted pool every replica leases from."""
+    polargrid: PersonaPlexSimulator
+    """The hosted overflow (a PolarGrid simulator)."""
     reports: list[DialReport] = field(default_factory=list)
 
     @property
@@ -224,33 +264,67 @@ class Cluster:
     def replica(self, replica_id: str) -> Replica:
         return next(r for r in self.replicas if r.replica_id == replica_id)
 
-    async def dial(self, *, from_: str, audio: bytes, tail: float = 0.3) -> DialReport:
-        """One call from the Twilio phone simulator, through Caddy."""
+    async def dial(
+        self,
+        *,
+        from_: str,
+        audio: bytes,
+        tail: float = 0.3,
+        to: str = SHAKSHUKA,
+        call_sid: str | None = None,
+        via: str | None = None,
+    ) -> DialReport:
+        """One call from the Twilio phone simulator, through Caddy (``via``: another address)."""
         report = await dial(
-            self.url,
-            to=SHAKSHUKA,
+            via or self.url,
+            to=to,
             from_=from_,
             auth_token=DEMO_AUTH_TOKEN,
             public_url=PUBLIC_URL,
             audio=audio,
             tail=tail,
+            call_sid=call_sid,
         )
         self.reports.append(report)
         return report
 
-    async def api(self, path: str) -> httpx.Response:
+    async def api(self, path: str, headers: Mapping[str, str] | None = None) -> httpx.Response:
         """GET the dashboard API through Caddy (any ready replica answers)."""
         async with httpx.AsyncClient() as http:
             return await http.get(
-                self.url + path, headers={"Authorization": f"Bearer {DASHBOARD_TOKEN}"}
+                self.url + path,
+                headers={"Authorization": f"Bearer {DASHBOARD_TOKEN}", **(headers or {})},
             )
 
     async def record(self, call_sid: str) -> CallRecord | None:
-        index = await CallIndex.create(self.database_url)
-        try:
-            return await index.get(call_sid)
-        finally:
-            await index.close()
+        return await self.index.get(call_sid)
+
+    async def ended_record(self, call_sid: str, *, within: float = SETTLE_SECONDS) -> CallRecord:
+        """The call's row once it has ended (teardown writes it just after the caller left)."""
+        async with asyncio.timeout(within):
+            while True:
+                with contextlib.suppress(StorageError):
+                    record = await self.index.get(call_sid)
+                    if record is not None and record.ended_at is not None:
+                        return record
+                await asyncio.sleep(0.05)
+
+    def sessions(self) -> int:
+        """Model sessions the shared pool has served so far."""
+        return sum(len(sim.connections) for sim in self.simulators)
+
+    def second_connections(self) -> list[object]:
+        """Every time a server of the pool had two connections at once (must stay empty)."""
+        return [record for sim in self.simulators for record in sim.second_connections]
+
+
+async def until(check: Callable[[], Awaitable[bool]], within: float) -> None:
+    """Poll ``check`` until it is true (TimeoutError after ``within`` seconds)."""
+    async with asyncio.timeout(within):
+        while True:
+            if await check():
+                return
+            await asyncio.sleep(0.05)
 
 
 def replica_of(report: DialReport) -> str:
@@ -273,69 +347,91 @@ def metric(text: str, name: str, labels: str = "") -> float:
 async def loopback_cluster(
     directory: Path,
     *,
+    database_url: str,
+    shared_env: Mapping[str, str],
     replicas: int = 3,
-    servers_per_replica: int = 2,
-    database_url: str | None = None,
-    shared_data_dir: bool = False,
+    pool_size: int = 6,
     extra_env: Mapping[str, str] | None = None,
     serve_args: Sequence[str] = ("--drain-seconds", "5"),
     conditioning_delay: float = 0.05,
 ) -> AsyncIterator[Cluster]:
-    """Start the cluster; on exit stop every replica it started and Caddy."""
+    """Start the cluster; on exit stop every replica it started and Caddy.
+
+    ``shared_env`` points every replica at the shared Redis and object store
+    (conftest.SharedParts.env); ``pool_size`` is how many self-hosted servers
+    the one pool has.
+    """
     personas = directory / "personas"
     shutil.copytree(REPO / "personas", personas)
-    shared = directory / "shared"
-    shared.mkdir(parents=True)
-    database = database_url or f"sqlite+aiosqlite:///{shared / 'phonebridge.db'}"
     inherited = {
-        k: v for k, v in os.environ.items() if not k.startswith(("PHONEBRIDGE_", "TWILIO_"))
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PHONEBRIDGE_", "TWILIO_", "AWS_", "DATABASE_URL"))
     }
     async with contextlib.AsyncExitStack() as stack:
+        pool = [
+            await stack.enter_async_context(
+                PersonaPlexSimulator(
+                    flavour="self-hosted", reply="echo", conditioning_delay=conditioning_delay
+                )
+            )
+            for _ in range(pool_size)
+        ]
+        # The hosted providers' simulators (TEST DOUBLES): a persona with
+        # overflow (CITYSAN) reaches PolarGrid here, never the internet.
+        polargrid = await stack.enter_async_context(
+            PersonaPlexSimulator(
+                flavour="polargrid",
+                reply="echo",
+                conditioning_delay=conditioning_delay,
+                api_key=DEMO_POLARGRID_KEY,
+            )
+        )
+        fal = await stack.enter_async_context(
+            PersonaPlexSimulator(flavour="fal", reply="echo", api_key=DEMO_FAL_KEY)
+        )
         members: list[Replica] = []
         for n in range(replicas):
             replica_id = f"pb-{n}"
-            simulators = [
-                await stack.enter_async_context(
-                    PersonaPlexSimulator(
-                        flavour="self-hosted", reply="echo", conditioning_delay=conditioning_delay
-                    )
-                )
-                for _ in range(servers_per_replica)
-            ]
             port = free_port()
-            data = shared / "data" if shared_data_dir else directory / replica_id / "data"
+            data = directory / replica_id / "data"
             env = {
                 **inherited,
                 "PHONEBRIDGE_PUBLIC_URL": PUBLIC_URL,
                 "TWILIO_AUTH_TOKEN": DEMO_AUTH_TOKEN,
                 "PHONEBRIDGE_REPLICA_ID": replica_id,
-                "PERSONAPLEX_URLS": ",".join(sim.url for sim in simulators),
-                "POLARGRID_API_KEY": "pg_unused",
-                "FAL_KEY": "fal-unused",
+                "PERSONAPLEX_URLS": ",".join(sim.url for sim in pool),
+                "POLARGRID_API_KEY": DEMO_POLARGRID_KEY,
+                "POLARGRID_BASE_URL": polargrid.url,
+                "FAL_KEY": DEMO_FAL_KEY,
+                "FAL_BASE_URL": fal.url,
                 "PHONEBRIDGE_PERSONAS": str(personas),
                 "PHONEBRIDGE_DATA": str(data),
-                "DATABASE_URL": database,
+                "DATABASE_URL": database_url,
                 "PHONEBRIDGE_PORT": str(port),
                 "PHONEBRIDGE_LOG_LEVEL": "INFO",
                 "PHONEBRIDGE_DASHBOARD_TOKEN": DASHBOARD_TOKEN,
+                **shared_env,
                 **(extra_env or {}),
             }
-            members.append(Replica(replica_id, port, data, env, simulators, tuple(serve_args)))
+            members.append(Replica(replica_id, port, data, env, tuple(serve_args)))
         caddy_port = free_port()
         caddy = CaddyServer(
             loopback_cluster_site(caddy_port, {r.replica_id: r.port for r in members}),
             directory / "caddy",
             port=caddy_port,
         )
-        cluster = Cluster(members, caddy, database)
-        # The schema exists before the replicas start, as a migration job would
-        # leave it: replicas racing to create the tables on a fresh database fail.
-        index = await CallIndex.create(database)
-        await index.close()
+        # Started together on a fresh database: the first to take the advisory
+        # lock migrates, the others wait and find the schema at head.
         try:
             await asyncio.gather(*(replica.start() for replica in members))
+            index = await CallIndex.create(database_url, migrate=False)
+            stack.push_async_callback(index.close)
+            cluster = Cluster(members, caddy, database_url, index, pool, polargrid)
             await caddy.start()
             await wait_until_proxy_sees_all_ready(cluster)
+            # A fresh Redis lends no server for one lease TTL (its quarantine).
+            await asyncio.gather(*(r.wait_for_free_servers(pool_size) for r in members))
             yield cluster
         finally:
             await asyncio.gather(

@@ -1,7 +1,8 @@
 """A replica killed mid-call, and a rolling restart under steady call arrival.
 
-Real Caddy and real ``phonebridge serve`` replicas (tests/cluster/helpers.py);
-the Twilio phone simulator and the PersonaPlex simulators are TEST DOUBLES.
+Real Caddy, real ``phonebridge serve`` replicas sharing a real Redis and
+PostgreSQL and one self-hosted pool (tests/cluster/helpers.py); the Twilio
+phone simulator, the PersonaPlex simulators and moto's S3 are TEST DOUBLES.
 """
 
 from __future__ import annotations
@@ -9,43 +10,98 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from redis.asyncio import Redis
+
 from phonebridge.simulators.phone.report import DialReport
+from phonebridge.storage.models import CallQuery, CallStatus
 
 from ..conftest import tone_mulaw
-from .conftest import ClusterFactory
-from .helpers import SHAKSHUKA_FALLBACK, Cluster, Replica, replica_of
+from .conftest import LEASE_TTL_SECONDS, ClusterFactory
+from .helpers import SHAKSHUKA_FALLBACK, Cluster, Replica, replica_of, until
 
 # Short calls and deadlines keep each test well under a minute.
 DRAIN_SECONDS = 8.0
 WITHDRAW_SECONDS = 1.0  # > Caddy's health interval (helpers.HEALTH_INTERVAL)
 
 
-async def streams_flowing(replica: Replica, calls: int) -> None:
-    """Wait until ``calls`` of the replica's model sessions are taking the caller's audio."""
-    async with asyncio.timeout(15):
-        while True:
-            flowing = sum(
-                1
-                for sim in replica.simulators
-                for connection in sim.connections
-                if connection.input_messages > 0 and connection.closed_at is None
-            )
-            if flowing >= calls:
-                return
-            await asyncio.sleep(0.02)
+async def calls_running(replica: Replica, calls: int) -> None:
+    """Wait until ``calls`` of the replica's calls have claimed their stream."""
+
+    async def running() -> bool:
+        return await replica.active_calls() >= calls
+
+    await until(running, 15)
+
+
+async def lease_holders(cluster: Cluster) -> dict[str, str]:
+    """Server URL -> replica id, from the lease keys in Redis (``<replica>:<random>``)."""
+    redis = Redis.from_url(cluster.replicas[0].env["PHONEBRIDGE_REDIS_URL"])
+    try:
+        holders = {}
+        for sim in cluster.simulators:
+            token = await redis.get(f"phonebridge:lease:{sim.url}")
+            if token is not None:
+                holders[sim.url] = token.decode().split(":")[0]
+        return holders
+    finally:
+        await redis.aclose()
+
+
+async def lease_pttl_ms(cluster: Cluster, url: str) -> int:
+    redis = Redis.from_url(cluster.replicas[0].env["PHONEBRIDGE_REDIS_URL"])
+    try:
+        return int(await redis.pttl(f"phonebridge:lease:{url}"))
+    finally:
+        await redis.aclose()
 
 
 async def test_kill_9_mid_call_its_callers_hear_the_fallback_from_a_survivor(
     start_cluster: ClusterFactory,
 ) -> None:
-    async with start_cluster() as cluster:
+    # The pool is exactly as big as the calls: after the kill, a new call can
+    # only get a server if the dead replica's leases came free.
+    async with start_cluster(pool_size=6) as cluster:
         calls = [
-            asyncio.create_task(cluster.dial(from_=f"+1416556{n:04d}", audio=tone_mulaw(3.0)))
+            asyncio.create_task(cluster.dial(from_=f"+1416556{n:04d}", audio=tone_mulaw(6.0)))
             for n in range(6)
         ]
         victim = cluster.replica("pb-1")
-        await asyncio.gather(*(streams_flowing(replica, 2) for replica in cluster.replicas))
+        await asyncio.gather(*(calls_running(replica, 2) for replica in cluster.replicas))
+
+        async def rows_live() -> bool:
+            # Each replica inserts a call's row just after its stream starts
+            # (in the background); a kill before that leaves no row to mark.
+            page = await cluster.index.list_calls(CallQuery(status=CallStatus.LIVE))
+            return page.total == 6
+
+        await until(rows_live, 10)
+        held = await lease_holders(cluster)
+        victims_servers = {url for url, holder in held.items() if holder == "pb-1"}
+        assert len(victims_servers) == 2
+        assert len(held) == 6  # the whole pool is in use
         await victim.kill()
+        # Nobody released them (the process is gone): they expire on their own,
+        # and no key outlives one TTL from now.
+        for url in victims_servers:
+            assert 0 < await lease_pttl_ms(cluster, url) <= LEASE_TTL_SECONDS * 1000
+
+        async def expired() -> bool:
+            return not victims_servers & set(await lease_holders(cluster))
+
+        await until(expired, LEASE_TTL_SECONDS + 3)
+        # The pool serves new calls on exactly those servers while the
+        # survivors' calls still hold the rest.
+        survivors = [cluster.replica("pb-0"), cluster.replica("pb-2")]
+        await asyncio.gather(*(r.wait_for_free_servers(2) for r in survivors))
+        before = {sim.url: len(sim.connections) for sim in cluster.simulators}
+        fresh = await asyncio.gather(
+            *(cluster.dial(from_=f"+1416558{n:04d}", audio=tone_mulaw(0.4)) for n in range(2))
+        )
+        for report in fresh:
+            assert report.ok, report.protocol_errors
+            assert report.frames_received > 0
+        used = {sim.url for sim in cluster.simulators if len(sim.connections) > before[sim.url]}
+        assert used == victims_servers
         reports = await asyncio.gather(*calls)
 
         cut = [report for report in reports if replica_of(report) == "pb-1"]
@@ -61,19 +117,30 @@ async def test_kill_9_mid_call_its_callers_hear_the_fallback_from_a_survivor(
             assert "/twilio/r/pb-1/stream-ended" in report.action_url
             assert report.action_status == 200
             assert any(SHAKSHUKA_FALLBACK in said for said in report.said)
-        for report in kept:
+            # Its row ends crashed, marked by a survivor (two checks missed
+            # pb-1's heartbeat): pb-1 never starts again in this test.
+            record = await cluster.ended_record(report.call_sid, within=15)
+            assert record.end_reason == "crashed"
+            assert record.replica == "pb-1"
+            assert "replica pb-1 stopped" in (record.error or "")
+        for report in [*kept, *fresh]:
             assert report.ok, report.protocol_errors
             assert report.ended_by == "caller"
             assert report.frames_received > 0
-        # Nothing leaks on the survivors: no live call, no lease, no open model socket.
-        for survivor in (cluster.replica("pb-0"), cluster.replica("pb-2")):
+            record = await cluster.ended_record(report.call_sid)
+            assert record.end_reason == "caller_hangup"
+        # Nothing leaks on the survivors: no live call, no lease, no open model
+        # socket, no lease key left in Redis; and no server ever had two sessions.
+        for survivor in survivors:
             await survivor.settle()
-            for sim in survivor.simulators:
-                assert all(connection.closed_at is not None for connection in sim.connections)
-            for report in kept:
-                record = await cluster.record(report.call_sid)
-                assert record is not None
-                assert record.end_reason == "caller_hangup"
+
+        async def all_closed() -> bool:
+            sockets = [c for sim in cluster.simulators for c in sim.connections]
+            return all(c.closed_at is not None for c in sockets)
+
+        await until(all_closed, 5)
+        assert await lease_holders(cluster) == {}
+        assert cluster.second_connections() == []
 
 
 class Arrivals:
@@ -109,7 +176,7 @@ async def test_rolling_restart_refuses_no_call_and_cuts_none(
         *("--drain-seconds", str(DRAIN_SECONDS)),
         *("--withdraw-seconds", str(WITHDRAW_SECONDS)),
     )
-    async with start_cluster(servers_per_replica=8, serve_args=serve_args) as cluster:
+    async with start_cluster(pool_size=12, serve_args=serve_args) as cluster:
         arrivals = Arrivals(cluster)
         exit_codes = []
         for replica in cluster.replicas:

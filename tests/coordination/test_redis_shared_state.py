@@ -115,6 +115,26 @@ async def test_a_replayed_webhook_is_refused_on_every_replica(replicas: Replicas
     assert await b.replay.first_answer("CA2")
 
 
+async def test_a_pending_calls_answer_is_given_again_on_any_replica_until_claimed(
+    replicas: Replicas,
+) -> None:
+    a, b = replicas("a"), replicas("b")
+    assert await a.replay.first_answer("CA1")
+    await a.replay.remember_answer("CA1", "<Response>a</Response>", ttl_seconds=5)
+    # Twilio's retry on another replica: not the first answer, but the same document.
+    assert not await b.replay.first_answer("CA1")
+    assert await b.replay.previous_answer("CA1") == "<Response>a</Response>"
+    a.replay.forget_answer("CA1")  # the stream claimed the call
+    assert a.link is not None
+    await a.link.settle()
+    assert await b.replay.previous_answer("CA1") is None  # now a replay: hang up
+    # The answer of a call whose stream never came expires with the pending timeout.
+    assert await a.replay.first_answer("CA2")
+    await a.replay.remember_answer("CA2", "<Response/>", ttl_seconds=0.1)
+    await asyncio.sleep(0.2)
+    assert await b.replay.previous_answer("CA2") is None
+
+
 async def test_one_replicas_429_holds_every_replica_off(replicas: Replicas) -> None:
     a, b = replicas("a"), replicas("b")
     now = time.monotonic()

@@ -22,6 +22,9 @@ def test_unset_means_one_process_in_memory() -> None:
     s = settings()
     assert s.redis_url is None
     assert (s.lease_ttl_seconds, s.redis_timeout_seconds) == (10.0, 0.5)
+    assert s.crash_check_seconds == 15.0
+    # Unset with a long lease TTL: as long as the TTL (never shorter, see config.py).
+    assert settings(PHONEBRIDGE_LEASE_TTL_SECONDS="40").crash_check_seconds == 40.0
 
 
 def test_a_redis_url_is_read_and_its_password_masked(caplog: pytest.LogCaptureFixture) -> None:
@@ -54,6 +57,7 @@ def test_a_redis_url_is_read_and_its_password_masked(caplog: pytest.LogCaptureFi
         ({"PHONEBRIDGE_REDIS_TIMEOUT_SECONDS": "0"}, "more than 0"),
         ({"PHONEBRIDGE_REDIS_TIMEOUT_SECONDS": "5"}, "at most a quarter"),
         ({"PHONEBRIDGE_LEASE_TTL_SECONDS": "ten"}, "number of seconds"),
+        ({"PHONEBRIDGE_CRASH_CHECK_SECONDS": "5"}, "at least PHONEBRIDGE_LEASE_TTL_SECONDS"),
     ],
 )
 def test_bad_values_are_refused_with_one_line_each(env: dict[str, str], problem: str) -> None:

@@ -155,6 +155,18 @@ def test_kinds_are_all_there() -> None:
     assert {("Service", "postgres"), ("Service", "redis")} <= dependencies
 
 
+def test_replicas_that_share_a_pool_are_wired_to_the_shared_stores() -> None:
+    """Three pods, one PERSONAPLEX_URLS: leases must be in Redis (PROTOCOLS.md §2.1)."""
+    replicas = load_one(K8S / "statefulset.yaml")["spec"]["replicas"]
+    settings = load_one(K8S / "configmap-settings.yaml")["data"]
+    secret = load_one(K8S / "secret.example.yaml")["stringData"]
+    assert replicas > 1
+    assert settings["PERSONAPLEX_URLS"]
+    assert secret["PHONEBRIDGE_REDIS_URL"].strip("<>").startswith("redis://")
+    assert secret["DATABASE_URL"]
+    assert settings["PHONEBRIDGE_S3_BUCKET"]
+
+
 def pod_spec() -> dict[str, Any]:
     spec: dict[str, Any] = load_one(K8S / "statefulset.yaml")["spec"]["template"]["spec"]
     return spec

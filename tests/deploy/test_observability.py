@@ -17,8 +17,6 @@ from phonebridge.metrics import BridgeMetrics
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
 DASHBOARD = DEPLOY / "grafana" / "phonebridge-cluster.json"
-# Named by contract with the cluster coordination (docs/deployment.md, "Alerts").
-COORDINATION_METRICS = {"phonebridge_leases_held", "phonebridge_model_busy_total"}
 
 
 def promtool() -> str:
@@ -47,6 +45,7 @@ def exposed_metric_names() -> set[str]:
     names: set[str] = set()
     metrics = BridgeMetrics()
     metrics.watch_leases(lambda: 0, lambda: 0)  # as service.build_app does
+    metrics.watch_lease_holders("pb-0", ["ws://gpu-1:8998"], set)
     for line in metrics.render().decode().splitlines():
         if line.startswith("# TYPE "):
             _, _, name, kind = line.split()
@@ -83,7 +82,7 @@ def test_alerts_cover_the_cluster_failures() -> None:
     for rule in rules:
         assert rule["annotations"]["summary"]
         for name in re.findall(r"\bphonebridge_[a-z_]+", rule["expr"]):
-            assert name in exposed or name in COORDINATION_METRICS, (rule["alert"], name)
+            assert name in exposed, (rule["alert"], name)
 
 
 def panel_metric_names(dashboard: dict[str, Any]) -> set[str]:

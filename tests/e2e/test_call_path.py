@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -286,3 +287,10 @@ async def test_a_hung_self_hosted_server_overflows_at_open(start_bridge: BridgeF
         # The stuck server is rested, not offered to the next call.
         assert bridge.app.state.deps.bridge.admission.pool.free_count() == 0
         assert bridge.app.state.deps.bridge.admission.active_calls == 0
+        # What the "busy without a lease holder" alert reads (deploy/prometheus/alerts.yml):
+        # the server counted busy, and nobody holding it now.
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(bridge.url + "/metrics")).text
+        server = bridge.self_hosted[0].url
+        assert f'phonebridge_model_busy_total{{server="{server}"}} 1.0' in text
+        assert re.search(rf'phonebridge_leases_held{{replica="[^"]+",server="{server}"}} 0.0', text)
