@@ -24,17 +24,15 @@ socket closing (no ``stop``), then a signed ``StopStream`` status callback.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
-import httpx
-
 from phonebridge.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
 from phonebridge.simulators.phone.carriers.base import (
+    DTMF_DIGITS,
     NO_CODE,
     AppAudio,
     AppClear,
@@ -48,6 +46,9 @@ from phonebridge.simulators.phone.carriers.base import (
     CarrierWire,
     Frame,
     StreamPlan,
+    app_base64,
+    app_json,
+    app_l16,
     forged,
     to_rate,
     token,
@@ -93,20 +94,14 @@ class PlivoWire(CarrierWire):
         self.extra_headers = extra_headers
         self.stream_id = uuid_like()
         self.send_stop = send_stop  # Plivo's Java SDK models a 'stop'; the docs have none
-        self._sequence = 0
-        self._chunk = 0
         self._epoch_ms = int(time.time() * 1000)
-
-    def _next(self) -> int:
-        self._sequence += 1
-        return self._sequence
 
     def opening(self, parameters: Mapping[str, str]) -> list[Frame]:
         return [
             json.dumps(
                 {
                     "event": "start",
-                    "sequenceNumber": self._next(),
+                    "sequenceNumber": self.next_sequence(),
                     "start": {
                         "callId": self.call_uuid,
                         "streamId": self.stream_id,
@@ -120,17 +115,17 @@ class PlivoWire(CarrierWire):
         ]
 
     def media(self, pcm16: bytes, timestamp_ms: int) -> Frame:
-        self._chunk += 1
+        chunk = self.next_chunk()
         payload = pcm16_to_ulaw(pcm16) if self.encoding == "audio/x-mulaw" else pcm16
         return json.dumps(
             {
                 "event": "media",
-                "sequenceNumber": self._next(),
+                "sequenceNumber": self.next_sequence(),
                 "streamId": self.stream_id,
                 "media": {
                     "track": "inbound",
                     "timestamp": str(self._epoch_ms + timestamp_ms),
-                    "chunk": self._chunk,
+                    "chunk": chunk,
                     "payload": base64.b64encode(payload).decode(),
                 },
                 "extra_headers": self.extra_headers,
@@ -141,7 +136,7 @@ class PlivoWire(CarrierWire):
         return json.dumps(
             {
                 "event": "dtmf",
-                "sequenceNumber": self._next(),
+                "sequenceNumber": self.next_sequence(),
                 "streamId": self.stream_id,
                 "dtmf": {"digit": digit, "track": "inbound"},
             }
@@ -151,7 +146,7 @@ class PlivoWire(CarrierWire):
         return json.dumps(
             {
                 "event": "playedStream",
-                "sequenceNumber": self._next(),
+                "sequenceNumber": self.next_sequence(),
                 "streamId": self.stream_id,
                 "name": name,
             }
@@ -162,7 +157,7 @@ class PlivoWire(CarrierWire):
             json.dumps(
                 {
                     "event": "clearedAudio",
-                    "sequenceNumber": self._next(),
+                    "sequenceNumber": self.next_sequence(),
                     "streamId": self.stream_id,
                 }
             )
@@ -172,18 +167,11 @@ class PlivoWire(CarrierWire):
         if not self.send_stop:
             return None
         return json.dumps(
-            {"event": "stop", "sequenceNumber": self._next(), "streamId": self.stream_id}
+            {"event": "stop", "sequenceNumber": self.next_sequence(), "streamId": self.stream_id}
         )
 
     def judge(self, raw: Frame) -> AppMessage:
-        if not isinstance(raw, str):
-            raise CarrierRejected(NO_CODE, "binary frame (Plivo takes JSON text)")
-        try:
-            doc = json.loads(raw)
-        except ValueError as exc:
-            raise CarrierRejected(NO_CODE, f"invalid JSON: {exc}") from None
-        if not isinstance(doc, dict):
-            raise CarrierRejected(NO_CODE, "message is not a JSON object")
+        doc = app_json(raw, "Plivo")
         event = doc.get("event")
         if event in ("checkpoint", "clearAudio") and doc.get("streamId") != self.stream_id:
             raise CarrierRejected(NO_CODE, f"{event}.streamId is not this stream")
@@ -202,7 +190,7 @@ class PlivoWire(CarrierWire):
                 if (
                     not isinstance(digits, str)
                     or not digits
-                    or any(d not in "0123456789*#ABCD" for d in digits)
+                    or any(d not in DTMF_DIGITS for d in digits)
                 ):
                     raise CarrierRejected(NO_CODE, "sendDTMF.dtmf must be DTMF digits")
                 return AppDtmf(digits)
@@ -222,21 +210,11 @@ class PlivoWire(CarrierWire):
         )
         if (kind, rate) not in _PLAY_PAIRS:
             raise CarrierRejected(NO_CODE, f"playAudio {kind!r:.30} at {rate_value!r:.10} Hz")
-        if not isinstance(payload, str):
-            raise CarrierRejected(NO_CODE, "playAudio.media.payload must be a base64 string")
-        try:
-            data = binascii.a2b_base64(payload, strict_mode=True)
-        except (binascii.Error, ValueError) as exc:
-            raise CarrierRejected(NO_CODE, f"playAudio payload is not base64: {exc}") from None
+        data = app_base64(payload, "playAudio.media.payload")
         if not self.bidirectional:
             return AppIgnored("playAudio dropped: the stream is not bidirectional")
         assert isinstance(rate, int)
-        if kind == "audio/x-mulaw":
-            pcm = ulaw_to_pcm16(data)
-        elif len(data) % 2:
-            raise CarrierRejected(NO_CODE, "L16 payload of an odd number of bytes")
-        else:
-            pcm = data
+        pcm = ulaw_to_pcm16(data) if kind == "audio/x-mulaw" else app_l16(data)
         return AppAudio(to_rate(pcm, rate, self.rate))
 
 
@@ -286,9 +264,7 @@ class PlivoFlavour(CarrierFlavour):
     async def _rest(self, request: Any) -> dict[str, Any]:
         call = self.call
         assert call is not None
-        call.report.rest_requests.append(
-            {"action": request.action, "body": request.body, "path": request.path}
-        )
+        call.record_rest(request)
         if request.action == "transfer":
             call.report.dialled.append(str(request.body.get("aleg_url", "")))
         call.hang_up_remotely(request.action)
@@ -302,19 +278,9 @@ class PlivoFlavour(CarrierFlavour):
             self.api.register("plivo", self.call_uuid, self._rest)
         url = call.public("/plivo/voice")
         params = self.params(call, "ringing")
-        assert call.http is not None
-        try:
-            response = await call.http.post(
-                call.routes.http(url), data=params, headers=self.headers(call, url, params)
-            )
-        except httpx.HTTPError as exc:
-            call.error(NO_CODE, f"POST {url} failed: {exc!r}")
-            call.ended("webhook_failed")
-            return None
-        call.report.webhook_status = response.status_code
-        call.report.answer_document = response.text
-        if response.status_code != 200:
-            call.ended("webhook_failed")
+        headers = self.headers(call, url, params)
+        response = await call.webhook("POST", url, data=params, headers=headers)
+        if response is None:
             return None
         try:
             stream, verbs = read_stream_xml(response.text)
