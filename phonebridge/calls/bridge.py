@@ -452,14 +452,17 @@ class Bridge:
         """TwiML for after the stream: the fallback if the call ended badly."""
         return render_twiml(await self.after_stream(form.get("CallSid", ""), form.get("To", "")))
 
-    async def after_stream(self, call_sid: str, to_number: str) -> AfterStream:
+    async def after_stream(
+        self, call_sid: str, to_number: str, carrier: str = "twilio"
+    ) -> AfterStream:
         """What the caller hears once the stream of ``call_sid`` is over (any carrier).
 
         Asked by the carrier when the stream ended with the caller still on the
         line (Twilio's and SignalWire's ``<Connect action>``, Vonage's
         ``disconnected`` event): the fallback if the call ended badly, a
-        goodbye at a limit, else hang up. ``to_number`` finds the persona of a
-        call this process never held (its replica died).
+        goodbye at a limit, else hang up. ``to_number`` (dialled through
+        ``carrier``, the carrier of the request) finds the persona of a call
+        this process never held (its replica died), as the call webhook did.
         """
         outcome = self.outcomes.pop(call_sid)
         if outcome is None and call_sid in self.live:
@@ -478,7 +481,7 @@ class Bridge:
         if outcome is None:
             if call_sid in self._held:
                 return Hangup()  # its outcome was answered already (a repeated request)
-            return self._fallback_for_unheld_call(call_sid, to_number)
+            return self._fallback_for_unheld_call(call_sid, to_number, carrier)
         return self.decide(outcome)
 
     def decide(self, outcome: CallOutcome) -> AfterStream:
@@ -492,16 +495,18 @@ class Bridge:
             return Say(GOODBYE, persona.tts_voice)
         return Hangup()
 
-    def _fallback_for_unheld_call(self, call_sid: str, to_number: str) -> AfterStream:
+    def _fallback_for_unheld_call(self, call_sid: str, to_number: str, carrier: str) -> AfterStream:
         """The action request of a call another (dead) replica held: the persona's fallback.
 
         Twilio asks the ``<Connect action>`` only when the stream ended without
         the caller hanging up, so a caller is still on the line; with no outcome
         anywhere, the replica holding the call died (the edge proxy sent its
         action here) or this one restarted. The persona comes from the dialled
-        number in Twilio's signed form, as it did for the voice webhook.
+        number in the carrier's signed request, routed as the call webhook
+        routed it (a number bound to ``carrier`` finds its persona; one bound to
+        another carrier does not).
         """
-        persona = self._personas().for_number(to_number)
+        persona = self._personas().for_number(to_number, carrier)
         if persona is None:
             return Hangup()
         log.warning(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -42,7 +43,10 @@ from phonebridge.simulators.phone.carriers.telnyx import TelnyxWire
 from phonebridge.simulators.phone.carriers.vonage import VonageWire
 from phonebridge.simulators.phone.report import DialReport
 from phonebridge.telephony.carrier_leg import bridge_call_sid
+from phonebridge.telephony.signalwire.signature import SIGNATURE_HEADER as SIGNALWIRE_SIGNATURE
+from phonebridge.telephony.signalwire.signature import sign_form
 from phonebridge.telephony.telnyx.signature import public_key_text
+from phonebridge.telephony.vonage.signature import sign as vonage_sign
 
 from ..conftest import BridgeFactory, record_of
 from .leaks import assert_no_leaks, bridge_of
@@ -50,6 +54,11 @@ from .leaks import assert_no_leaks, bridge_of
 CITYSAN = "+14165550101"  # personaplex, overflow polargrid, fallback: transfer
 SHAKSHUKA = "+14165550102"  # personaplex, no overflow, fallback: say
 TELNYX_ONLY = "+14165550155"  # a number bound to Telnyx (written by the fixture)
+BOUND = {  # numbers bound to one carrier each (written by the fixture)
+    "telnyx": TELNYX_ONLY,
+    "signalwire": "+14165550156",
+    "vonage": "+14165550157",
+}
 TELNYX_KEY = Ed25519PrivateKey.generate()
 SECRETS = CarrierSecrets(
     telnyx_private_key=TELNYX_KEY,
@@ -111,8 +120,9 @@ async def api() -> AsyncIterator[FakeCarrierApi]:
 @pytest.fixture
 def bound_persona(personas_dir: Path) -> None:
     text = (personas_dir / "shakshuka.yaml").read_text()
-    bound = text.replace('["+14165550102"]', f'["{TELNYX_ONLY}"]') + "carrier: telnyx\n"
-    (personas_dir / "telnyx-shakshuka.yaml").write_text(bound)
+    for carrier, number in BOUND.items():
+        bound = text.replace('["+14165550102"]', f'["{number}"]') + f"carrier: {carrier}\n"
+        (personas_dir / f"{carrier}-shakshuka.yaml").write_text(bound)
 
 
 @pytest.fixture
@@ -278,6 +288,51 @@ async def test_no_cross_talk_between_carriers(
     await core.abandon(reserved, CallEndReason.NO_STREAM, "test over")
 
 
+async def ask_after_stream(bridge: LocalBridge, carrier: str, call_id: str, to: str) -> str:
+    """The carrier's signed end-of-stream request for a call no replica holds; the answer text."""
+    async with httpx.AsyncClient() as http:
+        if carrier == "signalwire":  # the <Connect action> request
+            path = "/twilio/signalwire/stream-ended"
+            form = {
+                "CallSid": call_id,
+                "To": to,
+                "From": "+15005550006",
+                "CallStatus": "in-progress",
+            }
+            signature = sign_form(SECRETS.signalwire_signing_key, bridge.public_url + path, form)
+            headers = {SIGNALWIRE_SIGNATURE: signature}
+            response = await http.post(bridge.url + path, data=form, headers=headers)
+        else:  # Vonage's disconnected event
+            event = {"status": "disconnected", "uuid": call_id, "headers": {"to": to}}
+            body = json.dumps(event).encode()
+            bearer = vonage_sign(
+                SECRETS.vonage_signature_secret,
+                time.time(),
+                api_key=SECRETS.vonage_api_key,
+                jti=call_id,
+                body=body,
+            )
+            headers = {"Authorization": f"Bearer {bearer}", "content-type": "application/json"}
+            response = await http.post(bridge.url + "/vonage/event", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+@pytest.mark.parametrize("carrier", ["signalwire", "vonage"])
+async def test_a_dead_replicas_call_is_routed_by_the_carrier_of_the_request(
+    bridge: LocalBridge, carrier: str
+) -> None:
+    """RELIABILITY.md: a call no replica holds gets its persona's fallback, found as the
+    call webhook found it — by the dialled number *through this carrier*."""
+    fallback = "Sorry, we can't take your order by phone right now."
+    own = await ask_after_stream(bridge, carrier, f"{carrier}-gone-1", BOUND[carrier])
+    assert fallback in own
+    # A number bound to another carrier is not this call's persona: hang up.
+    other = await ask_after_stream(bridge, carrier, f"{carrier}-gone-2", TELNYX_ONLY)
+    assert fallback not in other
+    assert "Hangup" in other if carrier == "signalwire" else json.loads(other) == []
+
+
 # --------------------------------------------------------------------------- the conversation
 
 
@@ -346,15 +401,24 @@ async def test_model_death_leads_to_the_carriers_fallback(
         record = await row_of(bridge, report)
         assert record.end_reason == "model_ended"
         match carrier:
-            case "telnyx":  # Call Control: speak the apology (the hang-up follows speak.ended)
+            case "telnyx":  # Call Control: speak the apology, hang up once speak ended
                 assert report.said == [shakshuka.fallback.say]
-                assert [r["action"] for r in report.rest_requests][-1] == "speak"
-            case "plivo":  # REST transfer of the A leg to our fallback document
+                actions = [r["action"] for r in report.rest_requests]
+                assert actions[-2:] == ["speak", "hangup"]
+                assert [c["kind"] for c in report.callbacks][-2:] == [
+                    "call.speak.ended",
+                    "call.hangup",
+                ]
+            case "plivo":  # REST transfer of the A leg to our fallback document, fetched
                 assert report.ended_by == "rest_hangup"
                 (transfer,) = [r for r in report.rest_requests if r["action"] == "transfer"]
                 body = transfer["body"]
                 assert isinstance(body, dict)
                 assert body["aleg_url"].endswith(f"/twilio/plivo/after/{report.call_sid}")
+                assert report.action_url == body["aleg_url"]
+                assert report.action_status == 200
+                assert report.said == [shakshuka.fallback.say]
+                assert report.twiml_verbs[-2:] == ["Speak", "Hangup"]
             case "vonage":  # the disconnected event is answered with the fallback NCCO
                 assert [c["kind"] for c in report.callbacks] == ["disconnected"]
                 assert report.said == [shakshuka.fallback.say]

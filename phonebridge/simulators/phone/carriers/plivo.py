@@ -19,6 +19,9 @@ it**), ``clearedAudio``. App messages: ``playAudio`` (``contentType`` +
 16000), ``checkpoint``, ``clearAudio``, ``sendDTMF``. What Plivo's docs do not
 cover (a malformed message) closes the socket here. The stream ends by the
 socket closing (no ``stop``), then a signed ``StopStream`` status callback.
+A REST transfer of the A leg (``legs=aleg``, ``aleg_url``) ends the stream;
+Plivo then fetches ``aleg_url`` (signed, ``aleg_method``) and runs the XML it
+answers (``<Speak>`` recorded in ``said``, ``<Dial><Number>`` in ``dialled``).
 """
 
 from __future__ import annotations
@@ -226,6 +229,12 @@ def read_stream_xml(text: str) -> tuple[ET.Element | None, tuple[str, ...]]:
     return root.find("Stream"), tuple(child.tag for child in root)
 
 
+def run_document(call: CarrierCall, root: ET.Element) -> None:
+    """Record ``<Speak>`` (said) and ``<Dial><Number>`` (dialled; Plivo writes no ``+``)."""
+    call.report.said.extend((e.text or "").strip() for e in root.iter("Speak"))
+    call.report.dialled.extend("+" + (e.text or "").strip() for e in root.iter("Number"))
+
+
 class PlivoFlavour(CarrierFlavour):
     carrier: ClassVar[str] = "plivo"
 
@@ -236,6 +245,7 @@ class PlivoFlavour(CarrierFlavour):
         self.call_uuid = uuid_like()
         self.call: CarrierCall | None = None
         self.status_callback: str | None = None
+        self.transfer: tuple[str, str] | None = None  # (aleg_url, aleg_method) of a transfer
 
     def params(self, call: CarrierCall, status: str, **extra: str) -> dict[str, str]:
         r = call.report
@@ -266,7 +276,9 @@ class PlivoFlavour(CarrierFlavour):
         assert call is not None
         call.record_rest(request)
         if request.action == "transfer":
-            call.report.dialled.append(str(request.body.get("aleg_url", "")))
+            body = request.body
+            method = str(body.get("aleg_method") or "POST").upper()
+            self.transfer = (str(body.get("aleg_url", "")), method)
         call.hang_up_remotely(request.action)
         return {"message": "call hung up" if request.action == "hangup" else "call transferred"}
 
@@ -289,9 +301,7 @@ class PlivoFlavour(CarrierFlavour):
             call.ended("webhook_failed")
             return None
         call.report.twiml_verbs.extend(verbs)
-        root = ET.fromstring(response.text)  # noqa: S314
-        call.report.said.extend((e.text or "").strip() for e in root.iter("Speak"))
-        call.report.dialled.extend((e.text or "").strip() for e in root.iter("Number"))
+        run_document(call, ET.fromstring(response.text))  # noqa: S314
         if stream is None:
             call.ended("answer")
             return None
@@ -352,6 +362,32 @@ class PlivoFlavour(CarrierFlavour):
             await self._status(call, "DroppedStream")
         elif call.report.upgrade_status == 101:
             await self._status(call, "StopStream")
+        if self.transfer is not None and call.remote_hangup_reason == "transfer":
+            await self._fetch_transfer(call, *self.transfer)
+
+    async def _fetch_transfer(self, call: CarrierCall, url: str, method: str) -> None:
+        """The A leg moved to ``url``: fetch its XML (signed) and run it."""
+        call.report.action_url = url
+        if method != "POST":  # the bridge always asks POST; a GET is not simulated
+            call.error(NO_CODE, f"aleg_method {method!r} (the simulator fetches POST only)")
+            return
+        params = self.params(call, "in-progress", Event="Transfer")
+        headers = self.headers(call, url, params)
+        response = await call.callback("transfer", "POST", url, data=params, headers=headers)
+        if response is None:
+            return
+        call.report.action_status = response.status_code
+        call.report.action_answer = response.text
+        try:
+            root = ET.fromstring(response.text)  # noqa: S314 (the bridge under test's answer)
+        except ET.ParseError as exc:
+            call.error(NO_CODE, f"transfer answer is not Plivo XML: {exc}")
+            return
+        if root.tag != "Response":
+            call.error(NO_CODE, f"transfer answer's root element is <{root.tag}>")
+            return
+        call.report.twiml_verbs.extend(child.tag for child in root)
+        run_document(call, root)
 
     def close(self) -> None:
         if self.api is not None:

@@ -7,7 +7,12 @@ Ed25519 (``telnyx-signature-ed25519`` over ``timestamp|raw body``,
 :class:`~.rest.FakeCarrierApi`: ``answer`` (→ a signed ``call.answered``
 webhook), ``streaming_start`` (→ the socket is opened with the
 ``x-telnyx-streaming-auth-token`` header, then ``streaming.started``),
-``speak``, ``hangup``, ``transfer``, ``streaming_stop``.
+``speak``, ``hangup``, ``transfer``, ``streaming_stop``. A ``speak`` is
+played (recorded in ``said``) and answered with a signed
+``call.speak.ended``; the call stays up until a ``hangup`` or ``transfer``
+(before the stream, or after a stream the bridge ended: Call Control runs
+nothing by itself, so a call no command ends is left in silence, recorded as
+an error once ``io_timeout`` has passed).
 
 On the socket (snake_case, ``sequence_number`` a string, ``sample_rate`` a
 number): ``connected`` (the auth token repeated), ``start``, ``media`` every
@@ -311,17 +316,37 @@ class TelnyxFlavour(CarrierFlavour):
                         return self.plan(call, body)
                 case "streaming_start":
                     return self.plan(call, body)
-                case "speak":
-                    await self.webhook(call, "call.speak.ended", status="completed")
-                case "hangup" | "reject":
-                    call.ended(f"rest_{request.action}")
-                    await self.webhook(call, "call.hangup", hangup_cause="normal_clearing")
-                    return None
-                case "transfer":
-                    call.ended("transferred")
-                    return None
                 case _:
-                    call.report.notes.append(f"Call Control {request.action!r} before the stream")
+                    if await self.obey(call, request, "before the stream"):
+                        return None
+
+    async def obey(self, call: CarrierCall, request: ApiRequest, when: str) -> bool:
+        """A command on a call with no stream; True when it ended the call."""
+        match request.action:
+            case "speak":
+                # Played (recorded in ``said`` as it arrived), then Telnyx says so.
+                await self.webhook(call, "call.speak.ended", status="completed")
+            case "hangup" | "reject":
+                call.ended(f"rest_{request.action}")
+                await self.webhook(call, "call.hangup", hangup_cause="normal_clearing")
+                return True
+            case "transfer":
+                call.ended("transferred")
+                return True
+            case _:
+                call.report.notes.append(f"Call Control {request.action!r} {when}")
+        return False
+
+    async def after_stream(self, call: CarrierCall) -> None:
+        """The call outlived its stream: run the bridge's commands until one ends it."""
+        while True:
+            try:
+                request = await asyncio.wait_for(self.commands.get(), call.timeout)
+            except TimeoutError:
+                call.error(0, "no Call Control command ended the call after its stream")
+                return
+            if await self.obey(call, request, "after the stream"):
+                return
 
     def plan(self, call: CarrierCall, body: Mapping[str, Any]) -> StreamPlan | None:
         url = str(body.get("stream_url", ""))
@@ -381,6 +406,8 @@ class TelnyxFlavour(CarrierFlavour):
         await self.webhook(call, "streaming.stopped")
         if call.call_over:
             await self.webhook(call, "call.hangup", hangup_cause="normal_clearing")
+        elif call.remote_hangup_reason != "transfer":
+            await self.after_stream(call)
 
     def close(self) -> None:
         self.api.unregister("telnyx", self.call_control_id)
