@@ -17,6 +17,7 @@ from phonebridge.personas import cli as personas_cli
 from phonebridge.simulators import cli as simulators_cli
 from phonebridge.simulators.phone import cli as phone_cli
 from phonebridge.storage import db_cli
+from phonebridge.telephony import carrier_configure
 from phonebridge.telephony.twilio import configure_cli as twilio_cli
 
 
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     personas_cli.register(subparsers)
     twilio_cli.register(subparsers)
     outbound_cli.register(subparsers)
+    carrier_configure.register(subparsers)
     db_cli.register(subparsers)
     return parser
 

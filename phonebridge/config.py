@@ -92,6 +92,7 @@ it needs alongside and start-up fails with one line saying what is missing::
     VONAGE_SIGNATURE_SECRET     on: signed webhooks and the socket's JWT (HS256)
     VONAGE_API_KEY              optional: the JWTs' api_key claim must be this
     VONAGE_APPLICATION_ID, VONAGE_PRIVATE_KEY  optional pair: REST hang-up/transfer (RS256)
+    VONAGE_API_SECRET           optional: only ``phonebridge vonage configure`` (Basic auth)
     VONAGE_API_URL              https://api.nexmo.com
     SIGNALWIRE_SIGNING_KEY      on: cXML webhook signatures
     SIGNALWIRE_PROJECT_ID, SIGNALWIRE_API_TOKEN, SIGNALWIRE_SPACE_URL  optional trio: REST
@@ -190,6 +191,7 @@ class CarrierSettings:
     vonage_api_key: str | None = None
     vonage_application_id: str | None = None
     vonage_private_key: SecretStr | None = None
+    vonage_api_secret: SecretStr | None = None  # the Application API only (configure)
     vonage_api_url: str = "https://api.nexmo.com"
     signalwire_signing_key: SecretStr | None = None
     signalwire_project_id: str | None = None
@@ -274,6 +276,7 @@ class CarrierSettings:
             vonage_api_key=reader.text("VONAGE_API_KEY"),
             vonage_application_id=reader.text("VONAGE_APPLICATION_ID"),
             vonage_private_key=reader.secret("VONAGE_PRIVATE_KEY"),
+            vonage_api_secret=reader.secret("VONAGE_API_SECRET"),
             vonage_api_url=reader.text("VONAGE_API_URL") or "https://api.nexmo.com",
             signalwire_signing_key=reader.secret("SIGNALWIRE_SIGNING_KEY"),
             signalwire_project_id=reader.text("SIGNALWIRE_PROJECT_ID"),
@@ -722,6 +725,7 @@ KNOWN_VARIABLES = frozenset(
         "VONAGE_API_KEY",
         "VONAGE_APPLICATION_ID",
         "VONAGE_PRIVATE_KEY",
+        "VONAGE_API_SECRET",
         "VONAGE_API_URL",
         "SIGNALWIRE_SIGNING_KEY",
         "SIGNALWIRE_PROJECT_ID",

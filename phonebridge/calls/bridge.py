@@ -668,15 +668,16 @@ class Bridge:
         )
 
     async def after_stream(
-        self, call_sid: str, to_number: str, other_number: str = "", channel: str = "twilio"
+        self, call_sid: str, to_number: str, other_number: str = "", carrier: str = "twilio"
     ) -> AfterStream:
         """What the caller hears once the stream of ``call_sid`` is over (any carrier).
 
         Asked by the carrier when the stream ended with the caller still on the
         line (Twilio's and SignalWire's ``<Connect action>``, Vonage's
         ``disconnected`` event): the fallback if the call ended badly, a
-        goodbye at a limit, else hang up. ``to_number`` finds the persona of a
-        call this process never held (its replica died).
+        goodbye at a limit, else hang up. ``to_number`` (dialled through
+        ``carrier``, the carrier of the request) finds the persona of a call
+        this process never held (its replica died), as the call webhook did.
         """
         outcome = self.outcomes.pop(call_sid)
         if outcome is None and call_sid in self.live:
@@ -695,7 +696,7 @@ class Bridge:
         if outcome is None:
             if call_sid in self._held:
                 return Hangup()  # its outcome was answered already (a repeated request)
-            return self._fallback_for_unheld_call(call_sid, to_number, other_number, channel)
+            return self._fallback_for_unheld_call(call_sid, to_number, other_number, carrier)
         return self.decide(outcome)
 
     def decide(self, outcome: CallOutcome) -> AfterStream:
@@ -723,7 +724,7 @@ class Bridge:
         return Hangup()
 
     def _fallback_for_unheld_call(
-        self, call_sid: str, our_number: str, other_number: str, channel: str
+        self, call_sid: str, our_number: str, other_number: str, carrier: str
     ) -> AfterStream:
         """The action request of a call another (dead) replica held: the persona's fallback.
 
@@ -732,9 +733,11 @@ class Bridge:
         anywhere, the replica holding the call died (the edge proxy sent its
         action here) or this one restarted. The persona comes from the dialled
         number in the carrier's signed request (``our_number``: the number dialled,
-        or our caller ID for a call we placed), as it did for the call's webhook.
+        or our caller ID for a call we placed), routed as the call webhook routed
+        it (a number bound to ``carrier`` finds its persona; one bound to another
+        carrier does not).
         """
-        persona = self._personas().for_number(our_number)
+        persona = self._personas().for_number(our_number, carrier)
         if persona is None:
             return Hangup()
         log.warning(
@@ -746,7 +749,7 @@ class Bridge:
             # On record even if its replica died before writing the row (in the
             # background: the caller is waiting for the fallback).
             self._orphans.add(call_sid)
-            orphan = UnansweredCall(call_sid, other_number, our_number, channel)
+            orphan = UnansweredCall(call_sid, other_number, our_number, carrier)
             task = asyncio.create_task(
                 self._journals.record_orphan(orphan, persona), name=f"{call_sid}:orphan"
             )

@@ -206,3 +206,13 @@ class CarrierLeg:
                     extra={"call_sid": self._call_sid},
                 )
         await self._socket.close()
+        stats = self._stream.stats()
+        if stats.unknown or stats.ignored_after_end:
+            # Each kind was logged once as it came; the totals say how often.
+            log.info(
+                "%s stream: %d unknown or tolerated message(s), %d ignored after the end",
+                self.channel,
+                stats.unknown,
+                stats.ignored_after_end,
+                extra={"call_sid": self._call_sid},
+            )

@@ -208,6 +208,44 @@ def digit_of(value: object, where: str) -> str:
     return value.upper()
 
 
+def pcm16_payload(payload: bytes, what: str = "L16") -> bytes:
+    """``payload`` as PCM16 (odd length is a ``RemoteProtocolError``: no sample is half a byte)."""
+    if len(payload) % 2:
+        raise RemoteProtocolError(f"{what} payload of an odd number of bytes")
+    return payload
+
+
+def digit_pressed(
+    container: Mapping[str, Any], where: str, *, duration: bool, blank_is_none: bool = False
+) -> DigitPressed:
+    """``container["digit"]`` (and, with ``duration``, an optional ``duration`` in ms).
+
+    A null duration is none (so is ``""`` with ``blank_is_none``: Exotel sends
+    every scalar as a string); carriers that document no duration (Telnyx,
+    Plivo) never read it.
+    """
+    digit = digit_of(field(container, "digit", where), f"{where}.digit")
+    value = container.get("duration") if duration else None
+    if value is None or (blank_is_none and value == ""):
+        return DigitPressed(digit, None)
+    return DigitPressed(digit, number(value, f"{where}.duration"))
+
+
+def mark_named(doc: Mapping[str, Any]) -> MarkPlayed:
+    """A Twilio-style ``mark`` echo: ``{"event":"mark","mark":{"name":…}}``."""
+    return MarkPlayed(string(obj(doc, "mark", "mark"), "name", "mark"))
+
+
+def check_stream_id(doc: Mapping[str, Any], keys: tuple[str, ...], active: str) -> None:
+    """A stream id the frame carries (under any of ``keys``) must be the active one.
+
+    Absent is fine: SignalWire and Exotel omit it on some frames (CARRIERS.md §4.3, §5.3).
+    """
+    sid = next((doc[key] for key in keys if key in doc), None)
+    if sid is not None and active and sid != active:
+        raise RemoteProtocolError(f"{keys[0]} {sid!r:.60} is not the active {active}")
+
+
 def check_rate(rate: int, where: str) -> int:
     if rate not in RATES:
         raise RemoteProtocolError(f"{where}: unsupported sample rate {rate} (need one of {RATES})")
@@ -292,6 +330,19 @@ class CarrierStream:
             self._noted[key] = None
             self._note_sink(f"{self.carrier}: {message}")
 
+    def unknown_event(self, name: str) -> list[StreamEvent]:
+        """An event this carrier's docs do not list: skipped, noted once per name."""
+        self.note(f"event:{name[:40]}", f"unknown event {name[:40]!r} skipped")
+        return []
+
+    def foreign_track(self, media: Mapping[str, Any], accepted: tuple[str, ...]) -> bool:
+        """True (and noted) when ``media.track`` is not the caller's: never feed our audio back."""
+        track = media.get("track", "inbound")
+        if track in accepted:
+            return False
+        self.note(f"track:{str(track)[:20]}", f"media on track {str(track)[:20]!r} skipped")
+        return True
+
     def receive(self, raw: str | bytes, now: float) -> list[StreamEvent]:
         """Events for one frame (possibly none); ``RemoteProtocolError`` means close."""
         if self.state is StreamState.FAILED:
@@ -363,6 +414,53 @@ class CarrierStream:
 
     def clear(self) -> list[Frame]:
         raise NotImplementedError
+
+
+class WholeChunks:
+    """Outbound PCM cut into whole chunks of a fixed size, the remainder held back.
+
+    For carriers whose frames have a size rule (Vonage: exactly 20 ms; Exotel:
+    100 ms multiples of 320 B). :meth:`tail` pads what is held to the carrier's
+    alignment so a mark or the end does not wait for audio that may never come.
+    """
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def cut(self, pcm16: bytes, size: int) -> list[bytes]:
+        data = self._pending + pcm16
+        whole = len(data) - len(data) % size
+        self._pending = data[whole:]
+        return [data[i : i + size] for i in range(0, whole, size)]
+
+    def tail(self, align: int) -> bytes | None:
+        """What is held, padded with silence to a multiple of ``align``; ``None``: nothing."""
+        if not self._pending:
+            return None
+        padded = self._pending.ljust(-(-len(self._pending) // align) * align, b"\x00")
+        self._pending = b""
+        return padded
+
+    def drop(self) -> None:
+        self._pending = b""
+
+
+def sid_mark(sid_key: str, sid: str, name: str) -> str:
+    """``{"event":"mark","<sid_key>":…,"mark":{"name":…}}`` (SignalWire, Exotel)."""
+    return (
+        '{"event":"mark","'
+        + sid_key
+        + '":'
+        + quoted(sid)
+        + ',"mark":{"name":'
+        + quoted(name)
+        + "}}"
+    )
+
+
+def sid_clear(sid_key: str, sid: str) -> str:
+    """``{"event":"clear","<sid_key>":…}`` (SignalWire, Exotel)."""
+    return '{"event":"clear","' + sid_key + '":' + quoted(sid) + "}"
 
 
 def quoted(text: str) -> str:

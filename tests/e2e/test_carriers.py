@@ -9,7 +9,10 @@ TEST DOUBLE too). The battery of tests/e2e/test_call_path.py, per carrier.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
+import time
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,8 +23,8 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
-from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from phonebridge.calls.bridge import PhoneCall
 from phonebridge.calls.outcome import CallEndReason
@@ -35,6 +38,7 @@ from phonebridge.simulators.phone.carriers import (
     FakeCarrierApi,
     dial_carrier,
 )
+from phonebridge.simulators.phone.carriers.base import CarrierCall
 from phonebridge.simulators.phone.carriers.exotel import ExotelWire
 from phonebridge.simulators.phone.carriers.plivo import PlivoWire
 from phonebridge.simulators.phone.carriers.signalwire import SignalWireWire
@@ -42,14 +46,25 @@ from phonebridge.simulators.phone.carriers.telnyx import TelnyxWire
 from phonebridge.simulators.phone.carriers.vonage import VonageWire
 from phonebridge.simulators.phone.report import DialReport
 from phonebridge.telephony.carrier_leg import bridge_call_sid
+from phonebridge.telephony.signalwire.signature import SIGNATURE_HEADER as SIGNALWIRE_SIGNATURE
+from phonebridge.telephony.signalwire.signature import sign_form
 from phonebridge.telephony.telnyx.signature import public_key_text
+from phonebridge.telephony.vonage.signature import sign as vonage_sign
 
 from ..conftest import BridgeFactory, record_of
 from .leaks import assert_no_leaks, bridge_of
 
 CITYSAN = "+14165550101"  # personaplex, overflow polargrid, fallback: transfer
 SHAKSHUKA = "+14165550102"  # personaplex, no overflow, fallback: say
+FALLBACK_SAY = (
+    "Sorry, we can't take your order by phone right now. Please try again in a little while."
+)
 TELNYX_ONLY = "+14165550155"  # a number bound to Telnyx (written by the fixture)
+BOUND = {  # numbers bound to one carrier each (written by the fixture)
+    "telnyx": TELNYX_ONLY,
+    "signalwire": "+14165550156",
+    "vonage": "+14165550157",
+}
 TELNYX_KEY = Ed25519PrivateKey.generate()
 SECRETS = CarrierSecrets(
     telnyx_private_key=TELNYX_KEY,
@@ -111,8 +126,9 @@ async def api() -> AsyncIterator[FakeCarrierApi]:
 @pytest.fixture
 def bound_persona(personas_dir: Path) -> None:
     text = (personas_dir / "shakshuka.yaml").read_text()
-    bound = text.replace('["+14165550102"]', f'["{TELNYX_ONLY}"]') + "carrier: telnyx\n"
-    (personas_dir / "telnyx-shakshuka.yaml").write_text(bound)
+    for carrier, number in BOUND.items():
+        bound = text.replace('["+14165550102"]', f'["{number}"]') + f"carrier: {carrier}\n"
+        (personas_dir / f"{carrier}-shakshuka.yaml").write_text(bound)
 
 
 @pytest.fixture
@@ -278,6 +294,51 @@ async def test_no_cross_talk_between_carriers(
     await core.abandon(reserved, CallEndReason.NO_STREAM, "test over")
 
 
+async def ask_after_stream(bridge: LocalBridge, carrier: str, call_id: str, to: str) -> str:
+    """The carrier's signed end-of-stream request for a call no replica holds; the answer text."""
+    async with httpx.AsyncClient() as http:
+        if carrier == "signalwire":  # the <Connect action> request
+            path = "/twilio/signalwire/stream-ended"
+            form = {
+                "CallSid": call_id,
+                "To": to,
+                "From": "+15005550006",
+                "CallStatus": "in-progress",
+            }
+            signature = sign_form(SECRETS.signalwire_signing_key, bridge.public_url + path, form)
+            headers = {SIGNALWIRE_SIGNATURE: signature}
+            response = await http.post(bridge.url + path, data=form, headers=headers)
+        else:  # Vonage's disconnected event
+            event = {"status": "disconnected", "uuid": call_id, "headers": {"to": to}}
+            body = json.dumps(event).encode()
+            bearer = vonage_sign(
+                SECRETS.vonage_signature_secret,
+                time.time(),
+                api_key=SECRETS.vonage_api_key,
+                jti=call_id,
+                body=body,
+            )
+            headers = {"Authorization": f"Bearer {bearer}", "content-type": "application/json"}
+            response = await http.post(bridge.url + "/vonage/event", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+@pytest.mark.parametrize("carrier", ["signalwire", "vonage"])
+async def test_a_dead_replicas_call_is_routed_by_the_carrier_of_the_request(
+    bridge: LocalBridge, carrier: str
+) -> None:
+    """RELIABILITY.md: a call no replica holds gets its persona's fallback, found as the
+    call webhook found it — by the dialled number *through this carrier*."""
+    fallback = "Sorry, we can't take your order by phone right now."
+    own = await ask_after_stream(bridge, carrier, f"{carrier}-gone-1", BOUND[carrier])
+    assert fallback in own
+    # A number bound to another carrier is not this call's persona: hang up.
+    other = await ask_after_stream(bridge, carrier, f"{carrier}-gone-2", TELNYX_ONLY)
+    assert fallback not in other
+    assert "Hangup" in other if carrier == "signalwire" else json.loads(other) == []
+
+
 # --------------------------------------------------------------------------- the conversation
 
 
@@ -346,15 +407,24 @@ async def test_model_death_leads_to_the_carriers_fallback(
         record = await row_of(bridge, report)
         assert record.end_reason == "model_ended"
         match carrier:
-            case "telnyx":  # Call Control: speak the apology (the hang-up follows speak.ended)
+            case "telnyx":  # Call Control: speak the apology, hang up once speak ended
                 assert report.said == [shakshuka.fallback.say]
-                assert [r["action"] for r in report.rest_requests][-1] == "speak"
-            case "plivo":  # REST transfer of the A leg to our fallback document
+                actions = [r["action"] for r in report.rest_requests]
+                assert actions[-2:] == ["speak", "hangup"]
+                assert [c["kind"] for c in report.callbacks][-2:] == [
+                    "call.speak.ended",
+                    "call.hangup",
+                ]
+            case "plivo":  # REST transfer of the A leg to our fallback document, fetched
                 assert report.ended_by == "rest_hangup"
                 (transfer,) = [r for r in report.rest_requests if r["action"] == "transfer"]
                 body = transfer["body"]
                 assert isinstance(body, dict)
                 assert body["aleg_url"].endswith(f"/twilio/plivo/after/{report.call_sid}")
+                assert report.action_url == body["aleg_url"]
+                assert report.action_status == 200
+                assert report.said == [shakshuka.fallback.say]
+                assert report.twiml_verbs[-2:] == ["Speak", "Hangup"]
             case "vonage":  # the disconnected event is answered with the fallback NCCO
                 assert [c["kind"] for c in report.callbacks] == ["disconnected"]
                 assert report.said == [shakshuka.fallback.say]
@@ -366,9 +436,22 @@ async def test_model_death_leads_to_the_carriers_fallback(
         await assert_no_leaks(bridge)
 
 
+def broken_frame(carrier: str, kind: str) -> str | bytes:
+    if kind == "oversize":  # over the server's 64 KiB frame limit: uvicorn closes 1009
+        if carrier == "vonage":
+            return b"\x00" * 100_000
+        return '{"event":"media","media":{"payload":"' + "A" * 100_000 + '"}}'
+    return b"\x01\x02\x03" if carrier == "vonage" else '{"event": "media", "me'
+
+
 @pytest.mark.parametrize("carrier", CARRIERS)
-async def test_a_malformed_carrier_message_ends_the_call_with_protocol_error(
-    bridge: LocalBridge, api: FakeCarrierApi, carrier: str, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("kind", ["malformed", "oversize"])
+async def test_a_malformed_or_oversize_carrier_message_ends_the_call_with_protocol_error(
+    bridge: LocalBridge,
+    api: FakeCarrierApi,
+    carrier: str,
+    kind: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """RELIABILITY.md: a stream that breaks its protocol ends the call (no guessing)."""
     wire = WIRES[carrier]
@@ -379,7 +462,7 @@ async def test_a_malformed_carrier_message_ends_the_call_with_protocol_error(
         nonlocal sent
         sent += 1
         if sent == 10:
-            return b"\x01\x02\x03" if carrier == "vonage" else '{"event": "media", "me'
+            return broken_frame(carrier, kind)
         return good(self, pcm16, timestamp_ms)
 
     monkeypatch.setattr(wire, "media", broken_after_ten)
@@ -387,6 +470,118 @@ async def test_a_malformed_carrier_message_ends_the_call_with_protocol_error(
     record = await row_of(bridge, report)
     assert record.end_reason == "protocol_error"
     assert report.ended_by in ("bridge", "rest_hangup")
+    if kind == "oversize":
+        assert report.close_code in (1009, 1000)  # uvicorn's refusal, or our close after it
+    await assert_no_leaks(bridge)
+
+
+@pytest.mark.parametrize("carrier", CARRIERS)
+async def test_caller_drop_without_stop(
+    bridge: LocalBridge, api: FakeCarrierApi, carrier: str
+) -> None:
+    """The socket closes with no end-of-stream message: a drop where the carrier has ``stop``,
+    the normal hang-up where the socket's close *is* the end (Plivo, Vonage)."""
+    report = await call(bridge, api, carrier, hangup_after=0.6, send_stop=False)
+    assert report.ended_by == "caller_dropped"
+    record = await row_of(bridge, report)
+    has_stop = carrier in ("telnyx", "signalwire", "exotel")
+    assert record.end_reason == ("caller_dropped" if has_stop else "caller_hangup")
+    async with asyncio.timeout(5):
+        model = await bridge.self_hosted[0].wait_for_close(0)
+    assert model.closed_at is not None
+    await assert_no_leaks(bridge)
+
+
+@pytest.mark.parametrize("carrier", ["telnyx", "signalwire", "exotel"])
+async def test_stop_twice_and_media_after_stop_are_ignored(
+    bridge: LocalBridge,
+    api: FakeCarrierApi,
+    carrier: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def stop_twice_then_media(self: CarrierCall, socket: ClientConnection) -> None:
+        assert self.wire is not None
+        frames = [self.wire.stop(), self.wire.stop(), self.wire.media(bytes(640), 0)]
+        with contextlib.suppress(ConnectionClosed):
+            for frame in frames:
+                assert frame is not None
+                await self.send(socket, frame)
+
+    monkeypatch.setattr(CarrierCall, "end_stream", stop_twice_then_media)
+    report = await call(bridge, api, carrier, hangup_after=0.6)
+    assert report.ended_by == "caller"
+    assert (await row_of(bridge, report)).end_reason == "caller_hangup"
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    await assert_no_leaks(bridge)
+
+
+@pytest.mark.parametrize("carrier", CARRIERS)
+async def test_media_before_start_is_refused_and_the_reservation_freed(
+    start_bridge: BridgeFactory,
+    api: FakeCarrierApi,
+    bound_persona: None,
+    carrier: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No call is claimed by a stream that breaks its order; the model session the
+    webhook opened is closed when the carrier reports the stream's end (at the pending
+    deadline on Exotel, which reports nothing), and the caller hears the fallback
+    where the carrier lets us speak after a stream."""
+    wire = WIRES[carrier]
+    good = wire.opening
+
+    def media_first(self: Any, parameters: Any) -> list[str | bytes]:
+        frames: list[str | bytes] = good(self, parameters)
+        return [*frames[:-1], self.media(bytes(self.frame_bytes), 0), frames[-1]]
+
+    monkeypatch.setattr(wire, "opening", media_first)
+    async with start_bridge(
+        carriers=carrier_settings(api.url, 16_000), pending_timeout=1.0
+    ) as bridge:
+        report = await call(bridge, api, carrier, to=SHAKSHUKA, hangup_after=1.0)
+        assert report.upgrade_status == 101
+        assert report.close_code == 1008
+        assert report.ended_by == "bridge"
+        assert (await row_of(bridge, report)).end_reason == "no_stream"
+        async with asyncio.timeout(5):
+            await bridge.self_hosted[0].wait_for_close(0)
+        if carrier in ("telnyx", "signalwire", "vonage"):
+            assert report.said == [FALLBACK_SAY]
+        await assert_no_leaks(bridge)
+
+
+@pytest.mark.parametrize("carrier", CARRIERS)
+async def test_unknown_events_are_skipped_counted_and_logged_once(
+    bridge: LocalBridge,
+    api: FakeCarrierApi,
+    carrier: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Carriers add events: an unknown one is skipped (the call goes on), logged once
+    per socket whatever the count, and counted in the stream's totals at the end."""
+    caplog.set_level(logging.INFO)
+    wire = WIRES[carrier]
+    good = wire.opening
+    event = "websocket:future-thing" if carrier == "vonage" else "future_thing"
+    unknown = json.dumps({"event": event, "detail": {"x": 1}})
+
+    def with_unknown(self: Any, parameters: Any) -> list[str | bytes]:
+        return [*good(self, parameters), unknown, unknown, unknown]
+
+    monkeypatch.setattr(wire, "opening", with_unknown)
+    report = await call(bridge, api, carrier, hangup_after=0.6)
+    assert report.ended_by == "caller"
+    assert report.bytes_received > 0
+    record = await row_of(bridge, report)
+    assert record.end_reason == "caller_hangup"
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if f"unknown event '{event}' skipped" in m]) == 1
+    totals = [m for m in messages if m.startswith(f"{carrier} stream: ")]
+    assert len(totals) == 1
+    counted = int(totals[0].split(": ")[1].split(" unknown")[0])
+    assert counted >= 3  # the three (SignalWire's L16 byte-order note is a tolerated one too)
     await assert_no_leaks(bridge)
 
 

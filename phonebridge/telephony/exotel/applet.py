@@ -26,10 +26,10 @@ from typing import Final
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from phonebridge.errors import LocalProtocolError, RemoteProtocolError
+from phonebridge.telephony.stream import RATES
 
 MAX_CUSTOM_PARAMETERS: Final = 3
 MAX_QUERY_CHARS: Final = 256
-RATES: Final = (8_000, 16_000, 24_000)
 
 
 @dataclass(frozen=True, slots=True)

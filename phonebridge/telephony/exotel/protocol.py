@@ -31,23 +31,27 @@ from phonebridge.errors import RemoteProtocolError
 from phonebridge.telephony.stream import (
     CallerAudio,
     CarrierStream,
-    DigitPressed,
     Frame,
-    MarkPlayed,
     Note,
     StreamEnded,
     StreamEvent,
     StreamStarted,
+    WholeChunks,
     b64_payload,
     check_pcm16,
     check_rate,
-    digit_of,
+    check_stream_id,
+    digit_pressed,
     field,
     load_object,
+    mark_named,
     number,
     obj,
     opt_string,
+    pcm16_payload,
     quoted,
+    sid_clear,
+    sid_mark,
     string,
     string_map,
 )
@@ -77,7 +81,7 @@ class ExotelStream(CarrierStream):
         super().__init__(note=note)
         self.stream_sid = ""
         self.camel = False  # Exotel used camelCase in start: answer in it
-        self._pending = b""
+        self._chunks = WholeChunks()
         self._sent_chunks = 0
         self._sent_bytes = 0
 
@@ -91,9 +95,7 @@ class ExotelStream(CarrierStream):
         doc = load_object(raw, self.carrier)
         event = doc["event"]
         if event not in ("connected", "start"):
-            sid = doc.get("stream_sid", doc.get("streamSid"))
-            if sid is not None and self.stream_sid and sid != self.stream_sid:
-                raise RemoteProtocolError(f"stream_sid {sid!r:.60} is not the active one")
+            check_stream_id(doc, ("stream_sid", "streamSid"), self.stream_sid)
         match event:
             case "connected":
                 return []
@@ -102,27 +104,18 @@ class ExotelStream(CarrierStream):
             case "media":
                 media = obj(doc, "media", "media")
                 payload = b64_payload(field(media, "payload", "media"), "media.payload")
-                if len(payload) % 2:
-                    raise RemoteProtocolError("PCM16 payload of an odd number of bytes")
-                return [CallerAudio(payload, self._inbound_rate("media"))]
+                return [CallerAudio(pcm16_payload(payload, "PCM16"), self._inbound_rate("media"))]
             case "dtmf":
                 dtmf = obj(doc, "dtmf", "dtmf")
-                duration = dtmf.get("duration")
-                return [
-                    DigitPressed(
-                        digit_of(field(dtmf, "digit", "dtmf"), "dtmf.digit"),
-                        None if duration in (None, "") else number(duration, "dtmf.duration"),
-                    )
-                ]
+                return [digit_pressed(dtmf, "dtmf", duration=True, blank_is_none=True)]
             case "mark":
-                return [MarkPlayed(string(obj(doc, "mark", "mark"), "name", "mark"))]
+                return [mark_named(doc)]
             case "stop":
                 stop = doc.get("stop")
                 reason = stop.get("reason") if isinstance(stop, dict) else None
                 return [StreamEnded(reason if isinstance(reason, str) and reason else "stop")]
             case other:
-                self.note(f"event:{other[:40]}", f"unknown event {other[:40]!r} skipped")
-                return []
+                return self.unknown_event(other)
 
     def _start(self, doc: dict[str, Any]) -> StreamStarted:
         start = obj(doc, "start", "start")
@@ -157,18 +150,11 @@ class ExotelStream(CarrierStream):
 
     def audio(self, pcm16: bytes) -> list[Frame]:
         check_pcm16(pcm16)
-        size = chunk_bytes(self.sample_rate)
-        data = self._pending + pcm16
-        whole = len(data) - len(data) % size
-        self._pending = data[whole:]
-        return [self._media(data[i : i + size]) for i in range(0, whole, size)]
+        return [self._media(c) for c in self._chunks.cut(pcm16, chunk_bytes(self.sample_rate))]
 
     def flush_audio(self) -> list[Frame]:
-        if not self._pending:
-            return []
-        tail = self._pending.ljust(-(-len(self._pending) // ALIGN) * ALIGN, b"\x00")
-        self._pending = b""
-        return [self._media(tail)]
+        tail = self._chunks.tail(ALIGN)
+        return [] if tail is None else [self._media(tail)]
 
     def _media(self, pcm16: bytes) -> str:
         self._sent_chunks += 1
@@ -191,17 +177,8 @@ class ExotelStream(CarrierStream):
         )
 
     def mark(self, name: str) -> list[Frame]:
-        message = (
-            '{"event":"mark","'
-            + self._sid_key
-            + '":'
-            + quoted(self.stream_sid)
-            + ',"mark":{"name":'
-            + quoted(name)
-            + "}}"
-        )
-        return [*self.flush_audio(), message]
+        return [*self.flush_audio(), sid_mark(self._sid_key, self.stream_sid, name)]
 
     def clear(self) -> list[Frame]:
-        self._pending = b""
-        return ['{"event":"clear","' + self._sid_key + '":' + quoted(self.stream_sid) + "}"]
+        self._chunks.drop()
+        return [sid_clear(self._sid_key, self.stream_sid)]

@@ -28,7 +28,6 @@ from phonebridge.errors import LocalProtocolError, RemoteProtocolError
 from phonebridge.telephony.stream import (
     CallerAudio,
     CarrierStream,
-    DigitPressed,
     Frame,
     MarkPlayed,
     Note,
@@ -38,12 +37,13 @@ from phonebridge.telephony.stream import (
     StreamStarted,
     b64_payload,
     check_pcm16,
-    digit_of,
+    digit_pressed,
     field,
     load_object,
     number,
     obj,
     opt_string,
+    pcm16_payload,
     quoted,
     string,
 )
@@ -81,8 +81,7 @@ class PlivoStream(CarrierStream):
             case "media":
                 return self._media(doc)
             case "dtmf":
-                dtmf = obj(doc, "dtmf", "dtmf")
-                return [DigitPressed(digit_of(field(dtmf, "digit", "dtmf"), "dtmf.digit"), None)]
+                return [digit_pressed(obj(doc, "dtmf", "dtmf"), "dtmf", duration=False)]
             case "playedStream":
                 return [MarkPlayed(string(doc, "name", "playedStream"))]
             case "clearedAudio":
@@ -97,8 +96,7 @@ class PlivoStream(CarrierStream):
                 self.note(name, f"{name}: {str(doc.get('reason', ''))[:200]}")
                 return []
             case other:
-                self.note(f"event:{other[:40]}", f"unknown event {other[:40]!r} skipped")
-                return []
+                return self.unknown_event(other)
 
     def _start(self, doc: dict[str, Any]) -> StreamStarted:
         number(field(doc, "sequenceNumber", "start"), "start.sequenceNumber")
@@ -127,15 +125,10 @@ class PlivoStream(CarrierStream):
     def _media(self, doc: dict[str, Any]) -> list[StreamEvent]:
         media = obj(doc, "media", "media")
         payload = b64_payload(field(media, "payload", "media"), "media.payload")
-        track = media.get("track", "inbound")
-        if track != "inbound":
-            self.note(f"track:{str(track)[:20]}", f"media on track {str(track)[:20]!r} skipped")
+        if self.foreign_track(media, ("inbound",)):
             return []
-        if self.encoding == MULAW:
-            return [CallerAudio(ulaw_to_pcm16(payload), self._inbound_rate("media"))]
-        if len(payload) % 2:
-            raise RemoteProtocolError("L16 payload of an odd number of bytes")
-        return [CallerAudio(payload, self._inbound_rate("media"))]
+        pcm = ulaw_to_pcm16(payload) if self.encoding == MULAW else pcm16_payload(payload)
+        return [CallerAudio(pcm, self._inbound_rate("media"))]
 
     # ------------------------------------------------------------------ outbound (§2.4)
 

@@ -30,9 +30,7 @@ from phonebridge.errors import LocalProtocolError, RemoteProtocolError
 from phonebridge.telephony.stream import (
     CallerAudio,
     CarrierStream,
-    DigitPressed,
     Frame,
-    MarkPlayed,
     Note,
     StreamEnded,
     StreamEvent,
@@ -40,13 +38,18 @@ from phonebridge.telephony.stream import (
     b64_payload,
     check_pcm16,
     check_rate,
-    digit_of,
+    check_stream_id,
+    digit_pressed,
     field,
     load_object,
+    mark_named,
     number,
     obj,
     opt_string,
+    pcm16_payload,
     quoted,
+    sid_clear,
+    sid_mark,
     string,
     string_map,
 )
@@ -71,7 +74,7 @@ class SignalWireStream(CarrierStream):
         doc = load_object(raw, self.carrier)
         event = doc["event"]
         if event not in ("connected", "start"):
-            self._check_sid(doc)
+            check_stream_id(doc, ("streamSid",), self.stream_sid)
         if "sequenceNumber" in doc:
             # A string per the docs; a number is accepted (and noted) like Telnyx's.
             if not isinstance(doc["sequenceNumber"], str):
@@ -86,26 +89,13 @@ class SignalWireStream(CarrierStream):
             case "media":
                 return self._media(doc)
             case "dtmf":
-                dtmf = obj(doc, "dtmf", "dtmf")
-                duration = dtmf.get("duration")
-                return [
-                    DigitPressed(
-                        digit_of(field(dtmf, "digit", "dtmf"), "dtmf.digit"),
-                        None if duration is None else number(duration, "dtmf.duration"),
-                    )
-                ]
+                return [digit_pressed(obj(doc, "dtmf", "dtmf"), "dtmf", duration=True)]
             case "mark":
-                return [MarkPlayed(string(obj(doc, "mark", "mark"), "name", "mark"))]
+                return [mark_named(doc)]
             case "stop":
                 return [StreamEnded("stop")]
             case other:
-                self.note(f"event:{other[:40]}", f"unknown event {other[:40]!r} skipped")
-                return []
-
-    def _check_sid(self, doc: dict[str, Any]) -> None:
-        sid = doc.get("streamSid")
-        if sid is not None and self.stream_sid and sid != self.stream_sid:
-            raise RemoteProtocolError(f"streamSid {sid!r:.60} is not the active {self.stream_sid}")
+                return self.unknown_event(other)
 
     def _start(self, doc: dict[str, Any]) -> StreamStarted:
         start = obj(doc, "start", "start")
@@ -133,17 +123,14 @@ class SignalWireStream(CarrierStream):
     def _media(self, doc: dict[str, Any]) -> list[StreamEvent]:
         media = obj(doc, "media", "media")
         payload = b64_payload(field(media, "payload", "media"), "media.payload")
-        track = media.get("track", "inbound")
-        if track not in ("inbound", "inbound_track"):
-            self.note(f"track:{str(track)[:20]}", f"media on track {str(track)[:20]!r} skipped")
+        if self.foreign_track(media, ("inbound", "inbound_track")):
             return []
         return [CallerAudio(self._decode(payload), self._inbound_rate("media"))]
 
     def _decode(self, payload: bytes) -> bytes:
         if self.encoding == MULAW:
             return ulaw_to_pcm16(payload)
-        if len(payload) % 2:
-            raise RemoteProtocolError("L16 payload of an odd number of bytes")
+        pcm16_payload(payload)
         return swap16(payload) if self.l16_big_endian else payload
 
     # ------------------------------------------------------------------ outbound (§4.3)
@@ -167,16 +154,10 @@ class SignalWireStream(CarrierStream):
         return frames
 
     def mark(self, name: str) -> list[Frame]:
-        return [
-            '{"event":"mark","streamSid":'
-            + quoted(self.stream_sid)
-            + ',"mark":{"name":'
-            + quoted(name)
-            + "}}"
-        ]
+        return [sid_mark("streamSid", self.stream_sid, name)]
 
     def clear(self) -> list[Frame]:
-        return ['{"event":"clear","streamSid":' + quoted(self.stream_sid) + "}"]
+        return [sid_clear("streamSid", self.stream_sid)]
 
     def dtmf(self, digit: str) -> str:
         """Play a tone to the caller (SignalWire-only message)."""

@@ -39,9 +39,7 @@ from phonebridge.errors import LocalProtocolError, RemoteProtocolError
 from phonebridge.telephony.stream import (
     CallerAudio,
     CarrierStream,
-    DigitPressed,
     Frame,
-    MarkPlayed,
     Note,
     StreamEnded,
     StreamEvent,
@@ -49,12 +47,14 @@ from phonebridge.telephony.stream import (
     b64_payload,
     check_pcm16,
     check_rate,
-    digit_of,
+    digit_pressed,
     field,
     load_object,
+    mark_named,
     number,
     obj,
     opt_string,
+    pcm16_payload,
     quoted,
     string,
     string_map,
@@ -100,18 +100,16 @@ class TelnyxStream(CarrierStream):
             case "media":
                 return self._media(doc)
             case "dtmf":
-                dtmf = obj(doc, "dtmf", "dtmf")
-                return [DigitPressed(digit_of(field(dtmf, "digit", "dtmf"), "dtmf.digit"), None)]
+                return [digit_pressed(obj(doc, "dtmf", "dtmf"), "dtmf", duration=False)]
             case "mark":
-                return [MarkPlayed(string(obj(doc, "mark", "mark"), "name", "mark"))]
+                return [mark_named(doc)]
             case "error":
                 self.note("error", f"error event: {str(doc.get('payload', doc))[:200]}")
                 return []
             case "stop":
                 return [StreamEnded("stop")]
             case other:
-                self.note(f"event:{other[:40]}", f"unknown event {other[:40]!r} skipped")
-                return []
+                return self.unknown_event(other)
 
     def _start(self, doc: dict[str, Any]) -> StreamStarted:
         start = obj(doc, "start", "start")
@@ -158,20 +156,15 @@ class TelnyxStream(CarrierStream):
     def _media(self, doc: dict[str, Any]) -> list[StreamEvent]:
         media = obj(doc, "media", "media")
         payload = b64_payload(field(media, "payload", "media"), "media.payload")
-        track = media.get("track", "inbound")
-        if track == "inbound_track":
+        if media.get("track") == "inbound_track":
             self.note("track-suffix", "media.track spelled 'inbound_track'")
-        elif track != "inbound":
-            # An outbound (or both_tracks) fork is our own audio: never feed it back.
-            self.note(f"track:{str(track)[:20]}", f"media on track {str(track)[:20]!r} skipped")
+        elif self.foreign_track(media, ("inbound",)):
             return []
         for key in ("chunk", "timestamp"):
             if isinstance(media.get(key), int):
                 self.note(f"{key}-number", f"media.{key} sent as a number")
         if self.encoding == "L16":
-            if len(payload) % 2:
-                raise RemoteProtocolError("L16 payload of an odd number of bytes")
-            pcm = swap16(payload)
+            pcm = swap16(pcm16_payload(payload))
         elif self.encoding == "PCMA":
             pcm = alaw_to_pcm16(payload)
         else:

@@ -38,19 +38,17 @@ from phonebridge.telephony.stream import (
     MAX_PAYLOAD_BYTES,
     CallerAudio,
     CarrierStream,
-    DigitPressed,
     Frame,
     MarkPlayed,
     Note,
     PlaybackCleared,
     StreamEvent,
     StreamStarted,
+    WholeChunks,
     check_pcm16,
     check_rate,
-    digit_of,
-    field,
+    digit_pressed,
     load_object,
-    number,
     string,
 )
 
@@ -79,7 +77,7 @@ class VonageStream(CarrierStream):
 
     def __init__(self, *, note: Note | None = None) -> None:
         super().__init__(note=note)
-        self._pending = b""
+        self._chunks = WholeChunks()
 
     def _parse(self, raw: str | bytes, now: float) -> list[StreamEvent]:
         if isinstance(raw, bytes):
@@ -89,13 +87,7 @@ class VonageStream(CarrierStream):
             case "websocket:connected":
                 return [self._connected(doc)]
             case "websocket:dtmf":
-                duration = doc.get("duration")
-                return [
-                    DigitPressed(
-                        digit_of(field(doc, "digit", "websocket:dtmf"), "websocket:dtmf.digit"),
-                        None if duration is None else number(duration, "websocket:dtmf.duration"),
-                    )
-                ]
+                return [digit_pressed(doc, "websocket:dtmf", duration=True)]
             case "websocket:cleared":
                 return [PlaybackCleared()]
             case "websocket:notify":
@@ -106,8 +98,7 @@ class VonageStream(CarrierStream):
                     return []
                 return [MarkPlayed(name)]
             case other:
-                self.note(f"event:{other[:40]}", f"unknown event {other[:40]!r} skipped")
-                return []
+                return self.unknown_event(other)
 
     def _connected(self, doc: dict[str, Any]) -> StreamStarted:
         kind = string(doc, "content-type", "websocket:connected")
@@ -149,23 +140,16 @@ class VonageStream(CarrierStream):
 
     def audio(self, pcm16: bytes) -> list[Frame]:
         check_pcm16(pcm16)
-        size = self._frame_bytes
-        data = self._pending + pcm16
-        whole = len(data) - len(data) % size
-        self._pending = data[whole:]
-        return [data[i : i + size] for i in range(0, whole, size)]
+        return list(self._chunks.cut(pcm16, self._frame_bytes))
 
     def flush_audio(self) -> list[Frame]:
-        if not self._pending:
-            return []
-        frame = self._pending.ljust(self._frame_bytes, b"\x00")
-        self._pending = b""
-        return [frame]
+        frame = self._chunks.tail(self._frame_bytes)
+        return [] if frame is None else [frame]
 
     def mark(self, name: str) -> list[Frame]:
         notify = json.dumps({"action": "notify", "payload": {"name": name}})
         return [*self.flush_audio(), notify]
 
     def clear(self) -> list[Frame]:
-        self._pending = b""
+        self._chunks.drop()
         return ['{"action":"clear"}']

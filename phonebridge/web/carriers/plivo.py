@@ -114,8 +114,11 @@ def plivo_router(edge: CarrierEdge, *, auth_token: str, api: PlivoApi) -> APIRou
         if form is None:
             return Response("invalid signature", status_code=403)
         pending = edge.bridge.pending.by_call_sid(edge.call_sid(CARRIER, form.get("CallUUID", "")))
-        if form.get("Event") == "DroppedStream" and pending is not None:
-            await edge.bridge.abandon(pending, CallEndReason.NO_STREAM, "Plivo dropped the stream")
+        event = form.get("Event")
+        if event in ("DroppedStream", "StopStream") and pending is not None:
+            # Dropped, or stopped before it claimed the call (a socket we refused
+            # after the upgrade): free the model session now, not at the deadline.
+            await edge.bridge.abandon(pending, CallEndReason.NO_STREAM, f"Plivo {event}")
         return Response(status_code=200)
 
     async def after(request: Request, call_uuid: str) -> Response:

@@ -89,7 +89,10 @@ def signalwire_router(edge: CarrierEdge, *, signing_key: str) -> APIRouter:
         if form is None:
             return Response("invalid signature", status_code=403)
         answer = await edge.bridge.after_stream(
-            edge.call_sid(CARRIER, form.get("CallSid", "")), e164(form.get("To", ""))
+            edge.call_sid(CARRIER, form.get("CallSid", "")),
+            e164(form.get("To", "")),
+            e164(form.get("From", "")),
+            carrier=CARRIER,
         )
         return Response(render_twiml(answer), media_type=XML)
 

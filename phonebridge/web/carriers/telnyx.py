@@ -121,13 +121,15 @@ def telnyx_router(edge: CarrierEdge, *, public_key: Ed25519PublicKey, api: Telny
                 edge.spawn(answer_call(call_id, answer), f"{call_id}:telnyx-answer")
             case "call.speak.ended":
                 edge.spawn(_quiet(act(call_id, Hangup()), call_id), f"{call_id}:hangup")
-            case "streaming.failed" | "call.hangup":
+            case "streaming.failed" | "streaming.stopped" | "call.hangup":
                 pending = edge.bridge.pending.by_call_sid(call_sid)
                 if pending is not None:  # the stream never claimed the call: free it now
+                    # (a socket we refused after the upgrade, e.g. media before
+                    # start, is a stream that *stopped*: the caller is still there)
                     await edge.bridge.abandon(
                         pending, CallEndReason.NO_STREAM, f"{hook.event_type} before the stream"
                     )
-                    if hook.event_type == "streaming.failed":
+                    if hook.event_type != "call.hangup":
                         outcome = CallOutcome(call_sid, pending.persona.id, CallEndReason.NO_STREAM)
                         fallback = edge.bridge.decide(outcome)
                         edge.spawn(_quiet(act(call_id, fallback), call_id), f"{call_id}:fallback")

@@ -112,6 +112,7 @@ def vonage_router(edge: CarrierEdge, *, signature_secret: str, api_key: str | No
         decision = await edge.bridge.after_stream(
             edge.call_sid(CARRIER, happened.uuid),
             e164(to_number) if isinstance(to_number, str) else "",
+            carrier=CARRIER,
         )
         return JSONResponse(render(decision))
 

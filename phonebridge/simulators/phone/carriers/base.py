@@ -26,11 +26,13 @@ buffer (:mod:`..playback`, in PCM16 at the leg's rate), the report
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
+import json
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol
 
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
@@ -56,6 +58,7 @@ AUTH_MODES: tuple[Auth, ...] = ("valid", "forged", "missing")
 PROTOCOL_ERROR_CLOSE = 1002  # RFC 6455 §7.4.1
 PLAYBACK_TICK_SECONDS = 0.02
 NO_CODE = 0  # the carrier documents no error code for this
+DTMF_DIGITS = "0123456789*#ABCD"
 
 
 def token(prefix: str = "") -> str:
@@ -115,6 +118,47 @@ class CarrierRejected(RemoteProtocolError):
         self.code = code
 
 
+def app_json(raw: Frame, carrier: str, code: int = NO_CODE) -> dict[str, Any]:
+    """An app text frame as a JSON object, or :class:`CarrierRejected` (binary, bad JSON)."""
+    if not isinstance(raw, str):
+        raise CarrierRejected(code, f"binary frame ({carrier} takes JSON text)")
+    return app_json_text(raw, code)
+
+
+def app_json_text(raw: str | bytes, code: int = NO_CODE) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw)
+    except ValueError as exc:
+        raise CarrierRejected(code, f"invalid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise CarrierRejected(code, "message is not a JSON object")
+    return doc
+
+
+def app_base64(value: object, where: str, code: int = NO_CODE) -> bytes:
+    """A base64 payload the app sent, decoded strictly (or :class:`CarrierRejected`)."""
+    if not isinstance(value, str):
+        raise CarrierRejected(code, f"{where} must be a base64 string")
+    try:
+        return binascii.a2b_base64(value, strict_mode=True)
+    except (binascii.Error, ValueError) as exc:
+        raise CarrierRejected(code, f"{where} is not base64: {exc}") from None
+
+
+def app_l16(data: bytes, code: int = NO_CODE) -> bytes:
+    if len(data) % 2:
+        raise CarrierRejected(code, "L16 payload of an odd number of bytes")
+    return data
+
+
+def app_mark_name(mark: object, where: str, code: int = NO_CODE) -> str:
+    """``mark.name`` of a Twilio-style ``{"mark": {"name": …}}`` (a non-empty string)."""
+    name = mark.get("name") if isinstance(mark, dict) else None
+    if not isinstance(name, str) or not name:
+        raise CarrierRejected(code, f"{where} must be a string")
+    return name
+
+
 # --------------------------------------------------------------------------- the wire
 
 
@@ -130,6 +174,16 @@ class CarrierWire:
     def __init__(self, rate: int) -> None:
         self.rate = rate
         self.notes: list[str] = []  # tolerated app faults, in order
+        self.sequence = 0  # the last sequence number sent (carriers that number frames)
+        self.chunk = 0  # the last media chunk number sent
+
+    def next_sequence(self) -> int:
+        self.sequence += 1
+        return self.sequence
+
+    def next_chunk(self) -> int:
+        self.chunk += 1
+        return self.chunk
 
     @property
     def frame_bytes(self) -> int:
@@ -180,6 +234,17 @@ class StreamPlan:
     headers: dict[str, str]
     wire: CarrierWire
     parameters: dict[str, str] = field(default_factory=dict)
+
+
+class RestRequest(Protocol):
+    """What a flavour records of a REST request the bridge made (:class:`~.rest.ApiRequest`)."""
+
+    @property
+    def action(self) -> str: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def body(self) -> dict[str, Any]: ...
 
 
 class CarrierFlavour:
@@ -272,6 +337,50 @@ class CarrierCall:
         if not self.remote_hangup.is_set():
             self.remote_hangup_reason = reason
             self.remote_hangup.set()
+
+    @property
+    def call_over(self) -> bool:
+        """The call itself ended (the caller hung up, or the bridge hung up over REST)."""
+        by = self.report.ended_by
+        return by in ("caller", "caller_dropped") or (
+            by == "rest_hangup" and self.remote_hangup_reason == "hangup"
+        )
+
+    def record_rest(self, request: RestRequest) -> None:
+        """A REST request the bridge made on this call, for the report."""
+        self.report.rest_requests.append(
+            {"action": request.action, "body": request.body, "path": request.path}
+        )
+
+    async def webhook(
+        self,
+        method: str,
+        url: str,
+        *,
+        ok: range = range(200, 201),
+        document: bool = True,
+        **kwargs: Any,
+    ) -> httpx.Response | None:
+        """The call webhook that sets the call up (answer URL, applet endpoint).
+
+        Records its status (and, with ``document``, its answer: Telnyx's is
+        the REST commands instead); a failed request or a status outside
+        ``ok`` ends the call as ``webhook_failed`` (``None``).
+        """
+        assert self.http is not None
+        try:
+            response = await self.http.request(method, self.routes.http(url), **kwargs)
+        except httpx.HTTPError as exc:
+            self.error(NO_CODE, f"{method} {url} failed: {exc!r}")
+            self.ended("webhook_failed")
+            return None
+        self.report.webhook_status = response.status_code
+        if document:
+            self.report.answer_document = response.text
+        if response.status_code not in ok:
+            self.ended("webhook_failed")
+            return None
+        return response
 
     def public(self, path: str) -> str:
         return self.routes.public_base.rstrip("/") + path

@@ -24,13 +24,10 @@ applet ends and the flow moves to the next applet (recorded as
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
-
-import httpx
 
 from phonebridge.simulators.phone.carriers.base import (
     NO_CODE,
@@ -44,6 +41,9 @@ from phonebridge.simulators.phone.carriers.base import (
     CarrierWire,
     Frame,
     StreamPlan,
+    app_base64,
+    app_json,
+    app_mark_name,
     forged,
     token,
 )
@@ -69,8 +69,6 @@ class ExotelWire(CarrierWire):
         self.from_ = from_
         self.to = to
         self.camel = camel
-        self._sequence = 0
-        self._chunk = 0
 
     def _k(self, snake: str) -> str:
         if not self.camel:
@@ -79,11 +77,10 @@ class ExotelWire(CarrierWire):
         return head + "".join(word.title() for word in rest)
 
     def _envelope(self, event: str, **body: Any) -> str:
-        self._sequence += 1
         return json.dumps(
             {
                 "event": event,
-                self._k("sequence_number"): str(self._sequence),
+                self._k("sequence_number"): str(self.next_sequence()),
                 self._k("stream_sid"): self.stream_sid,
                 **body,
             }
@@ -106,9 +103,8 @@ class ExotelWire(CarrierWire):
         return [json.dumps({"event": "connected"}), self._envelope("start", start=start)]
 
     def media(self, pcm16: bytes, timestamp_ms: int) -> Frame:
-        self._chunk += 1
         media = {
-            "chunk": str(self._chunk),
+            "chunk": str(self.next_chunk()),
             "timestamp": str(timestamp_ms),
             "payload": base64.b64encode(pcm16).decode(),
         }
@@ -129,14 +125,7 @@ class ExotelWire(CarrierWire):
         return self._envelope("stop", stop=stop)
 
     def judge(self, raw: Frame) -> AppMessage:
-        if not isinstance(raw, str):
-            raise CarrierRejected(NO_CODE, "binary frame (Exotel takes JSON text)")
-        try:
-            doc = json.loads(raw)
-        except ValueError as exc:
-            raise CarrierRejected(NO_CODE, f"invalid JSON: {exc}") from None
-        if not isinstance(doc, dict):
-            raise CarrierRejected(NO_CODE, "message is not a JSON object")
+        doc = app_json(raw, "Exotel")
         sid = doc.get("stream_sid", doc.get("streamSid"))
         if sid != self.stream_sid:
             raise CarrierRejected(NO_CODE, f"stream_sid {sid!r:.60} is not this stream")
@@ -144,11 +133,7 @@ class ExotelWire(CarrierWire):
             case "media":
                 return self._media(doc.get("media"))
             case "mark":
-                mark = doc.get("mark")
-                name = mark.get("name") if isinstance(mark, dict) else None
-                if not isinstance(name, str) or not name:
-                    raise CarrierRejected(NO_CODE, "mark.name must be a string")
-                return AppMark(name)
+                return AppMark(app_mark_name(doc.get("mark"), "mark.name"))
             case "clear":
                 return AppClear()
             case other:
@@ -156,12 +141,7 @@ class ExotelWire(CarrierWire):
 
     def _media(self, media: object) -> AppMessage:
         payload = media.get("payload") if isinstance(media, dict) else None
-        if not isinstance(payload, str):
-            raise CarrierRejected(NO_CODE, "media.payload must be a base64 string")
-        try:
-            data = binascii.a2b_base64(payload, strict_mode=True)
-        except (binascii.Error, ValueError) as exc:
-            raise CarrierRejected(NO_CODE, f"media.payload is not base64: {exc}") from None
+        data = app_base64(payload, "media.payload")
         if len(data) % 2 or len(data) > MAX_CHUNK:
             raise CarrierRejected(NO_CODE, f"media chunk of {len(data)} bytes")
         if len(data) % ALIGN:
@@ -222,20 +202,9 @@ class ExotelFlavour(CarrierFlavour):
             "CustomField": "",
         }
         url = call.public("/exotel/voice") + "?" + urlencode(query)
-        assert call.http is not None
-        try:
-            response = await call.http.get(
-                call.routes.http(url),
-                headers=self.auth(call.webhook_auth, self.user, self.password),
-            )
-        except httpx.HTTPError as exc:
-            call.error(NO_CODE, f"GET {url} failed: {exc!r}")
-            call.ended("webhook_failed")
-            return None
-        r.webhook_status = response.status_code
-        r.answer_document = response.text
-        if response.status_code != 200:
-            call.ended("webhook_failed")
+        headers = self.auth(call.webhook_auth, self.user, self.password)
+        response = await call.webhook("GET", url, headers=headers)
+        if response is None:
             return None
         try:
             doc = json.loads(response.text)

@@ -19,22 +19,23 @@ it**), ``clearedAudio``. App messages: ``playAudio`` (``contentType`` +
 16000), ``checkpoint``, ``clearAudio``, ``sendDTMF``. What Plivo's docs do not
 cover (a malformed message) closes the socket here. The stream ends by the
 socket closing (no ``stop``), then a signed ``StopStream`` status callback.
+A REST transfer of the A leg (``legs=aleg``, ``aleg_url``) ends the stream;
+Plivo then fetches ``aleg_url`` (signed, ``aleg_method``) and runs the XML it
+answers (``<Speak>`` recorded in ``said``, ``<Dial><Number>`` in ``dialled``).
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
-import httpx
-
 from phonebridge.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
 from phonebridge.simulators.phone.carriers.base import (
+    DTMF_DIGITS,
     NO_CODE,
     AppAudio,
     AppClear,
@@ -48,6 +49,9 @@ from phonebridge.simulators.phone.carriers.base import (
     CarrierWire,
     Frame,
     StreamPlan,
+    app_base64,
+    app_json,
+    app_l16,
     forged,
     to_rate,
     token,
@@ -93,20 +97,14 @@ class PlivoWire(CarrierWire):
         self.extra_headers = extra_headers
         self.stream_id = uuid_like()
         self.send_stop = send_stop  # Plivo's Java SDK models a 'stop'; the docs have none
-        self._sequence = 0
-        self._chunk = 0
         self._epoch_ms = int(time.time() * 1000)
-
-    def _next(self) -> int:
-        self._sequence += 1
-        return self._sequence
 
     def opening(self, parameters: Mapping[str, str]) -> list[Frame]:
         return [
             json.dumps(
                 {
                     "event": "start",
-                    "sequenceNumber": self._next(),
+                    "sequenceNumber": self.next_sequence(),
                     "start": {
                         "callId": self.call_uuid,
                         "streamId": self.stream_id,
@@ -120,17 +118,17 @@ class PlivoWire(CarrierWire):
         ]
 
     def media(self, pcm16: bytes, timestamp_ms: int) -> Frame:
-        self._chunk += 1
+        chunk = self.next_chunk()
         payload = pcm16_to_ulaw(pcm16) if self.encoding == "audio/x-mulaw" else pcm16
         return json.dumps(
             {
                 "event": "media",
-                "sequenceNumber": self._next(),
+                "sequenceNumber": self.next_sequence(),
                 "streamId": self.stream_id,
                 "media": {
                     "track": "inbound",
                     "timestamp": str(self._epoch_ms + timestamp_ms),
-                    "chunk": self._chunk,
+                    "chunk": chunk,
                     "payload": base64.b64encode(payload).decode(),
                 },
                 "extra_headers": self.extra_headers,
@@ -141,7 +139,7 @@ class PlivoWire(CarrierWire):
         return json.dumps(
             {
                 "event": "dtmf",
-                "sequenceNumber": self._next(),
+                "sequenceNumber": self.next_sequence(),
                 "streamId": self.stream_id,
                 "dtmf": {"digit": digit, "track": "inbound"},
             }
@@ -151,7 +149,7 @@ class PlivoWire(CarrierWire):
         return json.dumps(
             {
                 "event": "playedStream",
-                "sequenceNumber": self._next(),
+                "sequenceNumber": self.next_sequence(),
                 "streamId": self.stream_id,
                 "name": name,
             }
@@ -162,7 +160,7 @@ class PlivoWire(CarrierWire):
             json.dumps(
                 {
                     "event": "clearedAudio",
-                    "sequenceNumber": self._next(),
+                    "sequenceNumber": self.next_sequence(),
                     "streamId": self.stream_id,
                 }
             )
@@ -172,18 +170,11 @@ class PlivoWire(CarrierWire):
         if not self.send_stop:
             return None
         return json.dumps(
-            {"event": "stop", "sequenceNumber": self._next(), "streamId": self.stream_id}
+            {"event": "stop", "sequenceNumber": self.next_sequence(), "streamId": self.stream_id}
         )
 
     def judge(self, raw: Frame) -> AppMessage:
-        if not isinstance(raw, str):
-            raise CarrierRejected(NO_CODE, "binary frame (Plivo takes JSON text)")
-        try:
-            doc = json.loads(raw)
-        except ValueError as exc:
-            raise CarrierRejected(NO_CODE, f"invalid JSON: {exc}") from None
-        if not isinstance(doc, dict):
-            raise CarrierRejected(NO_CODE, "message is not a JSON object")
+        doc = app_json(raw, "Plivo")
         event = doc.get("event")
         if event in ("checkpoint", "clearAudio") and doc.get("streamId") != self.stream_id:
             raise CarrierRejected(NO_CODE, f"{event}.streamId is not this stream")
@@ -202,7 +193,7 @@ class PlivoWire(CarrierWire):
                 if (
                     not isinstance(digits, str)
                     or not digits
-                    or any(d not in "0123456789*#ABCD" for d in digits)
+                    or any(d not in DTMF_DIGITS for d in digits)
                 ):
                     raise CarrierRejected(NO_CODE, "sendDTMF.dtmf must be DTMF digits")
                 return AppDtmf(digits)
@@ -222,21 +213,11 @@ class PlivoWire(CarrierWire):
         )
         if (kind, rate) not in _PLAY_PAIRS:
             raise CarrierRejected(NO_CODE, f"playAudio {kind!r:.30} at {rate_value!r:.10} Hz")
-        if not isinstance(payload, str):
-            raise CarrierRejected(NO_CODE, "playAudio.media.payload must be a base64 string")
-        try:
-            data = binascii.a2b_base64(payload, strict_mode=True)
-        except (binascii.Error, ValueError) as exc:
-            raise CarrierRejected(NO_CODE, f"playAudio payload is not base64: {exc}") from None
+        data = app_base64(payload, "playAudio.media.payload")
         if not self.bidirectional:
             return AppIgnored("playAudio dropped: the stream is not bidirectional")
         assert isinstance(rate, int)
-        if kind == "audio/x-mulaw":
-            pcm = ulaw_to_pcm16(data)
-        elif len(data) % 2:
-            raise CarrierRejected(NO_CODE, "L16 payload of an odd number of bytes")
-        else:
-            pcm = data
+        pcm = ulaw_to_pcm16(data) if kind == "audio/x-mulaw" else app_l16(data)
         return AppAudio(to_rate(pcm, rate, self.rate))
 
 
@@ -246,6 +227,12 @@ def read_stream_xml(text: str) -> tuple[ET.Element | None, tuple[str, ...]]:
     if root.tag != "Response":
         raise ValueError(f"root element is <{root.tag}>")
     return root.find("Stream"), tuple(child.tag for child in root)
+
+
+def run_document(call: CarrierCall, root: ET.Element) -> None:
+    """Record ``<Speak>`` (said) and ``<Dial><Number>`` (dialled; Plivo writes no ``+``)."""
+    call.report.said.extend((e.text or "").strip() for e in root.iter("Speak"))
+    call.report.dialled.extend("+" + (e.text or "").strip() for e in root.iter("Number"))
 
 
 class PlivoFlavour(CarrierFlavour):
@@ -258,6 +245,7 @@ class PlivoFlavour(CarrierFlavour):
         self.call_uuid = uuid_like()
         self.call: CarrierCall | None = None
         self.status_callback: str | None = None
+        self.transfer: tuple[str, str] | None = None  # (aleg_url, aleg_method) of a transfer
 
     def params(self, call: CarrierCall, status: str, **extra: str) -> dict[str, str]:
         r = call.report
@@ -286,11 +274,11 @@ class PlivoFlavour(CarrierFlavour):
     async def _rest(self, request: Any) -> dict[str, Any]:
         call = self.call
         assert call is not None
-        call.report.rest_requests.append(
-            {"action": request.action, "body": request.body, "path": request.path}
-        )
+        call.record_rest(request)
         if request.action == "transfer":
-            call.report.dialled.append(str(request.body.get("aleg_url", "")))
+            body = request.body
+            method = str(body.get("aleg_method") or "POST").upper()
+            self.transfer = (str(body.get("aleg_url", "")), method)
         call.hang_up_remotely(request.action)
         return {"message": "call hung up" if request.action == "hangup" else "call transferred"}
 
@@ -302,19 +290,9 @@ class PlivoFlavour(CarrierFlavour):
             self.api.register("plivo", self.call_uuid, self._rest)
         url = call.public("/plivo/voice")
         params = self.params(call, "ringing")
-        assert call.http is not None
-        try:
-            response = await call.http.post(
-                call.routes.http(url), data=params, headers=self.headers(call, url, params)
-            )
-        except httpx.HTTPError as exc:
-            call.error(NO_CODE, f"POST {url} failed: {exc!r}")
-            call.ended("webhook_failed")
-            return None
-        call.report.webhook_status = response.status_code
-        call.report.answer_document = response.text
-        if response.status_code != 200:
-            call.ended("webhook_failed")
+        headers = self.headers(call, url, params)
+        response = await call.webhook("POST", url, data=params, headers=headers)
+        if response is None:
             return None
         try:
             stream, verbs = read_stream_xml(response.text)
@@ -323,9 +301,7 @@ class PlivoFlavour(CarrierFlavour):
             call.ended("webhook_failed")
             return None
         call.report.twiml_verbs.extend(verbs)
-        root = ET.fromstring(response.text)  # noqa: S314
-        call.report.said.extend((e.text or "").strip() for e in root.iter("Speak"))
-        call.report.dialled.extend((e.text or "").strip() for e in root.iter("Number"))
+        run_document(call, ET.fromstring(response.text))  # noqa: S314
         if stream is None:
             call.ended("answer")
             return None
@@ -386,6 +362,32 @@ class PlivoFlavour(CarrierFlavour):
             await self._status(call, "DroppedStream")
         elif call.report.upgrade_status == 101:
             await self._status(call, "StopStream")
+        if self.transfer is not None and call.remote_hangup_reason == "transfer":
+            await self._fetch_transfer(call, *self.transfer)
+
+    async def _fetch_transfer(self, call: CarrierCall, url: str, method: str) -> None:
+        """The A leg moved to ``url``: fetch its XML (signed) and run it."""
+        call.report.action_url = url
+        if method != "POST":  # the bridge always asks POST; a GET is not simulated
+            call.error(NO_CODE, f"aleg_method {method!r} (the simulator fetches POST only)")
+            return
+        params = self.params(call, "in-progress", Event="Transfer")
+        headers = self.headers(call, url, params)
+        response = await call.callback("transfer", "POST", url, data=params, headers=headers)
+        if response is None:
+            return
+        call.report.action_status = response.status_code
+        call.report.action_answer = response.text
+        try:
+            root = ET.fromstring(response.text)  # noqa: S314 (the bridge under test's answer)
+        except ET.ParseError as exc:
+            call.error(NO_CODE, f"transfer answer is not Plivo XML: {exc}")
+            return
+        if root.tag != "Response":
+            call.error(NO_CODE, f"transfer answer's root element is <{root.tag}>")
+            return
+        call.report.twiml_verbs.extend(child.tag for child in root)
+        run_document(call, root)
 
     def close(self) -> None:
         if self.api is not None:

@@ -20,6 +20,18 @@ carriers do for a call that is gone):
 
 Every request is recorded (:attr:`FakeCarrierApi.requests`) and handed to the
 registered call's handler, which returns the JSON to answer.
+
+For ``phonebridge <carrier> configure`` it also keeps the applications and
+numbers a test puts in :attr:`FakeCarrierApi.resources` (keyed by carrier and
+id), with the same credential checks:
+
+- Telnyx ``GET|PATCH /v2/call_control_applications/{id}`` (PATCH needs
+  ``application_name`` and ``webhook_event_url``, 422 otherwise);
+- Plivo ``POST /v1/Account/{auth_id}/Application/{app_id}/`` (202 ``changed``);
+- Vonage ``GET|PUT /v2/applications/{id}`` — Basic ``api_key:api_secret``; a PUT
+  replaces the application (``name`` required);
+- SignalWire ``GET …/IncomingPhoneNumbers.json?PhoneNumber=`` and
+  ``POST …/IncomingPhoneNumbers/{sid}.json``.
 """
 
 from __future__ import annotations
@@ -62,6 +74,8 @@ class ApiCredentials:
     vonage_public_key_pem: str = ""  # empty: any well-formed RS256 JWT is accepted
     signalwire_project_id: str = ""
     signalwire_api_token: str = ""
+    vonage_api_key: str = ""
+    vonage_api_secret: str = ""
 
 
 def _basic(request: Request, user: str, password: str) -> bool:
@@ -73,6 +87,7 @@ def _basic(request: Request, user: str, password: str) -> bool:
 class FakeCarrierApi:
     credentials: ApiCredentials = field(default_factory=ApiCredentials)
     requests: list[ApiRequest] = field(default_factory=list)
+    resources: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     port: int = 0
     _handlers: dict[tuple[str, str], Handler] = field(default_factory=dict)
     _server: uvicorn.Server | None = None
@@ -132,8 +147,117 @@ class FakeCarrierApi:
                     self._signalwire,
                     methods=["POST"],
                 ),
+                Route(
+                    "/v2/call_control_applications/{id}",
+                    self._telnyx_application,
+                    methods=["GET", "PATCH"],
+                ),
+                Route(
+                    "/v1/Account/{account}/Application/{id}/",
+                    self._plivo_application,
+                    methods=["POST"],
+                ),
+                Route("/v2/applications/{id}", self._vonage_application, methods=["GET", "PUT"]),
+                Route(
+                    "/api/laml/2010-04-01/Accounts/{account}/IncomingPhoneNumbers.json",
+                    self._signalwire_numbers,
+                    methods=["GET"],
+                ),
+                Route(
+                    "/api/laml/2010-04-01/Accounts/{account}/IncomingPhoneNumbers/{sid}.json",
+                    self._signalwire_number,
+                    methods=["POST"],
+                ),
             ]
         )
+
+    # ---------------------------------------------------------------- configure routes
+
+    def _resource(
+        self, request: Request, carrier: str, key: str, authorized: bool, body: dict[str, Any]
+    ) -> dict[str, Any] | Response:
+        """The stored resource, or the refusal the carrier would answer."""
+        action = "configure" if request.method != "GET" else "read"
+        self.requests.append(
+            ApiRequest(carrier, request.method, request.url.path, key, action, body, authorized)
+        )
+        if not authorized:
+            return JSONResponse({"errors": [{"title": "Unauthorized"}]}, status_code=401)
+        found = self.resources.get((carrier, key))
+        if found is None:
+            return JSONResponse({"errors": [{"title": "Not found"}]}, status_code=404)
+        return found
+
+    async def _telnyx_application(self, request: Request) -> Response:
+        key = self.credentials.telnyx_api_key
+        authorized = bool(key) and request.headers.get("authorization") == f"Bearer {key}"
+        body = await self._json(request) if request.method == "PATCH" else {}
+        found = self._resource(request, "telnyx", request.path_params["id"], authorized, body)
+        if isinstance(found, Response):
+            return found
+        if request.method == "PATCH":
+            if not body.get("application_name") or not body.get("webhook_event_url"):
+                return JSONResponse({"errors": [{"title": "Missing field"}]}, status_code=422)
+            found.update(body)
+        return JSONResponse({"data": found})
+
+    async def _plivo_application(self, request: Request) -> Response:
+        c = self.credentials
+        authorized = _basic(request, c.plivo_auth_id, c.plivo_auth_token) and (
+            request.path_params["account"] == c.plivo_auth_id
+        )
+        body = await self._json(request)
+        found = self._resource(request, "plivo", request.path_params["id"], authorized, body)
+        if isinstance(found, Response):
+            return found
+        found.update(body)
+        return JSONResponse({"message": "changed", "api_id": "fake"}, status_code=202)
+
+    async def _vonage_application(self, request: Request) -> Response:
+        c = self.credentials
+        authorized = _basic(request, c.vonage_api_key, c.vonage_api_secret)
+        body = await self._json(request) if request.method == "PUT" else {}
+        found = self._resource(request, "vonage", request.path_params["id"], authorized, body)
+        if isinstance(found, Response):
+            return found
+        if request.method == "PUT":
+            if not body.get("name"):
+                return JSONResponse({"title": "Bad Request"}, status_code=400)
+            found.clear()  # a PUT replaces the application
+            found.update({"id": request.path_params["id"], **body})
+        return JSONResponse(found)
+
+    def _signalwire_authorized(self, request: Request) -> bool:
+        c = self.credentials
+        return _basic(request, c.signalwire_project_id, c.signalwire_api_token) and (
+            request.path_params["account"] == c.signalwire_project_id
+        )
+
+    async def _signalwire_numbers(self, request: Request) -> Response:
+        authorized = self._signalwire_authorized(request)
+        number = request.query_params.get("PhoneNumber", "")
+        self.requests.append(
+            ApiRequest("signalwire", "GET", request.url.path, number, "read", {}, authorized)
+        )
+        if not authorized:
+            return JSONResponse({"message": "Unauthorized"}, status_code=401)
+        numbers = [
+            value
+            for (carrier, _), value in self.resources.items()
+            if carrier == "signalwire" and value.get("phone_number") == number
+        ]
+        return JSONResponse({"incoming_phone_numbers": numbers})
+
+    async def _signalwire_number(self, request: Request) -> Response:
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        authorized = self._signalwire_authorized(request)
+        found = self._resource(request, "signalwire", request.path_params["sid"], authorized, form)
+        if isinstance(found, Response):
+            return found
+        found.update(
+            {"voice_url": form.get("VoiceUrl", ""), "voice_method": form.get("VoiceMethod", "")}
+        )
+        return JSONResponse(found)
 
     async def _dispatch(self, request: ApiRequest) -> Response:
         self.requests.append(request)

@@ -24,7 +24,6 @@ After a stream the bridge ended, the ``<Connect action>`` URL is requested
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import time
 import xml.etree.ElementTree as ET
@@ -32,10 +31,9 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 from urllib.parse import urlsplit
 
-import httpx
-
 from phonebridge.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
 from phonebridge.simulators.phone.carriers.base import (
+    DTMF_DIGITS,
     NO_CODE,
     AppAudio,
     AppClear,
@@ -48,6 +46,9 @@ from phonebridge.simulators.phone.carriers.base import (
     CarrierWire,
     Frame,
     StreamPlan,
+    app_base64,
+    app_json,
+    app_l16,
     forged,
     token,
 )
@@ -72,16 +73,13 @@ class SignalWireWire(CarrierWire):
         self.stream_sid = "MZ" + token()
         self.call_sid = call_sid
         self.account_sid = account_sid
-        self._sequence = 0
-        self._chunk = 0
 
     @property
     def mulaw(self) -> bool:
         return self.rate == 8_000
 
     def _next(self) -> str:
-        self._sequence += 1
-        return str(self._sequence)
+        return str(self.next_sequence())
 
     def opening(self, parameters: Mapping[str, str]) -> list[Frame]:
         start: dict[str, Any] = {
@@ -103,7 +101,7 @@ class SignalWireWire(CarrierWire):
         ]
 
     def media(self, pcm16: bytes, timestamp_ms: int) -> Frame:
-        self._chunk += 1
+        chunk = self.next_chunk()
         payload = pcm16_to_ulaw(pcm16) if self.mulaw else pcm16
         return json.dumps(
             {
@@ -111,7 +109,7 @@ class SignalWireWire(CarrierWire):
                 "sequenceNumber": self._next(),
                 "media": {
                     "track": "inbound",
-                    "chunk": str(self._chunk),
+                    "chunk": str(chunk),
                     "timestamp": str(timestamp_ms),
                     "payload": base64.b64encode(payload).decode(),
                 },
@@ -135,14 +133,7 @@ class SignalWireWire(CarrierWire):
         return json.dumps({"event": "stop", "sequenceNumber": self._next()})
 
     def judge(self, raw: Frame) -> AppMessage:
-        if not isinstance(raw, str):
-            raise CarrierRejected(NO_CODE, "binary frame (SignalWire takes JSON text)")
-        try:
-            doc = json.loads(raw)
-        except ValueError as exc:
-            raise CarrierRejected(NO_CODE, f"invalid JSON: {exc}") from None
-        if not isinstance(doc, dict):
-            raise CarrierRejected(NO_CODE, "message is not a JSON object")
+        doc = app_json(raw, "SignalWire")
         event = doc.get("event")
         shape = _SHAPES.get(event) if isinstance(event, str) else None
         if shape is None:
@@ -163,18 +154,11 @@ class SignalWireWire(CarrierWire):
         if event == "mark":
             return AppMark(value)
         if event == "dtmf":
-            if len(value) != 1 or value not in "0123456789*#ABCD":
+            if len(value) != 1 or value not in DTMF_DIGITS:
                 raise CarrierRejected(NO_CODE, f"dtmf.digit {value!r:.10} is not one digit")
             return AppDtmf(value)
-        try:
-            data = binascii.a2b_base64(value, strict_mode=True)
-        except (binascii.Error, ValueError) as exc:
-            raise CarrierRejected(NO_CODE, f"media.payload is not base64: {exc}") from None
-        if self.mulaw:
-            return AppAudio(ulaw_to_pcm16(data))
-        if len(data) % 2:
-            raise CarrierRejected(NO_CODE, "L16 payload of an odd number of bytes")
-        return AppAudio(data)
+        data = app_base64(value, "media.payload")
+        return AppAudio(ulaw_to_pcm16(data) if self.mulaw else app_l16(data))
 
 
 class SignalWireFlavour(CarrierFlavour):
@@ -215,9 +199,7 @@ class SignalWireFlavour(CarrierFlavour):
     async def _rest(self, request: ApiRequest) -> dict[str, Any]:
         call = self.call
         assert call is not None
-        call.report.rest_requests.append(
-            {"action": request.action, "body": request.body, "path": request.path}
-        )
+        call.record_rest(request)
         if request.action in ("hangup", "transfer"):
             call.hang_up_remotely(request.action)
         return {"sid": self.call_sid, "status": "completed"}
@@ -230,19 +212,9 @@ class SignalWireFlavour(CarrierFlavour):
             self.api.register("signalwire", self.call_sid, self._rest)
         url = call.public("/signalwire/voice")
         params = self.params(call, "ringing")
-        assert call.http is not None
-        try:
-            response = await call.http.post(
-                call.routes.http(url), data=params, headers=self.headers(call, url, params)
-            )
-        except httpx.HTTPError as exc:
-            call.error(NO_CODE, f"POST {url} failed: {exc!r}")
-            call.ended("webhook_failed")
-            return None
-        call.report.webhook_status = response.status_code
-        call.report.answer_document = response.text
-        if response.status_code != 200:
-            call.ended("webhook_failed")
+        headers = self.headers(call, url, params)
+        response = await call.webhook("POST", url, data=params, headers=headers)
+        if response is None:
             return None
         try:
             answer = read_twiml(response.text, response.headers.get("content-type"))

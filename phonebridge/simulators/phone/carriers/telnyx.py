@@ -7,7 +7,12 @@ Ed25519 (``telnyx-signature-ed25519`` over ``timestamp|raw body``,
 :class:`~.rest.FakeCarrierApi`: ``answer`` (→ a signed ``call.answered``
 webhook), ``streaming_start`` (→ the socket is opened with the
 ``x-telnyx-streaming-auth-token`` header, then ``streaming.started``),
-``speak``, ``hangup``, ``transfer``, ``streaming_stop``.
+``speak``, ``hangup``, ``transfer``, ``streaming_stop``. A ``speak`` is
+played (recorded in ``said``) and answered with a signed
+``call.speak.ended``; the call stays up until a ``hangup`` or ``transfer``
+(before the stream, or after a stream the bridge ended: Call Control runs
+nothing by itself, so a call no command ends is left in silence, recorded as
+an error once ``io_timeout`` has passed).
 
 On the socket (snake_case, ``sequence_number`` a string, ``sample_rate`` a
 number): ``connected`` (the auth token repeated), ``start``, ``media`` every
@@ -25,13 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import json
 import time
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 
-import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from phonebridge.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
@@ -48,6 +51,10 @@ from phonebridge.simulators.phone.carriers.base import (
     CarrierWire,
     Frame,
     StreamPlan,
+    app_base64,
+    app_json,
+    app_l16,
+    app_mark_name,
     forged,
     to_rate,
     token,
@@ -98,12 +105,9 @@ class TelnyxWire(CarrierWire):
         self.to_number = to_number
         self.client_state = client_state
         self.auth_token = auth_token
-        self._sequence = 0
-        self._chunk = 0
 
     def _next(self) -> str:
-        self._sequence += 1
-        return str(self._sequence)
+        return str(self.next_sequence())
 
     def opening(self, parameters: Mapping[str, str]) -> list[Frame]:
         connected: dict[str, Any] = {"event": "connected", "version": "1.0.0"}
@@ -133,7 +137,7 @@ class TelnyxWire(CarrierWire):
         return pcm16_to_alaw(pcm16) if self.codec == "PCMA" else pcm16_to_ulaw(pcm16)
 
     def media(self, pcm16: bytes, timestamp_ms: int) -> Frame:
-        self._chunk += 1
+        chunk = self.next_chunk()
         return json.dumps(
             {
                 "event": "media",
@@ -141,7 +145,7 @@ class TelnyxWire(CarrierWire):
                 "stream_id": self.stream_id,
                 "media": {
                     "track": "inbound",
-                    "chunk": str(self._chunk),
+                    "chunk": str(chunk),
                     "timestamp": str(timestamp_ms),
                     "payload": base64.b64encode(self._encode(pcm16)).decode(),
                 },
@@ -191,14 +195,7 @@ class TelnyxWire(CarrierWire):
         )
 
     def judge(self, raw: Frame) -> AppMessage:
-        if not isinstance(raw, str):
-            raise CarrierRejected(MALFORMED_FRAME, "binary frame (Telnyx takes JSON text)")
-        try:
-            doc = json.loads(raw)
-        except ValueError as exc:
-            raise CarrierRejected(MALFORMED_FRAME, f"invalid JSON: {exc}") from None
-        if not isinstance(doc, dict):
-            raise CarrierRejected(MALFORMED_FRAME, "message is not a JSON object")
+        doc = app_json(raw, "Telnyx", MALFORMED_FRAME)
         event = doc.get("event")
         stream_id = doc.get("stream_id")
         if stream_id is not None and stream_id != self.stream_id:
@@ -207,11 +204,7 @@ class TelnyxWire(CarrierWire):
             case "media":
                 return self._media(doc.get("media"))
             case "mark":
-                mark = doc.get("mark")
-                name = mark.get("name") if isinstance(mark, dict) else None
-                if not isinstance(name, str) or not name:
-                    raise CarrierRejected(MALFORMED_FRAME, "mark.name must be a string")
-                return AppMark(name)
+                return AppMark(app_mark_name(doc.get("mark"), "mark.name", MALFORMED_FRAME))
             case "clear":
                 return AppClear()
             case _:
@@ -219,18 +212,11 @@ class TelnyxWire(CarrierWire):
 
     def _media(self, media: object) -> AppMessage:
         payload = media.get("payload") if isinstance(media, dict) else None
-        if not isinstance(payload, str):
-            raise CarrierRejected(INVALID_MEDIA, "media.payload must be a base64 string")
-        try:
-            data = binascii.a2b_base64(payload, strict_mode=True)
-        except (binascii.Error, ValueError) as exc:
-            raise CarrierRejected(INVALID_MEDIA, f"media.payload is not base64: {exc}") from None
+        data = app_base64(payload, "media.payload", INVALID_MEDIA)
         if not self.rtp:
             return AppIgnored("media dropped: bidirectional mode is mp3, not rtp")
         if self.out_codec == "L16":
-            if len(data) % 2:
-                raise CarrierRejected(INVALID_MEDIA, "L16 payload of an odd number of bytes")
-            pcm, rate = swap16(data), self.out_rate
+            pcm, rate = swap16(app_l16(data, INVALID_MEDIA)), self.out_rate
         elif self.out_codec == "PCMA":
             pcm, rate = alaw_to_pcm16(data), 8_000
         else:
@@ -255,9 +241,7 @@ class TelnyxFlavour(CarrierFlavour):
     async def _command(self, request: ApiRequest) -> dict[str, Any]:
         call = self.call
         assert call is not None
-        call.report.rest_requests.append(
-            {"action": request.action, "body": request.body, "path": request.path}
-        )
+        call.record_rest(request)
         if request.action == "transfer":
             call.report.dialled.append(str(request.body.get("to", "")))
         if request.action == "speak":
@@ -304,26 +288,18 @@ class TelnyxFlavour(CarrierFlavour):
             headers[TIMESTAMP_HEADER] = stamp
         url = call.public("/telnyx/voice")
         if event_type == "call.initiated":
-            assert call.http is not None
-            try:
-                response = await call.http.post(
-                    call.routes.http(url), content=body, headers=headers
-                )
-            except httpx.HTTPError as exc:
-                call.error(0, f"POST {url} failed: {exc!r}")
-                return None
-            call.report.webhook_status = response.status_code
-            return response.status_code
-        response_ = await call.callback(event_type, "POST", url, content=body, headers=headers)
-        return None if response_ is None else response_.status_code
+            response = await call.webhook(
+                "POST", url, ok=range(200, 300), document=False, content=body, headers=headers
+            )
+        else:
+            response = await call.callback(event_type, "POST", url, content=body, headers=headers)
+        return None if response is None else response.status_code
 
     async def set_up(self, call: CarrierCall) -> StreamPlan | None:
         self.call = call
         call.report.account_sid = token()
         self.api.register("telnyx", self.call_control_id, self._command)
-        status = await self.webhook(call, "call.initiated")
-        if status is None or not 200 <= status < 300:
-            call.ended("webhook_failed")
+        if await self.webhook(call, "call.initiated") is None:
             return None
         while True:
             try:
@@ -340,17 +316,37 @@ class TelnyxFlavour(CarrierFlavour):
                         return self.plan(call, body)
                 case "streaming_start":
                     return self.plan(call, body)
-                case "speak":
-                    await self.webhook(call, "call.speak.ended", status="completed")
-                case "hangup" | "reject":
-                    call.ended(f"rest_{request.action}")
-                    await self.webhook(call, "call.hangup", hangup_cause="normal_clearing")
-                    return None
-                case "transfer":
-                    call.ended("transferred")
-                    return None
                 case _:
-                    call.report.notes.append(f"Call Control {request.action!r} before the stream")
+                    if await self.obey(call, request, "before the stream"):
+                        return None
+
+    async def obey(self, call: CarrierCall, request: ApiRequest, when: str) -> bool:
+        """A command on a call with no stream; True when it ended the call."""
+        match request.action:
+            case "speak":
+                # Played (recorded in ``said`` as it arrived), then Telnyx says so.
+                await self.webhook(call, "call.speak.ended", status="completed")
+            case "hangup" | "reject":
+                call.ended(f"rest_{request.action}")
+                await self.webhook(call, "call.hangup", hangup_cause="normal_clearing")
+                return True
+            case "transfer":
+                call.ended("transferred")
+                return True
+            case _:
+                call.report.notes.append(f"Call Control {request.action!r} {when}")
+        return False
+
+    async def after_stream(self, call: CarrierCall) -> None:
+        """The call outlived its stream: run the bridge's commands until one ends it."""
+        while True:
+            try:
+                request = await asyncio.wait_for(self.commands.get(), call.timeout)
+            except TimeoutError:
+                call.error(0, "no Call Control command ended the call after its stream")
+                return
+            if await self.obey(call, request, "after the stream"):
+                return
 
     def plan(self, call: CarrierCall, body: Mapping[str, Any]) -> StreamPlan | None:
         url = str(body.get("stream_url", ""))
@@ -408,10 +404,10 @@ class TelnyxFlavour(CarrierFlavour):
             await self.webhook(call, "streaming.failed")
             return
         await self.webhook(call, "streaming.stopped")
-        if call.report.ended_by in ("caller", "caller_dropped") or (
-            call.report.ended_by == "rest_hangup" and call.remote_hangup_reason == "hangup"
-        ):
+        if call.call_over:
             await self.webhook(call, "call.hangup", hangup_cause="normal_clearing")
+        elif call.remote_hangup_reason != "transfer":
+            await self.after_stream(call)
 
     def close(self) -> None:
         self.api.unregister("telnyx", self.call_control_id)

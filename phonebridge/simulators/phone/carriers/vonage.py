@@ -34,8 +34,6 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Final
 from urllib.parse import urlencode
 
-import httpx
-
 from phonebridge.simulators.phone.carriers.base import (
     NO_CODE,
     AppAudio,
@@ -48,6 +46,7 @@ from phonebridge.simulators.phone.carriers.base import (
     CarrierWire,
     Frame,
     StreamPlan,
+    app_json_text,
     forged,
     token,
     uuid_like,
@@ -103,12 +102,7 @@ class VonageWire(CarrierWire):
                     f"frame ({self.frame_bytes} bytes at {self.rate} Hz)",
                 )
             return AppAudio(raw)
-        try:
-            doc = json.loads(raw)
-        except ValueError as exc:
-            raise CarrierRejected(NO_CODE, f"invalid JSON: {exc}") from None
-        if not isinstance(doc, dict):
-            raise CarrierRejected(NO_CODE, "message is not a JSON object")
+        doc = app_json_text(raw)
         match doc.get("action"):
             case "clear":
                 return AppClear()
@@ -165,9 +159,7 @@ class VonageFlavour(CarrierFlavour):
     async def _rest(self, request: ApiRequest) -> dict[str, Any]:
         call = self.call
         assert call is not None
-        call.report.rest_requests.append(
-            {"action": request.action, "body": request.body, "path": request.path}
-        )
+        call.record_rest(request)
         destination = request.body.get("destination")
         if request.action == "transfer" and isinstance(destination, dict):
             ncco = destination.get("ncco")
@@ -191,19 +183,8 @@ class VonageFlavour(CarrierFlavour):
             "region_url": "https://api-eu-1.vonage.com",
         }
         url = call.public("/vonage/answer") + "?" + urlencode(query)
-        assert call.http is not None
-        try:
-            response = await call.http.get(
-                call.routes.http(url), headers=self.jwt(call, None, call.webhook_auth)
-            )
-        except httpx.HTTPError as exc:
-            call.error(NO_CODE, f"GET {url} failed: {exc!r}")
-            call.ended("webhook_failed")
-            return None
-        call.report.webhook_status = response.status_code
-        call.report.answer_document = response.text
-        if response.status_code != 200:
-            call.ended("webhook_failed")
+        response = await call.webhook("GET", url, headers=self.jwt(call, None, call.webhook_auth))
+        if response is None:
             return None
         try:
             ncco = _ncco(response.text)
@@ -277,9 +258,7 @@ class VonageFlavour(CarrierFlavour):
                     "headers": self.endpoint.get("headers", {}),
                 },
             )
-        elif by in ("caller", "caller_dropped") or (
-            by == "rest_hangup" and call.remote_hangup_reason == "hangup"
-        ):
+        elif call.call_over:
             await self._event(
                 call,
                 call.public("/vonage/event"),
