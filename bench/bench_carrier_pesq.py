@@ -37,7 +37,7 @@ from bench_carriers import pairs
 from report import ROOT, machine, write_section
 
 from phonebridge.audio.analysis import best_lag, samples
-from phonebridge.audio.opus import NARROWBAND, OpusEncoder
+from phonebridge.audio.opus import NARROWBAND, OpusEncoder, complexity_for
 from phonebridge.audio.opus_stream import OggOpusDecodeStream, OggOpusEncodeStream
 from phonebridge.simulators.personaplex.server_ogg import STEP_BYTES, ServerOggWriter
 from phonebridge.simulators.phone.carriers.base import AppAudio, CarrierWire
@@ -85,6 +85,7 @@ def through_leg(
     # Caller -> carrier wire -> bridge parser -> Ogg Opus as the model client encodes it.
     encoder = OggOpusEncodeStream(
         sample_rate=rate,
+        complexity=complexity_for(rate),
         packets_per_page=4,
         max_bandwidth=NARROWBAND if rate <= 8_000 else None,
     )

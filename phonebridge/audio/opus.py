@@ -34,6 +34,18 @@ from phonebridge.errors import OpusError
 # (Reproduce: the PESQ column of bench/bench_audio.py's complexity table.)
 DEFAULT_COMPLEXITY: Final[int] = 1
 
+# Complexity 5 on wideband legs (16/24 kHz): there complexity buys what the leg
+# is for. On a 16 kHz leg PESQ-WB (caller -> model) is 3.52 at 1 and 4.24 at 5,
+# for ~56 -> ~118 µs per 20 ms of encoding (bench/bench_carrier_pesq.py's
+# complexity table); narrowband legs keep the cheap setting above.
+WIDEBAND_COMPLEXITY: Final[int] = 5
+
+
+def complexity_for(sample_rate: int) -> int:
+    """The encoder complexity for a leg at ``sample_rate`` (see the two constants above)."""
+    return DEFAULT_COMPLEXITY if sample_rate <= 8000 else WIDEBAND_COMPLEXITY
+
+
 # The bridge only ever encodes a phone line: 8 kHz audio upsampled to 24 kHz,
 # with nothing above 4 kHz. Capping Opus at narrowband stops libopus from
 # spending bits and CPU on empty high bands: encode drops from ~165 to ~88 µs
@@ -86,6 +98,7 @@ class OpusEncoder:
         if not 0 <= complexity <= 10:
             raise OpusError(f"Opus complexity must be 0..10, not {complexity}")
         self.sample_rate = sample_rate
+        self.complexity = complexity
         self.frame_samples = sample_rate * FRAME_MS // 1000
         self.frame_bytes = self.frame_samples * 2
         try:

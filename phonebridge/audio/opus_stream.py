@@ -75,6 +75,7 @@ class OggOpusEncodeStream:
             input_sample_rate=sample_rate,
         )
         self._chunker = FrameChunker(frame_bytes(sample_rate))
+        self.complexity = complexity
         self._packets_per_page = packets_per_page
         self._packets: list[bytes] = []  # encoded, waiting for their page to fill
         self._started = False

@@ -27,7 +27,7 @@ from enum import IntEnum
 from typing import Final
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from phonebridge.audio.opus import NARROWBAND
+from phonebridge.audio.opus import NARROWBAND, complexity_for
 from phonebridge.audio.opus_stream import OggOpusDecodeStream, OggOpusEncodeStream
 from phonebridge.errors import AudioError, ConfigError, LocalProtocolError, RemoteProtocolError
 from phonebridge.models.base import (
@@ -135,9 +135,9 @@ class OggStreamProtocol:
         bitrate: int | None = None,
         sample_rate: int = SAMPLE_RATE,
     ) -> None:
-        options: dict[str, int] = {}
-        if complexity is not None:
-            options["complexity"] = complexity
+        options: dict[str, int] = {
+            "complexity": complexity if complexity is not None else complexity_for(sample_rate)
+        }
         if bitrate is not None:
             options["bitrate"] = bitrate
         self.sample_rate = sample_rate
@@ -151,6 +151,11 @@ class OggStreamProtocol:
         self._decoder = OggOpusDecodeStream(sample_rate=sample_rate)
         self._headers_sent = False
         self.ready = False
+
+    @property
+    def encoder_complexity(self) -> int:
+        """The Opus complexity the caller's audio is encoded with (audio/opus.py)."""
+        return self._encoder.complexity
 
     def on_open(self) -> None:
         """The upgrade completed; the model is not ready until ``0x00`` arrives."""

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from phonebridge.audio.ogg import OggOpusReader, OggPageReader
-from phonebridge.audio.opus import OpusDecoder
+from phonebridge.audio.opus import DEFAULT_COMPLEXITY, OpusDecoder
 from phonebridge.audio.opus_stream import OggOpusDecodeStream
 from phonebridge.audio.resample import Downsampler24kTo8k, Upsampler8kTo24k
 from phonebridge.errors import (
@@ -322,3 +322,13 @@ def test_fal_url_and_header() -> None:
     assert build_url() == "wss://fal.run/fal-ai/personaplex/realtime"
     assert build_url("ws://127.0.0.1:1/") == "ws://127.0.0.1:1/fal-ai/personaplex/realtime"
     assert auth_headers("k-123") == {"Authorization": "Key k-123"}
+
+
+@pytest.mark.parametrize(("rate", "expected"), [(8000, DEFAULT_COMPLEXITY), (16000, 5), (24000, 5)])
+def test_wideband_legs_encode_at_the_wideband_complexity(rate: int, expected: int) -> None:
+    # Narrowband keeps the cheap setting the load tables were measured with; a
+    # wideband leg pays for the quality it exists for (bench/bench_carrier_pesq.py).
+    assert OggStreamProtocol(sample_rate=rate).encoder_complexity == expected
+    assert PolarGridProtocol(sample_rate=rate).encoder_complexity == expected
+    # An operator's explicit choice wins at every rate.
+    assert OggStreamProtocol(sample_rate=rate, complexity=3).encoder_complexity == 3
