@@ -12,9 +12,13 @@ bridge's ``<Connect action>`` URL for every end reason and hand-off:
 2. nothing follows a transfer (``<Dial>``, NCCO ``connect`` to a phone);
 3. no timed verb (``Pause``, ``Gather``, ``Record``, ``Wait``) anywhere.
 
-The Telnyx module on main answers with Call Control (REST commands, JSON:
+The Telnyx module answers with Call Control (REST commands, JSON:
 telephony/telnyx/callcontrol.py), not TeXML, so it leaves no document behind
-to misbehave; a TeXML answer added later must join the builders below.
+to misbehave: its after-stream answer is one command, checked below (a
+``transfer`` is the last thing the bridge says to the call). A TeXML answer
+added later must join the builders below. The carriers' answers to a
+hand-off (cold transfers on every carrier that can dial) are checked for every
+end reason and hand-off like Twilio's.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from phonebridge.calls.admission import Admission
-from phonebridge.calls.bridge import Bridge, BridgeConfig
+from phonebridge.calls.bridge import Bridge, BridgeConfig, render_twiml
 from phonebridge.calls.journal import JournalFactory
 from phonebridge.calls.outcome import CallEndReason, CallOutcome, Handoff
 from phonebridge.coordination.memory import ServerPool
@@ -40,6 +44,9 @@ from phonebridge.telephony.twilio import transfer as twilio_transfer
 from phonebridge.telephony.twilio import twiml
 from phonebridge.telephony.vonage import ncco
 from phonebridge.telephony.vonage.ncco import AnswerRequest
+from phonebridge.web.carriers import plivo as plivo_route
+from phonebridge.web.carriers import telnyx as telnyx_route
+from phonebridge.web.carriers import vonage as vonage_route
 
 TIMED = frozenset({"Pause", "Gather", "Record", "Wait"})
 STREAM_VERBS = frozenset({"Connect", "Stream", "Start"})
@@ -90,8 +97,14 @@ def test_twilio_documents(message: str, number: str, target: str, room: str) -> 
     check_xml(twilio_transfer.handoff_document(Handoff(room, join=True)))
 
 
-@given(message=messages, number=numbers)
-def test_other_carriers_documents(message: str, number: str) -> None:
+def check_call_control(commands: list[tuple[str, dict[str, Any]]]) -> None:
+    json.dumps(commands)  # the bodies are JSON
+    assert len(commands) == 1, commands  # one command: nothing follows a transfer
+    assert commands[0][0] in ("speak", "transfer", "hangup"), commands
+
+
+@given(message=messages, number=numbers, target=targets)
+def test_other_carriers_documents(message: str, number: str, target: str) -> None:
     check_xml(
         cxml.connect_stream(
             "wss://bridge.example.com/signalwire/media",
@@ -104,6 +117,7 @@ def test_other_carriers_documents(message: str, number: str) -> None:
     check_xml(plivo.stream("wss://bridge.example.com/plivo/media", sample_rate=8_000, headers={}))
     check_xml(plivo.speak_and_hangup(message))
     check_xml(plivo.dial(number, message=message))
+    check_xml(plivo.dial(target))
     call = AnswerRequest(
         uuid="u", conversation_uuid="c", from_number="15005550006", to_number="14165550150"
     )
@@ -118,6 +132,7 @@ def test_other_carriers_documents(message: str, number: str) -> None:
     )
     check_ncco(ncco.talk(message))
     check_ncco(ncco.transfer(number, message=message))
+    check_ncco(ncco.transfer(target))
 
 
 def test_the_checker_catches_the_telnyx_pitfall() -> None:
@@ -187,7 +202,18 @@ async def test_every_action_answer(
         clock=lambda: 0.0,
     )
     sid = "CA" + "1" * 32
-    bridge.outcomes.record(CallOutcome(sid, "line", reason, "why", handoff))
+    outcome = CallOutcome(sid, "line", reason, "why", handoff)
+    # Every carrier's answer to the same outcome (SignalWire's cXML is TwiML's).
+    answer = bridge.decide(outcome)
+    check_xml(render_twiml(answer))
+    check_xml(plivo_route.render(answer))
+    check_ncco(vonage_route.render(answer))
+    check_call_control(telnyx_route.commands(answer))
+    if handoff is not None and not handoff.join:  # a cold transfer dials on every carrier
+        assert [verb.tag for verb in ET.fromstring(plivo_route.render(answer))] == ["Dial"]
+        assert [action["action"] for action in vonage_route.render(answer)] == ["connect"]
+        assert telnyx_route.commands(answer)[0] == ("transfer", {"to": handoff.to})
+    bridge.outcomes.record(outcome)
     check_xml(await bridge.stream_ended({"CallSid": sid, "To": "+14165550150"}))
     # A call no replica holds (its replica died) gets the fallback: checked too.
     check_xml(await bridge.stream_ended({"CallSid": "CA" + "2" * 32, "To": "+14165550150"}))

@@ -58,9 +58,17 @@ log = logging.getLogger(__name__)
 
 MAX_DIGITS: Final = 32  # keys kept for the whisper
 REPEAT_HINT: Final = "[The caller pressed a key to hear that again: repeat your last answer.]"
-HAND_OFF_CHANNELS: Final = frozenset({"twilio"})
-"""Legs whose carrier path can hand a caller over today. The carriers branch
-adds its own as each leg's end-of-stream answer learns to dial."""
+COLD_CHANNELS: Final = frozenset({"twilio", "telnyx", "plivo", "vonage", "signalwire"})
+"""Legs whose carrier can dial the human after the stream (a cold transfer):
+Twilio's and SignalWire's ``<Connect action>`` answers ``<Dial>``, Vonage's
+``disconnected`` event a ``connect``, Telnyx a Call Control ``transfer``,
+Plivo a REST transfer to a ``<Dial>`` document. Not Exotel: the socket's close
+ends the Voicebot applet and the account's call flow goes on; nothing in the
+call can be told to dial (no in-call REST, CARRIERS.md §5.5)."""
+WARM_CHANNELS: Final = frozenset({"twilio"})
+"""Legs that can also hand over warm: it needs the carrier's REST dialer for
+the human's call and a conference to meet in (telephony/twilio/transfer.py).
+A warm persona on a cold-only leg transfers cold (noted ``transfer_cold``)."""
 
 
 class TransferPolicy:
@@ -78,6 +86,7 @@ class TransferPolicy:
         metrics: BridgeMetrics,
         dialer: HumanDialer | None,
         can_hand_off: bool,
+        can_warm: bool,
     ) -> None:
         self._persona = persona
         self._transfer = transfer
@@ -88,6 +97,7 @@ class TransferPolicy:
         self._metrics = metrics
         self._dialer = dialer
         self._can_hand_off = can_hand_off
+        self._can_warm = can_hand_off and can_warm and dialer is not None
         self._keypad = KeypadTriggers(transfer.keys)
         self._phrases: list[PhraseTrigger] = []
         if transfer.agent_phrases is not None:
@@ -192,11 +202,17 @@ class TransferPolicy:
                 self._handing_over = True
                 for trigger in self._phrases:
                     trigger.disarm()
-                if self._transfer.mode is TransferMode.WARM and self._dialer is not None:
+                if self._transfer.mode is TransferMode.WARM and self._can_warm:
                     self._start_warm()
                 else:
                     if self._transfer.mode is TransferMode.WARM:
-                        self._note("transfer_cold", "no call control configured: cold transfer")
+                        # Better a cold transfer than none: the caller asked for a human.
+                        why = (
+                            "no call control configured"
+                            if self._dialer is None
+                            else "this leg cannot hand over warm"
+                        )
+                        self._note("transfer_cold", f"{why}: cold transfer")
                     self._cold(firing)
             case KeyAction.OPT_OUT:
                 call.end(CallEndReason.OPTED_OUT, firing.detail)
@@ -342,11 +358,13 @@ class TransferPolicies:
         *,
         metrics: BridgeMetrics,
         dialer: HumanDialer | None,
-        hand_off_channels: frozenset[str] = HAND_OFF_CHANNELS,
+        cold_channels: frozenset[str] = COLD_CHANNELS,
+        warm_channels: frozenset[str] = WARM_CHANNELS,
     ) -> None:
         self._metrics = metrics
         self._dialer = dialer
-        self._channels = hand_off_channels
+        self._cold_channels = cold_channels
+        self._warm_channels = warm_channels
 
     def __call__(self, pending: PendingCall, leg: Leg) -> TransferPolicy | None:
         transfer = pending.persona.transfer
@@ -361,7 +379,8 @@ class TransferPolicies:
             sample_rate=leg.sample_rate,
             metrics=self._metrics,
             dialer=self._dialer,
-            can_hand_off=leg.channel in self._channels,
+            can_hand_off=leg.channel in self._cold_channels,
+            can_warm=leg.channel in self._warm_channels,
         )
 
 

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from xml.etree.ElementTree import Element, SubElement, tostring
 
 from phonebridge.errors import LocalProtocolError
+from phonebridge.personas.transfer import SIP_PATTERN
 
 MAX_EXTRA_HEADERS_BYTES: Final = 512
 _ALNUM: Final = re.compile(r"[A-Za-z0-9]+")
@@ -86,10 +87,16 @@ def speak_and_hangup(message: str) -> str:
 
 
 def dial(number: str, message: str | None = None) -> str:
-    if not _E164.fullmatch(number):
-        raise LocalProtocolError(f"<Dial> number must be E.164, got {number!r}")
+    """``<Dial>`` a ``<Number>`` (E.164, written without ``+``) or a SIP ``<User>``; nothing after it."""
+    sip = SIP_PATTERN.fullmatch(number) is not None
+    if not sip and not _E164.fullmatch(number):
+        raise LocalProtocolError(f"<Dial> target must be E.164 or a SIP URI, got {number!r}")
     response = Element("Response")
     if message:
         SubElement(response, "Speak").text = message
-    SubElement(SubElement(response, "Dial"), "Number").text = number.lstrip("+")
+    dial = SubElement(response, "Dial")
+    if sip:
+        SubElement(dial, "User").text = number
+    else:
+        SubElement(dial, "Number").text = number.lstrip("+")
     return _document(response)

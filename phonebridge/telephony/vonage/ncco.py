@@ -27,6 +27,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from phonebridge.errors import LocalProtocolError, RemoteProtocolError
+from phonebridge.personas.transfer import SIP_PATTERN
 from phonebridge.telephony.stream import opt_string
 from phonebridge.telephony.vonage.protocol import CALL_UUID_HEADER, content_type, e164
 
@@ -130,8 +131,14 @@ def talk(message: str, language: str = "en-US") -> Ncco:
 
 
 def transfer(number: str, message: str | None = None) -> Ncco:
-    if not number.startswith("+") or not number[1:].isdigit():
-        raise LocalProtocolError(f"transfer number must be E.164, got {number!r}")
+    """``connect`` to a phone (E.164, sent without ``+``) or a ``sip`` endpoint; nothing after it."""
+    endpoint: dict[str, Any]
+    if SIP_PATTERN.fullmatch(number):
+        endpoint = {"type": "sip", "uri": number}
+    elif number.startswith("+") and number[1:].isdigit():
+        endpoint = {"type": "phone", "number": number[1:]}
+    else:
+        raise LocalProtocolError(f"transfer target must be E.164 or a SIP URI, got {number!r}")
     ncco: Ncco = talk(message) if message else []
-    ncco.append({"action": "connect", "endpoint": [{"type": "phone", "number": number[1:]}]})
+    ncco.append({"action": "connect", "endpoint": [endpoint]})
     return ncco

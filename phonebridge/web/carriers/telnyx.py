@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import APIRouter, Request, WebSocket
@@ -45,6 +46,23 @@ log = logging.getLogger(__name__)
 CARRIER = "telnyx"
 
 
+def commands(answer: AfterStream) -> list[tuple[str, dict[str, Any]]]:
+    """The Call Control commands that carry out ``answer`` once the stream is over.
+
+    One command each, and nothing after a ``transfer``: Call Control runs no
+    document, so nothing is left to cut the caller off while they talk to the
+    human (the TeXML pitfall, tests/telephony/test_no_timed_verb_after_stream.py).
+    A ``speak``'s hang-up follows Telnyx's ``call.speak.ended`` webhook.
+    """
+    match answer:
+        case Say(message=message):
+            return [("speak", callcontrol.speak_command(message))]
+        case Transfer(number=number):
+            return [("transfer", callcontrol.transfer_command(number))]
+    # Hangup (and Join, which a Telnyx leg never gets: it hands over cold only).
+    return [("hangup", {})]
+
+
 def telnyx_router(edge: CarrierEdge, *, public_key: Ed25519PublicKey, api: TelnyxApi) -> APIRouter:
     router = APIRouter()
     spec = LegSpec(
@@ -55,14 +73,8 @@ def telnyx_router(edge: CarrierEdge, *, public_key: Ed25519PublicKey, api: Telny
     media_path = edge.sticky(CARRIER, "media")
 
     async def act(call_id: str, answer: AfterStream) -> None:
-        match answer:
-            case Say(message=message):
-                # The hang-up follows Telnyx's call.speak.ended webhook.
-                await api.action(call_id, "speak", callcontrol.speak_command(message))
-            case Transfer(number=number):
-                await api.action(call_id, "transfer", callcontrol.transfer_command(number))
-            case Hangup():
-                await api.action(call_id, "hangup", {})
+        for action, body in commands(answer):
+            await api.action(call_id, action, body)
 
     async def answer_call(call_id: str, answer: PendingCall | Say | Hangup) -> None:
         try:

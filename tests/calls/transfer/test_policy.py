@@ -72,7 +72,12 @@ class Dialer:
 
 
 def make(
-    tmp_path: Path, mode: str = "warm", dialer: Dialer | None = None
+    tmp_path: Path,
+    mode: str = "warm",
+    dialer: Dialer | None = None,
+    *,
+    can_hand_off: bool = True,
+    can_warm: bool = True,
 ) -> tuple[TransferPolicy, Call]:
     persona = Persona.model_validate(
         {
@@ -100,7 +105,8 @@ def make(
         sample_rate=8000,
         metrics=BridgeMetrics(),
         dialer=dialer,
-        can_hand_off=True,
+        can_hand_off=can_hand_off,
+        can_warm=can_warm,
     )
     call = Call()
     policy.start(call)
@@ -141,6 +147,28 @@ async def test_warm_without_call_control_is_cold(tmp_path: Path) -> None:
     await policy.key("0", 1.0)
     assert call.ended[0][2] == Handoff("+14165550199")
     assert ("transfer_cold", "no call control configured: cold transfer") in call.notes
+
+
+async def test_warm_on_a_cold_only_leg_is_cold_and_rings_nobody(tmp_path: Path) -> None:
+    dialer = Dialer()
+    policy, call = make(tmp_path, dialer=dialer, can_warm=False)
+    assert await policy.key("0", 1.0) is True
+    assert await policy.key("0", 1.1) is True
+    assert call.ended == [
+        (CallEndReason.TRANSFERRED, "cold transfer (dtmf)", Handoff("+14165550199"))
+    ]
+    assert call.transfers == [TransferFacts("+14165550199", "cold", "dialled")]
+    assert ("transfer_cold", "this leg cannot hand over warm: cold transfer") in call.notes
+    assert dialer.requests == []
+    assert call.held == []
+
+
+async def test_a_leg_that_cannot_hand_over_gives_the_key_to_the_model(tmp_path: Path) -> None:
+    policy, call = make(tmp_path, mode="cold", can_hand_off=False)
+    assert await policy.key("0", 1.0) is False
+    assert call.ended == []
+    assert call.transfers == []
+    assert [kind for kind, _ in call.notes] == ["transfer_unavailable"]
 
 
 async def test_a_refused_dial_returns_the_caller_to_the_persona(tmp_path: Path) -> None:

@@ -230,9 +230,13 @@ def read_stream_xml(text: str) -> tuple[ET.Element | None, tuple[str, ...]]:
 
 
 def run_document(call: CarrierCall, root: ET.Element) -> None:
-    """Record ``<Speak>`` (said) and ``<Dial><Number>`` (dialled; Plivo writes no ``+``)."""
+    """Record ``<Speak>`` (said) and ``<Dial>``'s ``<Number>`` (dialled; Plivo writes no
+    ``+``) or SIP ``<User>``."""
     call.report.said.extend((e.text or "").strip() for e in root.iter("Speak"))
-    call.report.dialled.extend("+" + (e.text or "").strip() for e in root.iter("Number"))
+    for dial in root.iter("Dial"):
+        for target in dial:
+            text = (target.text or "").strip()
+            call.report.dialled.append("+" + text if target.tag == "Number" else text)
 
 
 class PlivoFlavour(CarrierFlavour):

@@ -143,7 +143,7 @@ class VonageFlavour(CarrierFlavour):
         return {"Authorization": f"Bearer {value}"}
 
     def run_ncco(self, call: CarrierCall, ncco: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """Record ``talk``/phone ``connect``; the websocket endpoint's ``connect``, if any."""
+        """Record ``talk``/phone or SIP ``connect``; the websocket endpoint's ``connect``, if any."""
         for action in ncco:
             call.report.twiml_verbs.append(str(action.get("action")))
             if action.get("action") == "talk":
@@ -154,6 +154,8 @@ class VonageFlavour(CarrierFlavour):
                         return action
                     if isinstance(endpoint, dict) and endpoint.get("type") == "phone":
                         call.report.dialled.append("+" + str(endpoint.get("number", "")))
+                    if isinstance(endpoint, dict) and endpoint.get("type") == "sip":
+                        call.report.dialled.append(str(endpoint.get("uri", "")))
         return None
 
     async def _rest(self, request: ApiRequest) -> dict[str, Any]:
