@@ -87,7 +87,8 @@ def speak_and_hangup(message: str) -> str:
 
 
 def dial(number: str, message: str | None = None) -> str:
-    """``<Dial>`` a ``<Number>`` (E.164, written without ``+``) or a SIP ``<User>``; nothing after it."""
+    """``<Dial>`` a ``<Number>`` (E.164, written without ``+``) or a SIP ``<User>``; nothing
+    after it."""
     sip = SIP_PATTERN.fullmatch(number) is not None
     if not sip and not _E164.fullmatch(number):
         raise LocalProtocolError(f"<Dial> target must be E.164 or a SIP URI, got {number!r}")

@@ -131,7 +131,8 @@ def talk(message: str, language: str = "en-US") -> Ncco:
 
 
 def transfer(number: str, message: str | None = None) -> Ncco:
-    """``connect`` to a phone (E.164, sent without ``+``) or a ``sip`` endpoint; nothing after it."""
+    """``connect`` to a phone (E.164, sent without ``+``) or a ``sip`` endpoint; nothing
+    after it."""
     endpoint: dict[str, Any]
     if SIP_PATTERN.fullmatch(number):
         endpoint = {"type": "sip", "uri": number}

@@ -143,7 +143,7 @@ class VonageFlavour(CarrierFlavour):
         return {"Authorization": f"Bearer {value}"}
 
     def run_ncco(self, call: CarrierCall, ncco: list[dict[str, Any]]) -> dict[str, Any] | None:
-        """Record ``talk``/phone or SIP ``connect``; the websocket endpoint's ``connect``, if any."""
+        """Record ``talk``/phone or SIP ``connect``; the websocket endpoint's ``connect``."""
         for action in ncco:
             call.report.twiml_verbs.append(str(action.get("action")))
             if action.get("action") == "talk":
