@@ -29,7 +29,11 @@ from .test_carriers import SECRETS, call, carrier_settings, read_json, row_of, t
 
 COLD_DESK = "+14165550151"
 WARM_DESK = "+14165550152"
+SIP_DESK = "+14165550153"
 HUMAN = "+14165550199"
+SIP_HUMAN = "sip:desk@pbx.example.com"
+TWILIO_ACCOUNT = "AC" + "ab" * 16
+NOWHERE = "http://127.0.0.1:9"  # Twilio's REST API for the warm dialer: never asked here
 COLD_CARRIERS = ["telnyx", "plivo", "vonage", "signalwire"]
 
 PERSONA = """\
@@ -57,20 +61,33 @@ async def api() -> AsyncIterator[FakeCarrierApi]:
 async def bridge(
     start_bridge: BridgeFactory, api: FakeCarrierApi, personas_dir: Path
 ) -> AsyncIterator[LocalBridge]:
-    text = PERSONA.format(name="Cold desk", number=COLD_DESK, human=HUMAN, mode="cold")
-    (personas_dir / "colddesk.yaml").write_text(textwrap.dedent(text))
-    async with start_bridge(carriers=carrier_settings(api.url, 16_000)) as running:
+    for stem, number, human, mode in (
+        ("colddesk", COLD_DESK, HUMAN, "cold"),
+        ("warmdesk", WARM_DESK, HUMAN, "warm"),
+        ("sipdesk", SIP_DESK, SIP_HUMAN, "cold"),
+    ):
+        text = PERSONA.format(name=stem, number=number, human=human, mode=mode)
+        (personas_dir / f"{stem}.yaml").write_text(textwrap.dedent(text))
+    # Twilio's REST credentials make a warm dialer: a warm persona on a Twilio leg
+    # would ring the human through it; on these legs it must not be used.
+    async with start_bridge(
+        carriers=carrier_settings(api.url, 16_000),
+        twilio_account_sid=TWILIO_ACCOUNT,
+        twilio_api_url=NOWHERE,
+    ) as running:
         yield running
 
 
-async def press_0_twice(bridge: LocalBridge, api: FakeCarrierApi, carrier: str) -> DialReport:
+async def press_0_twice(
+    bridge: LocalBridge, api: FakeCarrierApi, carrier: str, to: str = COLD_DESK
+) -> DialReport:
     """Two presses back to back, so the second is on the wire before the hand-off ends
     the stream (a press 100 ms later finds the caller already with the human)."""
     return await call(
         bridge,
         api,
         carrier,
-        to=COLD_DESK,
+        to=to,
         audio=tone(16_000, 440, 1.5),
         dtmf=[(0.5, "0"), (0.5, "0")],
     )
@@ -133,6 +150,42 @@ async def test_dtmf_0_transfers_cold_once_on_each_carrier(
     assert happened.count("transfer_trigger") == 1 + happened.count("transfer_ignored")
     assert "transfer_unavailable" not in happened
     assert metric(bridge, "phonebridge_transfers_total", mode="cold", result="dialled") == 1
+    await assert_no_leaks(bridge)
+
+
+@pytest.mark.parametrize("carrier", COLD_CARRIERS)
+async def test_a_warm_persona_on_a_cold_only_leg_transfers_cold(
+    bridge: LocalBridge, api: FakeCarrierApi, carrier: str
+) -> None:
+    """Warm needs Twilio's REST dialer and a conference: these legs hand over cold
+    (better than keeping a caller who asked for a human), noted ``transfer_cold``."""
+    report = await press_0_twice(bridge, api, carrier, to=WARM_DESK)
+    assert report.dialled == [HUMAN]
+    record = await row_of(bridge, report)
+    assert record.end_reason == "transferred"
+    assert (record.transfer_mode, record.transfer_result) == ("cold", "dialled")
+    events = read_json(record.transcript_path)["events"]
+    notes = [(e["kind"], e["detail"]) for e in events if e["kind"] == "transfer_cold"]
+    assert notes == [("transfer_cold", "this leg cannot hand over warm: cold transfer")]
+    assert "transfer_ringing" not in [e["kind"] for e in events]
+    assert metric(bridge, "phonebridge_transfers_total", mode="warm", result="failed") == 0
+    await assert_no_leaks(bridge)
+
+
+@pytest.mark.parametrize("carrier", COLD_CARRIERS)
+async def test_a_sip_target_is_dialled_on_each_carrier(
+    bridge: LocalBridge, api: FakeCarrierApi, carrier: str
+) -> None:
+    """Plivo dials a ``<User>``, Vonage a ``sip`` endpoint, SignalWire ``<Sip>``,
+    Telnyx transfers ``to`` the URI."""
+    report = await press_0_twice(bridge, api, carrier, to=SIP_DESK)
+    assert report.protocol_errors == []
+    if carrier == "telnyx":
+        assert [r["body"] for r in carrier_transfers(report)] == [{"to": SIP_HUMAN}]
+    else:
+        assert report.dialled == [SIP_HUMAN]
+    record = await row_of(bridge, report)
+    assert (record.transfer_to, record.transfer_mode) == (SIP_HUMAN, "cold")
     await assert_no_leaks(bridge)
 
 
