@@ -6,9 +6,12 @@ caller's keys, the agent's text and the clock; it decides (with
 
 - **cold** — end the call with a :class:`~phonebridge.calls.outcome.Handoff`
   to ``to``: the model socket closes at once (as on every exit), the leg
-  closes, and the carrier runs the transfer document (Twilio: the ``<Connect
-  action>`` answers ``<Dial>``);
-- **warm** — hold the caller (the agent muted, the hold loop playing; the
+  closes, and the carrier dials the human its own way (Twilio and SignalWire:
+  the ``<Connect action>`` answers ``<Dial>``; Vonage: the ``disconnected``
+  NCCO; Telnyx: a Call Control transfer; Plivo: a REST transfer to a
+  ``<Dial>`` document) — every leg in :data:`COLD_CHANNELS`;
+- **warm** (legs in :data:`WARM_CHANNELS`; elsewhere it falls back to cold)
+  — hold the caller (the agent muted, the hold loop playing; the
   model session stays open so the call can come back to it), ring the human
   through a :class:`~.warm.HumanDialer`, whisper the summary, and only when
   the human accepts end the call with a hand-off that *joins* the human
