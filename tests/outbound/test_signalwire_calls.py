@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ from pydantic import SecretStr
 
 from phonebridge.config import CarrierSettings
 from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL, LocalBridge
+from phonebridge.outbound.carrier import DialRequest, SignalWireDialer
 from phonebridge.outbound.service import Outbound
+from phonebridge.outbound.store import Attempt
 from phonebridge.simulators.phone.routes import Routes
 from phonebridge.simulators.signalwire_api import FakeSignalWireApi
 from phonebridge.simulators.twilio_api import Callee, FakeTwilioApi
@@ -270,3 +273,49 @@ async def test_signalwire_callbacks_must_carry_the_signing_keys_signature(
             headers={SIGNATURE_HEADER: sign_form(SIGNING_KEY, url, form)},
         )
         assert signed.status_code == 204  # an unknown attempt: accepted, nothing to settle
+
+
+async def test_a_signalwire_claim_cut_by_a_crash_is_looked_up_never_redialled(
+    start_signalwire: Factory,
+) -> None:
+    """Recovery lists and fetches calls through SignalWire's Compatibility API too."""
+    other = "+14165550123"
+    async with start_signalwire({HUMAN: Callee("busy"), other: Callee("busy")}) as o:
+        store = o.outbound.store
+        wall = datetime.now(UTC)
+
+        async def claim(to: str) -> Attempt:
+            return await store.add_attempt(
+                to_number=to,
+                from_number=CALLER_ID,
+                persona="sw",
+                placed_by="operator:test",
+                variables={},
+                now=wall - timedelta(minutes=2),
+                replica="dead",
+            )
+
+        lost, reached = await claim(HUMAN), await claim(other)
+        # The dead process's request for `reached` got to SignalWire; `lost`'s never did.
+        dialer = SignalWireDialer(PROJECT, API_TOKEN, space_url=o.api.url)
+        url = o.outbound.config.callback_url
+        await dialer.place(
+            DialRequest(
+                other, CALLER_ID, url("signalwire/answer", reached.id), "", "", 30, "hangup"
+            )
+        )
+        await o.api.wait_ended()
+        assert await o.outbound.reconcile() == 2
+        released = await store.attempt(lost.id)
+        assert released is not None
+        assert released.outcome == "not_placed"
+        adopted = await store.attempt(reached.id)
+        assert adopted is not None
+        assert adopted.outcome == "busy"
+        (call,) = o.api.created
+        assert adopted.call_sid == call.sid
+        assert (await o.row(call.sid)).end_reason == "line_busy"
+        assert any(
+            path.endswith("/Calls.json") for method, path in o.api.requests if method == "GET"
+        )
+        assert o.twilio.requests == []
