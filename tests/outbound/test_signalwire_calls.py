@@ -319,3 +319,17 @@ async def test_a_signalwire_claim_cut_by_a_crash_is_looked_up_never_redialled(
             path.endswith("/Calls.json") for method, path in o.api.requests if method == "GET"
         )
         assert o.twilio.requests == []
+
+
+async def test_opt_out_on_signalwire_lands_on_dnc_and_ends_politely(
+    start_signalwire: Factory,
+) -> None:
+    async with start_signalwire({HUMAN: Callee("human", talk=10.0, dtmf=((0.5, "9"),))}) as o:
+        response = await o.call(to=HUMAN, persona="swreminder")
+        ended = await o.ended(response.json()["id"])
+        assert ended.outcome == "opted_out"
+        assert await o.outbound.store.is_dnc(HUMAN)
+        (call,) = o.api.created
+        assert call.report is not None
+        assert call.report.said == ["You will not be called again. Goodbye from CitySan."]
+        assert (await o.row(call.sid)).end_reason == "opted_out"
