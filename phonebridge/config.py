@@ -71,7 +71,7 @@ Variables (PROTOCOLS.md section in brackets)::
                                 docs/outbound.md)
     PHONEBRIDGE_OUTBOUND_COUNTRIES  comma-separated country calling codes that may be dialled (1,44)
     PHONEBRIDGE_OUTBOUND_CALLER_IDS comma-separated E.164 numbers that may be the caller ID
-                                (the first is the default); numbers of the dialling carrier's account
+                                (the first is the default); the dialling carrier's numbers
     PHONEBRIDGE_OUTBOUND_DNC_FILE   optional do-not-call file, one E.164 number a line (# comments)
     PHONEBRIDGE_OUTBOUND_RING_SECONDS  how long an outbound call rings before no-answer (30)
     PHONEBRIDGE_OUTBOUND_CARRIER    twilio | signalwire: dials the calls of personas not bound

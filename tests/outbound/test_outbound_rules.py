@@ -85,7 +85,6 @@ def test_the_outbound_carrier_must_dial_and_have_its_credentials() -> None:
     assert settings.outbound_carrier == "signalwire"
 
 
-
 def test_numbers_are_e164_in_allowed_countries() -> None:
     assert normalize(" +1 416 555 0123 ", [1]) == "+14165550123"
     with pytest.raises(NumberRefused, match=r"E\.164"):
