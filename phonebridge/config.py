@@ -71,9 +71,11 @@ Variables (PROTOCOLS.md section in brackets)::
                                 docs/outbound.md)
     PHONEBRIDGE_OUTBOUND_COUNTRIES  comma-separated country calling codes that may be dialled (1,44)
     PHONEBRIDGE_OUTBOUND_CALLER_IDS comma-separated E.164 numbers that may be the caller ID
-                                (the first is the default); numbers of your Twilio account
+                                (the first is the default); the dialling carrier's numbers
     PHONEBRIDGE_OUTBOUND_DNC_FILE   optional do-not-call file, one E.164 number a line (# comments)
     PHONEBRIDGE_OUTBOUND_RING_SECONDS  how long an outbound call rings before no-answer (30)
+    PHONEBRIDGE_OUTBOUND_CARRIER    twilio | signalwire: dials the calls of personas not bound
+                                to a carrier (twilio); a persona's ``carrier:`` wins
 
 The public URL must be https://: Twilio opens media streams only over wss://,
 and the stream URL is the public URL with that scheme (one rule, shared with
@@ -174,6 +176,8 @@ class LogFormat(StrEnum):
 
 CARRIERS = ("telnyx", "plivo", "vonage", "signalwire", "exotel")
 """The carriers besides Twilio (phonebridge/telephony/<carrier>/)."""
+DIALLING_CARRIERS = ("twilio", "signalwire")
+"""The carriers outbound calls can be placed through (docs/outbound.md)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +366,7 @@ class Settings:
     outbound_caller_ids: tuple[str, ...] = ()
     outbound_dnc_file: Path | None = None
     outbound_ring_seconds: int = 30
+    outbound_carrier: str = "twilio"
     carriers: CarrierSettings = field(default_factory=CarrierSettings)
     # Shared coordination (phonebridge/coordination/): None keeps every lease,
     # limit and gate in this process's memory (the embedded default).
@@ -464,6 +469,7 @@ class Settings:
             "outbound_caller_ids": reader.url_list("PHONEBRIDGE_OUTBOUND_CALLER_IDS"),
             "outbound_dnc_file": _path_or_none(reader.text("PHONEBRIDGE_OUTBOUND_DNC_FILE")),
             "outbound_ring_seconds": reader.integer("PHONEBRIDGE_OUTBOUND_RING_SECONDS", 30),
+            "outbound_carrier": reader.text("PHONEBRIDGE_OUTBOUND_CARRIER") or "twilio",
             "carriers": CarrierSettings.read(reader),
             "redis_url": reader.text("PHONEBRIDGE_REDIS_URL"),
             "lease_ttl_seconds": reader.number("PHONEBRIDGE_LEASE_TTL_SECONDS", 10.0),
@@ -699,6 +705,7 @@ KNOWN_VARIABLES = frozenset(
         "PHONEBRIDGE_OUTBOUND_CALLER_IDS",
         "PHONEBRIDGE_OUTBOUND_DNC_FILE",
         "PHONEBRIDGE_OUTBOUND_RING_SECONDS",
+        "PHONEBRIDGE_OUTBOUND_CARRIER",
         "PHONEBRIDGE_REDIS_URL",
         "PHONEBRIDGE_LEASE_TTL_SECONDS",
         "PHONEBRIDGE_REDIS_TIMEOUT_SECONDS",
@@ -1146,6 +1153,11 @@ def _check_outbound(settings: Settings, problems: list[str]) -> None:
             )
     if not 1 <= settings.outbound_ring_seconds <= 600:
         problems.append("PHONEBRIDGE_OUTBOUND_RING_SECONDS must be 1..600 (Twilio's range)")
+    if settings.outbound_carrier not in DIALLING_CARRIERS:
+        problems.append(
+            f"PHONEBRIDGE_OUTBOUND_CARRIER {settings.outbound_carrier!r} cannot place calls: "
+            f"one of {', '.join(DIALLING_CARRIERS)}"
+        )
     if not settings.outbound_enabled:
         return
     if not settings.outbound_countries:
@@ -1158,10 +1170,21 @@ def _check_outbound(settings: Settings, problems: list[str]) -> None:
             "PHONEBRIDGE_OUTBOUND_ENABLED is on but PHONEBRIDGE_OUTBOUND_CALLER_IDS is empty: "
             "list the numbers of your Twilio account that may call out"
         )
-    if settings.twilio_account_sid is None or settings.twilio_auth_token is None:
+    if settings.outbound_carrier == "twilio" and (
+        settings.twilio_account_sid is None or settings.twilio_auth_token is None
+    ):
         problems.append(
             "PHONEBRIDGE_OUTBOUND_ENABLED is on but TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN "
             "are not both set: the calls are placed through Twilio's REST API"
+        )
+    carriers = settings.carriers
+    if settings.outbound_carrier == "signalwire" and (
+        carriers.signalwire_space_url is None or carriers.signalwire_signing_key is None
+    ):
+        problems.append(
+            "PHONEBRIDGE_OUTBOUND_CARRIER is signalwire but SIGNALWIRE_SIGNING_KEY, "
+            "SIGNALWIRE_PROJECT_ID, SIGNALWIRE_API_TOKEN and SIGNALWIRE_SPACE_URL are not all "
+            "set: the calls are placed through its Compatibility API"
         )
 
 

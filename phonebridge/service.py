@@ -39,7 +39,7 @@ from phonebridge.models.factory import (
     PolarGridSettings,
 )
 from phonebridge.outbound.campaigns import CampaignRunner
-from phonebridge.outbound.carrier import TwilioDialer
+from phonebridge.outbound.carrier import OutboundCarrier, SignalWireDialer, TwilioDialer
 from phonebridge.outbound.service import Outbound, OutboundConfig
 from phonebridge.outbound.store import OutboundStore
 from phonebridge.personas.reload import PersonaStore
@@ -53,6 +53,8 @@ from phonebridge.telephony.twilio.transfer import TwilioHumanCalls
 from phonebridge.web.app import AppDeps, HistoryDeps, create_app
 from phonebridge.web.carriers.build import carrier_routers
 from phonebridge.web.carriers.common import CarrierEdge
+from phonebridge.web.carriers.signalwire import connect_document as signalwire_connect
+from phonebridge.web.outbound_routes import outbound_signalwire_router
 from phonebridge.web.recording_links import recording_link_router
 from phonebridge.web.twilio_routes import TwilioAuth
 from phonebridge.webhooks.delivery import CallSummaries
@@ -394,6 +396,7 @@ async def build_app(
     )
 
     routers: list[APIRouter] = []
+    edge: CarrierEdge | None = None
     if settings.carriers.enabled:
         carrier_http = httpx.AsyncClient(timeout=CARRIER_API_TIMEOUT_SECONDS)
         edge = CarrierEdge(
@@ -464,7 +467,15 @@ async def build_app(
         store=outbound_store,
         journals=journals,
         wall=wall,
+        edge=edge,
     )
+    signing_key = settings.carriers.signalwire_signing_key
+    if edge is not None and signing_key is not None:
+        routers.append(
+            outbound_signalwire_router(
+                outbound, settings.public_url, signing_key.get_secret_value()
+            )
+        )
     campaigns = CampaignRunner(outbound, wall_clock=wall)
     background.append(campaigns.run_forever)
     days = settings.retention_days
@@ -526,14 +537,36 @@ def _outbound(
     store: OutboundStore,
     journals: JournalFactory,
     wall: Callable[[], datetime],
+    edge: CarrierEdge | None,
 ) -> Outbound:
-    """The outbound side (docs/outbound.md); it dials only when enabled in settings."""
+    """The outbound side (docs/outbound.md); it dials only when enabled in settings.
+
+    Each carrier whose REST credentials are set can dial out: Twilio, and
+    SignalWire (its Compatibility API) when its routes are on (the answer is
+    their cXML and media socket)."""
+    outbound_carriers: dict[str, OutboundCarrier] = {}
     sid, token = settings.twilio_account_sid, settings.twilio_auth_token
-    dialer = (
-        TwilioDialer(sid, token.get_secret_value(), api_base_url=settings.twilio_api_url)
-        if sid is not None and token is not None
-        else None
-    )
+    if sid is not None and token is not None:
+        outbound_carriers["twilio"] = OutboundCarrier(
+            TwilioDialer(sid, token.get_secret_value(), api_base_url=settings.twilio_api_url)
+        )
+    sw = settings.carriers
+    if (
+        edge is not None
+        and sw.signalwire_signing_key is not None
+        and sw.signalwire_project_id is not None
+        and sw.signalwire_api_token is not None
+        and sw.signalwire_space_url is not None
+    ):
+        outbound_carriers["signalwire"] = OutboundCarrier(
+            SignalWireDialer(
+                sw.signalwire_project_id,
+                sw.signalwire_api_token.get_secret_value(),
+                space_url=sw.signalwire_space_url,
+            ),
+            rate=edge.rate,
+            connect=signalwire_connect(edge),
+        )
     base = settings.sticky_prefix + "/outbound/"
     return Outbound(
         config=OutboundConfig(
@@ -548,11 +581,12 @@ def _outbound(
             max_calls=settings.max_calls,
             replica=settings.effective_replica_id or "",
             dnc_file=settings.outbound_dnc_file,
+            carrier=settings.outbound_carrier,
         ),
         bridge=bridge,
         personas=lambda: personas.current,
         store=store,
-        dialer=dialer,
+        carriers=outbound_carriers,
         journals=journals,
         wall_clock=wall,
     )

@@ -790,9 +790,16 @@ class Bridge:
         time waits for the ringing too)."""
         pending.deadline = max(pending.deadline, self._clock() + seconds)
 
-    def connect(self, pending: PendingCall, call_sid: str) -> str | None:
+    def connect(
+        self,
+        pending: PendingCall,
+        call_sid: str,
+        render: Callable[[PendingCall], str] | None = None,
+    ) -> str | None:
         """``<Connect><Stream>`` for an answered outbound call reserved by :meth:`admit`,
-        now known by the carrier's ``call_sid``; ``None`` if the reservation is gone."""
+        now known by the carrier's ``call_sid``; ``None`` if the reservation is gone.
+        ``render`` writes the carrier's own answer document (SignalWire's cXML);
+        without it, Twilio's TwiML."""
         if self.pending.by_call_sid(pending.call_sid) is not pending:
             return None
         if pending.call_sid != call_sid:
@@ -802,7 +809,7 @@ class Bridge:
             self.pending.add(pending)
         pending.deadline = self._clock() + self.config.pending_timeout
         self._sweeper_wake.set()
-        return self._connect_twiml(pending)
+        return render(pending) if render is not None else self._connect_twiml(pending)
 
     async def abandon_as(
         self, pending: PendingCall, call_sid: str, reason: CallEndReason, detail: str

@@ -12,15 +12,27 @@ in by implementing it.
 later on its own callback. The client is blocking (``requests``): each request
 runs in a worker thread. ``api_base_url`` (``TWILIO_API_URL``) replaces
 ``https://api.twilio.com``; the tests point it at a fake Calls API on loopback.
+
+:class:`SignalWireDialer` is the same client pointed at a SignalWire space:
+its Compatibility (LaML) REST API is Twilio's 2010-04-01 Calls resource under
+``{space}/api/laml`` with Basic ``project:token``, including ``MachineDetection``
+and ``AsyncAmd`` (SignalWire documents both), which is exactly how SignalWire's
+own compatibility SDK wraps the ``twilio`` package. Its call ids are UUIDs, so
+our SID for the call is :func:`~phonebridge.telephony.carrier_leg.bridge_call_sid`
+of it, as for a call SignalWire delivers to us.
+
+:class:`OutboundCarrier` is what the outbound service needs of one carrier that
+can dial out: the dialer, our SID for its call ids, and the answer document for
+a call it reserved (TwiML for Twilio, cXML for SignalWire), with the leg's rate.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import requests
 from twilio.base.exceptions import TwilioException, TwilioRestException
@@ -29,6 +41,10 @@ from twilio.http.response import Response
 from twilio.rest import Client
 
 from phonebridge.errors import PhonebridgeError
+from phonebridge.telephony.carrier_leg import bridge_call_sid
+
+if TYPE_CHECKING:
+    from phonebridge.calls.pending import PendingCall
 
 TWILIO_API = "https://api.twilio.com"
 
@@ -73,7 +89,8 @@ class CarrierCall:
 
 
 class Dialer(Protocol):
-    name: str
+    name: str  # the carrier (config.CARRIERS, or twilio): the call's channel
+    label: str  # for messages
 
     async def place(self, request: DialRequest) -> CarrierCall: ...
 
@@ -101,6 +118,7 @@ class TwilioDialer:
     """Places calls with Twilio's Calls resource."""
 
     name = "twilio"
+    label = "Twilio"
 
     def __init__(self, account_sid: str, auth_token: str, *, api_base_url: str | None = None):
         http = _RebasedHttpClient(api_base_url) if api_base_url else TwilioHttpClient(timeout=15)
@@ -149,18 +167,48 @@ class TwilioDialer:
             if exc.status != 404:
                 raise
 
-    @staticmethod
-    async def _run(function: Any, /, **kwargs: Any) -> Any:
+    async def _run(self, function: Any, /, **kwargs: Any) -> Any:
         try:
             return await asyncio.to_thread(function, **kwargs)
         except TwilioRestException as exc:
             raise CarrierError(
-                f"Twilio API {exc.method} {exc.uri}: HTTP {exc.status} {exc.msg}",
+                f"{self.label} API {exc.method} {exc.uri}: HTTP {exc.status} {exc.msg}",
                 status=exc.status,
                 code=exc.code,
             ) from exc
         except (TwilioException, requests.RequestException) as exc:
-            raise CarrierError(f"Twilio API request failed: {exc}") from exc
+            raise CarrierError(f"{self.label} API request failed: {exc}") from exc
+
+
+class SignalWireDialer(TwilioDialer):
+    """Places calls with SignalWire's Compatibility API (Twilio's Calls resource, LaML)."""
+
+    name = "signalwire"
+    label = "SignalWire"
+
+    def __init__(self, project_id: str, api_token: str, *, space_url: str) -> None:
+        super().__init__(project_id, api_token, api_base_url=space_url.rstrip("/") + "/api/laml")
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundCarrier:
+    """One carrier the bridge can dial out through."""
+
+    dialer: Dialer
+    rate: int | None = None
+    """The leg's sample rate (the model session is opened at it); None: Twilio's."""
+    connect: Callable[[PendingCall], str] | None = None
+    """The answer document for a reserved call; None: the bridge's TwiML."""
+
+    @property
+    def name(self) -> str:
+        return self.dialer.name
+
+    def call_sid(self, carrier_call_id: str) -> str:
+        """Our SID (rows, the live call) for the carrier's call id."""
+        if self.dialer.name == "twilio":
+            return carrier_call_id
+        return bridge_call_sid(self.dialer.name, carrier_call_id)
 
 
 def _call(call: Any) -> CarrierCall:

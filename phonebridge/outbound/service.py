@@ -26,6 +26,13 @@ One call's life (docs/outbound.md):
 6. **Opt-out**: the persona's opt-out digit adds the callee to the DNC list
    and ends the call; Twilio then hears the polite goodbye.
 
+Carriers: Twilio, and SignalWire through its Compatibility API (the same
+Calls resource and callbacks, cXML answers; ``/outbound/signalwire/...``
+callbacks signed with the Signing Key). A persona bound to a carrier
+(``carrier:``) dials through it; any other through ``PHONEBRIDGE_OUTBOUND_CARRIER``
+(Twilio by default). A carrier that cannot dial out is refused (503) before
+anything is claimed.
+
 Recovery (:meth:`Outbound.reconcile`): an attempt left ``claimed`` without a
 call SID (a crash between claim and REST answer) is resolved by finding the
 call at the carrier (to, from, since the claim): found, it is adopted;
@@ -61,8 +68,8 @@ from phonebridge.outbound.carrier import (
     TERMINAL_STATUSES,
     CarrierCall,
     CarrierError,
-    Dialer,
     DialRequest,
+    OutboundCarrier,
 )
 from phonebridge.outbound.numbers import NumberRefused, normalize
 from phonebridge.outbound.store import Attempt, OutboundStore
@@ -107,12 +114,15 @@ class OutboundConfig:
     ring_seconds: int
     pending_timeout: float
     callback_url: Callable[[str, str], str]
-    """(kind, attempt id) -> the public URL Twilio is given: kind is answer, status or amd."""
+    """(kind, attempt id) -> the public URL the carrier is given: kind is answer, status
+    or amd (Twilio), or ``<carrier>/<kind>`` (the others)."""
     max_calls: int = 50  # PHONEBRIDGE_MAX_CALLS: the instance's cap
     replica: str = ""
     """This replica's id (settings.effective_replica_id; "" for one process): stamped
     on the attempts it claims, so at start-up it resolves only its own claims at once."""
     dnc_file: Path | None = None
+    carrier: str = "twilio"
+    """PHONEBRIDGE_OUTBOUND_CARRIER: dials the calls of personas not bound to a carrier."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +151,7 @@ class Outbound:
         bridge: Bridge,
         personas: Callable[[], PersonaBook],
         store: OutboundStore,
-        dialer: Dialer | None,
+        carriers: Mapping[str, OutboundCarrier],
         journals: JournalFactory,
         wall_clock: WallClock,
     ) -> None:
@@ -149,7 +159,7 @@ class Outbound:
         self._bridge = bridge
         self._personas = personas
         self.store = store
-        self._dialer = dialer
+        self._carriers = dict(carriers)
         self._journals = journals
         self._wall = wall_clock
         self._early: dict[str, PendingCall] = {}  # attempt id -> admitted at dial time
@@ -182,6 +192,23 @@ class Outbound:
             raise OutboundError(
                 "outbound calls are disabled (set PHONEBRIDGE_OUTBOUND_ENABLED=1)", 403
             )
+
+    def carrier_name(self, persona: Persona | None) -> str:
+        """The carrier ``persona``'s calls go out through: its binding, else the setting."""
+        if persona is not None and persona.carrier is not None:
+            return persona.carrier
+        return self.config.carrier
+
+    def carrier_for(self, persona: Persona) -> OutboundCarrier:
+        name = self.carrier_name(persona)
+        found = self._carriers.get(name)
+        if found is None:
+            raise OutboundError(f"no carrier is configured for outbound calls on {name}", 503)
+        return found
+
+    def _carrier_of(self, attempt: Attempt) -> OutboundCarrier | None:
+        """The carrier an attempt was dialled through (its persona's, as at dial time)."""
+        return self._carriers.get(self.carrier_name(self._personas().by_id(attempt.persona)))
 
     def check_number(self, number: str) -> str:
         try:
@@ -235,6 +262,7 @@ class Outbound:
         """Check, claim and dial one call (operator: API, CLI, dashboard)."""
         self._require_enabled()
         persona = self.persona(request.persona)
+        self.carrier_for(persona)  # a carrier that cannot dial out: refused before the claim
         to = self.check_number(request.to)
         from_ = self.check_caller_id(request.from_)
         if await self.is_dnc(to):
@@ -255,9 +283,12 @@ class Outbound:
     async def dial(self, attempt: Attempt, persona: Persona) -> Attempt:
         """Send a claimed attempt to the carrier; raises :class:`OutboundError` if refused."""
         self._require_enabled()
-        if self._dialer is None:
-            raise OutboundError("no carrier is configured for outbound calls", 503)
-        call = self._new_call(attempt, persona, f"OUT-{attempt.id}")
+        try:
+            carrier = self.carrier_for(persona)
+        except OutboundError as exc:
+            await self.store.release_claim(attempt.id, self._wall(), str(exc))
+            raise
+        call = self._new_call(attempt, persona, f"OUT-{attempt.id}", carrier)
         self._in_flight.add(attempt.id)
         try:
             screened: Screened | None = None
@@ -277,7 +308,9 @@ class Outbound:
                 else:
                     screened = self._screened[attempt.id] = passed
             try:
-                placed = await self._dialer.place(self._dial_request(attempt, persona))
+                placed = await carrier.dialer.place(
+                    self._dial_request(attempt, persona, carrier.name)
+                )
             except CarrierError as exc:
                 await self._placing_failed(attempt, exc)
                 raise OutboundError(f"the carrier refused the call: {exc}", 502) from exc
@@ -298,7 +331,12 @@ class Outbound:
         return found
 
     def _new_call(
-        self, attempt: Attempt, persona: Persona, call_sid: str, account_sid: str = ""
+        self,
+        attempt: Attempt,
+        persona: Persona,
+        call_sid: str,
+        carrier: OutboundCarrier,
+        account_sid: str = "",
     ) -> NewCall:
         return NewCall(
             call_sid=call_sid,
@@ -306,8 +344,12 @@ class Outbound:
             from_number=attempt.from_number,
             to_number=attempt.to_number,
             persona=persona,
-            request=persona.session_request(),
-            channel="twilio",
+            request=(
+                persona.session_request(carrier.rate)
+                if carrier.rate is not None
+                else persona.session_request()
+            ),
+            channel=carrier.name,
             placed_by=attempt.placed_by,
             direction="outbound",
             variables=attempt.variables,
@@ -322,14 +364,17 @@ class Outbound:
             )
         raise OutboundError(f"no free model capacity: {refused.detail}", 503)
 
-    def _dial_request(self, attempt: Attempt, persona: Persona) -> DialRequest:
-        url = self.config.callback_url
+    def _dial_request(self, attempt: Attempt, persona: Persona, carrier: str) -> DialRequest:
+        def url(kind: str) -> str:
+            path = kind if carrier == "twilio" else f"{carrier}/{kind}"
+            return self.config.callback_url(path, attempt.id)
+
         return DialRequest(
             to=attempt.to_number,
             from_=attempt.from_number,
-            answer_url=url("answer", attempt.id),
-            status_url=url("status", attempt.id),
-            amd_url=url("amd", attempt.id),
+            answer_url=url("answer"),
+            status_url=url("status"),
+            amd_url=url("amd"),
             ring_seconds=self.config.ring_seconds,
             machine=persona.outbound.on_machine,
         )
@@ -347,18 +392,23 @@ class Outbound:
             await self.store.release_claim(attempt.id, self._wall(), str(exc))
         # Otherwise the call may exist: the claim stays for reconcile() to look up.
 
-    # -- Twilio's callbacks -----------------------------------------------------
+    # -- the carrier's callbacks (Twilio's; SignalWire's are the same) -----------
 
-    async def answer(self, attempt_id: str, form: Mapping[str, str]) -> str:
-        """TwiML for the answered call: ``<Connect><Stream>``, like an inbound call."""
+    async def answer(
+        self, attempt_id: str, form: Mapping[str, str], carrier: str = "twilio"
+    ) -> str:
+        """The answered call's ``<Connect><Stream>`` (TwiML, or cXML), like an inbound call's.
+
+        cXML speaks TwiML's ``<Hangup/>``, so a refusal is the same document."""
         attempt = await self.store.attempt(attempt_id)
-        call_sid = form.get("CallSid", "")
-        if attempt is None or not call_sid:
+        link = self._carriers.get(carrier)
+        if attempt is None or link is None or not form.get("CallSid"):
             return twiml.hangup()
+        call_sid = link.call_sid(form["CallSid"])
         retry = self._bridge.pending.by_call_sid(call_sid)
         if retry is not None:
-            # Twilio retried the answer request: the same stream, nothing new opened.
-            return self._bridge.connect(retry, call_sid) or twiml.hangup()
+            # The carrier retried the answer request: the same stream, nothing new opened.
+            return self._bridge.connect(retry, call_sid, link.connect) or twiml.hangup()
         persona = self._personas().by_id(attempt.persona)
         if persona is None:
             return twiml.hangup()
@@ -366,32 +416,38 @@ class Outbound:
         self._calls[call_sid] = _LiveOutbound(attempt_id, attempt.to_number, persona)
         early = self._early.pop(attempt_id, None)
         if early is not None:
-            answer = self._bridge.connect(early, call_sid)
+            answer = self._bridge.connect(early, call_sid, link.connect)
             if answer is not None:
                 return answer
         # Opened at answer (or the dial-time reservation is gone): admitted now,
         # on the guard's verdict from dial time when this replica dialled it.
         admitted = await self._bridge.admit(
-            self._new_call(attempt, persona, call_sid, form.get("AccountSid", "")),
+            self._new_call(attempt, persona, call_sid, link, form.get("AccountSid", "")),
             self._screened.pop(attempt_id, None),
         )
         if isinstance(admitted, CallRefused):
             return twiml.hangup()  # on record (busy); the callee is not kept waiting
-        answer = self._bridge.connect(admitted, call_sid)
+        answer = self._bridge.connect(admitted, call_sid, link.connect)
         return answer if answer is not None else twiml.hangup()
 
-    async def status(self, attempt_id: str, form: Mapping[str, str]) -> None:
+    async def status(
+        self, attempt_id: str, form: Mapping[str, str], carrier: str = "twilio"
+    ) -> None:
         """A status callback: the terminal ones settle the attempt and its row."""
         call_sid = form.get("CallSid", "")
         status = form.get("CallStatus", "")
         attempt = await self.store.attempt(attempt_id)
-        if attempt is None or not call_sid:
+        link = self._carriers.get(carrier)
+        if attempt is None or link is None or not call_sid:
             return
         await self._settle(
-            attempt, CarrierCall(call_sid, status, attempt.to_number, attempt.from_number)
+            attempt, CarrierCall(call_sid, status, attempt.to_number, attempt.from_number), link
         )
 
-    async def _settle(self, attempt: Attempt, call: CarrierCall) -> None:
+    async def _settle(self, attempt: Attempt, call: CarrierCall, link: OutboundCarrier) -> None:
+        """``call.sid`` is the carrier's id (kept on the attempt, for its REST API);
+        the call row and the live call go by our SID for it."""
+        sid = link.call_sid(call.sid)
         if call.status == "in-progress":
             await self.store.set_answered(attempt.id, self._wall())
             return
@@ -400,29 +456,29 @@ class Outbound:
         screened = self._screened.pop(attempt.id, None)
         if screened is not None:
             await self._bridge.release_screened(screened)  # it rang and was never answered
-        self._calls.pop(call.sid, None)
+        self._calls.pop(sid, None)
         self.settled.set()
         now = self._wall()
         if call.status == "completed":
             # The opt-out's own write may still be queued behind this one.
-            outcome = "opted_out" if call.sid in self._opted_out else "answered"
-            self._opted_out.discard(call.sid)
+            outcome = "opted_out" if sid in self._opted_out else "answered"
+            self._opted_out.discard(sid)
             await self.store.finish_attempt(attempt.id, outcome, now, call_sid=call.sid)
             return
         outcome, reason = _UNANSWERED[call.status]
         if not await self.store.finish_attempt(attempt.id, outcome, now, call_sid=call.sid):
             return  # settled already (a repeated callback, or reconcile got there first)
         early = self._early.pop(attempt.id, None)
-        detail = f"Twilio CallStatus {call.status}"
-        if early is None or not await self._bridge.abandon_as(early, call.sid, reason, detail):
+        detail = f"{link.dialer.label} CallStatus {call.status}"
+        if early is None or not await self._bridge.abandon_as(early, sid, reason, detail):
             persona = self._personas().by_id(attempt.persona)
             if persona is not None:
                 await self._journals.record_unanswered(
                     UnansweredCall(
-                        call.sid,
+                        sid,
                         attempt.from_number,
                         attempt.to_number,
-                        channel="twilio",
+                        channel=link.name,
                         placed_by=attempt.placed_by,
                     ),
                     persona,
@@ -430,13 +486,15 @@ class Outbound:
                     detail,
                 )
 
-    async def amd(self, attempt_id: str, form: Mapping[str, str]) -> None:
-        """Twilio's async AMD verdict: on a machine, voicemail or hang up (per persona)."""
-        call_sid = form.get("CallSid", "")
+    async def amd(self, attempt_id: str, form: Mapping[str, str], carrier: str = "twilio") -> None:
+        """The async AMD verdict: on a machine, voicemail or hang up (per persona)."""
+        carrier_sid = form.get("CallSid", "")
         answered_by = form.get("AnsweredBy", "unknown")
         attempt = await self.store.attempt(attempt_id)
-        if attempt is None or not call_sid:
+        link = self._carriers.get(carrier)
+        if attempt is None or link is None or not carrier_sid:
             return
+        call_sid = link.call_sid(carrier_sid)
         await self.store.set_answered_by(attempt_id, answered_by, self._wall())
         if answered_by not in _MACHINE:
             return
@@ -455,9 +513,9 @@ class Outbound:
             ended = self._bridge.end_live_call(
                 call_sid, CallEndReason.MACHINE_HANGUP, f"answered by {answered_by}"
             )
-        if not ended and self._dialer is not None:
+        if not ended:
             # No stream here to end (it never started): hang up through the REST API.
-            await self._dialer.hang_up(call_sid)
+            await link.dialer.hang_up(carrier_sid)
 
     def _after_call(self, outcome: CallOutcome, persona: Persona) -> AfterStream | None:
         """What the carrier does after an outbound call's stream: voicemail, goodbye, hang up."""
@@ -499,7 +557,7 @@ class Outbound:
         ``at_start``, this replica's own claims at once (nothing of its own is
         in flight), never another live replica's, whose request may be running.
         """
-        if self._dialer is None:
+        if not self._carriers:
             return 0
         settled = 0
         now = self._wall()
@@ -507,28 +565,30 @@ class Outbound:
         for attempt in await self.store.attempts_for(states=("claimed", "dialing", "answered")):
             if attempt.id in self._in_flight:
                 continue
+            link = self._carrier_of(attempt)
+            if link is None:
+                continue  # its carrier is not configured here (any more)
             try:
                 if attempt.call_sid is None:
                     own = at_start and attempt.replica == self.config.replica
                     if not own and now - attempt.created_at < grace:
                         continue
-                    settled += await self._resolve_claim(attempt)
+                    settled += await self._resolve_claim(attempt, link)
                     continue
-                call = await self._dialer.fetch(attempt.call_sid)
+                call = await link.dialer.fetch(attempt.call_sid)
                 if call is None:
                     await self.store.finish_attempt(attempt.id, "failed", now, error="not found")
                     settled += 1
                 elif call.status in TERMINAL_STATUSES:
-                    await self._settle(attempt, call)
+                    await self._settle(attempt, call, link)
                     settled += 1
             except (CarrierError, StorageError) as exc:
                 log.warning("reconcile of attempt %s failed: %s", attempt.id, exc)
         return settled
 
-    async def _resolve_claim(self, attempt: Attempt) -> int:
-        assert self._dialer is not None
+    async def _resolve_claim(self, attempt: Attempt, link: OutboundCarrier) -> int:
         since = attempt.created_at - timedelta(minutes=1)
-        candidates = await self._dialer.find(
+        candidates = await link.dialer.find(
             to=attempt.to_number, from_=attempt.from_number, since=since
         )
         for call in candidates:
@@ -537,7 +597,7 @@ class Outbound:
                 await self.store.set_dialing(attempt.id, call.sid, self._wall())
                 refreshed = await self.store.attempt(attempt.id)
                 if refreshed is not None:
-                    await self._settle(refreshed, call)
+                    await self._settle(refreshed, call, link)
                 return 1
         log.warning("claimed attempt %s never reached the carrier: released", attempt.id)
         await self.store.release_claim(attempt.id, self._wall(), "no call found after a crash")

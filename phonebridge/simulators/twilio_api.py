@@ -108,7 +108,14 @@ class FakeCall:
 
 
 class FakeTwilioApi:
-    """``async with FakeTwilioApi(...) as api:`` ``api.url`` is the base URL."""
+    """``async with FakeTwilioApi(...) as api:`` ``api.url`` is the base URL.
+
+    A Twilio-shaped carrier subclasses it by overriding :attr:`PREFIX`,
+    :meth:`_new_sid`, :meth:`_signed` and :meth:`_connect` (the SignalWire
+    Compatibility API double, simulators/signalwire_api.py).
+    """
+
+    PREFIX = "/2010-04-01/Accounts/{account}"
 
     def __init__(
         self,
@@ -162,7 +169,7 @@ class FakeTwilioApi:
         for name in ("To", "From", "Url"):
             if not form.get(name):
                 return self._error(400, 21201 if name == "To" else 21205, f"{name} is required")
-        sid = "CA" + secrets.token_hex(16)
+        sid = self._new_sid()
         call = FakeCall(
             sid=sid,
             to=form["To"],
@@ -230,14 +237,20 @@ class FakeTwilioApi:
 
     # -- the call -------------------------------------------------------------
 
+    def _new_sid(self) -> str:
+        return "CA" + secrets.token_hex(16)
+
+    def _signed(self, url: str, params: dict[str, str]) -> dict[str, str]:
+        """The headers that sign a callback."""
+        return {SIGNATURE_HEADER: sign(self.token, url, params)}
+
     async def _post(self, call: FakeCall, url: str | None, params: dict[str, str]) -> None:
         if not url:
             return
-        signature = sign(self.token, url, params)
         try:
             async with httpx.AsyncClient(timeout=5) as http:
                 response = await http.post(
-                    self.routes.http(url), data=params, headers={SIGNATURE_HEADER: signature}
+                    self.routes.http(url), data=params, headers=self._signed(url, params)
                 )
             call.callbacks.append(
                 (url.split("?")[0].rsplit("/", 1)[-1], params, response.status_code)
@@ -287,31 +300,36 @@ class FakeTwilioApi:
         started = asyncio.get_running_loop().time()
         amd = asyncio.create_task(self._amd(call))
         try:
-            if callee.kind == "human":
-                audio, hangup_after = _tone(callee.talk, 440.0), callee.talk
-            else:
-                audio = _tone(callee.greeting, 300.0) + _tone(0.3, 1000.0, 0.6)
-                hangup_after = callee.greeting + 20.0  # a machine records until it times out
-            call.report = await dial(
-                self.routes.local_base,
-                to=call.to,
-                from_=call.from_,
-                auth_token=self.token,
-                audio=audio,
-                dtmf=callee.dtmf,
-                hangup_after=hangup_after,
-                call_sid=call.sid,
-                account_sid=self.account,
-                public_url=self.routes.public_base,
-                webhook_url=call.url,
-                direction="outbound-api",
-            )
+            call.report = await self._connect(call)
         finally:
             amd.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await amd
             call.duration = int(asyncio.get_running_loop().time() - started + 0.5)
         await self._end(call, "completed")
+
+    async def _connect(self, call: FakeCall) -> DialReport:
+        """The answered call: fetch its answer URL and run the stream it asks for."""
+        callee = call.callee
+        if callee.kind == "human":
+            audio, hangup_after = _tone(callee.talk, 440.0), callee.talk
+        else:
+            audio = _tone(callee.greeting, 300.0) + _tone(0.3, 1000.0, 0.6)
+            hangup_after = callee.greeting + 20.0  # a machine records until it times out
+        return await dial(
+            self.routes.local_base,
+            to=call.to,
+            from_=call.from_,
+            auth_token=self.token,
+            audio=audio,
+            dtmf=callee.dtmf,
+            hangup_after=hangup_after,
+            call_sid=call.sid,
+            account_sid=self.account,
+            public_url=self.routes.public_base,
+            webhook_url=call.url,
+            direction="outbound-api",
+        )
 
     async def _amd(self, call: FakeCall) -> None:
         if not call.machine_detection or not call.amd_callback:
@@ -335,7 +353,7 @@ class FakeTwilioApi:
     # -- lifetime -------------------------------------------------------------
 
     async def __aenter__(self) -> FakeTwilioApi:
-        prefix = "/2010-04-01/Accounts/{account}"
+        prefix = self.PREFIX
         app = Starlette(
             routes=[
                 Route(prefix + "/Calls.json", self._calls, methods=["GET", "POST"]),

@@ -17,6 +17,11 @@ against the configured public URL with the query string):
 They are written under the sticky prefix (``/twilio/r/<replica>`` in a
 cluster) so the answer reaches the replica that reserved a dial-time model
 session, and served for any replica id (a dead replica's callbacks).
+
+SignalWire side (when it can dial out): the same three under
+``{sticky}/outbound/signalwire/``, signed with the project's Signing Key by
+Twilio's algorithm (``X-SignalWire-Signature`` or its ``X-Twilio-Signature``
+alias) against the configured public URL; the answer is cXML.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import binascii
 import json
 import logging
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +49,7 @@ from phonebridge.outbound.campaigns import (
     parse_contacts,
 )
 from phonebridge.outbound.service import CallRequest, Outbound, OutboundError
+from phonebridge.telephony.signalwire import signature as signalwire_signature
 from phonebridge.telephony.twilio.signature import (
     SIGNATURE_HEADER,
     public_request_url,
@@ -250,21 +257,49 @@ def outbound_twilio_router(outbound: Outbound, auth: TwilioAuth) -> APIRouter:
     the proxy sends them to a survivor, which settles the attempt from the call
     index (its state is there, not in the dead replica's memory).
     """
-    router = APIRouter()
 
-    async def signed(request: Request) -> tuple[str, dict[str, str]] | None:
+    def verify(request: Request, form: dict[str, str]) -> bool:
+        if not auth.verify_webhooks:
+            return True
+        url = public_request_url(auth.public_url, request.url.path, request.url.query)
+        if validate_webhook(auth.auth_token, url, form, request.headers.get(SIGNATURE_HEADER)):
+            return True
+        log.warning("outbound callback with a bad or missing signature for %s", url)
+        return False
+
+    return _callback_router(outbound, "twilio", verify)
+
+
+def outbound_signalwire_router(outbound: Outbound, public_url: str, signing_key: str) -> APIRouter:
+    """SignalWire's answer, status and AMD callbacks (Signing Key), as for Twilio's."""
+
+    def verify(request: Request, form: dict[str, str]) -> bool:
+        url = public_request_url(public_url, request.url.path, request.url.query)
+        signature = request.headers.get(signalwire_signature.SIGNATURE_HEADER) or (
+            request.headers.get(signalwire_signature.ALIAS_HEADER)
+        )
+        if signalwire_signature.validate_form(signing_key, url, form, signature):
+            return True
+        log.warning("SignalWire outbound callback with a bad or missing signature for %s", url)
+        return False
+
+    return _callback_router(outbound, "signalwire", verify)
+
+
+def _callback_router(
+    outbound: Outbound, carrier: str, verify: Callable[[Request, dict[str, str]], bool]
+) -> APIRouter:
+    router = APIRouter()
+    tail = "/outbound/" if carrier == "twilio" else f"/outbound/{carrier}/"
+
+    async def signed(request: Request) -> tuple[str, dict[str, str], str] | None:
         form = {key: str(value) for key, value in (await request.form()).items()}
         attempt_id = request.query_params.get("attempt", "")
-        if auth.verify_webhooks:
-            url = public_request_url(auth.public_url, request.url.path, request.url.query)
-            if not validate_webhook(
-                auth.auth_token, url, form, request.headers.get(SIGNATURE_HEADER)
-            ):
-                log.warning("outbound callback with a bad or missing signature for %s", url)
-                return None
+        if not verify(request, form):
+            return None
         if not _ATTEMPT_ID.fullmatch(attempt_id):
             return None
-        return attempt_id, form
+        return attempt_id, form, carrier
 
     async def answer(request: Request) -> Response:
         found = await signed(request)
@@ -275,7 +310,7 @@ def outbound_twilio_router(outbound: Outbound, auth: TwilioAuth) -> APIRouter:
         except StorageError as exc:
             log.error("outbound answer failed: %s", exc)
             return Response("unavailable", status_code=503)
-        return Response(text, media_type=TWIML)
+        return Response(text, media_type=TWIML if carrier == "twilio" else "application/xml")
 
     async def status(request: Request) -> Response:
         found = await signed(request)
@@ -292,7 +327,7 @@ def outbound_twilio_router(outbound: Outbound, auth: TwilioAuth) -> APIRouter:
         return Response(status_code=204)
 
     for prefix in (TWILIO_PREFIX, REPLICA_PREFIX + "/{replica}"):
-        router.add_api_route(prefix + "/outbound/answer", answer, methods=["POST"])
-        router.add_api_route(prefix + "/outbound/status", status, methods=["POST"])
-        router.add_api_route(prefix + "/outbound/amd", amd, methods=["POST"])
+        router.add_api_route(prefix + tail + "answer", answer, methods=["POST"])
+        router.add_api_route(prefix + tail + "status", status, methods=["POST"])
+        router.add_api_route(prefix + tail + "amd", amd, methods=["POST"])
     return router

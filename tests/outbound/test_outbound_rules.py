@@ -55,6 +55,36 @@ def test_bad_outbound_settings_are_named(name: str, value: str, problem: str) ->
     assert any(problem in p for p in caught.value.problems)
 
 
+def test_the_outbound_carrier_must_dial_and_have_its_credentials() -> None:
+    fenced = {
+        **BASE,
+        "PHONEBRIDGE_OUTBOUND_ENABLED": "1",
+        "PHONEBRIDGE_OUTBOUND_COUNTRIES": "1",
+        "PHONEBRIDGE_OUTBOUND_CALLER_IDS": "+14165550100",
+    }
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**fenced, "PHONEBRIDGE_OUTBOUND_CARRIER": "vonage"})
+    assert "PHONEBRIDGE_OUTBOUND_CARRIER 'vonage' cannot place calls" in "\n".join(
+        caught.value.problems
+    )
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**fenced, "PHONEBRIDGE_OUTBOUND_CARRIER": "signalwire"})
+    problems = "\n".join(caught.value.problems)
+    assert "SIGNALWIRE_SPACE_URL are not all set" in problems
+    assert "TWILIO_ACCOUNT_SID" not in problems  # Twilio's are not needed then
+    settings = Settings.from_env(
+        {
+            **fenced,
+            "PHONEBRIDGE_OUTBOUND_CARRIER": "signalwire",
+            "SIGNALWIRE_SIGNING_KEY": "PSK",
+            "SIGNALWIRE_PROJECT_ID": "p",
+            "SIGNALWIRE_API_TOKEN": "PT",
+            "SIGNALWIRE_SPACE_URL": "https://example.signalwire.com",
+        }
+    )
+    assert settings.outbound_carrier == "signalwire"
+
+
 def test_numbers_are_e164_in_allowed_countries() -> None:
     assert normalize(" +1 416 555 0123 ", [1]) == "+14165550123"
     with pytest.raises(NumberRefused, match=r"E\.164"):

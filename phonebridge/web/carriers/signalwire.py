@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import Response
@@ -41,10 +42,27 @@ def bearer(authorization: str | None) -> str | None:
     return token.strip() or None if scheme.lower() == "bearer" else None
 
 
+def connect_document(edge: CarrierEdge) -> Callable[[PendingCall], str]:
+    """The cXML ``<Connect action><Stream>`` for a reserved call, inbound or outbound."""
+    media_path = edge.sticky(CARRIER, "media")
+
+    def render(pending: PendingCall) -> str:
+        return cxml.connect_stream(
+            edge.websocket_url(media_path),
+            action_url=edge.webhook_url(edge.sticky(CARRIER, "stream-ended")),
+            sample_rate=edge.rate,
+            bearer_token=pending.token,
+            parameters={"token": pending.token},
+        )
+
+    return render
+
+
 def signalwire_router(edge: CarrierEdge, *, signing_key: str) -> APIRouter:
     router = APIRouter()
     spec = LegSpec(CARRIER, lambda note: SignalWireStream(note=note), has_stop=True)
     media_path = edge.sticky(CARRIER, "media")
+    connect = connect_document(edge)
 
     async def signed_form(request: Request) -> dict[str, str] | None:
         form = {key: str(value) for key, value in (await request.form()).items()}
@@ -75,14 +93,7 @@ def signalwire_router(edge: CarrierEdge, *, signing_key: str) -> APIRouter:
         )
         if not isinstance(answer, PendingCall):
             return Response(render_twiml(answer), media_type=XML)
-        document = cxml.connect_stream(
-            edge.websocket_url(media_path),
-            action_url=edge.webhook_url(edge.sticky(CARRIER, "stream-ended")),
-            sample_rate=edge.rate,
-            bearer_token=answer.token,
-            parameters={"token": answer.token},
-        )
-        return Response(document, media_type=XML)
+        return Response(connect(answer), media_type=XML)
 
     async def stream_ended(request: Request) -> Response:
         form = await signed_form(request)

@@ -164,11 +164,24 @@ class SignalWireWire(CarrierWire):
 class SignalWireFlavour(CarrierFlavour):
     carrier: ClassVar[str] = "signalwire"
 
-    def __init__(self, signing_key: str, project_id: str, api: FakeCarrierApi | None) -> None:
+    def __init__(
+        self,
+        signing_key: str,
+        project_id: str,
+        api: FakeCarrierApi | None,
+        *,
+        call_sid: str | None = None,
+        answer_url: str | None = None,
+        direction: str = "inbound",
+    ) -> None:
+        """``answer_url``/``call_sid``: a call the bridge placed (the Compatibility API
+        double fetches the ``Url`` it was given, for the call it created)."""
         self.signing_key = signing_key
         self.project_id = project_id
         self.api = api
-        self.call_sid = "CA" + token()
+        self.call_sid = call_sid or "CA" + token()
+        self.answer_url = answer_url
+        self.direction = direction
         self.call: CarrierCall | None = None
         self.action_url: str | None = None
         self.status_callback: str | None = None
@@ -181,7 +194,7 @@ class SignalWireFlavour(CarrierFlavour):
             "From": r.from_,
             "To": r.to,
             "CallStatus": status,
-            "Direction": "inbound",
+            "Direction": self.direction,
             "ApiVersion": "2010-04-01",
         }
 
@@ -210,7 +223,7 @@ class SignalWireFlavour(CarrierFlavour):
         call.report.account_sid = self.project_id
         if self.api is not None:
             self.api.register("signalwire", self.call_sid, self._rest)
-        url = call.public("/signalwire/voice")
+        url = self.answer_url or call.public("/signalwire/voice")
         params = self.params(call, "ringing")
         headers = self.headers(call, url, params)
         response = await call.webhook("POST", url, data=params, headers=headers)

@@ -1,0 +1,335 @@
+"""Outbound calls through SignalWire, end to end: the real bridge and ``twilio`` client
+pointed at a SignalWire space, a fake Compatibility (LaML) Calls API on loopback (test
+double, simulators/signalwire_api.py) whose callees are the SignalWire phone simulator.
+
+The same path as Twilio's (admission, guard, leases, recording, outcome rows), with
+SignalWire's differences: UUID call ids (our SID is derived from them), callbacks
+signed with the Signing Key, a cXML answer and SignalWire's media socket.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from phonebridge.config import CarrierSettings
+from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL, LocalBridge
+from phonebridge.outbound.carrier import DialRequest, SignalWireDialer
+from phonebridge.outbound.service import Outbound
+from phonebridge.outbound.store import Attempt
+from phonebridge.simulators.phone.routes import Routes
+from phonebridge.simulators.signalwire_api import FakeSignalWireApi
+from phonebridge.simulators.twilio_api import Callee, FakeTwilioApi
+from phonebridge.storage.models import CallRecord
+from phonebridge.telephony.carrier_leg import bridge_call_sid
+from phonebridge.telephony.signalwire.signature import SIGNATURE_HEADER, sign_form
+from phonebridge.telephony.twilio.signature import SIGNATURE_HEADER as TWILIO_SIGNATURE
+from phonebridge.telephony.twilio.signature import sign
+
+from ..conftest import BridgeFactory, record_of
+from .conftest import ACCOUNT, CALLER_ID, VOICEMAIL_PERSONA, eventually
+
+PROJECT = "b6a2c3e4-0000-4000-8000-00000000beef"
+API_TOKEN = "PTsignalwiretoken"
+SIGNING_KEY = "PSKsigningkey"
+HUMAN = "+14165550121"
+MACHINE = "+14165550122"
+
+PERSONA = """\
+name: SignalWire caller
+provider: personaplex
+voice: NATF1
+prompt: You work for CitySan and call customers to remind them of their pickup day.
+carrier: signalwire
+"""
+
+
+@pytest.fixture
+def personas_dir(personas_dir: Path) -> Path:
+    (personas_dir / "sw.yaml").write_text(PERSONA)
+    (personas_dir / "swdial.yaml").write_text(PERSONA + "outbound:\n  open_model: dial\n")
+    (personas_dir / "swreminder.yaml").write_text(VOICEMAIL_PERSONA + "carrier: signalwire\n")
+    (personas_dir / "telnyxonly.yaml").write_text(PERSONA.replace("signalwire", "telnyx"))
+    return personas_dir
+
+
+@dataclass
+class SignalWireOutbounds:
+    bridge: LocalBridge
+    api: FakeSignalWireApi
+    twilio: FakeTwilioApi
+    http: httpx.AsyncClient
+
+    @property
+    def outbound(self) -> Outbound:
+        found: Outbound = self.bridge.app.state.deps.outbound[0]
+        return found
+
+    @property
+    def active_calls(self) -> int:
+        return int(self.bridge.app.state.deps.bridge.admission.active_calls)
+
+    async def call(self, **body: Any) -> httpx.Response:
+        return await self.http.post(self.bridge.url + "/api/calls", json=body)
+
+    async def ended(self, attempt_id: str) -> Any:
+        async def check() -> Any:
+            found = await self.outbound.store.attempt(attempt_id)
+            return found if found is not None and found.state == "ended" else None
+
+        return await eventually(check)
+
+    async def row(self, signalwire_sid: str) -> CallRecord:
+        return await record_of(self.bridge, bridge_call_sid("signalwire", signalwire_sid))
+
+
+Factory = Callable[..., AbstractAsyncContextManager[SignalWireOutbounds]]
+
+
+@pytest.fixture
+def start_signalwire(start_bridge: BridgeFactory) -> Factory:
+    @asynccontextmanager
+    async def factory(
+        callees: dict[str, Callee] | None = None, **overrides: Any
+    ) -> AsyncIterator[SignalWireOutbounds]:
+        api = FakeSignalWireApi(
+            project_id=PROJECT,
+            api_token=API_TOKEN,
+            signing_key=SIGNING_KEY,
+            bridge_public_url=PUBLIC_URL,
+            bridge_local_url="http://127.0.0.1:1",  # set once the bridge has a port
+            callees=callees,
+        )
+        # Twilio is configured too: a SignalWire call must not touch its API.
+        twilio = FakeTwilioApi(
+            account_sid=ACCOUNT,
+            auth_token=DEMO_AUTH_TOKEN,
+            bridge_public_url=PUBLIC_URL,
+            bridge_local_url="http://127.0.0.1:1",
+        )
+        async with api, twilio, AsyncExitStack() as stack:
+            settings: dict[str, Any] = {
+                "outbound_enabled": True,
+                "outbound_countries": (1,),
+                "outbound_caller_ids": (CALLER_ID,),
+                "twilio_account_sid": ACCOUNT,
+                "twilio_api_url": twilio.url,
+                "caller_max_calls_per_hour": 0,
+                "caller_max_concurrent": 0,
+                "max_new_calls_per_minute": 0,
+                "carriers": CarrierSettings(
+                    rate=16_000,
+                    signalwire_signing_key=SecretStr(SIGNING_KEY),
+                    signalwire_project_id=PROJECT,
+                    signalwire_api_token=SecretStr(API_TOKEN),
+                    signalwire_space_url=api.url,
+                ),
+            }
+            settings.update(overrides)
+            bridge = await stack.enter_async_context(start_bridge(**settings))
+            http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+            api.routes = Routes(PUBLIC_URL, bridge.url)
+            yield SignalWireOutbounds(bridge, api, twilio, http)
+
+    return factory
+
+
+async def test_a_person_answers_on_signalwire(start_signalwire: Factory) -> None:
+    async with start_signalwire({HUMAN: Callee("human", talk=0.8)}) as o:
+        response = await o.call(to=HUMAN, persona="sw")
+        assert response.status_code == 201, response.text
+        ended = await o.ended(response.json()["id"])
+        assert ended.outcome == "answered"
+        assert ended.answered_by == "human"  # the async AMD callback, signed with the key
+        (call,) = o.api.created
+        assert ended.call_sid == call.sid  # SignalWire's id, for its REST API
+        assert call.machine_detection == "Enable"
+        assert call.url.startswith(PUBLIC_URL + "/twilio/outbound/signalwire/answer?attempt=")
+        assert call.report is not None
+        assert call.report.upgrade_status == 101  # the bearer token was accepted
+        assert call.report.stream_url is not None
+        assert "?" not in call.report.stream_url
+        assert call.report.sample_rate == 16_000  # cXML asked for L16@16000h
+        assert call.report.frames_received > 0
+        row = await o.row(call.sid)
+        assert row.end_reason == "caller_hangup"
+        assert row.channel == "signalwire"
+        assert row.placed_by == "operator"
+        assert (row.to_number, row.from_number) == (HUMAN, CALLER_ID)
+        assert row.recording_path is not None
+        await eventually(lambda: o.active_calls == 0)
+        assert o.twilio.requests == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "outcome", "end_reason"),
+    [("no-answer", "no_answer", "no_answer"), ("busy", "busy", "line_busy")],
+)
+async def test_unanswered_signalwire_calls_end_in_their_outcome_row(
+    start_signalwire: Factory, kind: str, outcome: str, end_reason: str
+) -> None:
+    async with start_signalwire({HUMAN: Callee(kind)}) as o:  # type: ignore[arg-type]
+        response = await o.call(to=HUMAN, persona="sw")
+        assert response.status_code == 201, response.text
+        ended = await o.ended(response.json()["id"])
+        assert ended.outcome == outcome
+        row = await o.row(ended.call_sid)
+        assert row.end_reason == end_reason
+        assert row.channel == "signalwire"
+        assert o.active_calls == 0
+
+
+async def test_dial_time_lease_is_held_while_it_rings_and_released(
+    start_signalwire: Factory,
+) -> None:
+    async with start_signalwire({HUMAN: Callee("no-answer", ring=0.5)}) as o:
+        response = await o.call(to=HUMAN, persona="swdial")
+        assert response.status_code == 201, response.text
+        assert o.active_calls == 1  # the model session opened at dial time holds a lease
+        ended = await o.ended(response.json()["id"])
+        assert ended.outcome == "no_answer"
+        await eventually(lambda: o.active_calls == 0)
+        assert (await o.row(ended.call_sid)).end_reason == "no_answer"
+
+
+async def test_machine_gets_the_voicemail_through_the_connect_action(
+    start_signalwire: Factory,
+) -> None:
+    async with start_signalwire({MACHINE: Callee("machine", greeting=0.6)}) as o:
+        response = await o.call(to=MACHINE, persona="swreminder")
+        ended = await o.ended(response.json()["id"])
+        assert ended.outcome == "voicemail"
+        assert ended.answered_by == "machine_end_beep"
+        (call,) = o.api.created
+        assert call.machine_detection == "DetectMessageEnd"
+        assert call.report is not None
+        assert call.report.said == [
+            "Hello, this is CitySan reminding you that pickup is on Tuesday."
+        ]
+        assert (await o.row(call.sid)).end_reason == "voicemail"
+
+
+async def test_the_outbound_carrier_setting_picks_signalwire_for_unbound_personas(
+    start_signalwire: Factory,
+) -> None:
+    async with start_signalwire({HUMAN: Callee("busy")}, outbound_carrier="signalwire") as o:
+        response = await o.call(to=HUMAN, persona="citysan")  # no carrier: binding
+        assert response.status_code == 201, response.text
+        ended = await o.ended(response.json()["id"])
+        assert ended.outcome == "busy"
+        assert [c.to for c in o.api.created] == [HUMAN]
+        assert o.twilio.requests == []
+
+
+async def test_disabled_means_403_and_no_signalwire_request(start_signalwire: Factory) -> None:
+    async with start_signalwire(outbound_enabled=False) as o:
+        response = await o.call(to=HUMAN, persona="sw")
+        assert response.status_code == 403
+        assert "disabled" in response.json()["error"]
+        assert o.api.requests == []
+        assert o.twilio.requests == []
+        assert await o.outbound.store.attempts_for() == []
+
+
+async def test_a_carrier_that_cannot_dial_out_is_refused_before_anything(
+    start_signalwire: Factory,
+) -> None:
+    async with start_signalwire() as o:
+        response = await o.call(to=HUMAN, persona="telnyxonly")
+        assert response.status_code == 503
+        assert "telnyx" in response.json()["error"]
+        assert o.api.requests == []
+        assert o.twilio.requests == []
+        assert await o.outbound.store.attempts_for() == []
+
+
+async def test_signalwire_callbacks_must_carry_the_signing_keys_signature(
+    start_signalwire: Factory,
+) -> None:
+    async with start_signalwire() as o:
+        path = "/twilio/outbound/signalwire/status?attempt=oa_" + "0" * 24
+        url = PUBLIC_URL + path
+        form = {"CallSid": PROJECT, "CallStatus": "completed"}
+        unsigned = await o.http.post(o.bridge.url + path, data=form)
+        assert unsigned.status_code == 403
+        # Twilio's signature (its auth token) is not SignalWire's
+        twilio_signed = await o.http.post(
+            o.bridge.url + path,
+            data=form,
+            headers={TWILIO_SIGNATURE: sign(DEMO_AUTH_TOKEN, url, form)},
+        )
+        assert twilio_signed.status_code == 403
+        signed = await o.http.post(
+            o.bridge.url + path,
+            data=form,
+            headers={SIGNATURE_HEADER: sign_form(SIGNING_KEY, url, form)},
+        )
+        assert signed.status_code == 204  # an unknown attempt: accepted, nothing to settle
+
+
+async def test_a_signalwire_claim_cut_by_a_crash_is_looked_up_never_redialled(
+    start_signalwire: Factory,
+) -> None:
+    """Recovery lists and fetches calls through SignalWire's Compatibility API too."""
+    other = "+14165550123"
+    async with start_signalwire({HUMAN: Callee("busy"), other: Callee("busy")}) as o:
+        store = o.outbound.store
+        wall = datetime.now(UTC)
+
+        async def claim(to: str) -> Attempt:
+            return await store.add_attempt(
+                to_number=to,
+                from_number=CALLER_ID,
+                persona="sw",
+                placed_by="operator:test",
+                variables={},
+                now=wall - timedelta(minutes=2),
+                replica="dead",
+            )
+
+        lost, reached = await claim(HUMAN), await claim(other)
+        # The dead process's request for `reached` got to SignalWire; `lost`'s never did.
+        dialer = SignalWireDialer(PROJECT, API_TOKEN, space_url=o.api.url)
+        url = o.outbound.config.callback_url
+        await dialer.place(
+            DialRequest(
+                other, CALLER_ID, url("signalwire/answer", reached.id), "", "", 30, "hangup"
+            )
+        )
+        await o.api.wait_ended()
+        assert await o.outbound.reconcile() == 2
+        released = await store.attempt(lost.id)
+        assert released is not None
+        assert released.outcome == "not_placed"
+        adopted = await store.attempt(reached.id)
+        assert adopted is not None
+        assert adopted.outcome == "busy"
+        (call,) = o.api.created
+        assert adopted.call_sid == call.sid
+        assert (await o.row(call.sid)).end_reason == "line_busy"
+        assert any(
+            path.endswith("/Calls.json") for method, path in o.api.requests if method == "GET"
+        )
+        assert o.twilio.requests == []
+
+
+async def test_opt_out_on_signalwire_lands_on_dnc_and_ends_politely(
+    start_signalwire: Factory,
+) -> None:
+    async with start_signalwire({HUMAN: Callee("human", talk=10.0, dtmf=((0.5, "9"),))}) as o:
+        response = await o.call(to=HUMAN, persona="swreminder")
+        ended = await o.ended(response.json()["id"])
+        assert ended.outcome == "opted_out"
+        assert await o.outbound.store.is_dnc(HUMAN)
+        (call,) = o.api.created
+        assert call.report is not None
+        assert call.report.said == ["You will not be called again. Goodbye from CitySan."]
+        assert (await o.row(call.sid)).end_reason == "opted_out"
