@@ -48,6 +48,7 @@ from phonebridge.storage.index import CallIndex
 from phonebridge.storage.objects import ObjectStore, S3ObjectStore, S3Settings
 from phonebridge.storage.retention import apply_retention
 from phonebridge.storage.row_spool import SPOOL_DIRNAME, RowSpool
+from phonebridge.telephony.twilio.entry import TwilioEntry
 from phonebridge.telephony.twilio.rest import BaseUrlHttpClient, TwilioCallControl
 from phonebridge.telephony.twilio.transfer import TwilioHumanCalls
 from phonebridge.web.app import AppDeps, HistoryDeps, create_app
@@ -368,11 +369,7 @@ async def build_app(
         coordination.replica_id, admission.pool.urls, admission.pool.held_urls
     )
     bridge = Bridge(
-        config=BridgeConfig(
-            stream_url=settings.stream_url,
-            action_url=settings.action_url,
-            pending_timeout=settings.pending_timeout,
-        ),
+        config=BridgeConfig(pending_timeout=settings.pending_timeout),
         personas=lambda: personas.current,
         admission=admission,
         factories=factories,
@@ -382,8 +379,13 @@ async def build_app(
         guard=coordination.guard,
         replay=coordination.replay,
         policies=TransferPolicies(metrics=metrics, dialer=human_calls),
-        human_calls=human_calls,
         personal=personal,
+    )
+    twilio = TwilioEntry(
+        bridge,
+        stream_url=settings.stream_url,
+        action_url=settings.action_url,
+        human_calls=human_calls,
     )
     token = settings.twilio_auth_token
     auth = TwilioAuth(
@@ -463,6 +465,7 @@ async def build_app(
     outbound = _outbound(
         settings,
         bridge=bridge,
+        twilio=twilio,
         personas=personas,
         store=outbound_store,
         journals=journals,
@@ -504,6 +507,7 @@ async def build_app(
     return create_app(
         AppDeps(
             bridge=bridge,
+            twilio=twilio,
             twilio_auth=auth,
             carrier_routers=routers,
             background=background,
@@ -533,6 +537,7 @@ def _outbound(
     settings: Settings,
     *,
     bridge: Bridge,
+    twilio: TwilioEntry,
     personas: PersonaStore,
     store: OutboundStore,
     journals: JournalFactory,
@@ -548,7 +553,8 @@ def _outbound(
     sid, token = settings.twilio_account_sid, settings.twilio_auth_token
     if sid is not None and token is not None:
         outbound_carriers["twilio"] = OutboundCarrier(
-            TwilioDialer(sid, token.get_secret_value(), api_base_url=settings.twilio_api_url)
+            TwilioDialer(sid, token.get_secret_value(), api_base_url=settings.twilio_api_url),
+            connect=twilio.connect_twiml,
         )
     sw = settings.carriers
     if (

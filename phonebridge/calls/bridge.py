@@ -1,37 +1,29 @@
-"""The bridge service: Twilio's three requests, and the calls they create.
+"""The bridge service: every leg's calls, from admission to their outcome.
 
-- ``POST /twilio/voice`` (:meth:`Bridge.voice_webhook`): pick the persona by
-  the dialled number, take a lease, *start opening the model session now*,
-  answer ``<Connect><Stream>`` (PROTOCOLS.md §1.1) with a one-time token.
-- ``WS /twilio/media`` (:meth:`Bridge.media_stream`): read ``connected`` and
-  ``start``, claim the pending call with the token, run the
-  :class:`~phonebridge.calls.session.CallSession`.
-- ``POST /twilio/call-status`` (:meth:`Bridge.call_status`): the number's
-  status callback; a call that ended while it rang frees its model at once.
-- ``POST /twilio/stream-ended`` (:meth:`Bridge.stream_ended`): Twilio asks
-  what to do after the stream closed; answer the persona's fallback when the
-  call ended badly, else hang up. A call this process never held (its
-  replica died, or this process restarted) gets the fallback too: its stream
-  ended without an outcome because the process holding it was gone.
-
-A per-call :class:`~phonebridge.calls.policy.CallPolicy` (``policies``; the
-persona's transfer triggers, calls/transfer/) may end a call with a
-:class:`~phonebridge.calls.outcome.Handoff`: the action answer then dials the
-human (cold) or joins the conference where an accepting human waits (warm;
-telephony/twilio/transfer.py), and nothing follows that verb.
+A leg's entry (its carrier's webhooks and media socket) lives with the leg:
+Twilio's in telephony/twilio/entry.py, the further carriers' in
+web/carriers/, the browser's in web/softphone/. Each hands its call to the
+public methods here: :meth:`Bridge.answer_phone` (a phone leg's call webhook,
+any carrier) or :meth:`Bridge.admit`, then :meth:`Bridge.claim` with the
+one-time token when its media socket comes, :meth:`Bridge.run_call` on its
+:class:`~phonebridge.calls.leg.Leg`, and :meth:`Bridge.after_stream` for what
+the caller hears once the stream is over. Nothing here names a carrier's
+wire format: each renders :data:`AfterStream` its own way.
 
 Every leg's entry admits its call through :meth:`Bridge.admit`: business
 hours, the toll-fraud guard, a lease, the context lookup and the prompt
 rendered (calls/personal.py), then the model session starts opening.
-Answering when the model is ready (calls/ready_answer.py) is the Twilio
-entry's own: it holds the webhook's TwiML, which only a phone webhook has.
+Answering when the model is ready (calls/ready_answer.py) is a phone
+webhook's own step (:meth:`Bridge.hold_answer`): only it holds an answer.
 
-In a cluster the stream, action and status paths carry the replica id
-(``/twilio/r/<id>/...``, config.Settings.sticky_prefix) so the edge proxy
-brings them back to the replica holding the call.
+A per-call :class:`~phonebridge.calls.policy.CallPolicy` (``policies``; the
+persona's transfer triggers, calls/transfer/) may end a call with a
+:class:`~phonebridge.calls.outcome.Handoff`: :meth:`Bridge.decide` then
+answers :class:`Transfer` (cold) or :class:`Join` (warm), and nothing
+follows that verb.
 
-Signatures are checked by the web layer before these are called; this module
-holds the call logic only, so tests can drive it without HTTP.
+Signatures are checked by the web layer before the entries are called; this
+module holds the call logic only, so tests can drive it without HTTP.
 """
 
 from __future__ import annotations
@@ -54,8 +46,6 @@ from phonebridge.calls.personal import (
     ClosedAnswer,
     IncomingCall,
     PersonalCalls,
-    call_direction,
-    carrier_fields,
 )
 from phonebridge.calls.policy import CallPolicy
 from phonebridge.calls.ready_answer import answer_when_ready
@@ -67,20 +57,11 @@ from phonebridge.errors import (
     HandshakeTimeout,
     ModelBusy,
     ModelError,
-    RemoteProtocolError,
 )
 from phonebridge.metrics import BridgeMetrics, server_label
 from phonebridge.models.base import ModelSession, ModelSessionFactory, SessionRequest
 from phonebridge.personas.book import PersonaBook
 from phonebridge.personas.schema import Persona
-from phonebridge.telephony.twilio import twiml
-from phonebridge.telephony.twilio.leg import PhoneSocket, TwilioLeg, await_start
-from phonebridge.telephony.twilio.protocol import MediaStreamProtocol
-from phonebridge.telephony.twilio.transfer import (
-    TwilioHumanCalls,
-    dial_document,
-    join_document,
-)
 
 log = logging.getLogger(__name__)
 
@@ -99,32 +80,7 @@ PolicyFactory = Callable[[PendingCall, Leg], CallPolicy | None]
 class BridgeConfig:
     """What the call logic needs from the settings."""
 
-    stream_url: str  # wss://public-host/twilio/media, exactly as written in the TwiML
-    action_url: str  # https://public-host/twilio/stream-ended
     pending_timeout: float = 15.0  # how long a webhook's reservation waits for its stream
-    start_timeout: float = 10.0  # how long an accepted socket may take to send `start`
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookCall:
-    """The voice webhook's form fields that matter (§1.1)."""
-
-    call_sid: str
-    account_sid: str
-    from_number: str
-    to_number: str
-
-    @classmethod
-    def from_form(cls, form: Mapping[str, str]) -> WebhookCall:
-        missing = [key for key in ("CallSid", "To") if not form.get(key)]
-        if missing:
-            raise RemoteProtocolError(f"voice webhook without {', '.join(missing)}")
-        return cls(
-            call_sid=form["CallSid"],
-            account_sid=form.get("AccountSid", ""),
-            from_number=form.get("From", ""),
-            to_number=form["To"],
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,13 +211,10 @@ class Bridge:
         guard: CallGuard | None = None,
         replay: ReplayMemory | None = None,
         policies: PolicyFactory | None = None,
-        human_calls: TwilioHumanCalls | None = None,
         personal: PersonalCalls | None = None,
     ) -> None:
         self.config = config
         self._policies = policies
-        self.human_calls = human_calls
-        """Warm transfers' human legs on Twilio (their webhooks reach them through here)."""
         self._personas = personas
         self.admission = admission
         self._factories = factories
@@ -276,19 +229,19 @@ class Bridge:
         self._call_finished = asyncio.Event()
         self.guard = guard
         # Set by the outbound service (phonebridge/outbound/): told of keypad
-        # digits, and asked first what Twilio does after a call's stream ended.
+        # digits, and asked first what the carrier does after a call's stream ended.
         self.dtmf_hook: DtmfHook | None = None
         self.after_call: Callable[[CallOutcome, Persona], AfterStream | None] | None = None
         # Answered call SIDs (replays open nothing); shared by every replica
         # when coordination is in Redis.
         self._answered = replay or MemoryReplay()
-        # Calls this process wrote a <Connect> for: an action request for any
+        # Calls this process answered with a stream: an action request for any
         # other call comes from a replica that died (or from before a restart).
         self._held = AnsweredCalls()
         # Business hours, the context lookup, prompt templates (issue 15).
         self.personal = personal or PersonalCalls(registry=self.metrics.registry)
         # Calls of dead replicas this one answered the fallback for (their row is
-        # checked once, even if Twilio repeats the action request).
+        # checked once, even if the carrier repeats the action request).
         self._orphans = AnsweredCalls()
 
     @property
@@ -299,49 +252,6 @@ class Bridge:
     def persona_book(self) -> PersonaBook:
         """The personas as loaded now (they reload when the files change)."""
         return self._personas()
-
-    # -- POST /twilio/voice ------------------------------------------------------
-
-    async def voice_webhook(self, form: Mapping[str, str]) -> str:
-        """The TwiML answer to Twilio's voice webhook.
-
-        The answer is kept (shared by every replica when coordination is in
-        Redis) until the stream claims the call: a Twilio retry that reaches
-        another replica than the one holding the call gets the same
-        ``<Connect><Stream>``, pointing at that replica, and opens nothing.
-        """
-        call = WebhookCall.from_form(form)
-        if self.pending.by_call_sid(call.call_sid) is None:
-            previous = await self._answered.previous_answer(call.call_sid)
-            if previous is not None:
-                log.info(
-                    "voice webhook retried on another replica; answered as before",
-                    extra={"call_sid": call.call_sid},
-                )
-                return previous
-        answer = await self.answer_phone(
-            PhoneCall(
-                channel="twilio",
-                call_sid=call.call_sid,
-                from_number=call.from_number,
-                to_number=call.to_number,
-                account_sid=call.account_sid,
-                direction=call_direction(form),
-                fields=carrier_fields(form),
-            )
-        )
-        if not isinstance(answer, PendingCall):
-            return render_twiml(answer)
-        # Twilio's own step: ringback until the model is ready (calls/ready_answer.py).
-        await self._hold_answer(answer)
-        if self.pending.by_call_sid(answer.call_sid) is not answer:
-            # The caller hung up while it rang (call-status withdrew the call).
-            return twiml.hangup()
-        document = self._connect_twiml(answer)
-        await self._answered.remember_answer(
-            call.call_sid, document, ttl_seconds=self.config.pending_timeout
-        )
-        return document
 
     async def answer_phone(self, call: PhoneCall) -> PendingCall | Say | Hangup:
         """A phone leg's call webhook, whatever the carrier: reserve the call, or say why not.
@@ -383,8 +293,12 @@ class Bridge:
         self._held.add(admitted.call_sid)
         return admitted
 
-    async def _hold_answer(self, pending: PendingCall) -> None:
-        """Let the caller hear ringback until the model is ready, within the persona's bound."""
+    async def hold_answer(self, pending: PendingCall) -> None:
+        """Let the caller hear ringback until the model is ready, within the persona's bound.
+
+        A phone webhook's own step, before it answers with its stream: only a
+        webhook holds an answer. The caller may hang up meanwhile
+        (:meth:`still_pending` tells)."""
         within = self.personal.answer_within(pending.persona)
         if within <= 0:
             return
@@ -572,45 +486,6 @@ class Bridge:
         await pending.session.open()
         return pending.session
 
-    def _connect_twiml(self, pending: PendingCall) -> str:
-        return twiml.connect_stream(
-            self.config.stream_url,
-            self.config.action_url,
-            {
-                "call_sid": pending.call_sid,
-                "persona": pending.persona.id,
-                "from": pending.from_number,
-                "to": pending.to_number,
-                "token": pending.token,
-            },
-        )
-
-    # -- WS /twilio/media ------------------------------------------------------------
-
-    async def media_stream(self, phone: PhoneSocket) -> None:
-        """Run one media stream to its end. The socket is already accepted."""
-        stream = MediaStreamProtocol()
-        start = await await_start(
-            phone, stream, start_timeout=self.config.start_timeout, clock=self._clock
-        )
-        if start is None:
-            await phone.close(1008)
-            return
-        token = start.custom_parameters.get("token", "")
-        pending = self.pending.claim(token, start.call_sid)
-        if pending is not None:
-            self._answered.forget_answer(start.call_sid)  # claimed: a replay now hangs up
-        if pending is None:
-            log.warning(
-                "media stream with an unknown or used token", extra={"call_sid": start.call_sid}
-            )
-            self._sweeper_wake.set()  # a burnt token may have abandoned a pending call
-            await phone.close(1008)
-            return
-        await self.run_call(
-            pending, TwilioLeg(phone, stream, clock=self._clock, call_sid=start.call_sid)
-        )
-
     def claim(self, token: str, call_sid: str) -> PendingCall | None:
         """The pending call ``token`` reserved for ``call_sid``; once only (any leg)."""
         pending = self.pending.claim(token, call_sid)
@@ -650,22 +525,6 @@ class Bridge:
         was ready): free its model socket and lease now, record it."""
         if self.pending.withdraw(pending.call_sid) is pending:
             await self._abandon(pending, reason, detail)
-
-    # -- POST /twilio/stream-ended ----------------------------------------------------
-
-    async def stream_ended(self, form: Mapping[str, str]) -> str:
-        """TwiML for after the stream: the fallback if the call ended badly.
-
-        The persona of a call this process never held is found by our own
-        number: the dialled ``To`` of a call we received, the caller ID
-        ``From`` of one we placed (``Direction`` ``outbound-api``).
-        """
-        outbound = form.get("Direction", "").startswith("outbound")
-        our_number = form.get("From" if outbound else "To", "")
-        other_number = form.get("To" if outbound else "From", "")
-        return render_twiml(
-            await self.after_stream(form.get("CallSid", ""), our_number, other_number)
-        )
 
     async def after_stream(
         self, call_sid: str, to_number: str, other_number: str = "", carrier: str = "twilio"
@@ -757,33 +616,53 @@ class Bridge:
             task.add_done_callback(self._journals.background.discard)
         return _fallback(persona, self.personal.fallback_say(call_sid, persona))
 
-    # -- POST /twilio/call-status ------------------------------------------------------
-
-    async def call_status(self, form: Mapping[str, str]) -> None:
-        """Twilio's status callback: a call that ended while it rang frees its model at once.
-
-        Without it, a caller who hangs up during the ringing (the webhook held
-        its answer, or the stream had not come yet) keeps a billed model socket
-        open until the pending deadline. A call this replica does not hold is
-        left alone (it is live here, or another replica holds it).
-        """
-        if form.get("CallStatus", "") not in _ENDED_STATUSES:
-            return
-        pending = self.pending.withdraw(form.get("CallSid", ""))
-        if pending is not None:
-            await self._abandon(
-                pending, CallEndReason.CALLER_HANGUP, "caller hung up before the stream started"
-            )
-
     def pending_call(self, token: str) -> PendingCall | None:
         """The pending call ``token`` reserved, without claiming it (a socket's upgrade check)."""
         return self.pending.get(token)
 
+    def still_pending(self, pending: PendingCall) -> bool:
+        """``pending`` is still reserved and unclaimed (its caller did not hang up meanwhile)."""
+        return self.pending.by_call_sid(pending.call_sid) is pending
+
+    async def withdraw_pending(self, call_sid: str, reason: CallEndReason, detail: str) -> bool:
+        """The pending call of ``call_sid`` will never be claimed (its caller hung up
+        while it rang): free its model socket and lease now, record it. False if this
+        process holds no such pending call (it is live, or another replica holds it)."""
+        pending = self.pending.withdraw(call_sid)
+        if pending is None:
+            return False
+        await self._abandon(pending, reason, detail)
+        return True
+
+    # -- a phone webhook's kept answer ---------------------------------------------
+    # A webhook's stream answer is kept (shared by every replica when coordination
+    # is in Redis) until the stream claims the call, so a retry that reaches another
+    # replica gets the same answer and opens nothing.
+
+    async def kept_answer(self, call_sid: str) -> str | None:
+        """The answer document kept for ``call_sid`` by the replica holding it; None when
+        this process holds the call pending (:meth:`answer_phone` returns it again) or
+        no answer is kept."""
+        if self.pending.by_call_sid(call_sid) is not None:
+            return None
+        return await self._answered.previous_answer(call_sid)
+
+    async def keep_answer(self, call_sid: str, document: str) -> None:
+        """Keep ``document``, the stream answer of ``call_sid``, until its stream claims it
+        (at most the pending timeout)."""
+        await self._answered.remember_answer(
+            call_sid, document, ttl_seconds=self.config.pending_timeout
+        )
+
+    def forget_answer(self, call_sid: str) -> None:
+        """The stream claimed ``call_sid``: a replayed webhook now hangs up."""
+        self._answered.forget_answer(call_sid)
+
     # -- outbound calls (phonebridge/outbound/) ------------------------------------
     # A call we place is admitted by :meth:`admit` like one we receive (at dial
-    # time or when answered, per persona) and answered on the same
-    # <Connect><Stream> path: a reservation claimed by the media stream with its
-    # one-time token.
+    # time or when answered, per persona) and answered on the same stream path
+    # (Twilio's <Connect><Stream>): a reservation claimed by the media stream
+    # with its one-time token.
 
     def hold_pending(self, pending: PendingCall, seconds: float) -> None:
         """Give a reservation ``seconds`` for its stream (a model opened at dial
@@ -791,15 +670,12 @@ class Bridge:
         pending.deadline = max(pending.deadline, self._clock() + seconds)
 
     def connect(
-        self,
-        pending: PendingCall,
-        call_sid: str,
-        render: Callable[[PendingCall], str] | None = None,
+        self, pending: PendingCall, call_sid: str, render: Callable[[PendingCall], str]
     ) -> str | None:
-        """``<Connect><Stream>`` for an answered outbound call reserved by :meth:`admit`,
+        """The stream answer for an answered outbound call reserved by :meth:`admit`,
         now known by the carrier's ``call_sid``; ``None`` if the reservation is gone.
-        ``render`` writes the carrier's own answer document (SignalWire's cXML);
-        without it, Twilio's TwiML."""
+        ``render`` writes the carrier's own answer document (Twilio's TwiML,
+        SignalWire's cXML) for the reservation."""
         if self.pending.by_call_sid(pending.call_sid) is not pending:
             return None
         if pending.call_sid != call_sid:
@@ -809,7 +685,7 @@ class Bridge:
             self.pending.add(pending)
         pending.deadline = self._clock() + self.config.pending_timeout
         self._sweeper_wake.set()
-        return render(pending) if render is not None else self._connect_twiml(pending)
+        return render(pending)
 
     async def abandon_as(
         self, pending: PendingCall, call_sid: str, reason: CallEndReason, detail: str
@@ -864,8 +740,8 @@ class Bridge:
     async def drain(self, deadline_seconds: float) -> None:
         """Stop taking calls, let live ones finish until the deadline, then end them.
 
-        Calls ended by the drain close their stream, so Twilio asks the
-        ``<Connect action>`` URL and the caller hears the persona's fallback
+        Calls ended by the drain close their stream, so the carrier asks what
+        follows (Twilio's ``<Connect action>``) and the caller hears the persona's fallback
         (or is transferred) instead of dead air; their records are written.
         """
         self.admission.draining = True
@@ -885,10 +761,6 @@ class Bridge:
                     await self._call_finished.wait()
 
 
-_ENDED_STATUSES = frozenset({"completed", "canceled", "busy", "failed", "no-answer"})
-"""Twilio's final call statuses (PROTOCOLS.md §1: StatusCallback ``CallStatus``)."""
-
-
 def _routed(call: NewCall, persona: Persona) -> NewCall:
     """``call`` taken by ``persona`` (the closed persona routes it): its prompt and
     voice, unless the entry chose its own for this call (a try-a-prompt override)."""
@@ -897,20 +769,6 @@ def _routed(call: NewCall, persona: Persona) -> NewCall:
     if request == own:
         request = persona.session_request(request.sample_rate)
     return dataclasses.replace(call, persona=persona, request=request)
-
-
-def render_twiml(answer: AfterStream) -> str:
-    """TwiML (and SignalWire's cXML, the same verbs) for an answer without a stream."""
-    match answer:
-        case Say():
-            return twiml.say_and_hangup(answer.message, voice=answer.voice)
-        case Transfer() if answer.message is None:
-            return dial_document(answer.number)  # a number or a SIP URI, nothing after it
-        case Transfer():
-            return twiml.dial(answer.number, message=answer.message)
-        case Join():
-            return join_document(answer.room)
-    return twiml.hangup()
 
 
 def _unanswered(call: NewCall) -> UnansweredCall:

@@ -10,7 +10,8 @@ and the caller waits for the model in silence, as without the hold.
 The model socket is open while it rings either way (the session starts opening
 when the webhook arrives); the hold only moves the answer. A caller who hangs
 up while it rings ends the pending call through the call-status callback
-(:meth:`phonebridge.calls.bridge.Bridge.call_status`), which closes the socket
+(:meth:`phonebridge.telephony.twilio.entry.TwilioEntry.call_status`, then
+:meth:`phonebridge.calls.bridge.Bridge.withdraw_pending`), which closes the socket
 at once and ends this wait.
 """
 

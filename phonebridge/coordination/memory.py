@@ -141,7 +141,7 @@ class MemoryReplay:
         return self.first_answer_now(call_sid)
 
     # One process holds every call it answered, so a retry finds the pending
-    # call itself (Bridge.voice_webhook looks there first): nothing to keep.
+    # call itself (Bridge.kept_answer looks there first): nothing to keep.
     async def remember_answer(self, call_sid: str, document: str, ttl_seconds: float) -> None:
         return None
 

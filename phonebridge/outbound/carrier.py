@@ -195,10 +195,10 @@ class OutboundCarrier:
     """One carrier the bridge can dial out through."""
 
     dialer: Dialer
+    connect: Callable[[PendingCall], str]
+    """The answer document for a reserved call (Twilio's TwiML, SignalWire's cXML)."""
     rate: int | None = None
     """The leg's sample rate (the model session is opened at it); None: Twilio's."""
-    connect: Callable[[PendingCall], str] | None = None
-    """The answer document for a reserved call; None: the bridge's TwiML."""
 
     @property
     def name(self) -> str:

@@ -27,6 +27,7 @@ from phonebridge.outbound.service import Outbound
 from phonebridge.storage.index import CallIndex
 from phonebridge.storage.models import OutboxEntry
 from phonebridge.storage.objects import ObjectStore
+from phonebridge.telephony.twilio.entry import TwilioEntry
 from phonebridge.web.api import api_router, live_calls
 from phonebridge.web.auth import dashboard_auth
 from phonebridge.web.dashboard import dashboard_router
@@ -62,6 +63,8 @@ class AppDeps:
     """What the web app serves."""
 
     bridge: Bridge
+    twilio: TwilioEntry
+    """Twilio's requests (the bridge's, through Twilio's entry)."""
     twilio_auth: TwilioAuth
     background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = field(default_factory=tuple)
     """Long-running coroutines started with the app and cancelled at shutdown."""
@@ -117,7 +120,7 @@ def create_app(deps: AppDeps) -> FastAPI:
     )
     # Public webhooks must not read a 10 MB form before refusing it (web/limits.py).
     app.add_middleware(BodySizeLimit, max_bytes=MAX_REQUEST_BODY_BYTES)
-    app.include_router(twilio_router(deps.bridge, deps.twilio_auth))
+    app.include_router(twilio_router(deps.twilio, deps.twilio_auth))
     for router in [*deps.carrier_routers, *deps.public_routers]:
         app.include_router(router)
     if deps.outbound is not None:

@@ -1,4 +1,7 @@
-"""HTTP and WebSocket edges of the Twilio side: signatures, then the bridge.
+"""HTTP and WebSocket edges of the Twilio side: signatures, then its entry.
+
+The call logic behind each route is telephony/twilio/entry.py's
+:class:`~phonebridge.telephony.twilio.entry.TwilioEntry`.
 
 PROTOCOLS.md §1.4: every request is checked against the URL Twilio signed,
 which is built from the configured public base URL, never from the request's
@@ -12,7 +15,7 @@ action>`` under ``/twilio/r/<id>/`` (the edge proxy routes on that segment).
 It accepts media only under its own path (a pending call lives in one
 process's memory), but answers ``/twilio/r/<any id>/stream-ended``: when the
 replica named in the path is gone, the proxy sends the request to any
-healthy replica, which answers the persona's fallback (calls/bridge.py). The
+healthy replica, which answers the persona's fallback (telephony/twilio/entry.py). The
 signature is checked against the URL Twilio signed: the public URL plus the
 path as requested, whichever replica it names.
 
@@ -33,11 +36,11 @@ from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import Response
 from starlette.websockets import WebSocketDisconnect
 
-from phonebridge.calls.bridge import Bridge
 from phonebridge.calls.transfer.warm import TOO_LATE as TRANSFER_GONE
 from phonebridge.config import REPLICA_PREFIX, TWILIO_PREFIX, StreamSignaturePolicy
 from phonebridge.errors import RemoteProtocolError
 from phonebridge.telephony.twilio import twiml
+from phonebridge.telephony.twilio.entry import TwilioEntry
 from phonebridge.telephony.twilio.signature import (
     SIGNATURE_HEADER,
     public_request_url,
@@ -121,7 +124,7 @@ class StarlettePhone:
             await self._ws.close(code)
 
 
-def twilio_router(bridge: Bridge, auth: TwilioAuth) -> APIRouter:
+def twilio_router(twilio: TwilioEntry, auth: TwilioAuth) -> APIRouter:
     """The endpoints Twilio talks to (not behind the dashboard's auth).
 
     Without an auth token (a bridge for other carriers only) Twilio is off
@@ -148,7 +151,7 @@ def twilio_router(bridge: Bridge, auth: TwilioAuth) -> APIRouter:
         if form is None:
             return Response("invalid signature", status_code=403)
         try:
-            answer = await bridge.voice_webhook(form)
+            answer = await twilio.voice_webhook(form)
         except RemoteProtocolError as exc:
             return Response(str(exc), status_code=400)
         return Response(answer, media_type=TWIML)
@@ -161,7 +164,7 @@ def twilio_router(bridge: Bridge, auth: TwilioAuth) -> APIRouter:
         form = await signed_form(request)
         if form is None:
             return Response("invalid signature", status_code=403)
-        await bridge.call_status(form)
+        await twilio.call_status(form)
         return Response(status_code=204)
 
     # Like the action URL: served at this replica's prefix (where `twilio
@@ -175,7 +178,7 @@ def twilio_router(bridge: Bridge, auth: TwilioAuth) -> APIRouter:
         form = await signed_form(request)
         if form is None:
             return Response("invalid signature", status_code=403)
-        return Response(await bridge.stream_ended(form), media_type=TWIML)
+        return Response(await twilio.stream_ended(form), media_type=TWIML)
 
     # Served for every replica id, not just this one's (see the module docstring),
     # and at the single-process path, so no action request finds no route.
@@ -186,7 +189,7 @@ def twilio_router(bridge: Bridge, auth: TwilioAuth) -> APIRouter:
         form = await signed_form(request)
         if form is None:
             return Response("invalid signature", status_code=403)
-        human_calls = bridge.human_calls
+        human_calls = twilio.human_calls
         if step == "status":
             if human_calls is not None:
                 human_calls.status(transfer_id, form)
@@ -211,7 +214,7 @@ def twilio_router(bridge: Bridge, auth: TwilioAuth) -> APIRouter:
             await websocket.close(code=1008)
             return
         await websocket.accept()
-        await bridge.media_stream(StarlettePhone(websocket))
+        await twilio.media_stream(StarlettePhone(websocket))
 
     return router
 

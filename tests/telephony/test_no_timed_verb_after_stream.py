@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from phonebridge.calls.admission import Admission
-from phonebridge.calls.bridge import Bridge, BridgeConfig, render_twiml
+from phonebridge.calls.bridge import Bridge, BridgeConfig
 from phonebridge.calls.journal import JournalFactory
 from phonebridge.calls.outcome import CallEndReason, CallOutcome, Handoff
 from phonebridge.coordination.memory import ServerPool
@@ -42,6 +42,7 @@ from phonebridge.telephony.plivo import xml as plivo
 from phonebridge.telephony.signalwire import cxml
 from phonebridge.telephony.twilio import transfer as twilio_transfer
 from phonebridge.telephony.twilio import twiml
+from phonebridge.telephony.twilio.entry import TwilioEntry, render_twiml
 from phonebridge.telephony.vonage import ncco
 from phonebridge.telephony.vonage.ncco import AnswerRequest
 from phonebridge.web.carriers import plivo as plivo_route
@@ -191,15 +192,17 @@ async def test_every_action_answer(
 ) -> None:
     book = PersonaBook.from_personas([persona(tmp_path, say, transfer_to)], directory=tmp_path)
     bridge = Bridge(
-        config=BridgeConfig(
-            stream_url="wss://bridge.example.com/twilio/media",
-            action_url="https://bridge.example.com/twilio/stream-ended",
-        ),
+        config=BridgeConfig(),
         personas=lambda: book,
         admission=Admission(ServerPool((), clock=lambda: 0.0), available_providers=(), max_calls=1),
         factories={},
         journals=JournalFactory(data_dir=tmp_path, index=None),
         clock=lambda: 0.0,
+    )
+    twilio = TwilioEntry(
+        bridge,
+        stream_url="wss://bridge.example.com/twilio/media",
+        action_url="https://bridge.example.com/twilio/stream-ended",
     )
     sid = "CA" + "1" * 32
     outcome = CallOutcome(sid, "line", reason, "why", handoff)
@@ -214,6 +217,6 @@ async def test_every_action_answer(
         assert [action["action"] for action in vonage_route.render(answer)] == ["connect"]
         assert telnyx_route.commands(answer)[0] == ("transfer", {"to": handoff.to})
     bridge.outcomes.record(outcome)
-    check_xml(await bridge.stream_ended({"CallSid": sid, "To": "+14165550150"}))
+    check_xml(await twilio.stream_ended({"CallSid": sid, "To": "+14165550150"}))
     # A call no replica holds (its replica died) gets the fallback: checked too.
-    check_xml(await bridge.stream_ended({"CallSid": "CA" + "2" * 32, "To": "+14165550150"}))
+    check_xml(await twilio.stream_ended({"CallSid": "CA" + "2" * 32, "To": "+14165550150"}))

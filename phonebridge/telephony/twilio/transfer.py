@@ -13,7 +13,7 @@ model session, with the first one's context lost. So the human is rung with
 ``calls.create`` (the whisper is that call's own TwiML: ``<Say>`` inside a
 one-key ``<Gather>``), and on accept both legs meet in a conference named
 for the caller's call: the human's ``<Gather action>`` answer joins it, and
-the caller's ``<Connect action>`` answer (calls/bridge.py) joins it when the
+the caller's ``<Connect action>`` answer (telephony/twilio/entry.py) joins it when the
 bridge closes the stream. Both legs end the conference on exit, so neither
 is left alone in it. A cold transfer is a plain ``<Dial>``.
 

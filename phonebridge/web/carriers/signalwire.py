@@ -20,7 +20,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import Response
 
-from phonebridge.calls.bridge import PhoneCall, render_twiml
+from phonebridge.calls.bridge import PhoneCall
 from phonebridge.calls.pending import PendingCall
 from phonebridge.calls.personal import carrier_fields
 from phonebridge.config import REPLICA_PREFIX, TWILIO_PREFIX
@@ -28,6 +28,7 @@ from phonebridge.telephony.carrier_leg import LegSpec
 from phonebridge.telephony.signalwire import cxml
 from phonebridge.telephony.signalwire.protocol import SignalWireStream
 from phonebridge.telephony.signalwire.signature import ALIAS_HEADER, SIGNATURE_HEADER, validate_form
+from phonebridge.telephony.twilio.entry import render_twiml
 from phonebridge.telephony.vonage.protocol import e164
 from phonebridge.web.carriers.common import CarrierEdge, refuse_before_accept, serve_stream
 
