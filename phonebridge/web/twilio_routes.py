@@ -28,13 +28,11 @@ hangs up, rather than leaving them on a silent line.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import Response
-from starlette.websockets import WebSocketDisconnect
 
 from phonebridge.calls.transfer.warm import TOO_LATE as TRANSFER_GONE
 from phonebridge.config import REPLICA_PREFIX, TWILIO_PREFIX, StreamSignaturePolicy
@@ -47,6 +45,7 @@ from phonebridge.telephony.twilio.signature import (
     validate_stream_upgrade,
     validate_webhook,
 )
+from phonebridge.web.websocket_io import StarletteSocket
 
 log = logging.getLogger(__name__)
 
@@ -67,61 +66,13 @@ class TwilioAuth:
     stream_policy: StreamSignaturePolicy = StreamSignaturePolicy.STRICT
 
 
-# RFC 6455 §7.4.1: 1002 protocol error, 1007 invalid payload data, 1009 message too big.
-_BROKEN_BY_PEER = frozenset({1002, 1007, 1009})
+class StarlettePhone(StarletteSocket):
+    """A Starlette WebSocket as :class:`phonebridge.telephony.twilio.leg.PhoneSocket`.
 
-
-class StarlettePhone:
-    """Adapts a Starlette WebSocket to :class:`phonebridge.telephony.twilio.leg.PhoneSocket`."""
-
-    def __init__(self, websocket: WebSocket) -> None:
-        self._ws = websocket
-        self._closed = False  # the disconnect was read, or we closed the socket
-        # A send fails as soon as the caller's close frame has been processed,
-        # possibly before the reader has taken the `stop` queued ahead of it:
-        # a failed send stops further sends only, so the reader still reads
-        # that `stop` (caller_hangup) before it sees the disconnect.
-        self._send_failed = False
-
-    async def receive(self) -> str | bytes | None:
-        if self._closed:
-            return None
-        try:
-            message = await self._ws.receive()
-        except (WebSocketDisconnect, RuntimeError):
-            self._closed = True
-            return None
-        if message["type"] == "websocket.disconnect":
-            self._closed = True
-            code = message.get("code")
-            if code in _BROKEN_BY_PEER:
-                # The server refused a frame (over ws_max_size, invalid UTF-8, a
-                # malformed frame) and closed: that is bad input, not a hang-up.
-                raise RemoteProtocolError(f"media socket closed with code {code}")
-            return None
-        # Size limits: the server's ws_max_size bounds a frame (see above), and
-        # the Twilio protocol (MAX_MESSAGE_CHARS) rejects an oversize message as
-        # a protocol error of the call.
-        text = message.get("text")
-        if text is not None:
-            return str(text)
-        return bytes(message.get("bytes") or b"")
-
-    async def send_text(self, text: str) -> None:
-        if self._closed or self._send_failed:
-            return
-        try:
-            await self._ws.send_text(text)
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            # The caller is gone; the reader sees the disconnect and ends the call.
-            self._send_failed = True
-
-    async def close(self, code: int = 1000) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        with contextlib.suppress(Exception):
-            await self._ws.close(code)
+    Size limits: the server's ws_max_size bounds a frame (a 1009 close is a
+    protocol error of the call, web/websocket_io.py), and the Twilio protocol
+    (MAX_MESSAGE_CHARS) rejects an oversize message the same way.
+    """
 
 
 def twilio_router(twilio: TwilioEntry, auth: TwilioAuth) -> APIRouter:

@@ -33,7 +33,6 @@ from typing import Any
 
 import httpx
 from fastapi import WebSocket
-from starlette.websockets import WebSocketDisconnect
 
 from phonebridge.calls.bridge import Bridge
 from phonebridge.calls.pending import PendingCall
@@ -41,7 +40,7 @@ from phonebridge.errors import RemoteProtocolError
 from phonebridge.telephony.carrier_leg import CarrierLeg, LegSpec, bridge_call_sid
 from phonebridge.telephony.stream import CarrierStream, StreamEvent, StreamStarted
 from phonebridge.telephony.twilio.signature import public_request_url
-from phonebridge.web.twilio_routes import StarlettePhone
+from phonebridge.web.websocket_io import StarletteSocket
 
 log = logging.getLogger(__name__)
 
@@ -106,16 +105,8 @@ class CarrierEdge:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-class StarletteMedia(StarlettePhone):
+class StarletteMedia(StarletteSocket):
     """A Starlette WebSocket as a :class:`~phonebridge.telephony.carrier_leg.MediaSocket`."""
-
-    async def send_bytes(self, data: bytes) -> None:
-        if self._closed or self._send_failed:
-            return
-        try:
-            await self._ws.send_bytes(data)
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            self._send_failed = True  # the carrier is gone; the reader ends the call
 
 
 async def _read_start(

@@ -10,12 +10,9 @@ buffer. The protocol lives in :mod:`~phonebridge.web.softphone.protocol`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Final, Protocol
-
-from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from phonebridge.calls.leg import CallerAudio, KeyPress, LegEnded, LegEvent, PlaybackMark
 from phonebridge.calls.outcome import CallEndReason
@@ -33,6 +30,7 @@ from phonebridge.web.softphone.protocol import (
     mark_message,
     text_message,
 )
+from phonebridge.web.websocket_io import StarletteSocket
 
 log = logging.getLogger(__name__)
 
@@ -53,52 +51,14 @@ class BrowserSocket(Protocol):
     async def close(self, code: int = 1000, reason: str = "") -> None: ...
 
 
-class StarletteBrowserSocket:
-    """Adapts a Starlette WebSocket to :class:`BrowserSocket`; sends after a close are dropped."""
+class StarletteBrowserSocket(StarletteSocket):
+    """A Starlette WebSocket as :class:`BrowserSocket`; sends after a close are dropped."""
 
-    def __init__(self, websocket: WebSocket) -> None:
-        self._ws = websocket
-        self._closed = False
-
-    async def receive(self) -> str | bytes | None:
-        if self._closed:
-            return None
-        try:
-            message = await self._ws.receive()
-        except (WebSocketDisconnect, RuntimeError):
-            self._closed = True
-            return None
-        if message["type"] == "websocket.disconnect":
-            self._closed = True
-            if message.get("code") == MESSAGE_TOO_BIG:
-                # uvicorn refused a frame over ws_max_size and closed the socket.
-                raise BrowserProtocolError("frame over the server's size limit", MESSAGE_TOO_BIG)
-            return None
-        text = message.get("text")
-        if text is not None:
-            return str(text)
-        return bytes(message.get("bytes") or b"")
-
-    async def send_text(self, text: str) -> None:
-        if not self._closed:
-            try:
-                await self._ws.send_text(text)
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                self._closed = True  # the page is gone; the reader ends the call
-
-    async def send_bytes(self, data: bytes) -> None:
-        if not self._closed:
-            try:
-                await self._ws.send_bytes(data)
-            except (WebSocketDisconnect, RuntimeError, OSError):
-                self._closed = True
-
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        if self._closed:
-            return
-        self._closed = True
-        with contextlib.suppress(Exception):
-            await self._ws.close(code, reason)
+    def refused(self, code: int | None) -> BrowserProtocolError | None:
+        if code == MESSAGE_TOO_BIG:
+            # uvicorn refused a frame over ws_max_size and closed the socket.
+            return BrowserProtocolError("frame over the server's size limit", MESSAGE_TOO_BIG)
+        return None
 
 
 async def await_start(
