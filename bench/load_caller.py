@@ -22,7 +22,7 @@ import math
 import secrets
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -69,6 +69,11 @@ _STOP = (
     '"stop":{"accountSid":"%s","callSid":"%s"}}'
 )
 ACCOUNT_SID = "AC" + "0" * 32
+
+
+def _is_burst(frame: int) -> bool:
+    """Whether ``frame`` is one of a burst's frames (the first period is quiet)."""
+    return frame % BURST_EVERY_FRAMES < BURST_FRAMES and frame >= BURST_EVERY_FRAMES
 
 
 @dataclass(slots=True)
@@ -171,8 +176,10 @@ class Caller:
         self._sequence += 1
         return self._sequence
 
-    async def _send_media(self, ws: ClientConnection, loop: asyncio.AbstractEventLoop) -> None:
-        # Each caller's 20 ms grid has its own phase, as independent calls do.
+    async def _paced_frames(self, loop: asyncio.AbstractEventLoop) -> AsyncIterator[int]:
+        """This caller's 20 ms frames, each when it is due, until hang-up: the
+        frame's number, its burst (if any) noted in the trace. Each caller's grid
+        has its own phase, as independent calls do."""
         origin = loop.time() + self._phase
         frame = 0
         while not self._hang_up.is_set():
@@ -187,21 +194,23 @@ class Caller:
                     pass
             now = loop.time()
             self.trace.send_late_max = max(self.trace.send_late_max, now - due)
-            burst = frame % BURST_EVERY_FRAMES < BURST_FRAMES and frame >= BURST_EVERY_FRAMES
-            if burst and frame % BURST_EVERY_FRAMES == 0:
+            if _is_burst(frame) and frame % BURST_EVERY_FRAMES == 0:
                 self.trace.bursts_sent.append(now)
-            payload = BURST_B64 if burst else SILENCE_B64
+            yield frame
+            frame += 1
+            self.trace.frames_sent += 1
+        self.trace.stop_at = loop.time()
+
+    async def _send_media(self, ws: ClientConnection, loop: asyncio.AbstractEventLoop) -> None:
+        async for frame in self._paced_frames(loop):
             message = _MEDIA % (
                 self._next_sequence(),
                 frame + 1,
                 frame * 20,
-                payload,
+                BURST_B64 if _is_burst(frame) else SILENCE_B64,
                 self._stream_sid,
             )
             await ws.send(message)
-            frame += 1
-            self.trace.frames_sent += 1
-        self.trace.stop_at = loop.time()
         await ws.send(
             _STOP % (self._next_sequence(), self._stream_sid, ACCOUNT_SID, self.trace.call_sid)
         )
@@ -306,27 +315,9 @@ class VonageCaller(Caller):
             self.trace.error = repr(exc)
 
     async def _send_l16(self, ws: ClientConnection, loop: asyncio.AbstractEventLoop) -> None:
-        origin = loop.time() + self._phase
-        frame = 0
-        while not self._hang_up.is_set():
-            due = origin + frame * FRAME_SECONDS
-            delay = due - loop.time()
-            if delay > 0:
-                try:
-                    async with asyncio.timeout(delay):
-                        await self._hang_up.wait()
-                    break
-                except TimeoutError:
-                    pass
-            now = loop.time()
-            self.trace.send_late_max = max(self.trace.send_late_max, now - due)
-            burst = frame % BURST_EVERY_FRAMES < BURST_FRAMES and frame >= BURST_EVERY_FRAMES
-            if burst and frame % BURST_EVERY_FRAMES == 0:
-                self.trace.bursts_sent.append(now)
-            await ws.send(L16_BURST if burst else L16_SILENCE)
-            frame += 1
-            self.trace.frames_sent += 1
-        self.trace.stop_at = loop.time()  # the socket closes: Vonage's end of call
+        # The socket then closes: Vonage's end of call.
+        async for frame in self._paced_frames(loop):
+            await ws.send(L16_BURST if _is_burst(frame) else L16_SILENCE)
 
     async def _receive_vonage(self, ws: ClientConnection, loop: asyncio.AbstractEventLoop) -> None:
         loud = False
