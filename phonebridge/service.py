@@ -39,7 +39,7 @@ from phonebridge.models.factory import (
     PolarGridSettings,
 )
 from phonebridge.outbound.campaigns import CampaignRunner
-from phonebridge.outbound.carrier import OutboundCarrier, SignalWireDialer, TwilioDialer
+from phonebridge.outbound.carrier import OutboundCarrier
 from phonebridge.outbound.service import Outbound, OutboundConfig
 from phonebridge.outbound.store import OutboundStore
 from phonebridge.personas.reload import PersonaStore
@@ -48,6 +48,8 @@ from phonebridge.storage.index import CallIndex
 from phonebridge.storage.objects import ObjectStore, S3ObjectStore, S3Settings
 from phonebridge.storage.retention import apply_retention
 from phonebridge.storage.row_spool import SPOOL_DIRNAME, RowSpool
+from phonebridge.telephony.signalwire.dialer import SignalWireDialer
+from phonebridge.telephony.twilio.dialer import TwilioDialer
 from phonebridge.telephony.twilio.entry import TwilioEntry
 from phonebridge.telephony.twilio.rest import BaseUrlHttpClient, TwilioCallControl
 from phonebridge.telephony.twilio.transfer import TwilioHumanCalls
@@ -476,7 +478,10 @@ async def build_app(
     if edge is not None and signing_key is not None:
         routers.append(
             outbound_signalwire_router(
-                outbound, settings.public_url, signing_key.get_secret_value()
+                outbound,
+                settings.public_url,
+                signing_key.get_secret_value(),
+                signalwire_connect(edge),
             )
         )
     campaigns = CampaignRunner(outbound, wall_clock=wall)
@@ -553,8 +558,7 @@ def _outbound(
     sid, token = settings.twilio_account_sid, settings.twilio_auth_token
     if sid is not None and token is not None:
         outbound_carriers["twilio"] = OutboundCarrier(
-            TwilioDialer(sid, token.get_secret_value(), api_base_url=settings.twilio_api_url),
-            connect=twilio.connect_twiml,
+            TwilioDialer(sid, token.get_secret_value(), api_base_url=settings.twilio_api_url)
         )
     sw = settings.carriers
     if (
@@ -571,7 +575,6 @@ def _outbound(
                 space_url=sw.signalwire_space_url,
             ),
             rate=edge.rate,
-            connect=signalwire_connect(edge),
         )
     base = settings.sticky_prefix + "/outbound/"
     return Outbound(

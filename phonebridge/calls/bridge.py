@@ -669,15 +669,12 @@ class Bridge:
         time waits for the ringing too)."""
         pending.deadline = max(pending.deadline, self._clock() + seconds)
 
-    def connect(
-        self, pending: PendingCall, call_sid: str, render: Callable[[PendingCall], str]
-    ) -> str | None:
-        """The stream answer for an answered outbound call reserved by :meth:`admit`,
-        now known by the carrier's ``call_sid``; ``None`` if the reservation is gone.
-        ``render`` writes the carrier's own answer document (Twilio's TwiML,
-        SignalWire's cXML) for the reservation."""
+    def bind_answered(self, pending: PendingCall, call_sid: str) -> bool:
+        """An answered outbound call reserved by :meth:`admit`, now known by the
+        carrier's ``call_sid``, gets a fresh deadline for its stream (the carrier's
+        routes then start it); False if the reservation is gone."""
         if self.pending.by_call_sid(pending.call_sid) is not pending:
-            return None
+            return False
         if pending.call_sid != call_sid:
             # Reserved at dial time under a provisional SID; the stream brings the real one.
             self.pending.withdraw(pending.call_sid)
@@ -685,7 +682,7 @@ class Bridge:
             self.pending.add(pending)
         pending.deadline = self._clock() + self.config.pending_timeout
         self._sweeper_wake.set()
-        return render(pending)
+        return True
 
     async def abandon_as(
         self, pending: PendingCall, call_sid: str, reason: CallEndReason, detail: str

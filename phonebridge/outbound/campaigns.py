@@ -28,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from phonebridge.errors import StorageError
 from phonebridge.outbound.numbers import (
@@ -137,6 +138,16 @@ class CampaignSettings:
             raise UploadError(str(exc)) from exc
 
 
+def day_start(now: datetime, timezone: str | None) -> datetime:
+    """The start of ``now``'s day for the daily cap: the business's day (the
+    persona's ``timezone``, as for its opening hours), UTC's when it has none.
+    Midnight that does not exist (a DST jump at 00:00) resolves forward, as
+    ``zoneinfo`` folds it."""
+    zone = ZoneInfo(timezone) if timezone is not None else UTC
+    local = now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    return local.astimezone(UTC)
+
+
 class CampaignRunner:
     """Dials the running campaigns' contacts; one per process (claims make it safe)."""
 
@@ -221,7 +232,7 @@ class CampaignRunner:
             return 0
         slots = campaign.concurrency - await self._store.active_count(campaign.id)
         slots = min(slots, self._outbound.free_capacity(persona))
-        day = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        day = day_start(now, persona.timezone)
         if campaign.daily_cap is not None:
             slots = min(
                 slots, campaign.daily_cap - await self._store.started_since(campaign.id, day)
@@ -247,7 +258,12 @@ class CampaignRunner:
             # The counts above are a first guess; the claim re-checks the campaign's
             # limits atomically, so replicas ticking together never overshoot them.
             attempt = await self._store.claim_contact(
-                contact, campaign, now=now, replica=self._outbound.config.replica, day_start=day
+                contact,
+                campaign,
+                now=now,
+                replica=self._outbound.config.replica,
+                carrier=self._outbound.carrier_name(persona),
+                day_start=day,
             )
             if attempt == "taken":
                 continue  # another replica claimed it

@@ -20,18 +20,21 @@ One call's life (docs/outbound.md):
    path as an inbound call (:meth:`Bridge.connect`).
 4. **Status callbacks**: no-answer, busy, failed and canceled become call
    rows with that outcome; completed ends the attempt.
-5. **Answering machines** (Twilio async AMD callback): end the live call
-   with ``voicemail`` (the ``<Connect action>`` answer then ``<Say>``s the
-   persona's message after the beep) or ``machine_hangup``.
+5. **Answering machines** (the carrier's detection): end the live call
+   with ``voicemail`` (what runs after the stream then says the persona's
+   message after the beep) or ``machine_hangup``.
 6. **Opt-out**: the persona's opt-out digit adds the callee to the DNC list
-   and ends the call; Twilio then hears the polite goodbye.
+   and ends the call; the callee then hears the polite goodbye.
 
-Carriers: Twilio, and SignalWire through its Compatibility API (the same
-Calls resource and callbacks, cXML answers; ``/outbound/signalwire/...``
-callbacks signed with the Signing Key). A persona bound to a carrier
+Carriers: the service speaks the carrier-neutral words of
+:mod:`phonebridge.outbound.carrier` (:data:`CallStatus`, :data:`MachineVerdict`);
+each carrier's dialer (``telephony/<carrier>/dialer.py``) and callback routes
+translate into them, and each carrier's routes render what the answered call
+runs (a document, or Call Control commands). A persona bound to a carrier
 (``carrier:``) dials through it; any other through ``PHONEBRIDGE_OUTBOUND_CARRIER``
 (Twilio by default). A carrier that cannot dial out is refused (503) before
-anything is claimed.
+anything is claimed. The attempt records its carrier, so its callbacks and
+its recovery go to the carrier that dialled it.
 
 Recovery (:meth:`Outbound.reconcile`): an attempt left ``claimed`` without a
 call SID (a crash between claim and REST answer) is resolved by finding the
@@ -66,32 +69,29 @@ from phonebridge.calls.pending import PendingCall
 from phonebridge.errors import PhonebridgeError, StorageError
 from phonebridge.outbound.carrier import (
     TERMINAL_STATUSES,
+    CallStatus,
     CarrierCall,
     CarrierError,
     DialRequest,
+    MachineVerdict,
     OutboundCarrier,
 )
 from phonebridge.outbound.numbers import NumberRefused, normalize
 from phonebridge.outbound.store import Attempt, OutboundStore
 from phonebridge.personas.book import PersonaBook
 from phonebridge.personas.schema import Persona
-from phonebridge.telephony.twilio import twiml
 
 log = logging.getLogger(__name__)
 
 WallClock = Callable[[], datetime]
 
-# Twilio CallStatus -> the attempt's outcome and the call row's end reason.
-_UNANSWERED: dict[str, tuple[str, CallEndReason]] = {
+# An unanswered call's status -> the attempt's outcome and the call row's end reason.
+_UNANSWERED: dict[CallStatus, tuple[str, CallEndReason]] = {
     "no-answer": ("no_answer", CallEndReason.NO_ANSWER),
     "busy": ("busy", CallEndReason.LINE_BUSY),
     "failed": ("failed", CallEndReason.DIAL_FAILED),
     "canceled": ("canceled", CallEndReason.CANCELED),
 }
-_MACHINE = frozenset(
-    {"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"}
-)
-_MESSAGE_END = frozenset({"machine_end_beep", "machine_end_silence", "machine_end_other"})
 CLAIM_GRACE_SECONDS = 30.0
 """An attempt claimed this long ago without a call SID, and not in flight here,
 belongs to a process that died between claim and REST answer (the REST request
@@ -115,7 +115,7 @@ class OutboundConfig:
     pending_timeout: float
     callback_url: Callable[[str, str], str]
     """(kind, attempt id) -> the public URL the carrier is given: kind is answer, status
-    or amd (Twilio), or ``<carrier>/<kind>`` (the others)."""
+    or amd (Twilio), or ``<carrier>/<kind>`` (the others, whose dialers choose the kinds)."""
     max_calls: int = 50  # PHONEBRIDGE_MAX_CALLS: the instance's cap
     replica: str = ""
     """This replica's id (settings.effective_replica_id; "" for one process): stamped
@@ -207,7 +207,10 @@ class Outbound:
         return found
 
     def _carrier_of(self, attempt: Attempt) -> OutboundCarrier | None:
-        """The carrier an attempt was dialled through (its persona's, as at dial time)."""
+        """The carrier an attempt was dialled through (recorded since revision 0009;
+        before it, its persona's as it is now)."""
+        if attempt.carrier is not None:
+            return self._carriers.get(attempt.carrier)
         return self._carriers.get(self.carrier_name(self._personas().by_id(attempt.persona)))
 
     def check_number(self, number: str) -> str:
@@ -262,7 +265,7 @@ class Outbound:
         """Check, claim and dial one call (operator: API, CLI, dashboard)."""
         self._require_enabled()
         persona = self.persona(request.persona)
-        self.carrier_for(persona)  # a carrier that cannot dial out: refused before the claim
+        carrier = self.carrier_for(persona)  # none that dials out: refused before the claim
         to = self.check_number(request.to)
         from_ = self.check_caller_id(request.from_)
         if await self.is_dnc(to):
@@ -277,6 +280,7 @@ class Outbound:
             variables=request.variables,
             now=self._wall(),
             replica=self.config.replica,
+            carrier=carrier.name,
         )
         return await self.dial(attempt, persona)
 
@@ -308,9 +312,7 @@ class Outbound:
                 else:
                     screened = self._screened[attempt.id] = passed
             try:
-                placed = await carrier.dialer.place(
-                    self._dial_request(attempt, persona, carrier.name)
-                )
+                placed = await carrier.dialer.place(self._dial_request(attempt, persona, carrier))
             except CarrierError as exc:
                 await self._placing_failed(attempt, exc)
                 raise OutboundError(f"the carrier refused the call: {exc}", 502) from exc
@@ -364,19 +366,23 @@ class Outbound:
             )
         raise OutboundError(f"no free model capacity: {refused.detail}", 503)
 
-    def _dial_request(self, attempt: Attempt, persona: Persona, carrier: str) -> DialRequest:
+    def _dial_request(
+        self, attempt: Attempt, persona: Persona, carrier: OutboundCarrier
+    ) -> DialRequest:
         def url(kind: str) -> str:
-            path = kind if carrier == "twilio" else f"{carrier}/{kind}"
+            path = kind if carrier.name == "twilio" else f"{carrier.name}/{kind}"
             return self.config.callback_url(path, attempt.id)
 
         return DialRequest(
+            attempt_id=attempt.id,
             to=attempt.to_number,
             from_=attempt.from_number,
-            answer_url=url("answer"),
-            status_url=url("status"),
-            amd_url=url("amd"),
+            callback_url=url,
             ring_seconds=self.config.ring_seconds,
             machine=persona.outbound.on_machine,
+            sample_rate=persona.session_request(carrier.rate).sample_rate
+            if carrier.rate is not None
+            else persona.session_request().sample_rate,
         )
 
     async def _placing_failed(self, attempt: Attempt, exc: CarrierError) -> None:
@@ -392,56 +398,53 @@ class Outbound:
             await self.store.release_claim(attempt.id, self._wall(), str(exc))
         # Otherwise the call may exist: the claim stays for reconcile() to look up.
 
-    # -- the carrier's callbacks (Twilio's; SignalWire's are the same) -----------
+    # -- the carrier's callbacks, in the carrier-neutral words ---------------------
 
-    async def answer(
-        self, attempt_id: str, form: Mapping[str, str], carrier: str = "twilio"
-    ) -> str:
-        """The answered call's ``<Connect><Stream>`` (TwiML, or cXML), like an inbound call's.
-
-        cXML speaks TwiML's ``<Hangup/>``, so a refusal is the same document."""
+    async def answered(
+        self, attempt_id: str, carrier: str, carrier_call_id: str, account: str = ""
+    ) -> PendingCall | None:
+        """The callee answered: the reserved call whose stream the carrier's routes
+        now start (a ``<Connect><Stream>`` document, or a Call Control command),
+        exactly as for an inbound call; None: hang up (on record when refused)."""
         attempt = await self.store.attempt(attempt_id)
         link = self._carriers.get(carrier)
-        if attempt is None or link is None or not form.get("CallSid"):
-            return twiml.hangup()
-        call_sid = link.call_sid(form["CallSid"])
+        if attempt is None or link is None or not carrier_call_id:
+            return None
+        call_sid = link.call_sid(carrier_call_id)
         retry = self._bridge.pending.by_call_sid(call_sid)
         if retry is not None:
-            # The carrier retried the answer request: the same stream, nothing new opened.
-            return self._bridge.connect(retry, call_sid, link.connect) or twiml.hangup()
+            # The carrier retried its answer request: the same stream, nothing new opened.
+            return retry if self._bridge.bind_answered(retry, call_sid) else None
         persona = self._personas().by_id(attempt.persona)
         if persona is None:
-            return twiml.hangup()
+            return None
         await self.store.set_answered(attempt_id, self._wall())
         self._calls[call_sid] = _LiveOutbound(attempt_id, attempt.to_number, persona)
         early = self._early.pop(attempt_id, None)
-        if early is not None:
-            answer = self._bridge.connect(early, call_sid, link.connect)
-            if answer is not None:
-                return answer
+        if early is not None and self._bridge.bind_answered(early, call_sid):
+            return early
         # Opened at answer (or the dial-time reservation is gone): admitted now,
         # on the guard's verdict from dial time when this replica dialled it.
         admitted = await self._bridge.admit(
-            self._new_call(attempt, persona, call_sid, link, form.get("AccountSid", "")),
+            self._new_call(attempt, persona, call_sid, link, account),
             self._screened.pop(attempt_id, None),
         )
         if isinstance(admitted, CallRefused):
-            return twiml.hangup()  # on record (busy); the callee is not kept waiting
-        answer = self._bridge.connect(admitted, call_sid, link.connect)
-        return answer if answer is not None else twiml.hangup()
+            return None  # on record (busy); the callee is not kept waiting
+        return admitted if self._bridge.bind_answered(admitted, call_sid) else None
 
     async def status(
-        self, attempt_id: str, form: Mapping[str, str], carrier: str = "twilio"
+        self, attempt_id: str, carrier: str, carrier_call_id: str, status: CallStatus
     ) -> None:
-        """A status callback: the terminal ones settle the attempt and its row."""
-        call_sid = form.get("CallSid", "")
-        status = form.get("CallStatus", "")
+        """The call's progress: the terminal statuses settle the attempt and its row."""
         attempt = await self.store.attempt(attempt_id)
         link = self._carriers.get(carrier)
-        if attempt is None or link is None or not call_sid:
+        if attempt is None or link is None or not carrier_call_id:
             return
         await self._settle(
-            attempt, CarrierCall(call_sid, status, attempt.to_number, attempt.from_number), link
+            attempt,
+            CarrierCall(carrier_call_id, status, attempt.to_number, attempt.from_number),
+            link,
         )
 
     async def _settle(self, attempt: Attempt, call: CarrierCall, link: OutboundCarrier) -> None:
@@ -469,7 +472,7 @@ class Outbound:
         if not await self.store.finish_attempt(attempt.id, outcome, now, call_sid=call.sid):
             return  # settled already (a repeated callback, or reconcile got there first)
         early = self._early.pop(attempt.id, None)
-        detail = f"{link.dialer.label} CallStatus {call.status}"
+        detail = f"{link.dialer.label}: {call.status}"
         if early is None or not await self._bridge.abandon_as(early, sid, reason, detail):
             persona = self._personas().by_id(attempt.persona)
             if persona is not None:
@@ -486,24 +489,30 @@ class Outbound:
                     detail,
                 )
 
-    async def amd(self, attempt_id: str, form: Mapping[str, str], carrier: str = "twilio") -> None:
-        """The async AMD verdict: on a machine, voicemail or hang up (per persona)."""
-        carrier_sid = form.get("CallSid", "")
-        answered_by = form.get("AnsweredBy", "unknown")
+    async def machine(
+        self,
+        attempt_id: str,
+        carrier: str,
+        carrier_call_id: str,
+        verdict: MachineVerdict,
+        answered_by: str,
+    ) -> None:
+        """The answering-machine verdict (``answered_by``: the carrier's own word, kept
+        on the attempt): on a machine, voicemail or hang up, per persona."""
         attempt = await self.store.attempt(attempt_id)
         link = self._carriers.get(carrier)
-        if attempt is None or link is None or not carrier_sid:
+        if attempt is None or link is None or not carrier_call_id:
             return
-        call_sid = link.call_sid(carrier_sid)
-        await self.store.set_answered_by(attempt_id, answered_by, self._wall())
-        if answered_by not in _MACHINE:
+        call_sid = link.call_sid(carrier_call_id)
+        await self.store.set_answered_by(attempt_id, answered_by[:32], self._wall())
+        if verdict not in ("machine", "message_end"):
             return
         persona = self._personas().by_id(attempt.persona)
         if persona is None:
             return
         if persona.outbound.on_machine == "voicemail":
-            if answered_by not in _MESSAGE_END:
-                return  # the beep has not passed yet; DetectMessageEnd calls again
+            if verdict != "message_end":
+                return  # the beep has not passed yet; the carrier tells us again when it has
             await self.store.set_outcome_hint(attempt_id, "voicemail", self._wall())
             ended = self._bridge.end_live_call(
                 call_sid, CallEndReason.VOICEMAIL, f"answered by {answered_by}"
@@ -515,7 +524,7 @@ class Outbound:
             )
         if not ended:
             # No stream here to end (it never started): hang up through the REST API.
-            await link.dialer.hang_up(carrier_sid)
+            await link.dialer.hang_up(carrier_call_id)
 
     def _after_call(self, outcome: CallOutcome, persona: Persona) -> AfterStream | None:
         """What the carrier does after an outbound call's stream: voicemail, goodbye, hang up."""
@@ -589,7 +598,7 @@ class Outbound:
     async def _resolve_claim(self, attempt: Attempt, link: OutboundCarrier) -> int:
         since = attempt.created_at - timedelta(minutes=1)
         candidates = await link.dialer.find(
-            to=attempt.to_number, from_=attempt.from_number, since=since
+            attempt_id=attempt.id, to=attempt.to_number, from_=attempt.from_number, since=since
         )
         for call in candidates:
             if await self.store.attempt_by_sid(call.sid) is None:

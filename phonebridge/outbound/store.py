@@ -73,6 +73,8 @@ class Attempt:
     created_at: datetime
     updated_at: datetime
     ended_at: datetime | None
+    carrier: str | None
+    """The carrier that dials it (None: claimed before revision 0009 recorded it)."""
 
     def to_json(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in self.__slots__}
@@ -183,6 +185,7 @@ class OutboundStore:
         variables: Mapping[str, str],
         now: datetime,
         replica: str,
+        carrier: str,
     ) -> Attempt:
         """A one-off call's attempt, claimed (written before the REST request)."""
         attempt_id = new_id("oa_")
@@ -198,6 +201,7 @@ class OutboundStore:
             variables=variables,
             now=now,
             replica=replica,
+            carrier=carrier,
         )
 
         async def work(conn: AsyncConnection) -> None:
@@ -215,6 +219,7 @@ class OutboundStore:
         *,
         now: datetime,
         replica: str,
+        carrier: str,
         day_start: datetime | None = None,
     ) -> Attempt | ClaimRefused:
         """Claim ``contact`` for one attempt, atomically with the campaign's limits
@@ -232,6 +237,7 @@ class OutboundStore:
             variables=contact.variables,
             now=now,
             replica=replica,
+            carrier=carrier,
         )
 
         async def work(conn: AsyncConnection) -> ClaimRefused | None:
@@ -716,6 +722,7 @@ def _attempt_values(
     variables: Mapping[str, str],
     now: datetime,
     replica: str,
+    carrier: str,
 ) -> dict[str, Any]:
     return {
         "id": attempt_id,
@@ -730,6 +737,7 @@ def _attempt_values(
         "variables": json.dumps(dict(variables)),
         "state": "claimed",
         "replica": replica,
+        "carrier": carrier,
         "created_at": now,
         "updated_at": now,
     }

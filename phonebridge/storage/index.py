@@ -181,6 +181,8 @@ outbound_attempts = Table(
     Column("created_at", UTCDateTime, nullable=False, index=True),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("ended_at", UTCDateTime),
+    # revision 0009: the carrier that dials it (NULL: written before 0009)
+    Column("carrier", String(32)),
 )
 
 campaigns = Table(

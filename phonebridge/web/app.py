@@ -124,7 +124,9 @@ def create_app(deps: AppDeps) -> FastAPI:
     for router in [*deps.carrier_routers, *deps.public_routers]:
         app.include_router(router)
     if deps.outbound is not None:
-        app.include_router(outbound_twilio_router(deps.outbound[0], deps.twilio_auth))
+        app.include_router(
+            outbound_twilio_router(deps.outbound[0], deps.twilio_auth, deps.twilio.connect_twiml)
+        )
     if deps.history is not None:
         # the Twilio routes above stay outside the dashboard auth on purpose
         require = dashboard_auth(deps.history.dashboard_token)

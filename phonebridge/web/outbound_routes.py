@@ -40,6 +40,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
 
+from phonebridge.calls.pending import PendingCall
 from phonebridge.config import REPLICA_PREFIX, TWILIO_PREFIX
 from phonebridge.errors import StorageError
 from phonebridge.outbound.campaigns import (
@@ -50,6 +51,8 @@ from phonebridge.outbound.campaigns import (
 )
 from phonebridge.outbound.service import CallRequest, Outbound, OutboundError
 from phonebridge.telephony.signalwire import signature as signalwire_signature
+from phonebridge.telephony.twilio import twiml
+from phonebridge.telephony.twilio.dialer import call_status, machine_verdict
 from phonebridge.telephony.twilio.signature import (
     SIGNATURE_HEADER,
     public_request_url,
@@ -248,14 +251,17 @@ def outbound_api_router(
     return router
 
 
-def outbound_twilio_router(outbound: Outbound, auth: TwilioAuth) -> APIRouter:
+def outbound_twilio_router(
+    outbound: Outbound, auth: TwilioAuth, render: Callable[[PendingCall], str]
+) -> APIRouter:
     """Twilio's answer, status and AMD callbacks for calls we placed (signed).
 
     Written under this process's sticky prefix (the edge proxy brings them back
     to the replica holding the call) but served for every replica id and at the
     single-process path, like ``stream-ended``: when the replica named is gone,
     the proxy sends them to a survivor, which settles the attempt from the call
-    index (its state is there, not in the dead replica's memory).
+    index (its state is there, not in the dead replica's memory). ``render``
+    writes the answered call's ``<Connect><Stream>``.
     """
 
     def verify(request: Request, form: dict[str, str]) -> bool:
@@ -267,11 +273,14 @@ def outbound_twilio_router(outbound: Outbound, auth: TwilioAuth) -> APIRouter:
         log.warning("outbound callback with a bad or missing signature for %s", url)
         return False
 
-    return _callback_router(outbound, "twilio", verify)
+    return _callback_router(outbound, "twilio", verify, render, TWIML)
 
 
-def outbound_signalwire_router(outbound: Outbound, public_url: str, signing_key: str) -> APIRouter:
-    """SignalWire's answer, status and AMD callbacks (Signing Key), as for Twilio's."""
+def outbound_signalwire_router(
+    outbound: Outbound, public_url: str, signing_key: str, render: Callable[[PendingCall], str]
+) -> APIRouter:
+    """SignalWire's answer, status and AMD callbacks (Signing Key), as for Twilio's;
+    ``render`` writes the cXML ``<Connect><Stream>`` (cXML speaks TwiML's ``<Hangup/>``)."""
 
     def verify(request: Request, form: dict[str, str]) -> bool:
         url = public_request_url(public_url, request.url.path, request.url.query)
@@ -283,47 +292,69 @@ def outbound_signalwire_router(outbound: Outbound, public_url: str, signing_key:
         log.warning("SignalWire outbound callback with a bad or missing signature for %s", url)
         return False
 
-    return _callback_router(outbound, "signalwire", verify)
+    return _callback_router(outbound, "signalwire", verify, render, "application/xml")
 
 
 def _callback_router(
-    outbound: Outbound, carrier: str, verify: Callable[[Request, dict[str, str]], bool]
+    outbound: Outbound,
+    carrier: str,
+    verify: Callable[[Request, dict[str, str]], bool],
+    render: Callable[[PendingCall], str],
+    media_type: str,
 ) -> APIRouter:
+    """The callbacks of the Calls resource (Twilio's, and SignalWire's copy of it),
+    their form fields translated into the outbound service's words."""
     router = APIRouter()
     tail = "/outbound/" if carrier == "twilio" else f"/outbound/{carrier}/"
 
-    async def signed(request: Request) -> tuple[str, dict[str, str], str] | None:
+    async def signed(request: Request) -> tuple[str, dict[str, str]] | None:
         form = {key: str(value) for key, value in (await request.form()).items()}
         attempt_id = request.query_params.get("attempt", "")
         if not verify(request, form):
             return None
         if not _ATTEMPT_ID.fullmatch(attempt_id):
             return None
-        return attempt_id, form, carrier
+        return attempt_id, form
 
     async def answer(request: Request) -> Response:
         found = await signed(request)
         if found is None:
             return Response("invalid signature or attempt", status_code=403)
+        attempt_id, form = found
         try:
-            text = await outbound.answer(*found)
+            pending = await outbound.answered(
+                attempt_id, carrier, form.get("CallSid", ""), form.get("AccountSid", "")
+            )
         except StorageError as exc:
             log.error("outbound answer failed: %s", exc)
             return Response("unavailable", status_code=503)
-        return Response(text, media_type=TWIML if carrier == "twilio" else "application/xml")
+        text = render(pending) if pending is not None else twiml.hangup()
+        return Response(text, media_type=media_type)
 
     async def status(request: Request) -> Response:
         found = await signed(request)
         if found is None:
             return Response("invalid signature or attempt", status_code=403)
-        await outbound.status(*found)
+        attempt_id, form = found
+        value = call_status(form.get("CallStatus", ""))
+        if value is None:
+            return Response("unknown CallStatus", status_code=400)
+        await outbound.status(attempt_id, carrier, form.get("CallSid", ""), value)
         return Response(status_code=204)
 
     async def amd(request: Request) -> Response:
         found = await signed(request)
         if found is None:
             return Response("invalid signature or attempt", status_code=403)
-        await outbound.amd(*found)
+        attempt_id, form = found
+        answered_by = form.get("AnsweredBy", "unknown")
+        await outbound.machine(
+            attempt_id,
+            carrier,
+            form.get("CallSid", ""),
+            machine_verdict(answered_by),
+            answered_by,
+        )
         return Response(status_code=204)
 
     for prefix in (TWILIO_PREFIX, REPLICA_PREFIX + "/{replica}"):

@@ -8,9 +8,10 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from phonebridge.local import DEMO_AUTH_TOKEN
-from phonebridge.outbound.carrier import DialRequest, TwilioDialer
+from phonebridge.outbound.carrier import DialRequest
 from phonebridge.outbound.numbers import CallingWindow, window_open, zones_for
 from phonebridge.simulators.twilio_api import Callee
+from phonebridge.telephony.twilio.dialer import TwilioDialer
 
 from .conftest import ACCOUNT, CALLER_ID, FakeWall, OutboundFactory, Outbounds, eventually
 
@@ -197,6 +198,7 @@ async def test_a_claim_cut_by_a_crash_is_looked_up_never_redialled(
             variables={},
             now=wall - timedelta(minutes=2),
             replica="dead",
+            carrier="twilio",
         )
         reached = await store.add_attempt(
             to_number=TORONTO[1],
@@ -206,12 +208,22 @@ async def test_a_claim_cut_by_a_crash_is_looked_up_never_redialled(
             variables={},
             now=wall - timedelta(minutes=2),
             replica="dead",
+            carrier="twilio",
         )
         # The dead process's REST request for `reached` got to Twilio; `lost`'s never did.
         dialer = TwilioDialer(ACCOUNT, DEMO_AUTH_TOKEN, api_base_url=o.api.url)
         url = o.outbound.config.callback_url
         await dialer.place(
-            DialRequest(TORONTO[1], CALLER_ID, url("answer", reached.id), "", "", 30, "hangup")
+            DialRequest(
+                attempt_id=reached.id,
+                to=TORONTO[1],
+                from_=CALLER_ID,
+                # its status callbacks were lost with it: only the answer URL is real
+                callback_url=lambda kind: url(kind, reached.id) if kind == "answer" else "",
+                ring_seconds=30,
+                machine="hangup",
+                sample_rate=8000,
+            )
         )
         await o.api.wait_ended()
         assert await o.outbound.reconcile() == 2
@@ -241,6 +253,7 @@ async def test_at_start_a_replica_resolves_only_its_own_fresh_claims(
                 variables={},
                 now=wall,
                 replica=replica,
+                carrier="twilio",
             )
         # This replica just started: nothing of its own is in flight. The other
         # replica's claim is a second old: its REST request may be running now.

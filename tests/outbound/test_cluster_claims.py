@@ -61,7 +61,9 @@ async def replica(
             if not due:
                 return
             for contact in due:
-                claimed = await store.claim_contact(contact, campaign, now=NOW, replica=name)
+                claimed = await store.claim_contact(
+                    contact, campaign, now=NOW, replica=name, carrier="twilio"
+                )
                 if isinstance(claimed, Attempt):
                     await dial_and_hang_up(claimed)
                 elif claimed == "full":
@@ -145,21 +147,32 @@ async def test_a_paused_campaign_claims_nothing_on_any_replica(database_url: str
         first, second, third, fourth = await store.due_contacts(campaign.id, NOW, limit=10)
         day = NOW.replace(hour=0, minute=0)
         assert isinstance(
-            await store.claim_contact(first, campaign, now=NOW, replica="r0"), Attempt
+            await store.claim_contact(first, campaign, now=NOW, replica="r0", carrier="twilio"),
+            Attempt,
         )
         # the same contact as another replica saw it before the claim: taken
-        assert await store.claim_contact(first, campaign, now=NOW, replica="r1") == "taken"
+        assert (
+            await store.claim_contact(first, campaign, now=NOW, replica="r1", carrier="twilio")
+            == "taken"
+        )
         assert isinstance(
-            await store.claim_contact(second, campaign, now=NOW, replica="r1", day_start=day),
+            await store.claim_contact(
+                second, campaign, now=NOW, replica="r1", carrier="twilio", day_start=day
+            ),
             Attempt,
         )
         # the daily cap (2) is counted inside the claim
         assert (
-            await store.claim_contact(third, campaign, now=NOW, replica="r0", day_start=day)
+            await store.claim_contact(
+                third, campaign, now=NOW, replica="r0", carrier="twilio", day_start=day
+            )
             == "full"
         )
         assert await store.set_campaign_state(campaign.id, "paused", NOW, only_from=("running",))
-        assert await store.claim_contact(fourth, campaign, now=NOW, replica="r0") == "stopped"
+        assert (
+            await store.claim_contact(fourth, campaign, now=NOW, replica="r0", carrier="twilio")
+            == "stopped"
+        )
         assert [c.state for c in await store.contacts_of(campaign.id)] == [
             "dialing",
             "dialing",

@@ -22,7 +22,7 @@ from pydantic import SecretStr
 
 from phonebridge.config import CarrierSettings
 from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL, LocalBridge
-from phonebridge.outbound.carrier import DialRequest, SignalWireDialer
+from phonebridge.outbound.carrier import DialRequest
 from phonebridge.outbound.service import Outbound
 from phonebridge.outbound.store import Attempt
 from phonebridge.simulators.phone.routes import Routes
@@ -30,6 +30,7 @@ from phonebridge.simulators.signalwire_api import FakeSignalWireApi
 from phonebridge.simulators.twilio_api import Callee, FakeTwilioApi
 from phonebridge.storage.models import CallRecord
 from phonebridge.telephony.carrier_leg import bridge_call_sid
+from phonebridge.telephony.signalwire.dialer import SignalWireDialer
 from phonebridge.telephony.signalwire.signature import SIGNATURE_HEADER, sign_form
 from phonebridge.telephony.twilio.signature import SIGNATURE_HEADER as TWILIO_SIGNATURE
 from phonebridge.telephony.twilio.signature import sign
@@ -278,7 +279,8 @@ async def test_signalwire_callbacks_must_carry_the_signing_keys_signature(
 async def test_a_signalwire_claim_cut_by_a_crash_is_looked_up_never_redialled(
     start_signalwire: Factory,
 ) -> None:
-    """Recovery lists and fetches calls through SignalWire's Compatibility API too."""
+    """Recovery lists and fetches calls through SignalWire's Compatibility API too, for
+    the attempt's own carrier whatever its persona is bound to now."""
     other = "+14165550123"
     async with start_signalwire({HUMAN: Callee("busy"), other: Callee("busy")}) as o:
         store = o.outbound.store
@@ -288,11 +290,14 @@ async def test_a_signalwire_claim_cut_by_a_crash_is_looked_up_never_redialled(
             return await store.add_attempt(
                 to_number=to,
                 from_number=CALLER_ID,
-                persona="sw",
+                # Dialled through SignalWire by a persona bound to Twilio now (rebound
+                # since): recovery follows the carrier the attempt recorded.
+                persona="citysan",
                 placed_by="operator:test",
                 variables={},
                 now=wall - timedelta(minutes=2),
                 replica="dead",
+                carrier="signalwire",
             )
 
         lost, reached = await claim(HUMAN), await claim(other)
@@ -301,7 +306,16 @@ async def test_a_signalwire_claim_cut_by_a_crash_is_looked_up_never_redialled(
         url = o.outbound.config.callback_url
         await dialer.place(
             DialRequest(
-                other, CALLER_ID, url("signalwire/answer", reached.id), "", "", 30, "hangup"
+                attempt_id=reached.id,
+                to=other,
+                from_=CALLER_ID,
+                # its status callbacks were lost with it: only the answer URL is real
+                callback_url=lambda kind: (
+                    url(f"signalwire/{kind}", reached.id) if kind == "answer" else ""
+                ),
+                ring_seconds=30,
+                machine="hangup",
+                sample_rate=16000,
             )
         )
         await o.api.wait_ended()
