@@ -47,9 +47,9 @@ from phonebridge.calls.personal import (
     IncomingCall,
     PersonalCalls,
 )
-from phonebridge.calls.policy import CallPolicy
+from phonebridge.calls.policy import CallPolicy, Policies
 from phonebridge.calls.ready_answer import answer_when_ready
-from phonebridge.calls.session import CallSession, DtmfHook
+from phonebridge.calls.session import CallSession
 from phonebridge.coordination.base import CallGuard, ReplayMemory
 from phonebridge.coordination.memory import MemoryReplay
 from phonebridge.errors import (
@@ -73,6 +73,7 @@ OUTCOME_WAIT_SECONDS = 3.0
 
 
 PolicyFactory = Callable[[PendingCall, Leg], CallPolicy | None]
+"""Makes a call's policy (None: nothing to watch on this call)."""
 """Makes a claimed call's policy (or None) from the call and its leg."""
 
 
@@ -214,7 +215,7 @@ class Bridge:
         personal: PersonalCalls | None = None,
     ) -> None:
         self.config = config
-        self._policies = policies
+        self._policies: list[PolicyFactory] = [policies] if policies is not None else []
         self._personas = personas
         self.admission = admission
         self._factories = factories
@@ -230,7 +231,6 @@ class Bridge:
         self.guard = guard
         # Set by the outbound service (phonebridge/outbound/): told of keypad
         # digits, and asked first what the carrier does after a call's stream ended.
-        self.dtmf_hook: DtmfHook | None = None
         self.after_call: Callable[[CallOutcome, Persona], AfterStream | None] | None = None
         # Answered call SIDs (replays open nothing); shared by every replica
         # when coordination is in Redis.
@@ -503,8 +503,7 @@ class Bridge:
             clock=self._clock,
             on_outcome=self.outcomes.record,
             metrics=self.metrics,
-            on_dtmf=self.dtmf_hook,
-            policy=self._policies(pending, leg) if self._policies is not None else None,
+            policy=self._policy_for(pending, leg),
         )
         self.live[pending.call_sid] = session
         try:
@@ -519,6 +518,20 @@ class Bridge:
             extra={"call_sid": outcome.call_sid, "persona": outcome.persona_id},
         )
         return outcome
+
+    def add_policy(self, factory: PolicyFactory, *, first: bool = False) -> None:
+        """Another feature that watches calls (outbound's opt-out beside the persona's
+        transfer triggers); ``first``: it sees each key before the others."""
+        if first:
+            self._policies.insert(0, factory)
+        else:
+            self._policies.append(factory)
+
+    def _policy_for(self, pending: PendingCall, leg: Leg) -> CallPolicy | None:
+        made = [p for factory in self._policies if (p := factory(pending, leg)) is not None]
+        if not made:
+            return None
+        return made[0] if len(made) == 1 else Policies(made)
 
     async def abandon(self, pending: PendingCall, reason: CallEndReason, detail: str) -> None:
         """A pending call whose leg will never come (the browser left before the model

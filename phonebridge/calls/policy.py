@@ -19,6 +19,7 @@ request) is the policy's own task, cancelled by :meth:`CallPolicy.close`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -82,3 +83,51 @@ class CallPolicy(Protocol):
 
     async def close(self, outcome: CallOutcome) -> None:
         """The call ended with ``outcome``: stop the policy's own work (quickly)."""
+
+
+class Policies:
+    """Several policies on one call, as one (the session knows a single policy).
+
+    Each sees every event in order; a key goes to the first that consumes it
+    (an opt-out digit is not also a keypad transfer). Closing closes them all,
+    even when one fails, so no policy's own work outlives its call.
+    """
+
+    def __init__(self, policies: Sequence[CallPolicy]) -> None:
+        self._policies = tuple(policies)
+
+    def start(self, call: CallControls) -> None:
+        for policy in self._policies:
+            policy.start(call)
+
+    async def key(self, digit: str, at: float) -> bool:
+        for policy in self._policies:
+            if await policy.key(digit, at):
+                return True
+        return False
+
+    def agent_text(self, piece: str, at: float) -> None:
+        for policy in self._policies:
+            policy.agent_text(piece, at)
+
+    def caller_text(self, text: str, at: float) -> None:
+        for policy in self._policies:
+            policy.caller_text(text, at)
+
+    def next_deadline(self) -> float | None:
+        due = [d for policy in self._policies if (d := policy.next_deadline()) is not None]
+        return min(due, default=None)
+
+    def poll(self, now: float) -> None:
+        for policy in self._policies:
+            policy.poll(now)
+
+    async def close(self, outcome: CallOutcome) -> None:
+        failures: list[BaseException] = []
+        for policy in self._policies:
+            try:
+                await policy.close(outcome)
+            except Exception as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]

@@ -52,7 +52,6 @@ HOLD_CHUNK_SECONDS = 0.1  # hold audio goes to the leg in pieces this long...
 HOLD_AHEAD_SECONDS = 0.3  # ...keeping this much queued there (no gaps, quick to clear)
 
 
-DtmfHook = Callable[[PendingCall, str], tuple[CallEndReason, str] | None]
 """Told of every keypad digit; a reason returned ends the call with it (an outbound
 call's opt-out digit: phonebridge/outbound/)."""
 
@@ -69,11 +68,9 @@ class CallSession:
         clock: Callable[[], float],
         on_outcome: Callable[[CallOutcome], None],
         metrics: BridgeMetrics,
-        on_dtmf: DtmfHook | None = None,
         policy: CallPolicy | None = None,
     ) -> None:
         self.pending = pending
-        self._on_dtmf_hook = on_dtmf
         self.leg = leg
         self.stream_sid = leg.stream_id
         self.call_sid = pending.call_sid
@@ -318,13 +315,8 @@ class CallSession:
     async def _on_dtmf(self, digit: str) -> None:
         now = self.now()
         self._journal.dtmf(digit, now)
-        if self._on_dtmf_hook is not None:
-            ending = self._on_dtmf_hook(self.pending, digit)
-            if ending is not None:
-                self.end(*ending)
-                return
         if self._policy is not None and await self._policy.key(digit, now):
-            return  # the persona's keypad map took it (calls/policy.py)
+            return  # a policy took it: an opt-out, the keypad map (calls/policy.py)
         model = self._model
         if model is not None and model.supports_text_injection and self.persona.dtmf_to_model:
             with contextlib.suppress(ModelError):

@@ -64,6 +64,7 @@ from phonebridge.calls.bridge import (
 )
 from phonebridge.calls.guard import mask_number
 from phonebridge.calls.journal import JournalFactory, UnansweredCall
+from phonebridge.calls.leg import Leg
 from phonebridge.calls.outcome import CallEndReason, CallOutcome
 from phonebridge.calls.pending import PendingCall
 from phonebridge.errors import PhonebridgeError, StorageError
@@ -77,6 +78,7 @@ from phonebridge.outbound.carrier import (
     OutboundCarrier,
 )
 from phonebridge.outbound.numbers import NumberRefused, normalize
+from phonebridge.outbound.opt_out import OptOutPolicy
 from phonebridge.outbound.store import Attempt, OutboundStore
 from phonebridge.personas.book import PersonaBook
 from phonebridge.personas.schema import Persona
@@ -173,7 +175,7 @@ class Outbound:
         self._dnc_file_cache: tuple[float, frozenset[str]] | None = None
         self.settled = asyncio.Event()
         """Set whenever an attempt ends: the campaign runner looks for the next contact."""
-        bridge.dtmf_hook = self._on_dtmf
+        bridge.add_policy(self._opt_out_policy, first=True)
         bridge.after_call = self._after_call
 
     # -- checks ---------------------------------------------------------------
@@ -537,15 +539,21 @@ class Outbound:
             return Hangup()
         return None
 
-    def _on_dtmf(self, pending: PendingCall, digit: str) -> tuple[CallEndReason, str] | None:
+    def _opt_out_policy(self, pending: PendingCall, leg: Leg) -> OptOutPolicy | None:
+        """An answered outbound call's opt-out watch (None for every other call)."""
         call = self._calls.get(pending.call_sid)
-        if call is None or digit != call.persona.outbound.opt_out_digit:
-            return None
-        self._opted_out.add(pending.call_sid)
-        task = asyncio.create_task(self._opt_out(call))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return CallEndReason.OPTED_OUT, f"pressed {digit}: added to do-not-call"
+        digit = call.persona.outbound.opt_out_digit if call is not None else None
+        if call is None or digit is None:
+            return None  # not ours, or a persona without an opt-out digit
+        sid = pending.call_sid
+
+        def opted_out() -> None:
+            self._opted_out.add(sid)
+            task = asyncio.create_task(self._opt_out(call))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+        return OptOutPolicy(digit, opted_out)
 
     async def _opt_out(self, call: _LiveOutbound) -> None:
         now = self._wall()
