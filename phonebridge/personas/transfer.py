@@ -21,6 +21,7 @@ import string
 from enum import StrEnum
 from typing import Annotated, Final, Literal
 
+import regex
 from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from pydantic_core import PydanticCustomError
 
@@ -98,8 +99,9 @@ def _pattern(value: str) -> str:
     if not value.strip():
         raise PydanticCustomError("empty", "a pattern must not be empty", {})
     try:
-        compiled = re.compile(value, re.IGNORECASE)
-    except re.error as exc:
+        # The dialect the triggers run (calls/transfer/triggers.py says why regex).
+        compiled = regex.compile(value, regex.IGNORECASE)
+    except regex.error as exc:
         raise PydanticCustomError(
             "regex",
             "{value} is not a regular expression: {why}",

@@ -16,16 +16,28 @@ intent from what it can see: the caller's keys and the agent's own words
 
 Every trigger fires at most once per call: a phrase the model repeats, or a
 key pressed twice, never starts a second hand-off.
+
+Patterns come from persona files, so one can backtrack catastrophically
+(``(a+)+$`` over a long run of a's); it runs on the event loop that carries
+every call's audio. Python's ``re`` has no time limit, so patterns are
+compiled with the ``regex`` package (the same syntax for anything ``re``
+accepts) and each search gets :data:`SEARCH_TIMEOUT_SECONDS`: a pattern that
+exceeds it is dropped for the rest of the call and reported once, instead of
+freezing every call on the process.
 """
 
 from __future__ import annotations
 
-import re
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
+import regex
+
 from phonebridge.personas.transfer import KeyAction
+
+log = logging.getLogger(__name__)
 
 TriggerKind = Literal["dtmf", "agent_phrase", "caller_phrase"]
 
@@ -34,6 +46,10 @@ WINDOW_CHARS: Final = 300
 call costs the same per piece as a short one."""
 
 MAX_CONFIRM_FACTOR: Final = 4.0
+
+SEARCH_TIMEOUT_SECONDS: Final = 0.005
+"""A sane pattern searches 300 characters in microseconds; 5 ms is a frame's
+quarter, the most one piece of text may hold the loop."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +96,7 @@ class PhraseTrigger:
         trigger: TriggerKind,
         action: KeyAction = KeyAction.TRANSFER,
     ) -> None:
-        self._patterns = [re.compile(pattern, re.IGNORECASE) for pattern in patterns]
+        self._patterns = [regex.compile(pattern, regex.IGNORECASE) for pattern in patterns]
         self._confirm = confirm_seconds
         self._trigger: TriggerKind = trigger
         self._action = action
@@ -88,6 +104,8 @@ class PhraseTrigger:
         self._matched: tuple[str, str, float] | None = None  # pattern, text, when
         self._last_text_at = 0.0
         self.fired = False
+        self.dropped: list[str] = []
+        """Patterns that ran over their time limit on this call."""
 
     def text(self, piece: str, at: float) -> None:
         """A piece of text at ``at`` (call seconds)."""
@@ -97,8 +115,18 @@ class PhraseTrigger:
         if self._matched is not None:
             return  # already waiting for the sentence to end
         self._window = (self._window + piece)[-WINDOW_CHARS:]
-        for pattern in self._patterns:
-            found = pattern.search(self._window)
+        for pattern in list(self._patterns):
+            try:
+                found = pattern.search(self._window, timeout=SEARCH_TIMEOUT_SECONDS)
+            except TimeoutError:
+                self._patterns.remove(pattern)
+                self.dropped.append(pattern.pattern)
+                log.error(
+                    "transfer pattern %r took over %.0f ms: dropped for this call",
+                    pattern.pattern,
+                    SEARCH_TIMEOUT_SECONDS * 1000,
+                )
+                continue
             if found is not None:
                 self._matched = (pattern.pattern, self._window.strip(), at)
                 return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -196,3 +197,19 @@ def test_hanging_up_during_the_whisper_is_a_decline_and_a_late_answer_is_ignored
     assert late.caller_gone() is TransferResult.ABANDONED
     assert late.answered(3.0) is False
     assert late.key("1") is None
+
+
+def test_a_catastrophic_pattern_is_dropped_and_the_others_still_fire(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # (a|a)+$ over a run of a's that ends in something else backtracks 2^n ways:
+    # with Python's re this search would hold the event loop for longer than a call.
+    trigger = PhraseTrigger(
+        ["(a|a)+$", "transfer you"], confirm_seconds=1.0, trigger="agent_phrase"
+    )
+    trigger.text("a" * 60 + "!", 1.0)
+    assert trigger.dropped == ["(a|a)+$"]
+    assert "dropped for this call" in caplog.text
+    trigger.text(" I will transfer you now", 2.0)
+    assert trigger.poll(3.5) is not None  # the sane pattern still hands over
+    assert trigger.dropped == ["(a|a)+$"]  # reported once, never searched again
