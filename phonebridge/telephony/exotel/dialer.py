@@ -260,8 +260,7 @@ class ExotelDialer:
             raise CarrierError(f"Exotel API {method} {where} failed: {exc!r}") from exc
         if response.status_code >= 300:
             raise CarrierError(
-                f"Exotel API {method} {where}: HTTP {response.status_code} "
-                f"{_message(response)}",
+                f"Exotel API {method} {where}: HTTP {response.status_code} {_message(response)}",
                 status=response.status_code,
             )
         try:
@@ -280,7 +279,9 @@ class ExotelDialer:
         sid, status_text = call.get("Sid"), call.get("Status")
         status = call_status(str(status_text or ""))
         if not isinstance(sid, str) or not sid or status is None:
-            raise CarrierError(f"Exotel API: a call without Sid or a known Status ({status_text!r})")
+            raise CarrierError(
+                f"Exotel API: a call without Sid or a known Status ({status_text!r})"
+            )
         return CarrierCall(
             sid=sid,
             status=status,
