@@ -180,26 +180,22 @@ class ExotelDialer:
             user=self._user,
             password=self._password,
         )
-        form: list[tuple[str, str]] = [
-            ("From", request.to),
-            ("CallerId", request.from_),
-            ("StreamUrl", media),
-            ("StreamType", "bidirectional"),
-            ("StreamName", STREAM_NAME),
-            ("TimeLimit", str(TIME_LIMIT)),
+        form: dict[str, str | list[str]] = {
+            "From": request.to,
+            "CallerId": request.from_,
+            "StreamUrl": media,
+            "StreamType": "bidirectional",
+            "StreamName": STREAM_NAME,
+            "TimeLimit": str(TIME_LIMIT),
             # Documented for Calls/connect (how long the first leg rings); the Connect
             # Voice AI page does not list it: unverified that it applies there.
-            ("TimeOut", str(request.ring_seconds)),
-            ("CustomField", request.attempt_id),
-            (
-                "StatusCallback",
-                callback_with_credentials(
-                    request.callback_url("status"), self._user, self._password
-                ),
+            "TimeOut": str(request.ring_seconds),
+            "CustomField": request.attempt_id,
+            "StatusCallback": callback_with_credentials(
+                request.callback_url("status"), self._user, self._password
             ),
-            ("StatusCallbackEvents[]", "answered"),
-            ("StatusCallbackEvents[]", "terminal"),
-        ]
+            "StatusCallbackEvents[]": ["answered", "terminal"],
+        }
         doc = await self._request("POST", f"{self._base}/Calls/connect.json", data=form)
         call = self._call(doc)
         if call is None:
