@@ -74,8 +74,8 @@ Variables (PROTOCOLS.md section in brackets)::
                                 (the first is the default); the dialling carrier's numbers
     PHONEBRIDGE_OUTBOUND_DNC_FILE   optional do-not-call file, one E.164 number a line (# comments)
     PHONEBRIDGE_OUTBOUND_RING_SECONDS  how long an outbound call rings before no-answer (30)
-    PHONEBRIDGE_OUTBOUND_CARRIER    twilio | signalwire: dials the calls of personas not bound
-                                to a carrier (twilio); a persona's ``carrier:`` wins
+    PHONEBRIDGE_OUTBOUND_CARRIER    twilio | signalwire | exotel: dials the calls of personas
+                                not bound to a carrier (twilio); a persona's ``carrier:`` wins
 
 The public URL must be https://: Twilio opens media streams only over wss://,
 and the stream URL is the public URL with that scheme (one rule, shared with
@@ -100,6 +100,9 @@ it needs alongside and start-up fails with one line saying what is missing::
     SIGNALWIRE_PROJECT_ID, SIGNALWIRE_API_TOKEN, SIGNALWIRE_SPACE_URL  optional trio: REST
     EXOTEL_BASIC_USER, EXOTEL_BASIC_PASSWORD   on (pair): Basic auth Exotel sends from the URL
     EXOTEL_ALLOWED_IPS          on: comma-separated addresses/networks Exotel calls from
+    EXOTEL_ACCOUNT_SID, EXOTEL_API_KEY, EXOTEL_API_TOKEN  optional trio: outbound calls
+                                (Connect Voice AI, ``Calls/connect``; Basic API key:token)
+    EXOTEL_API_URL              https://api.in.exotel.com (Mumbai; Singapore: https://api.exotel.com)
 """
 
 from __future__ import annotations
@@ -176,7 +179,7 @@ class LogFormat(StrEnum):
 
 CARRIERS = ("telnyx", "plivo", "vonage", "signalwire", "exotel")
 """The carriers besides Twilio (phonebridge/telephony/<carrier>/)."""
-DIALLING_CARRIERS = ("twilio", "signalwire")
+DIALLING_CARRIERS = ("twilio", "signalwire", "exotel")
 """The carriers outbound calls can be placed through (docs/outbound.md)."""
 
 
@@ -204,6 +207,10 @@ class CarrierSettings:
     exotel_basic_user: str | None = None
     exotel_basic_password: SecretStr | None = None
     exotel_allowed_ips: str | None = None
+    exotel_account_sid: str | None = None
+    exotel_api_key: str | None = None
+    exotel_api_token: SecretStr | None = None
+    exotel_api_url: str = "https://api.in.exotel.com"
 
     @property
     def enabled(self) -> tuple[str, ...]:
@@ -251,6 +258,12 @@ class CarrierSettings:
                 "SIGNALWIRE_PROJECT_ID, SIGNALWIRE_API_TOKEN and SIGNALWIRE_SPACE_URL go "
                 "together (REST call control): set all three, or none"
             )
+        exotel_rest = (self.exotel_account_sid, self.exotel_api_key, self.exotel_api_token)
+        if any(v is not None for v in exotel_rest) and not all(v is not None for v in exotel_rest):
+            found.append(
+                "EXOTEL_ACCOUNT_SID, EXOTEL_API_KEY and EXOTEL_API_TOKEN go together "
+                "(outbound calls): set all three, or none"
+            )
         if self.exotel_allowed_ips is not None:
             try:
                 parse_networks(self.exotel_allowed_ips)
@@ -261,6 +274,7 @@ class CarrierSettings:
             ("PLIVO_API_URL", self.plivo_api_url),
             ("VONAGE_API_URL", self.vonage_api_url),
             ("SIGNALWIRE_SPACE_URL", self.signalwire_space_url),
+            ("EXOTEL_API_URL", self.exotel_api_url),
         ):
             if url is not None and urlsplit(url).scheme not in ("http", "https"):
                 found.append(f"{name} {url!r} is not an http(s) URL")
@@ -289,6 +303,10 @@ class CarrierSettings:
             exotel_basic_user=reader.text("EXOTEL_BASIC_USER"),
             exotel_basic_password=reader.secret("EXOTEL_BASIC_PASSWORD"),
             exotel_allowed_ips=reader.text("EXOTEL_ALLOWED_IPS"),
+            exotel_account_sid=reader.text("EXOTEL_ACCOUNT_SID"),
+            exotel_api_key=reader.text("EXOTEL_API_KEY"),
+            exotel_api_token=reader.secret("EXOTEL_API_TOKEN"),
+            exotel_api_url=reader.text("EXOTEL_API_URL") or "https://api.in.exotel.com",
         )
 
 
@@ -741,6 +759,10 @@ KNOWN_VARIABLES = frozenset(
         "EXOTEL_BASIC_USER",
         "EXOTEL_BASIC_PASSWORD",
         "EXOTEL_ALLOWED_IPS",
+        "EXOTEL_ACCOUNT_SID",
+        "EXOTEL_API_KEY",
+        "EXOTEL_API_TOKEN",
+        "EXOTEL_API_URL",
         "PHONEBRIDGE_S3_BUCKET",
         "PHONEBRIDGE_S3_ENDPOINT_URL",
         "PHONEBRIDGE_S3_PREFIX",
@@ -1185,6 +1207,14 @@ def _check_outbound(settings: Settings, problems: list[str]) -> None:
             "PHONEBRIDGE_OUTBOUND_CARRIER is signalwire but SIGNALWIRE_SIGNING_KEY, "
             "SIGNALWIRE_PROJECT_ID, SIGNALWIRE_API_TOKEN and SIGNALWIRE_SPACE_URL are not all "
             "set: the calls are placed through its Compatibility API"
+        )
+    if settings.outbound_carrier == "exotel" and (
+        carriers.exotel_api_token is None or "exotel" not in carriers.enabled
+    ):
+        problems.append(
+            "PHONEBRIDGE_OUTBOUND_CARRIER is exotel but EXOTEL_ACCOUNT_SID, EXOTEL_API_KEY and "
+            "EXOTEL_API_TOKEN, and EXOTEL_BASIC_USER/_PASSWORD or EXOTEL_ALLOWED_IPS (the media "
+            "socket's check), are not all set"
         )
 
 

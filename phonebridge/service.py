@@ -48,6 +48,8 @@ from phonebridge.storage.index import CallIndex
 from phonebridge.storage.objects import ObjectStore, S3ObjectStore, S3Settings
 from phonebridge.storage.retention import apply_retention
 from phonebridge.storage.row_spool import SPOOL_DIRNAME, RowSpool
+from phonebridge.telephony.exotel.auth import parse_networks
+from phonebridge.telephony.exotel.dialer import ExotelDialer
 from phonebridge.telephony.signalwire.dialer import SignalWireDialer
 from phonebridge.telephony.twilio.dialer import TwilioDialer
 from phonebridge.telephony.twilio.entry import TwilioEntry
@@ -56,6 +58,7 @@ from phonebridge.telephony.twilio.transfer import TwilioHumanCalls
 from phonebridge.web.app import AppDeps, HistoryDeps, create_app
 from phonebridge.web.carriers.build import carrier_routers
 from phonebridge.web.carriers.common import CarrierEdge
+from phonebridge.web.carriers.exotel_outbound import exotel_outbound_router
 from phonebridge.web.carriers.signalwire import connect_document as signalwire_connect
 from phonebridge.web.outbound_routes import outbound_signalwire_router
 from phonebridge.web.recording_links import recording_link_router
@@ -484,6 +487,21 @@ async def build_app(
                 signalwire_connect(edge),
             )
         )
+    exotel = settings.carriers
+    if edge is not None and "exotel" in exotel.enabled:
+        routers.append(
+            exotel_outbound_router(
+                edge,
+                outbound,
+                user=exotel.exotel_basic_user or "",
+                password=(
+                    exotel.exotel_basic_password.get_secret_value()
+                    if exotel.exotel_basic_password is not None
+                    else ""
+                ),
+                networks=parse_networks(exotel.exotel_allowed_ips or ""),
+            )
+        )
     campaigns = CampaignRunner(outbound, wall_clock=wall)
     background.append(campaigns.run_forever)
     days = settings.retention_days
@@ -552,8 +570,9 @@ def _outbound(
     """The outbound side (docs/outbound.md); it dials only when enabled in settings.
 
     Each carrier whose REST credentials are set can dial out: Twilio, and
-    SignalWire (its Compatibility API) when its routes are on (the answer is
-    their cXML and media socket)."""
+    SignalWire (its Compatibility API) and Exotel (Connect Voice AI) when their
+    routes are on (the answer is their cXML and media socket; Exotel's media
+    socket itself)."""
     outbound_carriers: dict[str, OutboundCarrier] = {}
     sid, token = settings.twilio_account_sid, settings.twilio_auth_token
     if sid is not None and token is not None:
@@ -573,6 +592,32 @@ def _outbound(
                 sw.signalwire_project_id,
                 sw.signalwire_api_token.get_secret_value(),
                 space_url=sw.signalwire_space_url,
+            ),
+            rate=edge.rate,
+        )
+    ex = settings.carriers
+    if (
+        edge is not None
+        and "exotel" in ex.enabled
+        and ex.exotel_account_sid is not None
+        and ex.exotel_api_key is not None
+        and ex.exotel_api_token is not None
+    ):
+        # Its routes are on (the media socket is the answer): Connect Voice AI.
+        outbound_carriers["exotel"] = OutboundCarrier(
+            ExotelDialer(
+                edge.http,
+                account_sid=ex.exotel_account_sid,
+                api_key=ex.exotel_api_key,
+                api_token=ex.exotel_api_token.get_secret_value(),
+                api_url=ex.exotel_api_url,
+                basic_user=ex.exotel_basic_user or "",
+                basic_password=(
+                    ex.exotel_basic_password.get_secret_value()
+                    if ex.exotel_basic_password is not None
+                    else ""
+                ),
+                wall_clock=wall,
             ),
             rate=edge.rate,
         )

@@ -733,3 +733,39 @@ def test_carrier_settings_problems_are_one_line_each() -> None:
         "PLIVO_API_URL",
     ):
         assert expected in text, expected
+
+
+def test_exotel_outbound_settings_go_together_and_stay_secret() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(MINIMAL | {"EXOTEL_API_KEY": "k", "EXOTEL_API_URL": "ftp://x"})
+    text = " | ".join(caught.value.problems)
+    assert "EXOTEL_ACCOUNT_SID, EXOTEL_API_KEY and EXOTEL_API_TOKEN go together" in text
+    assert "EXOTEL_API_URL" in text
+    # Exotel dials only with its REST trio and its media socket's check both set.
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(
+            MINIMAL
+            | {
+                "PHONEBRIDGE_OUTBOUND_CARRIER": "exotel",
+                "PHONEBRIDGE_OUTBOUND_ENABLED": "1",
+                "PHONEBRIDGE_OUTBOUND_COUNTRIES": "91",
+                "PHONEBRIDGE_OUTBOUND_CALLER_IDS": "+918047112345",
+                "EXOTEL_ACCOUNT_SID": "sid",
+                "EXOTEL_API_KEY": "k",
+                "EXOTEL_API_TOKEN": "exotel-token-xyz",
+            }
+        )
+    assert any("PHONEBRIDGE_OUTBOUND_CARRIER is exotel" in p for p in caught.value.problems)
+    settings = Settings.from_env(
+        MINIMAL
+        | {
+            "PHONEBRIDGE_OUTBOUND_CARRIER": "exotel",
+            "EXOTEL_ALLOWED_IPS": "203.0.113.0/24",
+            "EXOTEL_ACCOUNT_SID": "sid",
+            "EXOTEL_API_KEY": "k",
+            "EXOTEL_API_TOKEN": "exotel-token-xyz",
+        }
+    )
+    assert settings.outbound_carrier == "exotel"
+    assert settings.carriers.exotel_api_url == "https://api.in.exotel.com"
+    assert "exotel-token-xyz" not in repr(settings)

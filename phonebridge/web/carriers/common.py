@@ -134,12 +134,15 @@ async def serve_stream(
     *,
     upgrade_token: str | None = None,
     before_close: Callable[[PendingCall, str], Callable[[], Awaitable[None]]] | None = None,
+    reserve: Callable[[StreamStarted], Awaitable[str | None]] | None = None,
 ) -> None:
     """Accept an authenticated media socket, claim its call and run it to the end.
 
     ``upgrade_token`` is the one-time token the upgrade carried (Telnyx's auth
     header, SignalWire's bearer, Plivo's path); without it the token comes
     from the stream's start (Vonage's headers, Exotel's custom parameters).
+    ``reserve`` is for a stream that is itself the answer (an Exotel outbound
+    call): it reserves the call from the start and gives its token (None: refused).
     """
     await websocket.accept()
     socket = StarletteMedia(websocket)
@@ -149,6 +152,11 @@ async def serve_stream(
         await socket.close(REFUSED)
         return
     started, queued = got
+    if reserve is not None:
+        upgrade_token = await reserve(started)
+        if upgrade_token is None:
+            await socket.close(REFUSED)
+            return
     given = started.parameters.get("token")
     token = upgrade_token if upgrade_token is not None else given or ""
     if (

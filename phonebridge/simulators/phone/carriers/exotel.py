@@ -227,3 +227,42 @@ class ExotelFlavour(CarrierFlavour):
         r.stream_sid = wire.stream_sid
         headers = self.auth(call.socket_auth, user, password)
         return StreamPlan(bare, call.routes.websocket(bare), headers, wire, custom)
+
+
+class ExotelConnectFlavour(CarrierFlavour):
+    """An outbound Connect Voice AI call (``Calls/connect`` with a ``StreamUrl``): no
+    applet endpoint, Exotel opens the ``StreamUrl`` the API was given as soon as
+    the callee answers (its userinfo sent as ``Authorization: Basic``)."""
+
+    carrier: ClassVar[str] = "exotel"
+
+    def __init__(
+        self, stream_url: str, *, call_sid: str, account_sid: str, camel: bool = False
+    ) -> None:
+        self.stream_url = stream_url
+        self.call_sid = call_sid
+        self.account_sid = account_sid
+        self.camel = camel
+
+    async def set_up(self, call: CarrierCall) -> StreamPlan | None:
+        r = call.report
+        r.call_sid = self.call_sid
+        r.account_sid = self.account_sid
+        try:
+            bare, user, password, rate, custom = read_stream_url(self.stream_url)
+        except ValueError as exc:
+            call.error(NO_CODE, f"StreamUrl: {exc}")
+            call.ended("stream_failed")
+            return None
+        wire = ExotelWire(
+            rate=rate,
+            call_sid=self.call_sid,
+            account_sid=self.account_sid,
+            # Exotel's From is the number dialled first (the callee), To our ExoPhone.
+            from_=r.to,
+            to=r.from_,
+            camel=self.camel,
+        )
+        r.stream_sid = wire.stream_sid
+        headers = {"Authorization": basic_header(user, password)} if user else {}
+        return StreamPlan(bare, call.routes.websocket(bare), headers, wire, custom)

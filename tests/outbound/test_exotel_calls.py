@@ -1,0 +1,461 @@
+"""Outbound calls through Exotel, end to end: the real bridge and its Exotel dialer
+(httpx) against a fake Connect Voice AI API on loopback (test double,
+simulators/exotel_api.py) whose callees are the Exotel phone simulator.
+
+The same path as Twilio's (admission, guard, leases, recording, outcome rows),
+with Exotel's differences: no answer document (the stream connecting is the
+answer), no answering-machine detection, no after-stream step, unsigned
+callbacks checked by the Basic credentials in their URL, a call list that omits
+ongoing calls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from phonebridge.config import CarrierSettings
+from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL, LocalBridge
+from phonebridge.outbound.carrier import CarrierError, DialRequest
+from phonebridge.outbound.service import Outbound
+from phonebridge.outbound.store import Attempt
+from phonebridge.simulators.exotel_api import FakeExotelApi
+from phonebridge.simulators.phone.routes import Routes
+from phonebridge.simulators.twilio_api import Callee, FakeTwilioApi
+from phonebridge.storage.models import CallRecord
+from phonebridge.telephony.carrier_leg import bridge_call_sid
+from phonebridge.telephony.exotel.auth import basic_header
+from phonebridge.telephony.exotel.dialer import (
+    ExotelDialer,
+    call_status,
+    exotel_time,
+    stream_url,
+)
+
+from ..conftest import BridgeFactory, record_of
+from .conftest import ACCOUNT, VOICEMAIL_PERSONA, eventually
+
+EXOTEL_SID = "phonebridgetest1"
+API_KEY = "exotel-api-key"
+API_TOKEN = "exotel-api-token"
+USER = "exotel-socket"
+PASSWORD = "socket-secret"
+EXOPHONE = "+918047112345"
+HUMAN = "+919876543211"
+MACHINE = "+919876543212"
+OTHER = "+919876543213"
+
+PERSONA = """\
+name: Exotel caller
+provider: personaplex
+voice: NATF1
+prompt: You work for CitySan and call customers to remind them of their pickup day.
+carrier: exotel
+"""
+
+
+@pytest.fixture
+def personas_dir(personas_dir: Path) -> Path:
+    (personas_dir / "ex.yaml").write_text(PERSONA)
+    (personas_dir / "exdial.yaml").write_text(PERSONA + "outbound:\n  open_model: dial\n")
+    (personas_dir / "exreminder.yaml").write_text(VOICEMAIL_PERSONA + "carrier: exotel\n")
+    return personas_dir
+
+
+@dataclass
+class ExotelOutbounds:
+    bridge: LocalBridge
+    api: FakeExotelApi
+    twilio: FakeTwilioApi
+    http: httpx.AsyncClient
+
+    @property
+    def outbound(self) -> Outbound:
+        found: Outbound = self.bridge.app.state.deps.outbound[0]
+        return found
+
+    @property
+    def active_calls(self) -> int:
+        return int(self.bridge.app.state.deps.bridge.admission.active_calls)
+
+    async def call(self, **body: Any) -> httpx.Response:
+        return await self.http.post(self.bridge.url + "/api/calls", json=body)
+
+    async def ended(self, attempt_id: str) -> Attempt:
+        async def check() -> Attempt | None:
+            found = await self.outbound.store.attempt(attempt_id)
+            return found if found is not None and found.state == "ended" else None
+
+        found: Attempt = await eventually(check)
+        return found
+
+    async def row(self, exotel_sid: str) -> CallRecord:
+        return await record_of(self.bridge, bridge_call_sid("exotel", exotel_sid))
+
+
+Factory = Callable[..., AbstractAsyncContextManager[ExotelOutbounds]]
+
+
+@pytest.fixture
+def start_exotel(start_bridge: BridgeFactory) -> Factory:
+    @asynccontextmanager
+    async def factory(
+        callees: dict[str, Callee] | None = None, **overrides: Any
+    ) -> AsyncIterator[ExotelOutbounds]:
+        api = FakeExotelApi(
+            account_sid=EXOTEL_SID,
+            api_key=API_KEY,
+            api_token=API_TOKEN,
+            bridge_public_url=PUBLIC_URL,
+            bridge_local_url="http://127.0.0.1:1",  # set once the bridge has a port
+            callees=callees,
+        )
+        # Twilio is configured too: an Exotel call must not touch its API.
+        twilio = FakeTwilioApi(
+            account_sid=ACCOUNT,
+            auth_token=DEMO_AUTH_TOKEN,
+            bridge_public_url=PUBLIC_URL,
+            bridge_local_url="http://127.0.0.1:1",
+        )
+        async with api, twilio, AsyncExitStack() as stack:
+            settings: dict[str, Any] = {
+                "outbound_enabled": True,
+                "outbound_countries": (91,),
+                "outbound_caller_ids": (EXOPHONE,),
+                "twilio_account_sid": ACCOUNT,
+                "twilio_api_url": twilio.url,
+                "caller_max_calls_per_hour": 0,
+                "caller_max_concurrent": 0,
+                "max_new_calls_per_minute": 0,
+                "carriers": CarrierSettings(
+                    rate=16_000,
+                    exotel_basic_user=USER,
+                    exotel_basic_password=SecretStr(PASSWORD),
+                    exotel_account_sid=EXOTEL_SID,
+                    exotel_api_key=API_KEY,
+                    exotel_api_token=SecretStr(API_TOKEN),
+                    exotel_api_url=api.url,
+                ),
+            }
+            settings.update(overrides)
+            bridge = await stack.enter_async_context(start_bridge(**settings))
+            http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
+            api.routes = Routes(PUBLIC_URL, bridge.url)
+            yield ExotelOutbounds(bridge, api, twilio, http)
+
+    return factory
+
+
+# -- the words ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "event", "expected"),
+    [
+        ("completed", "terminal", "completed"),
+        ("busy", "terminal", "busy"),
+        ("no-answer", "terminal", "no-answer"),
+        ("failed", "terminal", "failed"),
+        ("Completed", "", "completed"),
+        ("in-progress", "", "in-progress"),
+        ("", "answered", "in-progress"),
+        ("completed", "answered", "in-progress"),
+        ("cancelled", "", "canceled"),
+        ("ringing", "", "ringing"),
+        ("exploded", "terminal", None),
+        ("", "", None),
+    ],
+)
+def test_exotel_status_words(status: str, event: str, expected: str | None) -> None:
+    assert call_status(status, event) == expected
+
+
+def test_stream_url_is_wss_with_rate_attempt_and_credentials() -> None:
+    url = stream_url(
+        "https://bridge.example/twilio/r/a/outbound/exotel/media?attempt=oa_1",
+        sample_rate=16_000,
+        attempt_id="oa_1",
+        user="us er",
+        password="p@ss",
+    )
+    parts = urlsplit(url)
+    assert parts.scheme == "wss"
+    assert (parts.username, parts.password) == ("us%20er", "p%40ss")
+    assert parts.path == "/twilio/r/a/outbound/exotel/media"
+    assert dict(parse_qsl(parts.query)) == {"sample-rate": "16000", "attempt": "oa_1"}
+    with pytest.raises(CarrierError, match="600"):
+        stream_url(
+            "https://b.example/" + "x" * 600, sample_rate=8000, attempt_id="a", user="", password=""
+        )
+    with pytest.raises(CarrierError, match="Hz"):
+        stream_url("https://b.example/m", sample_rate=44_100, attempt_id="a", user="", password="")
+
+
+def test_exotel_times_are_india_time() -> None:
+    assert exotel_time(datetime(2025, 1, 1, 0, 0, 0, tzinfo=UTC)) == "2025-01-01 05:30:00"
+
+
+# -- calls ------------------------------------------------------------------------
+
+
+async def test_a_person_answers_on_exotel(start_exotel: Factory) -> None:
+    async with start_exotel({HUMAN: Callee("human", talk=0.8)}) as o:
+        response = await o.call(to=HUMAN, persona="ex")
+        assert response.status_code == 201, response.text
+        attempt_id = response.json()["id"]
+        ended = await o.ended(attempt_id)
+        assert ended.outcome == "answered"
+        assert ended.answered_by == "unknown"  # Exotel detects no machines: said so
+        (call,) = o.api.created
+        assert ended.call_sid == call.sid  # Exotel's id, for its REST API
+        form = call.form
+        assert (form["From"], form["CallerId"]) == (HUMAN, EXOPHONE)
+        assert form["StreamType"] == "bidirectional"
+        assert form["CustomField"] == attempt_id
+        assert call.events == ("answered", "terminal")
+        stream = urlsplit(form["StreamUrl"])
+        assert stream.scheme == "wss"
+        assert (stream.username, stream.password) == (USER, PASSWORD)
+        assert stream.path == "/twilio/outbound/exotel/media"
+        assert dict(parse_qsl(stream.query)) == {"sample-rate": "16000", "attempt": attempt_id}
+        assert call.report is not None
+        assert call.report.upgrade_status == 101  # the Basic credentials were accepted
+        assert call.report.sample_rate == 16_000
+        assert call.report.frames_received > 0  # the persona spoke to the callee
+        assert call.report.custom_parameters == {"attempt": attempt_id}
+        assert [p["EventType"] for p, status in call.callbacks] == ["answered", "terminal"]
+        assert all(status == 204 for _, status in call.callbacks)
+        row = await o.row(call.sid)
+        assert row.end_reason == "caller_hangup"
+        assert row.channel == "exotel"
+        assert row.placed_by == "operator"
+        assert (row.to_number, row.from_number) == (HUMAN, EXOPHONE)
+        assert row.recording_path is not None
+        await eventually(lambda: o.active_calls == 0)
+        assert o.twilio.requests == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "outcome", "end_reason"),
+    [
+        ("no-answer", "no_answer", "no_answer"),
+        ("busy", "busy", "line_busy"),
+        ("failed", "failed", "dial_failed"),
+    ],
+)
+async def test_unanswered_exotel_calls_end_in_their_outcome_row(
+    start_exotel: Factory, kind: str, outcome: str, end_reason: str
+) -> None:
+    async with start_exotel({HUMAN: Callee(kind)}) as o:  # type: ignore[arg-type]
+        response = await o.call(to=HUMAN, persona="ex")
+        assert response.status_code == 201, response.text
+        ended = await o.ended(response.json()["id"])
+        assert ended.outcome == outcome
+        row = await o.row(ended.call_sid or "")
+        assert row.end_reason == end_reason
+        assert row.channel == "exotel"
+        assert o.active_calls == 0
+        (call,) = o.api.created
+        assert call.report is None  # never streamed
+
+
+async def test_dial_time_lease_is_held_while_it_rings_and_released(start_exotel: Factory) -> None:
+    async with start_exotel({HUMAN: Callee("no-answer", ring=0.5)}) as o:
+        response = await o.call(to=HUMAN, persona="exdial")
+        assert response.status_code == 201, response.text
+        assert o.active_calls == 1  # the model session opened at dial time holds a lease
+        ended = await o.ended(response.json()["id"])
+        assert ended.outcome == "no_answer"
+        await eventually(lambda: o.active_calls == 0)
+        assert (await o.row(ended.call_sid or "")).end_reason == "no_answer"
+
+
+async def test_a_dial_time_session_is_the_answered_streams(start_exotel: Factory) -> None:
+    async with start_exotel({HUMAN: Callee("human", talk=0.8)}) as o:
+        response = await o.call(to=HUMAN, persona="exdial")
+        ended = await o.ended(response.json()["id"])
+        assert ended.outcome == "answered"
+        (call,) = o.api.created
+        assert call.report is not None
+        assert call.report.first_agent_audio_after_start_s is not None
+        assert (await o.row(call.sid)).end_reason == "caller_hangup"
+        await eventually(lambda: o.active_calls == 0)
+
+
+async def test_a_machine_is_talked_to_like_a_person_on_exotel(start_exotel: Factory) -> None:
+    """No AMD at Exotel: a hang-up persona cannot be honoured; the call runs as a
+    conversation (the machine records it) and the attempt says who answered: unknown."""
+    async with start_exotel({MACHINE: Callee("machine", greeting=0.4)}) as o:
+        response = await o.call(to=MACHINE, persona="ex")
+        ended = await o.ended(response.json()["id"])
+        assert ended.outcome == "answered"
+        assert ended.answered_by == "unknown"
+        (call,) = o.api.created
+        assert call.report is not None
+        assert call.report.ended_by == "caller"  # the machine stopped recording
+        assert (await o.row(call.sid)).end_reason == "caller_hangup"
+
+
+async def test_a_voicemail_persona_is_refused_before_exotel_is_asked(start_exotel: Factory) -> None:
+    async with start_exotel({MACHINE: Callee("machine")}) as o:
+        response = await o.call(to=MACHINE, persona="exreminder")
+        assert response.status_code == 502
+        assert "answering-machine" in response.json()["error"]
+        assert o.api.requests == []
+        (attempt,) = await o.outbound.store.attempts_for()
+        assert attempt.outcome == "not_placed"
+        assert o.active_calls == 0
+
+
+async def test_opt_out_on_exotel_lands_on_dnc_and_hangs_up(start_exotel: Factory) -> None:
+    """The goodbye cannot be said (no TTS, no step after the stream): the call ends."""
+    async with start_exotel({HUMAN: Callee("human", talk=10.0, dtmf=((0.5, "9"),))}) as o:
+        response = await o.call(to=HUMAN, persona="ex")
+        ended = await o.ended(response.json()["id"])
+        assert ended.outcome == "opted_out"
+        assert await o.outbound.store.is_dnc(HUMAN)
+        (call,) = o.api.created
+        assert call.report is not None
+        assert call.report.ended_by == "bridge"  # our socket closed: the call ended
+        assert call.report.said == []
+        assert (await o.row(call.sid)).end_reason == "opted_out"
+
+
+async def test_the_outbound_carrier_setting_picks_exotel_for_unbound_personas(
+    start_exotel: Factory,
+) -> None:
+    async with start_exotel({HUMAN: Callee("busy")}, outbound_carrier="exotel") as o:
+        response = await o.call(to=HUMAN, persona="citysan")  # no carrier binding
+        assert response.status_code == 201, response.text
+        ended = await o.ended(response.json()["id"])
+        assert ended.outcome == "busy"
+        assert [c.to for c in o.api.created] == [HUMAN]
+        assert o.twilio.requests == []
+
+
+async def test_exotel_callbacks_and_socket_need_the_credentials(start_exotel: Factory) -> None:
+    async with start_exotel({HUMAN: Callee("human", ring=1.5, talk=0.5)}) as o:
+        response = await o.call(to=HUMAN, persona="ex")
+        attempt_id = response.json()["id"]
+        await eventually(lambda: o.api.created)
+        (call,) = o.api.created
+        path = f"/twilio/outbound/exotel/status?attempt={attempt_id}"
+        form = {"CallSid": call.sid, "Status": "busy", "EventType": "terminal"}
+        forged = {"Authorization": basic_header(USER, "wrong")}
+        assert (await o.http.post(o.bridge.url + path, data=form)).status_code == 403
+        assert (
+            await o.http.post(o.bridge.url + path, data=form, headers=forged)
+        ).status_code == 403
+        good = {"Authorization": basic_header(USER, PASSWORD)}
+        stolen = {**form, "CustomField": "oa_" + "1" * 24}
+        assert (
+            await o.http.post(o.bridge.url + path, data=stolen, headers=good)
+        ).status_code == 403
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(
+                o.bridge.url.replace("http", "ws")
+                + f"/twilio/outbound/exotel/media?attempt={attempt_id}",
+                additional_headers=forged,
+            ):
+                pass
+        assert refused.value.response.status_code == 403
+        # Nothing changed: the call rings on, is answered and ends as a conversation.
+        ended = await o.ended(attempt_id)
+        assert ended.outcome == "answered"
+        assert (await o.row(call.sid)).end_reason == "caller_hangup"
+        # A well-authenticated callback for an unknown attempt settles nothing.
+        unknown = "/twilio/outbound/exotel/status?attempt=oa_" + "0" * 24
+        assert (
+            await o.http.post(o.bridge.url + unknown, data=form, headers=good)
+        ).status_code == 204
+
+
+async def _claim(o: ExotelOutbounds, to: str, age: timedelta) -> Attempt:
+    return await o.outbound.store.add_attempt(
+        to_number=to,
+        from_number=EXOPHONE,
+        persona="ex",
+        placed_by="operator:test",
+        variables={},
+        now=datetime.now(UTC) - age,
+        replica="dead",
+        carrier="exotel",
+    )
+
+
+async def test_an_exotel_claim_cut_by_a_crash_is_looked_up_never_redialled(
+    start_exotel: Factory,
+) -> None:
+    async with start_exotel({HUMAN: Callee("busy"), OTHER: Callee("busy")}) as o:
+        o.api.page_size_cap = 1  # the lookup follows NextPageUri
+        # Old enough that no call of theirs can still be live (TimeLimit has passed).
+        lost, reached = (
+            await _claim(o, HUMAN, timedelta(hours=2)),
+            await _claim(o, OTHER, timedelta(hours=2)),
+        )
+        dialer = ExotelDialer(
+            o.http,
+            account_sid=EXOTEL_SID,
+            api_key=API_KEY,
+            api_token=API_TOKEN,
+            api_url=o.api.url,
+            basic_user=USER,
+            basic_password=PASSWORD,
+            wall_clock=lambda: datetime.now(UTC),
+        )
+        url = o.outbound.config.callback_url
+        for _ in range(2):  # the dead process's request, and another call to the same number
+            await dialer.place(
+                DialRequest(
+                    attempt_id=reached.id,
+                    to=OTHER,
+                    from_=EXOPHONE,
+                    # its status callbacks were lost with it
+                    callback_url=lambda kind: (
+                        url(f"exotel/{kind}", reached.id)
+                        if kind == "media"
+                        else PUBLIC_URL + "/nowhere"
+                    ),
+                    ring_seconds=30,
+                    machine="hangup",
+                    sample_rate=16000,
+                )
+            )
+        await o.api.wait_ended()
+        assert await o.outbound.reconcile() == 2
+        released = await o.outbound.store.attempt(lost.id)
+        assert released is not None
+        assert released.outcome == "not_placed"
+        adopted = await o.outbound.store.attempt(reached.id)
+        assert adopted is not None
+        assert adopted.outcome == "busy"
+        first = o.api.created[0]
+        assert adopted.call_sid == first.sid
+        assert (await o.row(first.sid)).end_reason == "line_busy"
+        lists = [p for m, p in o.api.requests if m == "GET" and p.endswith("/Calls.json")]
+        assert len(lists) >= 3  # HUMAN's empty page; OTHER's two pages
+        assert o.twilio.requests == []
+
+
+async def test_a_recent_exotel_claim_with_no_listed_call_is_kept(start_exotel: Factory) -> None:
+    """Exotel's list omits ongoing calls: a claim young enough that its call could still
+    be live is not released (released, its contact could be rung twice)."""
+    async with start_exotel() as o:
+        young = await _claim(o, HUMAN, timedelta(minutes=2))
+        assert await o.outbound.reconcile() == 0
+        kept = await o.outbound.store.attempt(young.id)
+        assert kept is not None
+        assert kept.state == "claimed"
+        assert any(p.endswith("/Calls.json") for m, p in o.api.requests if m == "GET")
+        assert o.api.created == []
