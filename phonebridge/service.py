@@ -48,6 +48,7 @@ from phonebridge.storage.index import CallIndex
 from phonebridge.storage.objects import ObjectStore, S3ObjectStore, S3Settings
 from phonebridge.storage.retention import apply_retention
 from phonebridge.storage.row_spool import SPOOL_DIRNAME, RowSpool
+from phonebridge.telephony.plivo.dialer import PlivoDialer
 from phonebridge.telephony.signalwire.dialer import SignalWireDialer
 from phonebridge.telephony.twilio.dialer import TwilioDialer
 from phonebridge.telephony.twilio.entry import TwilioEntry
@@ -56,6 +57,9 @@ from phonebridge.telephony.twilio.transfer import TwilioHumanCalls
 from phonebridge.web.app import AppDeps, HistoryDeps, create_app
 from phonebridge.web.carriers.build import carrier_routers
 from phonebridge.web.carriers.common import CarrierEdge
+from phonebridge.web.carriers.plivo import form_verifier as plivo_form_verifier
+from phonebridge.web.carriers.plivo import stream_answer as plivo_stream_answer
+from phonebridge.web.carriers.plivo_outbound import plivo_outbound_router
 from phonebridge.web.carriers.signalwire import connect_document as signalwire_connect
 from phonebridge.web.outbound_routes import outbound_signalwire_router
 from phonebridge.web.recording_links import recording_link_router
@@ -484,6 +488,15 @@ async def build_app(
                 signalwire_connect(edge),
             )
         )
+    plivo_token = settings.carriers.plivo_auth_token
+    if edge is not None and plivo_token is not None:
+        routers.append(
+            plivo_outbound_router(
+                outbound,
+                plivo_form_verifier(edge, plivo_token.get_secret_value()),
+                plivo_stream_answer(edge),
+            )
+        )
     campaigns = CampaignRunner(outbound, wall_clock=wall)
     background.append(campaigns.run_forever)
     days = settings.retention_days
@@ -551,9 +564,9 @@ def _outbound(
 ) -> Outbound:
     """The outbound side (docs/outbound.md); it dials only when enabled in settings.
 
-    Each carrier whose REST credentials are set can dial out: Twilio, and
-    SignalWire (its Compatibility API) when its routes are on (the answer is
-    their cXML and media socket)."""
+    Each carrier whose REST credentials are set can dial out: Twilio,
+    SignalWire (its Compatibility API) and Plivo (its Call API) when their
+    routes are on (the answer is their document and media socket)."""
     outbound_carriers: dict[str, OutboundCarrier] = {}
     sid, token = settings.twilio_account_sid, settings.twilio_auth_token
     if sid is not None and token is not None:
@@ -573,6 +586,16 @@ def _outbound(
                 sw.signalwire_project_id,
                 sw.signalwire_api_token.get_secret_value(),
                 space_url=sw.signalwire_space_url,
+            ),
+            rate=edge.rate,
+        )
+    if edge is not None and sw.plivo_auth_id is not None and sw.plivo_auth_token is not None:
+        outbound_carriers["plivo"] = OutboundCarrier(
+            PlivoDialer(
+                sw.plivo_auth_id,
+                sw.plivo_auth_token.get_secret_value(),
+                http=edge.http,
+                api_url=sw.plivo_api_url,
             ),
             rate=edge.rate,
         )
