@@ -227,7 +227,8 @@ async def test_dial_time_persona_answered_keeps_its_reservation(start_plivo: Fac
         ended = await o.ended(response.json()["id"])
         assert ended.outcome == "answered"
         (call,) = o.api.created
-        assert call.report is not None and call.report.frames_received > 0
+        assert call.report is not None
+        assert call.report.frames_received > 0
         assert (await o.row(call.uuid)).end_reason == "caller_hangup"
 
 
@@ -321,7 +322,8 @@ async def test_plivo_callbacks_must_carry_plivos_signature(start_plivo: Factory)
         )
         assert moved.status_code == 403
         after = await o.outbound.store.attempt(attempt_id)
-        assert after is not None and after.outcome == "answered"  # nothing changed
+        assert after is not None
+        assert after.outcome == "answered"
         signed = await o.http.post(
             o.bridge.url + path, data=form, headers=_signed(url, form, AUTH_TOKEN, "n3")
         )
@@ -331,7 +333,8 @@ async def test_plivo_callbacks_must_carry_plivos_signature(start_plivo: Factory)
         )
         assert replayed.status_code == 403  # a nonce is accepted once
         again = await o.outbound.store.attempt(attempt_id)
-        assert again is not None and again.outcome == "answered"
+        assert again is not None
+        assert again.outcome == "answered"
 
 
 async def test_a_plivo_claim_cut_by_a_crash_is_looked_up_never_redialled(
@@ -385,15 +388,18 @@ async def test_a_plivo_claim_cut_by_a_crash_is_looked_up_never_redialled(
         await eventually(lambda: any(c.ended is not None for c in o.api.created))
         assert await o.outbound.reconcile() == 3
         released = await store.attempt(lost.id)
-        assert released is not None and released.outcome == "not_placed"
+        assert released is not None
+        assert released.outcome == "not_placed"
         adopted = await store.attempt(ended.id)
-        assert adopted is not None and adopted.outcome == "busy"
+        assert adopted is not None
+        assert adopted.outcome == "busy"
         busy_call = next(c for c in o.api.created if c.to == HUMAN)
         assert adopted.call_sid == busy_call.uuid
         assert (await o.row(busy_call.uuid)).end_reason == "line_busy"
         live = await store.attempt(ringing.id)
         ringing_call = next(c for c in o.api.created if c.to == ringing_to)
-        assert live is not None and live.state == "dialing"
+        assert live is not None
+        assert live.state == "dialing"
         assert live.call_sid == ringing_call.uuid  # adopted while it rings
         assert len(o.api.created) == 2  # nobody dialled again
         gets = [path for method, path in o.api.requests if method == "GET"]
@@ -402,7 +408,8 @@ async def test_a_plivo_claim_cut_by_a_crash_is_looked_up_never_redialled(
         await o.api.wait_ended()
         assert await o.outbound.reconcile() == 1
         settled = await store.attempt(ringing.id)
-        assert settled is not None and settled.outcome == "no_answer"
+        assert settled is not None
+        assert settled.outcome == "no_answer"
         assert o.twilio.requests == []
 
 
@@ -426,10 +433,12 @@ async def test_hang_up_cancels_a_ringing_call_and_a_gone_call_is_success(
         )
         await eventually(lambda: o.api.calls[placed.sid].status == "ringing")
         fetched = await dialer.fetch(placed.sid)
-        assert fetched is not None and fetched.status == "ringing"
+        assert fetched is not None
+        assert fetched.status == "ringing"
         await dialer.hang_up(placed.sid)
         assert o.api.calls[placed.sid].status == "cancel"
         record = await dialer.fetch(placed.sid)
-        assert record is not None and record.status == "canceled"
+        assert record is not None
+        assert record.status == "canceled"
         await dialer.hang_up(placed.sid)  # already gone: 404, success
         assert await dialer.fetch("00000000-0000-4000-8000-000000000000") is None
