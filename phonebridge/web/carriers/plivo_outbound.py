@@ -46,6 +46,12 @@ log = logging.getLogger(__name__)
 _ATTEMPT_ID = re.compile(r"^oa_[0-9a-f]{24}$")
 _MODES: frozenset[str] = frozenset(get_args(MachineDetection))
 
+
+def _call_uuid(form: dict[str, str]) -> str:
+    """``CallUUID``; a callback without one (none documented) falls back on the request's."""
+    return form.get("CallUUID") or form.get("RequestUUID") or form.get("ALegRequestUUID", "")
+
+
 SignedForm = Callable[[Request], Awaitable[dict[str, str] | None]]
 
 
@@ -70,7 +76,7 @@ def plivo_outbound_router(
             return Response("invalid signature or attempt", status_code=403)
         attempt_id, form = found
         try:
-            pending = await outbound.answered(attempt_id, CARRIER, form.get("CallUUID", ""))
+            pending = await outbound.answered(attempt_id, CARRIER, _call_uuid(form))
         except StorageError as exc:
             log.error("Plivo outbound answer failed: %s", exc)
             return Response("unavailable", status_code=503)
@@ -87,7 +93,7 @@ def plivo_outbound_router(
             log.warning("Plivo outbound callback with CallStatus %r", form.get("CallStatus"))
             return Response("unknown CallStatus", status_code=400)
         try:
-            await outbound.status(attempt_id, CARRIER, form.get("CallUUID", ""), value)
+            await outbound.status(attempt_id, CARRIER, _call_uuid(form), value)
         except StorageError as exc:
             log.error("Plivo outbound status failed: %s", exc)
             return Response("unavailable", status_code=503)  # Plivo retries
@@ -105,7 +111,7 @@ def plivo_outbound_router(
             await outbound.machine(
                 attempt_id,
                 CARRIER,
-                form.get("CallUUID", ""),
+                _call_uuid(form),
                 machine_verdict(said, mode),  # type: ignore[arg-type]
                 f"Machine={said}",
             )
