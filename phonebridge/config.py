@@ -74,8 +74,9 @@ Variables (PROTOCOLS.md section in brackets)::
                                 (the first is the default); the dialling carrier's numbers
     PHONEBRIDGE_OUTBOUND_DNC_FILE   optional do-not-call file, one E.164 number a line (# comments)
     PHONEBRIDGE_OUTBOUND_RING_SECONDS  how long an outbound call rings before no-answer (30)
-    PHONEBRIDGE_OUTBOUND_CARRIER    twilio | signalwire | exotel: dials the calls of personas
-                                not bound to a carrier (twilio); a persona's ``carrier:`` wins
+    PHONEBRIDGE_OUTBOUND_CARRIER    one of DIALLING_CARRIERS (twilio, signalwire, telnyx, plivo,
+                                vonage, exotel): dials the calls of personas not bound to a
+                                carrier (twilio); a persona's ``carrier:`` wins
 
 The public URL must be https://: Twilio opens media streams only over wss://,
 and the stream URL is the public URL with that scheme (one rule, shared with
@@ -179,7 +180,7 @@ class LogFormat(StrEnum):
 
 CARRIERS = ("telnyx", "plivo", "vonage", "signalwire", "exotel")
 """The carriers besides Twilio (phonebridge/telephony/<carrier>/)."""
-DIALLING_CARRIERS = ("twilio", "signalwire", "exotel")
+DIALLING_CARRIERS = ("twilio", "signalwire", "plivo", "exotel")
 """The carriers outbound calls can be placed through (docs/outbound.md)."""
 
 
@@ -1215,6 +1216,13 @@ def _check_outbound(settings: Settings, problems: list[str]) -> None:
             "PHONEBRIDGE_OUTBOUND_CARRIER is exotel but EXOTEL_ACCOUNT_SID, EXOTEL_API_KEY and "
             "EXOTEL_API_TOKEN, and EXOTEL_BASIC_USER/_PASSWORD or EXOTEL_ALLOWED_IPS (the media "
             "socket's check), are not all set"
+        )
+    if settings.outbound_carrier == "plivo" and (
+        carriers.plivo_auth_token is None or carriers.plivo_auth_id is None
+    ):
+        problems.append(
+            "PHONEBRIDGE_OUTBOUND_CARRIER is plivo but PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN are "
+            "not both set: the calls are placed through Plivo's Call API"
         )
 
 

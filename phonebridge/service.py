@@ -50,6 +50,7 @@ from phonebridge.storage.retention import apply_retention
 from phonebridge.storage.row_spool import SPOOL_DIRNAME, RowSpool
 from phonebridge.telephony.exotel.auth import parse_networks
 from phonebridge.telephony.exotel.dialer import ExotelDialer
+from phonebridge.telephony.plivo.dialer import PlivoDialer
 from phonebridge.telephony.signalwire.dialer import SignalWireDialer
 from phonebridge.telephony.twilio.dialer import TwilioDialer
 from phonebridge.telephony.twilio.entry import TwilioEntry
@@ -59,6 +60,9 @@ from phonebridge.web.app import AppDeps, HistoryDeps, create_app
 from phonebridge.web.carriers.build import carrier_routers
 from phonebridge.web.carriers.common import CarrierEdge
 from phonebridge.web.carriers.exotel_outbound import exotel_outbound_router
+from phonebridge.web.carriers.plivo import form_verifier as plivo_form_verifier
+from phonebridge.web.carriers.plivo import stream_answer as plivo_stream_answer
+from phonebridge.web.carriers.plivo_outbound import plivo_outbound_router
 from phonebridge.web.carriers.signalwire import connect_document as signalwire_connect
 from phonebridge.web.outbound_routes import outbound_signalwire_router
 from phonebridge.web.recording_links import recording_link_router
@@ -502,6 +506,15 @@ async def build_app(
                 networks=parse_networks(exotel.exotel_allowed_ips or ""),
             )
         )
+    plivo_token = settings.carriers.plivo_auth_token
+    if edge is not None and plivo_token is not None:
+        routers.append(
+            plivo_outbound_router(
+                outbound,
+                plivo_form_verifier(edge, plivo_token.get_secret_value()),
+                plivo_stream_answer(edge),
+            )
+        )
     campaigns = CampaignRunner(outbound, wall_clock=wall)
     background.append(campaigns.run_forever)
     days = settings.retention_days
@@ -570,9 +583,9 @@ def _outbound(
     """The outbound side (docs/outbound.md); it dials only when enabled in settings.
 
     Each carrier whose REST credentials are set can dial out: Twilio, and
-    SignalWire (its Compatibility API) and Exotel (Connect Voice AI) when their
-    routes are on (the answer is their cXML and media socket; Exotel's media
-    socket itself)."""
+    the others when their routes are on too (the answered call's stream comes
+    to their media socket): SignalWire (its Compatibility API), Plivo (its Call
+    API), Exotel (Connect Voice AI)."""
     outbound_carriers: dict[str, OutboundCarrier] = {}
     sid, token = settings.twilio_account_sid, settings.twilio_auth_token
     if sid is not None and token is not None:
@@ -618,6 +631,16 @@ def _outbound(
                     else ""
                 ),
                 wall_clock=wall,
+            ),
+            rate=edge.rate,
+        )
+    if edge is not None and sw.plivo_auth_id is not None and sw.plivo_auth_token is not None:
+        outbound_carriers["plivo"] = OutboundCarrier(
+            PlivoDialer(
+                sw.plivo_auth_id,
+                sw.plivo_auth_token.get_secret_value(),
+                http=edge.http,
+                api_url=sw.plivo_api_url,
             ),
             rate=edge.rate,
         )

@@ -86,6 +86,21 @@ def speak_and_hangup(message: str) -> str:
     return _document(response)
 
 
+def voicemail_after_beep(message: str, *, wait_seconds: int) -> str:
+    """``<Wait beep="true">`` then ``<Speak>`` and ``<Hangup>``: Plivo's machine detection
+    says only that a machine answered, so its XML waits for the greeting's beep (or
+    ``wait_seconds``) before the message is spoken (docs/outbound.md)."""
+    if not message.strip():
+        raise LocalProtocolError("<Speak> message must not be empty")
+    if wait_seconds < 1:
+        raise LocalProtocolError(f"<Wait length> must be at least 1 s, not {wait_seconds}")
+    response = Element("Response")
+    SubElement(response, "Wait", {"length": str(wait_seconds), "beep": "true"})
+    SubElement(response, "Speak").text = message
+    SubElement(response, "Hangup")
+    return _document(response)
+
+
 def dial(number: str, message: str | None = None) -> str:
     """``<Dial>`` a ``<Number>`` (E.164, written without ``+``) or a SIP ``<User>``; nothing
     after it."""

@@ -14,7 +14,13 @@
   call ends when the stream closes, so a call the bridge ended gets its
   fallback over REST *before* the socket closes: ``legs=aleg`` transfer to
   ``<sticky>/plivo/after/<uuid>`` (which serves the ``<Speak>``/``<Dial>``
-  document), or a ``DELETE`` hang-up.
+  document), or a ``DELETE`` hang-up. An outbound call's voicemail
+  (``CallEndReason.VOICEMAIL``) is ``<Wait beep="true">`` before its
+  ``<Speak>``: Plivo's machine detection gives no greeting-end verdict.
+
+Calls the bridge places through Plivo answer with the same ``<Stream>``
+(:func:`stream_answer`) and their callbacks are checked by the same
+:func:`form_verifier` (``plivo_outbound.py``).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ log = logging.getLogger(__name__)
 CARRIER = "plivo"
 XML = "application/xml"
 AFTER_DOCUMENTS = 512  # fallback documents kept for Plivo to fetch (it does so at once)
+VOICEMAIL_WAIT_SECONDS = 30  # the longest <Wait beep> before an outbound voicemail is spoken
 
 
 def render(answer: AfterStream) -> str:
@@ -59,11 +66,12 @@ def render(answer: AfterStream) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>' + tostring(response, encoding="unicode")
 
 
-def plivo_router(edge: CarrierEdge, *, auth_token: str, api: PlivoApi) -> APIRouter:
-    router = APIRouter()
-    spec = LegSpec(CARRIER, lambda note: PlivoStream(note=note), has_stop=False)
+def form_verifier(
+    edge: CarrierEdge, auth_token: str
+) -> Callable[[Request], Awaitable[dict[str, str] | None]]:
+    """The V3 check of every Plivo request (answer, status, after, outbound callbacks):
+    the form when Plivo signed it for the configured URL with a fresh nonce, else None."""
     nonces = SeenValues()
-    after_documents: collections.OrderedDict[str, str] = collections.OrderedDict()
 
     async def signed_form(request: Request) -> dict[str, str] | None:
         form = {key: str(value) for key, value in (await request.form()).items()}
@@ -80,6 +88,30 @@ def plivo_router(edge: CarrierEdge, *, auth_token: str, api: PlivoApi) -> APIRou
             return form
         log.warning("Plivo request with a bad, missing or replayed signature for %s", url)
         return None
+
+    return signed_form
+
+
+def stream_answer(edge: CarrierEdge) -> Callable[[PendingCall], str]:
+    """The ``<Stream bidirectional keepCallAlive>`` for a reserved call, inbound or outbound."""
+
+    def document(pending: PendingCall) -> str:
+        return plivo_xml.stream(
+            edge.websocket_url(edge.sticky(CARRIER, f"media/{pending.token}")),
+            sample_rate=edge.rate,
+            headers={},
+            status_callback=edge.webhook_url(edge.sticky(CARRIER, "status")),
+        )
+
+    return document
+
+
+def plivo_router(edge: CarrierEdge, *, auth_token: str, api: PlivoApi) -> APIRouter:
+    router = APIRouter()
+    spec = LegSpec(CARRIER, lambda note: PlivoStream(note=note), has_stop=False)
+    after_documents: collections.OrderedDict[str, str] = collections.OrderedDict()
+    signed_form = form_verifier(edge, auth_token)
+    stream_document = stream_answer(edge)
 
     @router.post("/plivo/voice")
     async def voice(request: Request) -> Response:
@@ -101,13 +133,7 @@ def plivo_router(edge: CarrierEdge, *, auth_token: str, api: PlivoApi) -> APIRou
         )
         if not isinstance(answer, PendingCall):
             return Response(render(answer), media_type=XML)
-        document = plivo_xml.stream(
-            edge.websocket_url(edge.sticky(CARRIER, f"media/{answer.token}")),
-            sample_rate=edge.rate,
-            headers={},
-            status_callback=edge.webhook_url(edge.sticky(CARRIER, "status")),
-        )
-        return Response(document, media_type=XML)
+        return Response(stream_document(answer), media_type=XML)
 
     async def status(request: Request) -> Response:
         form = await signed_form(request)
@@ -146,13 +172,24 @@ def plivo_router(edge: CarrierEdge, *, auth_token: str, api: PlivoApi) -> APIRou
         def before_close(pending: PendingCall, call_uuid: str) -> Callable[[], Awaitable[None]]:
             async def continue_call() -> None:
                 outcome = edge.bridge.outcomes.pop(pending.call_sid)
-                if outcome is None or outcome.reason.ended_by == "caller":
+                if outcome is None or (
+                    # The caller left; but one who opted out is still there for the goodbye.
+                    outcome.reason.ended_by == "caller"
+                    and outcome.reason is not CallEndReason.OPTED_OUT
+                ):
                     return
                 answer = edge.bridge.decide(outcome)
                 if isinstance(answer, Hangup):
                     await api.hang_up(call_uuid)
                     return
-                after_documents[call_uuid] = render(answer)
+                after_documents[call_uuid] = (
+                    # Plivo's machine detection has no beep verdict: its XML waits for it.
+                    plivo_xml.voicemail_after_beep(
+                        answer.message, wait_seconds=VOICEMAIL_WAIT_SECONDS
+                    )
+                    if outcome.reason is CallEndReason.VOICEMAIL and isinstance(answer, Say)
+                    else render(answer)
+                )
                 while len(after_documents) > AFTER_DOCUMENTS:
                     after_documents.popitem(last=False)
                 url = edge.webhook_url(edge.sticky(CARRIER, f"after/{call_uuid}"))

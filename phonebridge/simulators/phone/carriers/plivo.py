@@ -242,22 +242,44 @@ def run_document(call: CarrierCall, root: ET.Element) -> None:
 class PlivoFlavour(CarrierFlavour):
     carrier: ClassVar[str] = "plivo"
 
-    def __init__(self, auth_id: str, auth_token: str, api: FakeCarrierApi | None) -> None:
+    def __init__(
+        self,
+        auth_id: str,
+        auth_token: str,
+        api: FakeCarrierApi | None,
+        *,
+        call_uuid: str | None = None,
+        answer_url: str | None = None,
+    ) -> None:
+        """``answer_url``/``call_uuid``: a call the bridge placed (the Call API double
+        fetches the ``answer_url`` it was given, for the call it created: ``Direction``
+        outbound, with the request's UUID)."""
         self.auth_id = auth_id
         self.auth_token = auth_token
         self.api = api
-        self.call_uuid = uuid_like()
+        self.call_uuid = call_uuid or uuid_like()
+        self.answer_url = answer_url
         self.call: CarrierCall | None = None
         self.status_callback: str | None = None
         self.transfer: tuple[str, str] | None = None  # (aleg_url, aleg_method) of a transfer
 
     def params(self, call: CarrierCall, status: str, **extra: str) -> dict[str, str]:
         r = call.report
+        outbound = (
+            {
+                "Direction": "outbound",
+                "RequestUUID": self.call_uuid,
+                "ALegUUID": self.call_uuid,
+                "ALegRequestUUID": self.call_uuid,
+            }
+            if self.answer_url
+            else {"Direction": "inbound"}
+        )
         return {
             "CallUUID": self.call_uuid,
             "From": r.from_.lstrip("+"),
             "To": r.to.lstrip("+"),
-            "Direction": "inbound",
+            **outbound,
             "CallStatus": status,
             "Event": "StartApp",
             **extra,
@@ -292,8 +314,8 @@ class PlivoFlavour(CarrierFlavour):
         call.report.account_sid = self.auth_id
         if self.api is not None:
             self.api.register("plivo", self.call_uuid, self._rest)
-        url = call.public("/plivo/voice")
-        params = self.params(call, "ringing")
+        url = self.answer_url or call.public("/plivo/voice")
+        params = self.params(call, "in-progress" if self.answer_url else "ringing")
         headers = self.headers(call, url, params)
         response = await call.webhook("POST", url, data=params, headers=headers)
         if response is None:
