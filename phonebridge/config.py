@@ -74,7 +74,7 @@ Variables (PROTOCOLS.md section in brackets)::
                                 (the first is the default); the dialling carrier's numbers
     PHONEBRIDGE_OUTBOUND_DNC_FILE   optional do-not-call file, one E.164 number a line (# comments)
     PHONEBRIDGE_OUTBOUND_RING_SECONDS  how long an outbound call rings before no-answer (30)
-    PHONEBRIDGE_OUTBOUND_CARRIER    twilio | signalwire: dials the calls of personas not bound
+    PHONEBRIDGE_OUTBOUND_CARRIER    twilio | signalwire | vonage: dials the calls of personas not bound
                                 to a carrier (twilio); a persona's ``carrier:`` wins
 
 The public URL must be https://: Twilio opens media streams only over wss://,
@@ -93,7 +93,7 @@ it needs alongside and start-up fails with one line saying what is missing::
     PLIVO_API_URL               https://api.plivo.com
     VONAGE_SIGNATURE_SECRET     on: signed webhooks and the socket's JWT (HS256)
     VONAGE_API_KEY              optional: the JWTs' api_key claim must be this
-    VONAGE_APPLICATION_ID, VONAGE_PRIVATE_KEY  optional pair: REST hang-up/transfer (RS256)
+    VONAGE_APPLICATION_ID, VONAGE_PRIVATE_KEY  optional pair: outbound calls (RS256, PEM)
     VONAGE_API_SECRET           optional: only ``phonebridge vonage configure`` (Basic auth)
     VONAGE_API_URL              https://api.nexmo.com
     SIGNALWIRE_SIGNING_KEY      on: cXML webhook signatures
@@ -123,6 +123,7 @@ from phonebridge.models.redact import redact_url
 from phonebridge.telephony.exotel.auth import parse_networks
 from phonebridge.telephony.telnyx.signature import load_public_key
 from phonebridge.telephony.twilio.stream_url import stream_url_problem
+from phonebridge.telephony.vonage.dialer import private_key_problem
 
 if TYPE_CHECKING:
     from phonebridge.personas.book import PersonaBook
@@ -176,7 +177,7 @@ class LogFormat(StrEnum):
 
 CARRIERS = ("telnyx", "plivo", "vonage", "signalwire", "exotel")
 """The carriers besides Twilio (phonebridge/telephony/<carrier>/)."""
-DIALLING_CARRIERS = ("twilio", "signalwire")
+DIALLING_CARRIERS = ("twilio", "signalwire", "vonage")
 """The carriers outbound calls can be placed through (docs/outbound.md)."""
 
 
@@ -245,6 +246,10 @@ class CarrierSettings:
             if (value is None) != (other is None):
                 have, lack = (name, needed) if other is None else (needed, name)
                 found.append(f"{have} is set but {lack} is not: set both, or neither")
+        if self.vonage_private_key is not None:
+            problem = private_key_problem(self.vonage_private_key.get_secret_value())
+            if problem is not None:
+                found.append(f"VONAGE_PRIVATE_KEY: {problem}")
         rest = (self.signalwire_project_id, self.signalwire_api_token, self.signalwire_space_url)
         if any(v is not None for v in rest) and not all(v is not None for v in rest):
             found.append(

@@ -49,6 +49,7 @@ from phonebridge.storage.objects import ObjectStore, S3ObjectStore, S3Settings
 from phonebridge.storage.retention import apply_retention
 from phonebridge.storage.row_spool import SPOOL_DIRNAME, RowSpool
 from phonebridge.telephony.signalwire.dialer import SignalWireDialer
+from phonebridge.telephony.vonage.dialer import VonageDialer
 from phonebridge.telephony.twilio.dialer import TwilioDialer
 from phonebridge.telephony.twilio.entry import TwilioEntry
 from phonebridge.telephony.twilio.rest import BaseUrlHttpClient, TwilioCallControl
@@ -57,6 +58,7 @@ from phonebridge.web.app import AppDeps, HistoryDeps, create_app
 from phonebridge.web.carriers.build import carrier_routers
 from phonebridge.web.carriers.common import CarrierEdge
 from phonebridge.web.carriers.signalwire import connect_document as signalwire_connect
+from phonebridge.web.carriers.vonage_outbound import vonage_outbound_router
 from phonebridge.web.outbound_routes import outbound_signalwire_router
 from phonebridge.web.recording_links import recording_link_router
 from phonebridge.web.twilio_routes import TwilioAuth
@@ -484,6 +486,16 @@ async def build_app(
                 signalwire_connect(edge),
             )
         )
+    vonage_secret = settings.carriers.vonage_signature_secret
+    if edge is not None and vonage_secret is not None:
+        routers.append(
+            vonage_outbound_router(
+                outbound,
+                edge,
+                signature_secret=vonage_secret.get_secret_value(),
+                api_key=settings.carriers.vonage_api_key,
+            )
+        )
     campaigns = CampaignRunner(outbound, wall_clock=wall)
     background.append(campaigns.run_forever)
     days = settings.retention_days
@@ -552,8 +564,9 @@ def _outbound(
     """The outbound side (docs/outbound.md); it dials only when enabled in settings.
 
     Each carrier whose REST credentials are set can dial out: Twilio, and
-    SignalWire (its Compatibility API) when its routes are on (the answer is
-    their cXML and media socket)."""
+    SignalWire (its Compatibility API) and Vonage (its Voice API, with the
+    application's id and private key) when their routes are on (the answer is
+    their cXML or NCCO and media socket)."""
     outbound_carriers: dict[str, OutboundCarrier] = {}
     sid, token = settings.twilio_account_sid, settings.twilio_auth_token
     if sid is not None and token is not None:
@@ -573,6 +586,21 @@ def _outbound(
                 sw.signalwire_project_id,
                 sw.signalwire_api_token.get_secret_value(),
                 space_url=sw.signalwire_space_url,
+            ),
+            rate=edge.rate,
+        )
+    if (
+        edge is not None
+        and sw.vonage_signature_secret is not None
+        and sw.vonage_application_id is not None
+        and sw.vonage_private_key is not None
+    ):
+        outbound_carriers["vonage"] = OutboundCarrier(
+            VonageDialer(
+                sw.vonage_application_id,
+                sw.vonage_private_key.get_secret_value(),
+                http=edge.http,
+                api_url=sw.vonage_api_url,
             ),
             rate=edge.rate,
         )
