@@ -249,9 +249,7 @@ class VonageDialer:
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         now = self._clock()
-        token = application_jwt(
-            self._application_id, self._private_key, now, jti=str(uuid.uuid4())
-        )
+        token = application_jwt(self._application_id, self._private_key, now, jti=str(uuid.uuid4()))
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         try:
             response = await self._http.request(
