@@ -74,8 +74,8 @@ Variables (PROTOCOLS.md section in brackets)::
                                 (the first is the default); the dialling carrier's numbers
     PHONEBRIDGE_OUTBOUND_DNC_FILE   optional do-not-call file, one E.164 number a line (# comments)
     PHONEBRIDGE_OUTBOUND_RING_SECONDS  how long an outbound call rings before no-answer (30)
-    PHONEBRIDGE_OUTBOUND_CARRIER    twilio | signalwire | vonage: dials the calls of personas not bound
-                                to a carrier (twilio); a persona's ``carrier:`` wins
+    PHONEBRIDGE_OUTBOUND_CARRIER    twilio | signalwire | vonage: dials the calls of personas
+                                not bound to a carrier (twilio); a persona's ``carrier:`` wins
 
 The public URL must be https://: Twilio opens media streams only over wss://,
 and the stream URL is the public URL with that scheme (one rule, shared with

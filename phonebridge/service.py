@@ -49,11 +49,11 @@ from phonebridge.storage.objects import ObjectStore, S3ObjectStore, S3Settings
 from phonebridge.storage.retention import apply_retention
 from phonebridge.storage.row_spool import SPOOL_DIRNAME, RowSpool
 from phonebridge.telephony.signalwire.dialer import SignalWireDialer
-from phonebridge.telephony.vonage.dialer import VonageDialer
 from phonebridge.telephony.twilio.dialer import TwilioDialer
 from phonebridge.telephony.twilio.entry import TwilioEntry
 from phonebridge.telephony.twilio.rest import BaseUrlHttpClient, TwilioCallControl
 from phonebridge.telephony.twilio.transfer import TwilioHumanCalls
+from phonebridge.telephony.vonage.dialer import VonageDialer
 from phonebridge.web.app import AppDeps, HistoryDeps, create_app
 from phonebridge.web.carriers.build import carrier_routers
 from phonebridge.web.carriers.common import CarrierEdge
