@@ -1191,6 +1191,16 @@ def _check_outbound(settings: Settings, problems: list[str]) -> None:
             "SIGNALWIRE_PROJECT_ID, SIGNALWIRE_API_TOKEN and SIGNALWIRE_SPACE_URL are not all "
             "set: the calls are placed through its Compatibility API"
         )
+    if settings.outbound_carrier == "vonage" and (
+        carriers.vonage_signature_secret is None
+        or carriers.vonage_application_id is None
+        or carriers.vonage_private_key is None
+    ):
+        problems.append(
+            "PHONEBRIDGE_OUTBOUND_CARRIER is vonage but VONAGE_SIGNATURE_SECRET, "
+            "VONAGE_APPLICATION_ID and VONAGE_PRIVATE_KEY are not all set: the calls are "
+            "placed through its Voice API"
+        )
 
 
 def _check_webhooks(settings: Settings, problems: list[str]) -> None:

@@ -613,7 +613,14 @@ def test_private_key_problems_are_caught_at_start(key_pair: tuple[str, str]) -> 
     with pytest.raises(SettingsError) as caught:
         Settings.from_env(env | {"VONAGE_PRIVATE_KEY": "-----BEGIN PRIVATE KEY-----\nx"})
     assert any(p.startswith("VONAGE_PRIVATE_KEY:") for p in caught.value.problems)
-    settings = Settings.from_env(
-        env | {"VONAGE_PRIVATE_KEY": key_pair[0], "PHONEBRIDGE_OUTBOUND_CARRIER": "vonage"}
-    )
+    outbound = {
+        "PHONEBRIDGE_OUTBOUND_ENABLED": "1",
+        "PHONEBRIDGE_OUTBOUND_COUNTRIES": "1",
+        "PHONEBRIDGE_OUTBOUND_CALLER_IDS": CALLER_ID,
+        "PHONEBRIDGE_OUTBOUND_CARRIER": "vonage",
+    }
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(env | outbound | {"VONAGE_APPLICATION_ID": ""})
+    assert any("VONAGE_PRIVATE_KEY are not all set" in p for p in caught.value.problems)
+    settings = Settings.from_env(env | outbound | {"VONAGE_PRIVATE_KEY": key_pair[0]})
     assert settings.outbound_carrier == "vonage"
