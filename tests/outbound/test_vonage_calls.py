@@ -624,3 +624,25 @@ def test_private_key_problems_are_caught_at_start(key_pair: tuple[str, str]) -> 
     assert any("VONAGE_PRIVATE_KEY are not all set" in p for p in caught.value.problems)
     settings = Settings.from_env(env | outbound | {"VONAGE_PRIVATE_KEY": key_pair[0]})
     assert settings.outbound_carrier == "vonage"
+
+
+async def test_a_machine_verdict_without_a_stream_hangs_up_over_rest(
+    start_vonage: Factory,
+) -> None:
+    """No stream to end here (it never started): the bridge hangs up with ``PUT /v1/calls``."""
+    async with start_vonage({HUMAN: Callee("no-answer", ring=5.0)}) as o:
+        response = await o.call(to=HUMAN, persona="vg")
+        attempt_id = response.json()["id"]
+        (call,) = o.api.created
+        body = json.dumps({"uuid": call.uuid, "status": "machine"}).encode()
+        answer = await o.http.post(
+            o.bridge.url + f"/twilio/outbound/vonage/event?attempt={attempt_id}",
+            content=body,
+            headers=_signed(body),
+        )
+        assert answer.status_code == 204
+        assert call.updates == [{"action": "hangup"}]
+        ended = await o.ended(attempt_id)
+        assert ended.answered_by == "machine"
+        assert call.status == "cancelled"
+        assert (await o.row(call.uuid)).channel == "vonage"
