@@ -94,7 +94,7 @@ it needs alongside and start-up fails with one line saying what is missing::
     PLIVO_API_URL               https://api.plivo.com
     VONAGE_SIGNATURE_SECRET     on: signed webhooks and the socket's JWT (HS256)
     VONAGE_API_KEY              optional: the JWTs' api_key claim must be this
-    VONAGE_APPLICATION_ID, VONAGE_PRIVATE_KEY  optional pair: REST hang-up/transfer (RS256)
+    VONAGE_APPLICATION_ID, VONAGE_PRIVATE_KEY  optional pair: outbound calls (RS256, PEM)
     VONAGE_API_SECRET           optional: only ``phonebridge vonage configure`` (Basic auth)
     VONAGE_API_URL              https://api.nexmo.com
     SIGNALWIRE_SIGNING_KEY      on: cXML webhook signatures
@@ -127,6 +127,7 @@ from phonebridge.models.redact import redact_url
 from phonebridge.telephony.exotel.auth import parse_networks
 from phonebridge.telephony.telnyx.signature import load_public_key
 from phonebridge.telephony.twilio.stream_url import stream_url_problem
+from phonebridge.telephony.vonage.dialer import private_key_problem
 
 if TYPE_CHECKING:
     from phonebridge.personas.book import PersonaBook
@@ -180,7 +181,7 @@ class LogFormat(StrEnum):
 
 CARRIERS = ("telnyx", "plivo", "vonage", "signalwire", "exotel")
 """The carriers besides Twilio (phonebridge/telephony/<carrier>/)."""
-DIALLING_CARRIERS = ("twilio", "signalwire", "plivo", "exotel")
+DIALLING_CARRIERS = ("twilio", "signalwire", "plivo", "vonage", "exotel")
 """The carriers outbound calls can be placed through (docs/outbound.md)."""
 
 
@@ -253,6 +254,10 @@ class CarrierSettings:
             if (value is None) != (other is None):
                 have, lack = (name, needed) if other is None else (needed, name)
                 found.append(f"{have} is set but {lack} is not: set both, or neither")
+        if self.vonage_private_key is not None:
+            problem = private_key_problem(self.vonage_private_key.get_secret_value())
+            if problem is not None:
+                found.append(f"VONAGE_PRIVATE_KEY: {problem}")
         rest = (self.signalwire_project_id, self.signalwire_api_token, self.signalwire_space_url)
         if any(v is not None for v in rest) and not all(v is not None for v in rest):
             found.append(
@@ -1223,6 +1228,16 @@ def _check_outbound(settings: Settings, problems: list[str]) -> None:
         problems.append(
             "PHONEBRIDGE_OUTBOUND_CARRIER is plivo but PLIVO_AUTH_ID and PLIVO_AUTH_TOKEN are "
             "not both set: the calls are placed through Plivo's Call API"
+        )
+    if settings.outbound_carrier == "vonage" and (
+        carriers.vonage_signature_secret is None
+        or carriers.vonage_application_id is None
+        or carriers.vonage_private_key is None
+    ):
+        problems.append(
+            "PHONEBRIDGE_OUTBOUND_CARRIER is vonage but VONAGE_SIGNATURE_SECRET, "
+            "VONAGE_APPLICATION_ID and VONAGE_PRIVATE_KEY are not all set: the calls are "
+            "placed through its Voice API"
         )
 
 

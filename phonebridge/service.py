@@ -56,6 +56,7 @@ from phonebridge.telephony.twilio.dialer import TwilioDialer
 from phonebridge.telephony.twilio.entry import TwilioEntry
 from phonebridge.telephony.twilio.rest import BaseUrlHttpClient, TwilioCallControl
 from phonebridge.telephony.twilio.transfer import TwilioHumanCalls
+from phonebridge.telephony.vonage.dialer import VonageDialer
 from phonebridge.web.app import AppDeps, HistoryDeps, create_app
 from phonebridge.web.carriers.build import carrier_routers
 from phonebridge.web.carriers.common import CarrierEdge
@@ -64,6 +65,7 @@ from phonebridge.web.carriers.plivo import form_verifier as plivo_form_verifier
 from phonebridge.web.carriers.plivo import stream_answer as plivo_stream_answer
 from phonebridge.web.carriers.plivo_outbound import plivo_outbound_router
 from phonebridge.web.carriers.signalwire import connect_document as signalwire_connect
+from phonebridge.web.carriers.vonage_outbound import vonage_outbound_router
 from phonebridge.web.outbound_routes import outbound_signalwire_router
 from phonebridge.web.recording_links import recording_link_router
 from phonebridge.web.twilio_routes import TwilioAuth
@@ -515,6 +517,16 @@ async def build_app(
                 plivo_stream_answer(edge),
             )
         )
+    vonage_secret = settings.carriers.vonage_signature_secret
+    if edge is not None and vonage_secret is not None:
+        routers.append(
+            vonage_outbound_router(
+                outbound,
+                edge,
+                signature_secret=vonage_secret.get_secret_value(),
+                api_key=settings.carriers.vonage_api_key,
+            )
+        )
     campaigns = CampaignRunner(outbound, wall_clock=wall)
     background.append(campaigns.run_forever)
     days = settings.retention_days
@@ -585,7 +597,8 @@ def _outbound(
     Each carrier whose REST credentials are set can dial out: Twilio, and
     the others when their routes are on too (the answered call's stream comes
     to their media socket): SignalWire (its Compatibility API), Plivo (its Call
-    API), Exotel (Connect Voice AI)."""
+    API), Vonage (its Voice API, with the application's id and private key),
+    Exotel (Connect Voice AI)."""
     outbound_carriers: dict[str, OutboundCarrier] = {}
     sid, token = settings.twilio_account_sid, settings.twilio_auth_token
     if sid is not None and token is not None:
@@ -641,6 +654,21 @@ def _outbound(
                 sw.plivo_auth_token.get_secret_value(),
                 http=edge.http,
                 api_url=sw.plivo_api_url,
+            ),
+            rate=edge.rate,
+        )
+    if (
+        edge is not None
+        and sw.vonage_signature_secret is not None
+        and sw.vonage_application_id is not None
+        and sw.vonage_private_key is not None
+    ):
+        outbound_carriers["vonage"] = OutboundCarrier(
+            VonageDialer(
+                sw.vonage_application_id,
+                sw.vonage_private_key.get_secret_value(),
+                http=edge.http,
+                api_url=sw.vonage_api_url,
             ),
             rate=edge.rate,
         )

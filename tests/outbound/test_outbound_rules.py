@@ -63,8 +63,8 @@ def test_the_outbound_carrier_must_dial_and_have_its_credentials() -> None:
         "PHONEBRIDGE_OUTBOUND_CALLER_IDS": "+14165550100",
     }
     with pytest.raises(SettingsError) as caught:
-        Settings.from_env({**fenced, "PHONEBRIDGE_OUTBOUND_CARRIER": "vonage"})
-    assert "PHONEBRIDGE_OUTBOUND_CARRIER 'vonage' cannot place calls" in "\n".join(
+        Settings.from_env({**fenced, "PHONEBRIDGE_OUTBOUND_CARRIER": "pigeon"})
+    assert "PHONEBRIDGE_OUTBOUND_CARRIER 'pigeon' cannot place calls" in "\n".join(
         caught.value.problems
     )
     with pytest.raises(SettingsError) as caught:

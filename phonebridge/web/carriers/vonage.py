@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, WebSocket
@@ -50,11 +51,29 @@ def render(answer: AfterStream) -> list[dict[str, Any]]:
     return []  # an NCCO that runs out hangs up
 
 
+def connect_document(edge: CarrierEdge) -> Callable[[ncco.AnswerRequest, PendingCall], ncco.Ncco]:
+    """The NCCO ``connect`` to our media socket for a reserved call, inbound or
+    outbound; its ``eventUrl`` is the ``disconnected`` fallback route below."""
+    media_path = edge.sticky(CARRIER, "media")
+
+    def render(call: ncco.AnswerRequest, pending: PendingCall) -> ncco.Ncco:
+        return ncco.connect_websocket(
+            edge.websocket_url(media_path),
+            call=call,
+            sample_rate=edge.rate,
+            headers={"token": pending.token},
+            event_url=edge.webhook_url(edge.sticky(CARRIER, "event")),
+        )
+
+    return render
+
+
 def vonage_router(edge: CarrierEdge, *, signature_secret: str, api_key: str | None) -> APIRouter:
     router = APIRouter()
     spec = LegSpec(CARRIER, lambda note: VonageStream(note=note), has_stop=False)
     seen = SeenValues()
     media_path = edge.sticky(CARRIER, "media")
+    connect = connect_document(edge)
 
     def signed(authorization: str | None, body: bytes | None) -> bool:
         claims = verify(
@@ -88,14 +107,7 @@ def vonage_router(edge: CarrierEdge, *, signature_secret: str, api_key: str | No
         )
         if not isinstance(result, PendingCall):
             return JSONResponse(render(result))
-        document = ncco.connect_websocket(
-            edge.websocket_url(media_path),
-            call=call,
-            sample_rate=edge.rate,
-            headers={"token": result.token},
-            event_url=edge.webhook_url(edge.sticky(CARRIER, "event")),
-        )
-        return JSONResponse(document)
+        return JSONResponse(connect(call, result))
 
     async def event(request: Request) -> Response:
         body = await request.body()

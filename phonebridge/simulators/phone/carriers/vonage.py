@@ -125,12 +125,27 @@ def _ncco(text: str) -> list[dict[str, Any]]:
 class VonageFlavour(CarrierFlavour):
     carrier: ClassVar[str] = "vonage"
 
-    def __init__(self, signature_secret: str, api_key: str, api: FakeCarrierApi | None) -> None:
+    def __init__(
+        self,
+        signature_secret: str,
+        api_key: str,
+        api: FakeCarrierApi | None,
+        *,
+        call_uuid: str | None = None,
+        conversation_uuid: str | None = None,
+        answer_url: str | None = None,
+        completed_event: bool = True,
+    ) -> None:
+        """``call_uuid``/``answer_url``: a call the bridge placed (the Voice API double
+        fetches the ``answer_url`` it was given, and sends the call's own events itself:
+        ``completed_event`` False)."""
         self.secret = signature_secret
         self.api_key = api_key
         self.api = api
-        self.uuid = uuid_like()
-        self.conversation_uuid = "CON-" + uuid_like()
+        self.uuid = call_uuid or uuid_like()
+        self.conversation_uuid = conversation_uuid or "CON-" + uuid_like()
+        self.answer_url = answer_url
+        self.completed_event = completed_event
         self.call: CarrierCall | None = None
         self.event_url: str | None = None
         self.endpoint: dict[str, Any] = {}
@@ -184,7 +199,11 @@ class VonageFlavour(CarrierFlavour):
             "conversation_uuid": self.conversation_uuid,
             "region_url": "https://api-eu-1.vonage.com",
         }
-        url = call.public("/vonage/answer") + "?" + urlencode(query)
+        if self.answer_url is not None:
+            joiner = "&" if "?" in self.answer_url else "?"
+            url = self.answer_url + joiner + urlencode(query)
+        else:
+            url = call.public("/vonage/answer") + "?" + urlencode(query)
         response = await call.webhook("GET", url, headers=self.jwt(call, None, call.webhook_auth))
         if response is None:
             return None
@@ -260,7 +279,7 @@ class VonageFlavour(CarrierFlavour):
                     "headers": self.endpoint.get("headers", {}),
                 },
             )
-        elif call.call_over:
+        elif call.call_over and self.completed_event:
             await self._event(
                 call,
                 call.public("/vonage/event"),
