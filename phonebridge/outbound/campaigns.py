@@ -226,8 +226,11 @@ class CampaignRunner:
     async def _tick_campaign(self, campaign: Campaign, now: datetime) -> int:
         try:
             persona = self._outbound.persona(campaign.persona)
-        except OutboundError:
-            log.error("campaign %s: persona %s is gone; paused", campaign.id, campaign.persona)
+            self._outbound.carrier_for(persona)
+        except OutboundError as exc:
+            # Nothing it could dial would go out: claiming its contacts only to
+            # release them again, tick after tick, helps nobody. An operator resumes it.
+            log.error("campaign %s cannot dial (%s): paused", campaign.id, exc)
             await self._store.set_campaign_state(campaign.id, "paused", now, only_from=("running",))
             return 0
         slots = campaign.concurrency - await self._store.active_count(campaign.id)

@@ -94,6 +94,11 @@ class CarrierCall:
 class Dialer(Protocol):
     name: str  # the carrier (config.CARRIERS, or twilio): the call's channel
     label: str  # for messages
+    leaves_voicemail: bool
+    """Whether a persona with ``on_machine: voicemail`` can dial through it: the
+    carrier tells a machine from a person and when its greeting is over. One that
+    cannot is refused before anything is claimed (a message said into a greeting,
+    or to a person, is worse than no call)."""
 
     async def place(self, request: DialRequest) -> CarrierCall: ...
 

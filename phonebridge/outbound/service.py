@@ -206,6 +206,12 @@ class Outbound:
         found = self._carriers.get(name)
         if found is None:
             raise OutboundError(f"no carrier is configured for outbound calls on {name}", 503)
+        if persona.outbound.on_machine == "voicemail" and not found.dialer.leaves_voicemail:
+            raise OutboundError(
+                f"persona {persona.id!r} leaves voicemail (on_machine: voicemail), which "
+                f"{found.dialer.label} cannot: it detects no answering machines",
+                409,
+            )
         return found
 
     def _carrier_of(self, attempt: Attempt) -> OutboundCarrier | None:

@@ -27,6 +27,7 @@ from websockets.exceptions import InvalidStatus
 
 from phonebridge.config import CarrierSettings
 from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL, LocalBridge
+from phonebridge.outbound.campaigns import CampaignRunner
 from phonebridge.outbound.carrier import CarrierError, DialRequest
 from phonebridge.outbound.service import Outbound
 from phonebridge.outbound.store import Attempt
@@ -310,12 +311,30 @@ async def test_a_machine_is_talked_to_like_a_person_on_exotel(start_exotel: Fact
 async def test_a_voicemail_persona_is_refused_before_exotel_is_asked(start_exotel: Factory) -> None:
     async with start_exotel({MACHINE: Callee("machine")}) as o:
         response = await o.call(to=MACHINE, persona="exreminder")
-        assert response.status_code == 502
-        assert "answering-machine" in response.json()["error"]
+        assert response.status_code == 409
+        assert "detects no answering machines" in response.json()["error"]
         assert o.api.requests == []
-        (attempt,) = await o.outbound.store.attempts_for()
-        assert attempt.outcome == "not_placed"
+        assert await o.outbound.store.attempts_for() == []  # refused before the claim
         assert o.active_calls == 0
+
+
+async def test_a_voicemail_campaign_on_exotel_is_paused_not_claimed_tick_after_tick(
+    start_exotel: Factory,
+) -> None:
+    async with start_exotel({MACHINE: Callee("machine")}) as o:
+        runner: CampaignRunner = o.bridge.app.state.deps.outbound[1]
+        created = await o.http.post(
+            o.bridge.url + "/api/campaigns",
+            json={"name": "reminders", "persona": "exreminder", "contacts": [{"number": MACHINE}]},
+        )
+        assert created.status_code == 201, created.text
+        campaign_id = created.json()["id"]
+        assert await runner.tick(datetime.now(UTC)) == 0
+        campaign = await o.outbound.store.campaign(campaign_id)
+        assert campaign is not None
+        assert campaign.state == "paused"
+        assert await o.outbound.store.attempts_for() == []  # no contact was claimed
+        assert o.api.requests == []
 
 
 async def test_opt_out_on_exotel_lands_on_dnc_and_hangs_up(start_exotel: Factory) -> None:

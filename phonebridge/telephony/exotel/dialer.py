@@ -28,8 +28,9 @@ What Exotel cannot do, and what we do about it:
 
 - **No answering-machine detection** is documented for this API (nor any
   ``AnsweredBy`` verdict on its callbacks). A persona with ``on_machine:
-  voicemail`` is refused before anything is requested (a 4xx-like
-  :class:`CarrierError`: nobody is rung, the claim is released): its message
+  voicemail`` is refused before anything is claimed (``leaves_voicemail`` is
+  False: the outbound service answers 409, a campaign pauses; ``place`` refuses
+  it too, as a 4xx-like :class:`CarrierError`, should it be asked): its message
   could never be left after the beep, and talking at a greeting instead is not
   what its author asked for. Any other persona runs every answered call as a
   person's, the attempt's ``answered_by`` recorded as ``unknown``.
@@ -142,6 +143,7 @@ class ExotelDialer:
 
     name = "exotel"
     label = "Exotel"
+    leaves_voicemail = False  # no answering-machine detection on Connect Voice AI
 
     def __init__(
         self,

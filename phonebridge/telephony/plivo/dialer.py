@@ -136,6 +136,7 @@ class PlivoDialer:
 
     name = "plivo"
     label = "Plivo"
+    leaves_voicemail = True
 
     def __init__(
         self, auth_id: str, auth_token: str, *, http: httpx.AsyncClient, api_url: str

@@ -61,6 +61,7 @@ class TwilioDialer:
 
     name = "twilio"
     label = "Twilio"
+    leaves_voicemail = True
 
     def __init__(self, account_sid: str, auth_token: str, *, api_base_url: str | None = None):
         http = (

@@ -152,6 +152,7 @@ class VonageDialer:
 
     name = "vonage"
     label = "Vonage"
+    leaves_voicemail = True
 
     def __init__(
         self,
