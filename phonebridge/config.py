@@ -74,8 +74,8 @@ Variables (PROTOCOLS.md section in brackets)::
                                 (the first is the default); the dialling carrier's numbers
     PHONEBRIDGE_OUTBOUND_DNC_FILE   optional do-not-call file, one E.164 number a line (# comments)
     PHONEBRIDGE_OUTBOUND_RING_SECONDS  how long an outbound call rings before no-answer (30)
-    PHONEBRIDGE_OUTBOUND_CARRIER    twilio | signalwire: dials the calls of personas not bound
-                                to a carrier (twilio); a persona's ``carrier:`` wins
+    PHONEBRIDGE_OUTBOUND_CARRIER    twilio | signalwire | telnyx: dials the calls of personas
+                                not bound to a carrier (twilio); a persona's ``carrier:`` wins
 
 The public URL must be https://: Twilio opens media streams only over wss://,
 and the stream URL is the public URL with that scheme (one rule, shared with
@@ -89,6 +89,8 @@ it needs alongside and start-up fails with one line saying what is missing::
     TELNYX_PUBLIC_KEY           on: the portal's Ed25519 webhook public key (base64)
     TELNYX_API_KEY              required with it: Call Control answers by REST
     TELNYX_API_URL              https://api.telnyx.com (tests point it at a simulator)
+    TELNYX_CONNECTION_ID        optional: the Call Control application outbound calls are
+                                dialled from (``POST /v2/calls`` ``connection_id``)
     PLIVO_AUTH_TOKEN            on: V3 webhook signatures;  PLIVO_AUTH_ID  required with it (REST)
     PLIVO_API_URL               https://api.plivo.com
     VONAGE_SIGNATURE_SECRET     on: signed webhooks and the socket's JWT (HS256)
@@ -176,7 +178,7 @@ class LogFormat(StrEnum):
 
 CARRIERS = ("telnyx", "plivo", "vonage", "signalwire", "exotel")
 """The carriers besides Twilio (phonebridge/telephony/<carrier>/)."""
-DIALLING_CARRIERS = ("twilio", "signalwire")
+DIALLING_CARRIERS = ("twilio", "signalwire", "telnyx")
 """The carriers outbound calls can be placed through (docs/outbound.md)."""
 
 
@@ -188,6 +190,7 @@ class CarrierSettings:
     telnyx_public_key: str | None = None
     telnyx_api_key: SecretStr | None = None
     telnyx_api_url: str = "https://api.telnyx.com"
+    telnyx_connection_id: str | None = None
     plivo_auth_id: str | None = None
     plivo_auth_token: SecretStr | None = None
     plivo_api_url: str = "https://api.plivo.com"
@@ -273,6 +276,7 @@ class CarrierSettings:
             telnyx_public_key=reader.text("TELNYX_PUBLIC_KEY"),
             telnyx_api_key=reader.secret("TELNYX_API_KEY"),
             telnyx_api_url=reader.text("TELNYX_API_URL") or "https://api.telnyx.com",
+            telnyx_connection_id=reader.text("TELNYX_CONNECTION_ID"),
             plivo_auth_id=reader.text("PLIVO_AUTH_ID"),
             plivo_auth_token=reader.secret("PLIVO_AUTH_TOKEN"),
             plivo_api_url=reader.text("PLIVO_API_URL") or "https://api.plivo.com",
@@ -725,6 +729,7 @@ KNOWN_VARIABLES = frozenset(
         "TELNYX_PUBLIC_KEY",
         "TELNYX_API_KEY",
         "TELNYX_API_URL",
+        "TELNYX_CONNECTION_ID",
         "PLIVO_AUTH_ID",
         "PLIVO_AUTH_TOKEN",
         "PLIVO_API_URL",
@@ -1185,6 +1190,13 @@ def _check_outbound(settings: Settings, problems: list[str]) -> None:
             "PHONEBRIDGE_OUTBOUND_CARRIER is signalwire but SIGNALWIRE_SIGNING_KEY, "
             "SIGNALWIRE_PROJECT_ID, SIGNALWIRE_API_TOKEN and SIGNALWIRE_SPACE_URL are not all "
             "set: the calls are placed through its Compatibility API"
+        )
+    if settings.outbound_carrier == "telnyx" and (
+        carriers.telnyx_public_key is None or carriers.telnyx_connection_id is None
+    ):
+        problems.append(
+            "PHONEBRIDGE_OUTBOUND_CARRIER is telnyx but TELNYX_PUBLIC_KEY, TELNYX_API_KEY and "
+            "TELNYX_CONNECTION_ID are not all set: the calls are placed through Call Control"
         )
 
 

@@ -48,7 +48,10 @@ from phonebridge.storage.index import CallIndex
 from phonebridge.storage.objects import ObjectStore, S3ObjectStore, S3Settings
 from phonebridge.storage.retention import apply_retention
 from phonebridge.storage.row_spool import SPOOL_DIRNAME, RowSpool
+from phonebridge.telephony.carrier_rest import TelnyxApi
 from phonebridge.telephony.signalwire.dialer import SignalWireDialer
+from phonebridge.telephony.telnyx.dialer import TelnyxDialer
+from phonebridge.telephony.telnyx.signature import load_public_key
 from phonebridge.telephony.twilio.dialer import TwilioDialer
 from phonebridge.telephony.twilio.entry import TwilioEntry
 from phonebridge.telephony.twilio.rest import BaseUrlHttpClient, TwilioCallControl
@@ -57,6 +60,7 @@ from phonebridge.web.app import AppDeps, HistoryDeps, create_app
 from phonebridge.web.carriers.build import carrier_routers
 from phonebridge.web.carriers.common import CarrierEdge
 from phonebridge.web.carriers.signalwire import connect_document as signalwire_connect
+from phonebridge.web.carriers.telnyx_outbound import telnyx_outbound_router
 from phonebridge.web.outbound_routes import outbound_signalwire_router
 from phonebridge.web.recording_links import recording_link_router
 from phonebridge.web.twilio_routes import TwilioAuth
@@ -484,6 +488,16 @@ async def build_app(
                 signalwire_connect(edge),
             )
         )
+    tx = settings.carriers
+    if edge is not None and tx.telnyx_public_key is not None and tx.telnyx_api_key is not None:
+        routers.append(
+            telnyx_outbound_router(
+                edge,
+                outbound,
+                public_key=load_public_key(tx.telnyx_public_key),
+                api=TelnyxApi(edge.http, tx.telnyx_api_url, tx.telnyx_api_key.get_secret_value()),
+            )
+        )
     campaigns = CampaignRunner(outbound, wall_clock=wall)
     background.append(campaigns.run_forever)
     days = settings.retention_days
@@ -551,9 +565,10 @@ def _outbound(
 ) -> Outbound:
     """The outbound side (docs/outbound.md); it dials only when enabled in settings.
 
-    Each carrier whose REST credentials are set can dial out: Twilio, and
+    Each carrier whose REST credentials are set can dial out: Twilio,
     SignalWire (its Compatibility API) when its routes are on (the answer is
-    their cXML and media socket)."""
+    their cXML and media socket), and Telnyx (Call Control) when its routes are
+    on and ``TELNYX_CONNECTION_ID`` names the application to dial from."""
     outbound_carriers: dict[str, OutboundCarrier] = {}
     sid, token = settings.twilio_account_sid, settings.twilio_auth_token
     if sid is not None and token is not None:
@@ -573,6 +588,23 @@ def _outbound(
                 sw.signalwire_project_id,
                 sw.signalwire_api_token.get_secret_value(),
                 space_url=sw.signalwire_space_url,
+            ),
+            rate=edge.rate,
+        )
+    if (
+        edge is not None
+        and sw.telnyx_public_key is not None
+        and sw.telnyx_api_key is not None
+        and sw.telnyx_connection_id is not None
+    ):
+        # Call Control: the events come to telnyx_outbound_router, the stream to
+        # the Telnyx media socket of the inbound routes (on with the public key).
+        outbound_carriers["telnyx"] = OutboundCarrier(
+            TelnyxDialer(
+                edge.http,
+                api_url=sw.telnyx_api_url,
+                api_key=sw.telnyx_api_key.get_secret_value(),
+                connection_id=sw.telnyx_connection_id,
             ),
             rate=edge.rate,
         )
