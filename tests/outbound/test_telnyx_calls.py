@@ -25,7 +25,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
-from phonebridge.config import CarrierSettings
+from phonebridge.config import CarrierSettings, Settings, SettingsError
 from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL, LocalBridge
 from phonebridge.outbound.carrier import DialRequest
 from phonebridge.outbound.service import Outbound
@@ -51,6 +51,7 @@ CONNECTION = "1684641123236054244"
 HUMAN = "+14165550121"
 MACHINE = "+14165550122"
 KEY = Ed25519PrivateKey.generate()
+BASE = {"PHONEBRIDGE_PUBLIC_URL": "https://x.example", "TWILIO_AUTH_TOKEN": "t"}
 
 PERSONA = """\
 name: Telnyx caller
@@ -453,3 +454,23 @@ async def test_a_telnyx_claim_cut_by_a_crash_is_found_by_its_client_state(
         assert ("GET", f"/v2/connections/{CONNECTION}/active_calls") in o.api.requests
         assert ("GET", "/v2/call_events") in o.api.requests
         assert o.twilio.requests == []
+
+
+def test_telnyx_as_the_outbound_carrier_needs_its_connection_id() -> None:
+    fenced = {
+        **BASE,
+        "PHONEBRIDGE_OUTBOUND_ENABLED": "1",
+        "PHONEBRIDGE_OUTBOUND_COUNTRIES": "1",
+        "PHONEBRIDGE_OUTBOUND_CALLER_IDS": "+14165550100",
+        "PHONEBRIDGE_OUTBOUND_CARRIER": "telnyx",
+        "TELNYX_PUBLIC_KEY": public_key_text(KEY),
+        "TELNYX_API_KEY": API_KEY,
+    }
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env(fenced)
+    problems = "\n".join(caught.value.problems)
+    assert "TELNYX_CONNECTION_ID are not all set" in problems
+    assert "TWILIO_ACCOUNT_SID" not in problems  # Twilio's are not needed then
+    settings = Settings.from_env({**fenced, "TELNYX_CONNECTION_ID": CONNECTION})
+    assert settings.outbound_carrier == "telnyx"
+    assert settings.carriers.telnyx_connection_id == CONNECTION
