@@ -474,3 +474,31 @@ def test_telnyx_as_the_outbound_carrier_needs_its_connection_id() -> None:
     settings = Settings.from_env({**fenced, "TELNYX_CONNECTION_ID": CONNECTION})
     assert settings.outbound_carrier == "telnyx"
     assert settings.carriers.telnyx_connection_id == CONNECTION
+
+
+async def test_the_dialer_fetches_and_hangs_up_through_call_control(start_telnyx: Factory) -> None:
+    async with start_telnyx({HUMAN: Callee("no-answer", ring=30.0)}) as o:
+        dialer = TelnyxDialer(o.http, api_url=o.api.url, api_key=API_KEY, connection_id=CONNECTION)
+        placed = await dialer.place(
+            DialRequest(
+                attempt_id="oa_" + "2" * 24,
+                to=HUMAN,
+                from_=CALLER_ID,
+                callback_url=lambda kind: PUBLIC_URL + "/lost",
+                ring_seconds=2,  # below Telnyx's minimum: asked as 5
+                machine="voicemail",
+                sample_rate=16000,
+            )
+        )
+        (call,) = o.api.created
+        assert (call.timeout, call.amd) == (5, "detect_beep")
+        live = await dialer.fetch(placed.sid)
+        assert live is not None
+        assert live.status == "in-progress"
+        await dialer.hang_up(placed.sid)  # while it rings: Telnyx cancels it
+        await eventually(lambda: call.ended is not None)
+        gone = await dialer.fetch(placed.sid)
+        assert gone is not None
+        assert gone.status == "canceled"  # the cause, from its call.hangup call event
+        await dialer.hang_up(placed.sid)  # already over: still success
+        assert await dialer.fetch("v3:unknown") is None
