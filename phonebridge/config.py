@@ -90,6 +90,8 @@ it needs alongside and start-up fails with one line saying what is missing::
     TELNYX_PUBLIC_KEY           on: the portal's Ed25519 webhook public key (base64)
     TELNYX_API_KEY              required with it: Call Control answers by REST
     TELNYX_API_URL              https://api.telnyx.com (tests point it at a simulator)
+    TELNYX_CONNECTION_ID        optional: the Call Control application outbound calls are
+                                dialled from (``POST /v2/calls`` ``connection_id``)
     PLIVO_AUTH_TOKEN            on: V3 webhook signatures;  PLIVO_AUTH_ID  required with it (REST)
     PLIVO_API_URL               https://api.plivo.com
     VONAGE_SIGNATURE_SECRET     on: signed webhooks and the socket's JWT (HS256)
@@ -181,7 +183,7 @@ class LogFormat(StrEnum):
 
 CARRIERS = ("telnyx", "plivo", "vonage", "signalwire", "exotel")
 """The carriers besides Twilio (phonebridge/telephony/<carrier>/)."""
-DIALLING_CARRIERS = ("twilio", "signalwire", "plivo", "vonage", "exotel")
+DIALLING_CARRIERS = ("twilio", "signalwire", "telnyx", "plivo", "vonage", "exotel")
 """The carriers outbound calls can be placed through (docs/outbound.md)."""
 
 
@@ -193,6 +195,7 @@ class CarrierSettings:
     telnyx_public_key: str | None = None
     telnyx_api_key: SecretStr | None = None
     telnyx_api_url: str = "https://api.telnyx.com"
+    telnyx_connection_id: str | None = None
     plivo_auth_id: str | None = None
     plivo_auth_token: SecretStr | None = None
     plivo_api_url: str = "https://api.plivo.com"
@@ -293,6 +296,7 @@ class CarrierSettings:
             telnyx_public_key=reader.text("TELNYX_PUBLIC_KEY"),
             telnyx_api_key=reader.secret("TELNYX_API_KEY"),
             telnyx_api_url=reader.text("TELNYX_API_URL") or "https://api.telnyx.com",
+            telnyx_connection_id=reader.text("TELNYX_CONNECTION_ID"),
             plivo_auth_id=reader.text("PLIVO_AUTH_ID"),
             plivo_auth_token=reader.secret("PLIVO_AUTH_TOKEN"),
             plivo_api_url=reader.text("PLIVO_API_URL") or "https://api.plivo.com",
@@ -749,6 +753,7 @@ KNOWN_VARIABLES = frozenset(
         "TELNYX_PUBLIC_KEY",
         "TELNYX_API_KEY",
         "TELNYX_API_URL",
+        "TELNYX_CONNECTION_ID",
         "PLIVO_AUTH_ID",
         "PLIVO_AUTH_TOKEN",
         "PLIVO_API_URL",
@@ -1238,6 +1243,13 @@ def _check_outbound(settings: Settings, problems: list[str]) -> None:
             "PHONEBRIDGE_OUTBOUND_CARRIER is vonage but VONAGE_SIGNATURE_SECRET, "
             "VONAGE_APPLICATION_ID and VONAGE_PRIVATE_KEY are not all set: the calls are "
             "placed through its Voice API"
+        )
+    if settings.outbound_carrier == "telnyx" and (
+        carriers.telnyx_public_key is None or carriers.telnyx_connection_id is None
+    ):
+        problems.append(
+            "PHONEBRIDGE_OUTBOUND_CARRIER is telnyx but TELNYX_PUBLIC_KEY, TELNYX_API_KEY and "
+            "TELNYX_CONNECTION_ID are not all set: the calls are placed through Call Control"
         )
 
 

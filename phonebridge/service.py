@@ -48,10 +48,13 @@ from phonebridge.storage.index import CallIndex
 from phonebridge.storage.objects import ObjectStore, S3ObjectStore, S3Settings
 from phonebridge.storage.retention import apply_retention
 from phonebridge.storage.row_spool import SPOOL_DIRNAME, RowSpool
+from phonebridge.telephony.carrier_rest import TelnyxApi
 from phonebridge.telephony.exotel.auth import parse_networks
 from phonebridge.telephony.exotel.dialer import ExotelDialer
 from phonebridge.telephony.plivo.dialer import PlivoDialer
 from phonebridge.telephony.signalwire.dialer import SignalWireDialer
+from phonebridge.telephony.telnyx.dialer import TelnyxDialer
+from phonebridge.telephony.telnyx.signature import load_public_key
 from phonebridge.telephony.twilio.dialer import TwilioDialer
 from phonebridge.telephony.twilio.entry import TwilioEntry
 from phonebridge.telephony.twilio.rest import BaseUrlHttpClient, TwilioCallControl
@@ -65,6 +68,7 @@ from phonebridge.web.carriers.plivo import form_verifier as plivo_form_verifier
 from phonebridge.web.carriers.plivo import stream_answer as plivo_stream_answer
 from phonebridge.web.carriers.plivo_outbound import plivo_outbound_router
 from phonebridge.web.carriers.signalwire import connect_document as signalwire_connect
+from phonebridge.web.carriers.telnyx_outbound import telnyx_outbound_router
 from phonebridge.web.carriers.vonage_outbound import vonage_outbound_router
 from phonebridge.web.outbound_routes import outbound_signalwire_router
 from phonebridge.web.recording_links import recording_link_router
@@ -527,6 +531,16 @@ async def build_app(
                 api_key=settings.carriers.vonage_api_key,
             )
         )
+    tx = settings.carriers
+    if edge is not None and tx.telnyx_public_key is not None and tx.telnyx_api_key is not None:
+        routers.append(
+            telnyx_outbound_router(
+                edge,
+                outbound,
+                public_key=load_public_key(tx.telnyx_public_key),
+                api=TelnyxApi(edge.http, tx.telnyx_api_url, tx.telnyx_api_key.get_secret_value()),
+            )
+        )
     campaigns = CampaignRunner(outbound, wall_clock=wall)
     background.append(campaigns.run_forever)
     days = settings.retention_days
@@ -596,9 +610,10 @@ def _outbound(
 
     Each carrier whose REST credentials are set can dial out: Twilio, and
     the others when their routes are on too (the answered call's stream comes
-    to their media socket): SignalWire (its Compatibility API), Plivo (its Call
-    API), Vonage (its Voice API, with the application's id and private key),
-    Exotel (Connect Voice AI)."""
+    to their media socket): SignalWire (its Compatibility API), Telnyx (Call
+    Control, with ``TELNYX_CONNECTION_ID`` naming the application to dial
+    from), Plivo (its Call API), Vonage (its Voice API, with the application's
+    id and private key), Exotel (Connect Voice AI)."""
     outbound_carriers: dict[str, OutboundCarrier] = {}
     sid, token = settings.twilio_account_sid, settings.twilio_auth_token
     if sid is not None and token is not None:
@@ -669,6 +684,23 @@ def _outbound(
                 sw.vonage_private_key.get_secret_value(),
                 http=edge.http,
                 api_url=sw.vonage_api_url,
+            ),
+            rate=edge.rate,
+        )
+    if (
+        edge is not None
+        and sw.telnyx_public_key is not None
+        and sw.telnyx_api_key is not None
+        and sw.telnyx_connection_id is not None
+    ):
+        # Call Control: the events come to telnyx_outbound_router, the stream to
+        # the Telnyx media socket of the inbound routes (on with the public key).
+        outbound_carriers["telnyx"] = OutboundCarrier(
+            TelnyxDialer(
+                edge.http,
+                api_url=sw.telnyx_api_url,
+                api_key=sw.telnyx_api_key.get_secret_value(),
+                connection_id=sw.telnyx_connection_id,
             ),
             rate=edge.rate,
         )

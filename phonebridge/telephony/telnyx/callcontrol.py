@@ -53,6 +53,7 @@ class CallWebhook:
     direction: str
     client_state: str  # decoded text ("" when none)
     hangup_cause: str
+    result: str = ""  # call.machine.*.ended: human, machine, beep_detected …
 
 
 def parse_webhook(body: bytes) -> CallWebhook:
@@ -80,6 +81,7 @@ def parse_webhook(body: bytes) -> CallWebhook:
         direction=opt_string(payload, "direction", "payload"),
         client_state=decoded,
         hangup_cause=opt_string(payload, "hangup_cause", "payload"),
+        result=opt_string(payload, "result", "payload"),
     )
 
 

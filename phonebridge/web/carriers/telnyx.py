@@ -63,6 +63,62 @@ def commands(answer: AfterStream) -> list[tuple[str, dict[str, Any]]]:
     return [("hangup", {})]
 
 
+def media_path(edge: CarrierEdge) -> str:
+    """The media socket's path under this replica's sticky prefix."""
+    return edge.sticky(CARRIER, "media")
+
+
+async def act(api: TelnyxApi, call_id: str, answer: AfterStream) -> None:
+    for action, body in commands(answer):
+        await api.action(call_id, action, body)
+
+
+async def start_stream(
+    edge: CarrierEdge, api: TelnyxApi, call_id: str, pending: PendingCall, client_state: str
+) -> None:
+    """``actions/streaming_start`` for an answered call's reservation (inbound after
+    ``actions/answer``; outbound on ``call.answered``); the reservation is freed when
+    the call is gone or the command fails."""
+    try:
+        body = callcontrol.streaming_start_command(
+            edge.websocket_url(media_path(edge)),
+            auth_token=pending.token,
+            sample_rate=edge.rate,
+            parameters={"token": pending.token},
+            client_state=client_state,
+        )
+        if not await api.action(call_id, "streaming_start", body):
+            await edge.bridge.abandon(pending, CallEndReason.NO_STREAM, "call gone")
+    except PhonebridgeError as exc:
+        log.error("Telnyx streaming_start failed: %s", exc, extra={"call_sid": call_id})
+        await edge.bridge.abandon(pending, CallEndReason.NO_STREAM, f"answer failed: {exc}")
+
+
+async def stream_gone(
+    edge: CarrierEdge, api: TelnyxApi, hook: callcontrol.CallWebhook, call_sid: str
+) -> None:
+    """``streaming.failed`` / ``streaming.stopped`` / ``call.hangup``: a reservation the
+    stream never claimed is freed now, and a caller still there gets the fallback."""
+    pending = edge.bridge.pending.by_call_sid(call_sid)
+    if pending is None:
+        return
+    # (a socket we refused after the upgrade, e.g. media before start, is a
+    # stream that *stopped*: the caller is still there)
+    await edge.bridge.abandon(
+        pending, CallEndReason.NO_STREAM, f"{hook.event_type} before the stream"
+    )
+    if hook.event_type != "call.hangup":
+        outcome = CallOutcome(call_sid, pending.persona.id, CallEndReason.NO_STREAM)
+        fallback = edge.bridge.decide(outcome)
+        call_id = hook.call_control_id
+        edge.spawn(quiet(act(api, call_id, fallback), call_id), f"{call_id}:fallback")
+
+
+def hang_up_after_speak(edge: CarrierEdge, api: TelnyxApi, call_id: str) -> None:
+    """``call.speak.ended``: what we said before a hang-up has been said."""
+    edge.spawn(quiet(act(api, call_id, Hangup()), call_id), f"{call_id}:hangup")
+
+
 def telnyx_router(edge: CarrierEdge, *, public_key: Ed25519PublicKey, api: TelnyxApi) -> APIRouter:
     router = APIRouter()
     spec = LegSpec(
@@ -70,29 +126,16 @@ def telnyx_router(edge: CarrierEdge, *, public_key: Ed25519PublicKey, api: Telny
         lambda note: TelnyxStream(out_codec="L16", out_rate=edge.rate, note=note),
         has_stop=True,
     )
-    media_path = edge.sticky(CARRIER, "media")
-
-    async def act(call_id: str, answer: AfterStream) -> None:
-        for action, body in commands(answer):
-            await api.action(call_id, action, body)
 
     async def answer_call(call_id: str, answer: PendingCall | Say | Hangup) -> None:
         try:
             if isinstance(answer, PendingCall):
                 await api.action(call_id, "answer", callcontrol.answer_command("phonebridge"))
-                body = callcontrol.streaming_start_command(
-                    edge.websocket_url(media_path),
-                    auth_token=answer.token,
-                    sample_rate=edge.rate,
-                    parameters={"token": answer.token},
-                    client_state="phonebridge",
-                )
-                if not await api.action(call_id, "streaming_start", body):
-                    await edge.bridge.abandon(answer, CallEndReason.NO_STREAM, "call gone")
+                await start_stream(edge, api, call_id, answer, "phonebridge")
                 return
             if isinstance(answer, Say):
                 await api.action(call_id, "answer", callcontrol.answer_command("phonebridge"))
-            await act(call_id, answer)
+            await act(api, call_id, answer)
         except PhonebridgeError as exc:
             log.error("Telnyx answer failed: %s", exc, extra={"call_sid": call_id})
             if isinstance(answer, PendingCall):
@@ -132,22 +175,12 @@ def telnyx_router(edge: CarrierEdge, *, public_key: Ed25519PublicKey, api: Telny
                 )
                 edge.spawn(answer_call(call_id, answer), f"{call_id}:telnyx-answer")
             case "call.speak.ended":
-                edge.spawn(_quiet(act(call_id, Hangup()), call_id), f"{call_id}:hangup")
+                hang_up_after_speak(edge, api, call_id)
             case "streaming.failed" | "streaming.stopped" | "call.hangup":
-                pending = edge.bridge.pending.by_call_sid(call_sid)
-                if pending is not None:  # the stream never claimed the call: free it now
-                    # (a socket we refused after the upgrade, e.g. media before
-                    # start, is a stream that *stopped*: the caller is still there)
-                    await edge.bridge.abandon(
-                        pending, CallEndReason.NO_STREAM, f"{hook.event_type} before the stream"
-                    )
-                    if hook.event_type != "call.hangup":
-                        outcome = CallOutcome(call_sid, pending.persona.id, CallEndReason.NO_STREAM)
-                        fallback = edge.bridge.decide(outcome)
-                        edge.spawn(_quiet(act(call_id, fallback), call_id), f"{call_id}:fallback")
+                await stream_gone(edge, api, hook, call_sid)
         return Response(status_code=200)
 
-    @router.websocket(media_path)
+    @router.websocket(media_path(edge))
     async def media(websocket: WebSocket) -> None:
         token = websocket.headers.get(STREAM_TOKEN_HEADER)
         if edge.pending_of(CARRIER, token) is None:
@@ -157,8 +190,8 @@ def telnyx_router(edge: CarrierEdge, *, public_key: Ed25519PublicKey, api: Telny
         def before_close(pending: PendingCall, call_id: str) -> Callable[[], Awaitable[None]]:
             async def after() -> None:
                 outcome = edge.bridge.outcomes.pop(pending.call_sid)
-                if outcome is not None and outcome.reason.ended_by != "caller":
-                    await act(call_id, edge.bridge.decide(outcome))
+                if outcome is not None and _caller_still_there(outcome.reason):
+                    await act(api, call_id, edge.bridge.decide(outcome))
 
             return after
 
@@ -167,7 +200,14 @@ def telnyx_router(edge: CarrierEdge, *, public_key: Ed25519PublicKey, api: Telny
     return router
 
 
-async def _quiet(job: Awaitable[None], call_id: str) -> None:
+def _caller_still_there(reason: CallEndReason) -> bool:
+    """Whether commands can still reach the caller after the stream: not when they
+    hung up; yes when the bridge ended it, and after an opt-out (the callee pressed
+    the key and waits for the goodbye, though the choice to end was theirs)."""
+    return reason is CallEndReason.OPTED_OUT or reason.ended_by != "caller"
+
+
+async def quiet(job: Awaitable[None], call_id: str) -> None:
     try:
         await job
     except PhonebridgeError as exc:

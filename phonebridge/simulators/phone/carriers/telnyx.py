@@ -230,9 +230,22 @@ class TelnyxWire(CarrierWire):
 class TelnyxFlavour(CarrierFlavour):
     carrier: ClassVar[str] = "telnyx"
 
-    def __init__(self, private_key: Ed25519PrivateKey, api: FakeCarrierApi) -> None:
+    def __init__(
+        self,
+        private_key: Ed25519PrivateKey,
+        api: FakeCarrierApi,
+        *,
+        events_url: str | None = None,
+        direction: str = "incoming",
+        client_state: str | None = None,
+    ) -> None:
         self.private_key = private_key
         self.api = api
+        # A dialled call's events go to the dial's webhook_url (else the app's
+        # /telnyx/voice) and carry the last client_state a command set (base64).
+        self.events_url = events_url
+        self.direction = direction
+        self.client_state = client_state
         self.commands: asyncio.Queue[ApiRequest] = asyncio.Queue()
         self.call_control_id = "v3:" + token()
         self.call: CarrierCall | None = None
@@ -242,6 +255,9 @@ class TelnyxFlavour(CarrierFlavour):
         call = self.call
         assert call is not None
         call.record_rest(request)
+        state = request.body.get("client_state")
+        if isinstance(state, str):
+            self.client_state = state  # Telnyx: it rides on every later webhook
         if request.action == "transfer":
             call.report.dialled.append(str(request.body.get("to", "")))
         if request.action == "speak":
@@ -259,15 +275,16 @@ class TelnyxFlavour(CarrierFlavour):
             "call_leg_id": r.call_sid,
             "call_session_id": r.account_sid,
             "connection_id": "1684641123236054244",
-            "client_state": None,
+            "client_state": self.client_state,
             "from": r.from_,
             "to": r.to,
-            "direction": "incoming",
+            "direction": self.direction,
             "state": state,
         }
 
     async def webhook(self, call: CarrierCall, event_type: str, **extra: Any) -> int | None:
         payload = {**self._payload(call, "parked"), **extra}
+        url = self.events_url or call.public("/telnyx/voice")
         body = json.dumps(
             {
                 "data": {
@@ -277,7 +294,7 @@ class TelnyxFlavour(CarrierFlavour):
                     "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime()),
                     "payload": payload,
                 },
-                "meta": {"attempt": 1, "delivered_to": call.public("/telnyx/voice")},
+                "meta": {"attempt": 1, "delivered_to": url},
             }
         ).encode()
         headers = {"content-type": "application/json", "user-agent": "telnyx-webhooks"}
@@ -286,7 +303,6 @@ class TelnyxFlavour(CarrierFlavour):
             key = self.private_key if call.webhook_auth == "valid" else Ed25519PrivateKey.generate()
             headers[SIGNATURE_HEADER] = sign(key, body, stamp)
             headers[TIMESTAMP_HEADER] = stamp
-        url = call.public("/telnyx/voice")
         if event_type == "call.initiated":
             response = await call.webhook(
                 "POST", url, ok=range(200, 300), document=False, content=body, headers=headers
