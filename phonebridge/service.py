@@ -48,29 +48,13 @@ from phonebridge.storage.index import CallIndex
 from phonebridge.storage.objects import ObjectStore, S3ObjectStore, S3Settings
 from phonebridge.storage.retention import apply_retention
 from phonebridge.storage.row_spool import SPOOL_DIRNAME, RowSpool
-from phonebridge.telephony.carrier_rest import TelnyxApi
-from phonebridge.telephony.exotel.auth import parse_networks
-from phonebridge.telephony.exotel.dialer import ExotelDialer
-from phonebridge.telephony.plivo.dialer import PlivoDialer
-from phonebridge.telephony.signalwire.dialer import SignalWireDialer
-from phonebridge.telephony.telnyx.dialer import TelnyxDialer
-from phonebridge.telephony.telnyx.signature import load_public_key
 from phonebridge.telephony.twilio.dialer import TwilioDialer
 from phonebridge.telephony.twilio.entry import TwilioEntry
 from phonebridge.telephony.twilio.rest import BaseUrlHttpClient, TwilioCallControl
 from phonebridge.telephony.twilio.transfer import TwilioHumanCalls
-from phonebridge.telephony.vonage.dialer import VonageDialer
 from phonebridge.web.app import AppDeps, HistoryDeps, create_app
-from phonebridge.web.carriers.build import carrier_routers
+from phonebridge.web.carriers.build import carrier_routers, dialling_carriers, outbound_routers
 from phonebridge.web.carriers.common import CarrierEdge
-from phonebridge.web.carriers.exotel_outbound import exotel_outbound_router
-from phonebridge.web.carriers.plivo import form_verifier as plivo_form_verifier
-from phonebridge.web.carriers.plivo import stream_answer as plivo_stream_answer
-from phonebridge.web.carriers.plivo_outbound import plivo_outbound_router
-from phonebridge.web.carriers.signalwire import connect_document as signalwire_connect
-from phonebridge.web.carriers.telnyx_outbound import telnyx_outbound_router
-from phonebridge.web.carriers.vonage_outbound import vonage_outbound_router
-from phonebridge.web.outbound_routes import outbound_signalwire_router
 from phonebridge.web.recording_links import recording_link_router
 from phonebridge.web.twilio_routes import TwilioAuth
 from phonebridge.webhooks.delivery import CallSummaries
@@ -487,60 +471,8 @@ async def build_app(
         wall=wall,
         edge=edge,
     )
-    signing_key = settings.carriers.signalwire_signing_key
-    if edge is not None and signing_key is not None:
-        routers.append(
-            outbound_signalwire_router(
-                outbound,
-                settings.public_url,
-                signing_key.get_secret_value(),
-                signalwire_connect(edge),
-            )
-        )
-    exotel = settings.carriers
-    if edge is not None and "exotel" in exotel.enabled:
-        routers.append(
-            exotel_outbound_router(
-                edge,
-                outbound,
-                user=exotel.exotel_basic_user or "",
-                password=(
-                    exotel.exotel_basic_password.get_secret_value()
-                    if exotel.exotel_basic_password is not None
-                    else ""
-                ),
-                networks=parse_networks(exotel.exotel_allowed_ips or ""),
-            )
-        )
-    plivo_token = settings.carriers.plivo_auth_token
-    if edge is not None and plivo_token is not None:
-        routers.append(
-            plivo_outbound_router(
-                outbound,
-                plivo_form_verifier(edge, plivo_token.get_secret_value()),
-                plivo_stream_answer(edge),
-            )
-        )
-    vonage_secret = settings.carriers.vonage_signature_secret
-    if edge is not None and vonage_secret is not None:
-        routers.append(
-            vonage_outbound_router(
-                outbound,
-                edge,
-                signature_secret=vonage_secret.get_secret_value(),
-                api_key=settings.carriers.vonage_api_key,
-            )
-        )
-    tx = settings.carriers
-    if edge is not None and tx.telnyx_public_key is not None and tx.telnyx_api_key is not None:
-        routers.append(
-            telnyx_outbound_router(
-                edge,
-                outbound,
-                public_key=load_public_key(tx.telnyx_public_key),
-                api=TelnyxApi(edge.http, tx.telnyx_api_url, tx.telnyx_api_key.get_secret_value()),
-            )
-        )
+    if edge is not None:
+        routers += outbound_routers(edge, settings.carriers, outbound, settings.public_url)
     campaigns = CampaignRunner(outbound, wall_clock=wall)
     background.append(campaigns.run_forever)
     days = settings.retention_days
@@ -608,102 +540,16 @@ def _outbound(
 ) -> Outbound:
     """The outbound side (docs/outbound.md); it dials only when enabled in settings.
 
-    Each carrier whose REST credentials are set can dial out: Twilio, and
-    the others when their routes are on too (the answered call's stream comes
-    to their media socket): SignalWire (its Compatibility API), Telnyx (Call
-    Control, with ``TELNYX_CONNECTION_ID`` naming the application to dial
-    from), Plivo (its Call API), Vonage (its Voice API, with the application's
-    id and private key), Exotel (Connect Voice AI)."""
+    Each carrier whose REST credentials are set can dial out: Twilio, and the
+    others when their routes are on too (web/carriers/build.py)."""
     outbound_carriers: dict[str, OutboundCarrier] = {}
     sid, token = settings.twilio_account_sid, settings.twilio_auth_token
     if sid is not None and token is not None:
         outbound_carriers["twilio"] = OutboundCarrier(
             TwilioDialer(sid, token.get_secret_value(), api_base_url=settings.twilio_api_url)
         )
-    sw = settings.carriers
-    if (
-        edge is not None
-        and sw.signalwire_signing_key is not None
-        and sw.signalwire_project_id is not None
-        and sw.signalwire_api_token is not None
-        and sw.signalwire_space_url is not None
-    ):
-        outbound_carriers["signalwire"] = OutboundCarrier(
-            SignalWireDialer(
-                sw.signalwire_project_id,
-                sw.signalwire_api_token.get_secret_value(),
-                space_url=sw.signalwire_space_url,
-            ),
-            rate=edge.rate,
-        )
-    ex = settings.carriers
-    if (
-        edge is not None
-        and "exotel" in ex.enabled
-        and ex.exotel_account_sid is not None
-        and ex.exotel_api_key is not None
-        and ex.exotel_api_token is not None
-    ):
-        # Its routes are on (the media socket is the answer): Connect Voice AI.
-        outbound_carriers["exotel"] = OutboundCarrier(
-            ExotelDialer(
-                edge.http,
-                account_sid=ex.exotel_account_sid,
-                api_key=ex.exotel_api_key,
-                api_token=ex.exotel_api_token.get_secret_value(),
-                api_url=ex.exotel_api_url,
-                basic_user=ex.exotel_basic_user or "",
-                basic_password=(
-                    ex.exotel_basic_password.get_secret_value()
-                    if ex.exotel_basic_password is not None
-                    else ""
-                ),
-                wall_clock=wall,
-            ),
-            rate=edge.rate,
-        )
-    if edge is not None and sw.plivo_auth_id is not None and sw.plivo_auth_token is not None:
-        outbound_carriers["plivo"] = OutboundCarrier(
-            PlivoDialer(
-                sw.plivo_auth_id,
-                sw.plivo_auth_token.get_secret_value(),
-                http=edge.http,
-                api_url=sw.plivo_api_url,
-            ),
-            rate=edge.rate,
-        )
-    if (
-        edge is not None
-        and sw.vonage_signature_secret is not None
-        and sw.vonage_application_id is not None
-        and sw.vonage_private_key is not None
-    ):
-        outbound_carriers["vonage"] = OutboundCarrier(
-            VonageDialer(
-                sw.vonage_application_id,
-                sw.vonage_private_key.get_secret_value(),
-                http=edge.http,
-                api_url=sw.vonage_api_url,
-            ),
-            rate=edge.rate,
-        )
-    if (
-        edge is not None
-        and sw.telnyx_public_key is not None
-        and sw.telnyx_api_key is not None
-        and sw.telnyx_connection_id is not None
-    ):
-        # Call Control: the events come to telnyx_outbound_router, the stream to
-        # the Telnyx media socket of the inbound routes (on with the public key).
-        outbound_carriers["telnyx"] = OutboundCarrier(
-            TelnyxDialer(
-                edge.http,
-                api_url=sw.telnyx_api_url,
-                api_key=sw.telnyx_api_key.get_secret_value(),
-                connection_id=sw.telnyx_connection_id,
-            ),
-            rate=edge.rate,
-        )
+    if edge is not None:
+        outbound_carriers |= dialling_carriers(edge, settings.carriers, wall)
     base = settings.sticky_prefix + "/outbound/"
     return Outbound(
         config=OutboundConfig(
