@@ -17,6 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -27,7 +28,7 @@ from phonebridge.config import CarrierSettings
 from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL, LocalBridge, SimulatorOptions
 from phonebridge.outbound.campaigns import CampaignRunner
 from phonebridge.outbound.service import Outbound
-from phonebridge.outbound.store import Attempt
+from phonebridge.outbound.store import Attempt, OutboundStore
 from phonebridge.simulators.fake_api import LoopbackFakeApi
 from phonebridge.simulators.phone.routes import Routes
 from phonebridge.simulators.twilio_api import Callee, FakeTwilioApi
@@ -227,6 +228,30 @@ def carrier_factory(
             yield outbounds(bridge, fake, twilio, http)
 
     return factory
+
+
+async def claim(
+    store: OutboundStore,
+    to: str,
+    *,
+    carrier: str,
+    at: datetime,
+    replica: str = "dead",
+    persona: str = "citysan",
+    from_number: str = CALLER_ID,
+) -> Attempt:
+    """An operator's call claimed at ``at`` by ``replica`` (by default a crashed one),
+    written before its dial, as the bridge writes it."""
+    return await store.add_attempt(
+        to_number=to,
+        from_number=from_number,
+        persona=persona,
+        placed_by="operator:test",
+        variables={},
+        now=at,
+        replica=replica,
+        carrier=carrier,
+    )
 
 
 async def eventually(check: Callable[[], Any], within: float = 15.0) -> Any:

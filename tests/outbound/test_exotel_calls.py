@@ -39,7 +39,7 @@ from phonebridge.telephony.exotel.dialer import (
 )
 
 from ..conftest import BridgeFactory
-from .conftest import VOICEMAIL_PERSONA, CarrierOutbounds, carrier_factory, eventually
+from .conftest import VOICEMAIL_PERSONA, CarrierOutbounds, carrier_factory, claim, eventually
 
 EXOTEL_SID = "phonebridgetest1"
 API_KEY = "exotel-api-key"
@@ -338,15 +338,9 @@ async def test_exotel_callbacks_and_socket_need_the_credentials(start_exotel: Fa
 
 
 async def _claim(o: ExotelOutbounds, to: str, age: timedelta) -> Attempt:
-    return await o.outbound.store.add_attempt(
-        to_number=to,
-        from_number=EXOPHONE,
-        persona="ex",
-        placed_by="operator:test",
-        variables={},
-        now=datetime.now(UTC) - age,
-        replica="dead",
-        carrier="exotel",
+    at = datetime.now(UTC) - age
+    return await claim(
+        o.outbound.store, to, carrier="exotel", at=at, persona="ex", from_number=EXOPHONE
     )
 
 

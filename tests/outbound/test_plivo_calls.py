@@ -40,6 +40,7 @@ from .conftest import (
     VOICEMAIL_PERSONA,
     CarrierOutbounds,
     carrier_factory,
+    claim,
     eventually,
 )
 
@@ -291,21 +292,12 @@ async def test_a_plivo_claim_cut_by_a_crash_is_looked_up_never_redialled(
         store = o.outbound.store
         wall = datetime.now(UTC)
 
-        async def claim(to: str) -> Attempt:
-            return await store.add_attempt(
-                to_number=to,
-                from_number=CALLER_ID,
-                # Dialled through Plivo by a persona bound to Twilio now (rebound since):
-                # recovery follows the carrier the attempt recorded.
-                persona="citysan",
-                placed_by="operator:test",
-                variables={},
-                now=wall - timedelta(minutes=2),
-                replica="dead",
-                carrier="plivo",
-            )
-
-        ended, ringing, lost = await claim(HUMAN), await claim(ringing_to), await claim(lost_to)
+        # Dialled through Plivo by a persona bound to Twilio now (rebound since):
+        # recovery follows the carrier the attempt recorded.
+        ended, ringing, lost = [
+            await claim(store, to, carrier="plivo", at=wall - timedelta(minutes=2))
+            for to in (HUMAN, ringing_to, lost_to)
+        ]
         dialer = PlivoDialer(AUTH_ID, AUTH_TOKEN, http=o.http, api_url=o.api.url)
         url = o.outbound.config.callback_url
 

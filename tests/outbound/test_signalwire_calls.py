@@ -21,7 +21,6 @@ from pydantic import SecretStr
 from phonebridge.config import CarrierSettings
 from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL
 from phonebridge.outbound.carrier import DialRequest
-from phonebridge.outbound.store import Attempt
 from phonebridge.simulators.signalwire_api import FakeSignalWireApi
 from phonebridge.simulators.twilio_api import Callee
 from phonebridge.telephony.signalwire.dialer import SignalWireDialer
@@ -35,6 +34,7 @@ from .conftest import (
     VOICEMAIL_PERSONA,
     CarrierOutbounds,
     carrier_factory,
+    claim,
     eventually,
 )
 
@@ -230,21 +230,12 @@ async def test_a_signalwire_claim_cut_by_a_crash_is_looked_up_never_redialled(
         store = o.outbound.store
         wall = datetime.now(UTC)
 
-        async def claim(to: str) -> Attempt:
-            return await store.add_attempt(
-                to_number=to,
-                from_number=CALLER_ID,
-                # Dialled through SignalWire by a persona bound to Twilio now (rebound
-                # since): recovery follows the carrier the attempt recorded.
-                persona="citysan",
-                placed_by="operator:test",
-                variables={},
-                now=wall - timedelta(minutes=2),
-                replica="dead",
-                carrier="signalwire",
-            )
-
-        lost, reached = await claim(HUMAN), await claim(other)
+        # Dialled through SignalWire by a persona bound to Twilio now (rebound since):
+        # recovery follows the carrier the attempt recorded.
+        lost, reached = [
+            await claim(store, to, carrier="signalwire", at=wall - timedelta(minutes=2))
+            for to in (HUMAN, other)
+        ]
         # The dead process's request for `reached` got to SignalWire; `lost`'s never did.
         dialer = SignalWireDialer(PROJECT, API_TOKEN, space_url=o.api.url)
         url = o.outbound.config.callback_url

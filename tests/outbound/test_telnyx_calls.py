@@ -27,7 +27,6 @@ from pydantic import SecretStr
 from phonebridge.config import CarrierSettings, Settings, SettingsError
 from phonebridge.local import PUBLIC_URL
 from phonebridge.outbound.carrier import DialRequest
-from phonebridge.outbound.store import Attempt
 from phonebridge.simulators.telnyx_api import FakeTelnyxApi
 from phonebridge.simulators.twilio_api import Callee
 from phonebridge.telephony.telnyx.dialer import TelnyxDialer, call_status, machine_verdict
@@ -44,6 +43,7 @@ from .conftest import (
     VOICEMAIL_PERSONA,
     CarrierOutbounds,
     carrier_factory,
+    claim,
     eventually,
 )
 
@@ -297,15 +297,8 @@ async def test_telnyx_events_must_be_signed_and_name_their_attempt(
 ) -> None:
     async with start_telnyx() as o:
         store = o.outbound.store
-        attempt = await store.add_attempt(
-            to_number=HUMAN,
-            from_number=CALLER_ID,
-            persona="tx",
-            placed_by="operator:test",
-            variables={},
-            now=datetime.now(UTC),
-            replica="",
-            carrier="telnyx",
+        attempt = await claim(
+            store, HUMAN, carrier="telnyx", at=datetime.now(UTC), replica="", persona="tx"
         )
         path = f"/twilio/outbound/telnyx/events?attempt={attempt.id}"
         body = _event(attempt.id, "call.hangup", hangup_cause="user_busy")
@@ -351,19 +344,10 @@ async def test_a_telnyx_claim_cut_by_a_crash_is_found_by_its_client_state(
         store = o.outbound.store
         wall = datetime.now(UTC)
 
-        async def claim(to: str) -> Attempt:
-            return await store.add_attempt(
-                to_number=to,
-                from_number=CALLER_ID,
-                persona="tx",
-                placed_by="operator:test",
-                variables={},
-                now=wall - timedelta(minutes=2),
-                replica="dead",
-                carrier="telnyx",
-            )
-
-        lost, reached, ringing = await claim(HUMAN), await claim(HUMAN), await claim(ringing_to)
+        lost, reached, ringing = [
+            await claim(store, to, carrier="telnyx", at=wall - timedelta(minutes=2), persona="tx")
+            for to in (HUMAN, HUMAN, ringing_to)
+        ]
         dialer = TelnyxDialer(o.http, api_url=o.api.url, api_key=API_KEY, connection_id=CONNECTION)
         for attempt in (reached, ringing):
             await dialer.place(

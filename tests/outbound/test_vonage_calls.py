@@ -32,7 +32,6 @@ from pydantic import SecretStr
 from phonebridge.config import CarrierSettings, Settings, SettingsError
 from phonebridge.local import PUBLIC_URL
 from phonebridge.outbound.carrier import CarrierError, DialRequest
-from phonebridge.outbound.store import Attempt
 from phonebridge.simulators.twilio_api import Callee
 from phonebridge.simulators.vonage_api import FakeVonageApi
 from phonebridge.telephony.vonage.dialer import (
@@ -52,6 +51,7 @@ from .conftest import (
     VOICEMAIL_PERSONA,
     CarrierOutbounds,
     carrier_factory,
+    claim,
     eventually,
 )
 
@@ -287,15 +287,8 @@ async def test_a_refused_create_is_not_placed_and_leaves_nothing_ringing(
 async def test_vonage_callbacks_must_be_signed_with_the_secret(start_vonage: Factory) -> None:
     async with start_vonage() as o:
         store = o.outbound.store
-        attempt = await store.add_attempt(
-            to_number=HUMAN,
-            from_number=CALLER_ID,
-            persona="vg",
-            placed_by="operator:test",
-            variables={},
-            now=datetime.now(UTC),
-            replica="",
-            carrier="vonage",
+        attempt = await claim(
+            store, HUMAN, carrier="vonage", at=datetime.now(UTC), replica="", persona="vg"
         )
         await store.set_dialing(
             attempt.id, "c0ffee00-0000-4000-8000-000000000001", datetime.now(UTC)
@@ -350,19 +343,11 @@ async def test_a_vonage_claim_cut_by_a_crash_is_looked_up_never_redialled(
         store = o.outbound.store
         wall = datetime.now(UTC)
 
-        async def claim(to: str) -> Attempt:
-            return await store.add_attempt(
-                to_number=to,
-                from_number=CALLER_ID,
-                persona="citysan",  # bound to Twilio now: recovery follows the attempt's carrier
-                placed_by="operator:test",
-                variables={},
-                now=wall - timedelta(minutes=2),
-                replica="dead",
-                carrier="vonage",
-            )
-
-        lost, reached = await claim(HUMAN), await claim(OTHER)
+        # persona citysan is bound to Twilio now: recovery follows the attempt's carrier
+        lost, reached = [
+            await claim(store, to, carrier="vonage", at=wall - timedelta(minutes=2))
+            for to in (HUMAN, OTHER)
+        ]
         url = o.outbound.config.callback_url
         async with httpx.AsyncClient(timeout=10) as http:
             dialer = o.dialer(http)
