@@ -29,37 +29,23 @@ URL's userinfo is sent as ``Authorization: Basic``, as for the stream.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
-import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit, urlunsplit
 
-import httpx
-import numpy as np
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from phonebridge.simulators.phone.carriers.base import CarrierCall
+from phonebridge.simulators.fake_api import BEEP, Callee, LoopbackFakeApi, callee_phone
 from phonebridge.simulators.phone.carriers.exotel import ExotelConnectFlavour
 from phonebridge.simulators.phone.report import DialReport
-from phonebridge.simulators.phone.routes import Routes
-from phonebridge.simulators.twilio_api import Callee
 from phonebridge.telephony.exotel.auth import basic_header
 
 IST = timezone(timedelta(hours=5, minutes=30))
-RATE = 16_000
 TERMINAL = ("completed", "busy", "no-answer", "failed")
-
-
-def _tone(seconds: float, freq: float, level: float = 0.3) -> bytes:
-    t = np.arange(int(seconds * RATE)) / RATE
-    return (np.sin(2 * np.pi * freq * t) * level * 32767).astype("<i2").tobytes()
 
 
 def _ist(moment: datetime) -> str:
@@ -96,7 +82,7 @@ class ExotelCall:
         }
 
 
-class FakeExotelApi:
+class FakeExotelApi(LoopbackFakeApi[ExotelCall]):
     """``async with FakeExotelApi(...) as api:`` ``api.url`` is the API base URL."""
 
     def __init__(
@@ -110,21 +96,14 @@ class FakeExotelApi:
         callees: dict[str, Callee] | None = None,
         machine_record: float = 1.5,
     ) -> None:
+        super().__init__(
+            bridge_public_url=bridge_public_url, bridge_local_url=bridge_local_url, callees=callees
+        )
         self.account = account_sid
         self.key = api_key
         self.token = api_token
-        self.routes = Routes(bridge_public_url, bridge_local_url)
-        self.callees = callees or {}
         self.machine_record = machine_record
-        self.calls: dict[str, ExotelCall] = {}
-        self.requests: list[tuple[str, str]] = []  # (method, path) of every API request
         self.page_size_cap = 100  # Exotel's PageSize maximum (tests lower it to page)
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self.url = ""
-
-    @property
-    def created(self) -> list[ExotelCall]:
-        return list(self.calls.values())
 
     # -- HTTP -----------------------------------------------------------------
 
@@ -138,7 +117,7 @@ class FakeExotelApi:
         )
 
     def _check(self, request: Request) -> JSONResponse | None:
-        self.requests.append((request.method, request.url.path))
+        self.note(request)
         if not self._authorised(request):
             return self._error(401, "Authentication is required")
         if request.path_params["account"] != self.account:
@@ -171,11 +150,10 @@ class FakeExotelApi:
             caller_id=form["CallerId"],
             form=form,
             events=events,
-            callee=self.callees.get(form["From"], Callee()),
+            callee=self.callee(form["From"]),
             created=datetime.now(UTC),
         )
-        self.calls[sid] = call
-        self._tasks[sid] = asyncio.create_task(self._run(call))
+        self.start_call(sid, call, self._run(call))
         return JSONResponse({"Call": call.json(self.account)})
 
     async def _call(self, request: Request) -> Response:
@@ -249,12 +227,7 @@ class FakeExotelApi:
                 unquote(parts.username), unquote(parts.password or "")
             )
         bare = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-        try:
-            async with httpx.AsyncClient(timeout=5) as http:
-                response = await http.post(self.routes.http(bare), data=params, headers=headers)
-            call.callbacks.append((params, response.status_code))
-        except httpx.HTTPError:
-            call.callbacks.append((params, None))
+        call.callbacks.append((params, await self.callback(bare, headers, data=params)))
 
     async def _run(self, call: ExotelCall) -> None:
         callee = call.callee
@@ -273,71 +246,28 @@ class FakeExotelApi:
         await self._callback(call, "terminal")
 
     async def _stream(self, call: ExotelCall) -> DialReport:
-        callee = call.callee
-        if callee.kind == "human":
-            audio, hangup_after = _tone(callee.talk, 440.0), callee.talk
-        else:
-            audio = _tone(callee.greeting, 300.0) + _tone(0.3, 1000.0, 0.6)
-            hangup_after = callee.greeting + 0.3 + self.machine_record
         flavour = ExotelConnectFlavour(
             call.form["StreamUrl"], call_sid=call.sid, account_sid=self.account
         )
-        phone = CarrierCall(
-            flavour,
-            routes=self.routes,
-            report=DialReport(
-                call_sid=call.sid,
-                account_sid=self.account,
-                stream_sid="",
-                to=call.to,
-                from_=call.caller_id,
-                carrier="exotel",
-            ),
-            rate=RATE,
-            pcm16=audio,
-            fast=False,
-            gaps=(),
-            dtmf=callee.dtmf,
-            hangup_after=hangup_after,
-            send_stop=True,
-            tail=2.0,
-            max_call=120.0,
-            timeout=10.0,
+        report = DialReport(
+            call_sid=call.sid,
+            account_sid=self.account,
+            stream_sid="",
+            to=call.to,
+            from_=call.caller_id,
+            carrier="exotel",
         )
+        # A machine records for machine_record seconds after its beep, then hangs up.
+        recording = BEEP + self.machine_record
+        phone = callee_phone(flavour, call.callee, self.routes, report, machine_records=recording)
         return await phone.run()
 
     # -- lifetime -------------------------------------------------------------
 
-    async def __aenter__(self) -> FakeExotelApi:
+    def routes_served(self) -> list[BaseRoute]:
         prefix = "/v1/Accounts/{account}"
-        app = Starlette(
-            routes=[
-                Route(prefix + "/Calls/connect.json", self._connect, methods=["POST"]),
-                Route(prefix + "/Calls.json", self._list, methods=["GET"]),
-                Route(prefix + "/Calls/{sid}.json", self._call, methods=["GET"]),
-            ]
-        )
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        sock.setblocking(False)
-        self._sock = sock
-        self._server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="off"))
-        self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-        self._serving = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, no event
-            await asyncio.sleep(0.01)
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        self._server.should_exit = True
-        await self._serving
-        self._sock.close()
-
-    async def wait_ended(self) -> None:
-        """Until every call created so far has run to its end."""
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        return [
+            Route(prefix + "/Calls/connect.json", self._connect, methods=["POST"]),
+            Route(prefix + "/Calls.json", self._list, methods=["GET"]),
+            Route(prefix + "/Calls/{sid}.json", self._call, methods=["GET"]),
+        ]

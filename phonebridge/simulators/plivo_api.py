@@ -32,28 +32,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
-import socket
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-import numpy as np
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
-from phonebridge.simulators.phone.carriers.base import CarrierCall as PhoneCall
+from phonebridge.simulators.fake_api import Callee, LoopbackFakeApi, alongside, callee_phone
 from phonebridge.simulators.phone.carriers.plivo import PlivoFlavour
 from phonebridge.simulators.phone.carriers.rest import ApiRequest, FakeCarrierApi, Handler
 from phonebridge.simulators.phone.report import DialReport
-from phonebridge.simulators.phone.routes import Routes
-from phonebridge.simulators.twilio_api import Callee
 from phonebridge.telephony.plivo.signature import (
     MAIN_ACCOUNT_SIGNATURE_HEADER,
     NONCE_HEADER,
@@ -61,7 +53,7 @@ from phonebridge.telephony.plivo.signature import (
     sign,
 )
 
-RATE = 16_000  # the callee's audio; the stream's rate is what <Stream contentType> asks
+# The callee's audio is 16 kHz; the stream's rate is what <Stream contentType> asks.
 _CAUSES = {
     "busy": ("busy", "Busy Line", 3010),
     "no-answer": ("no-answer", "No Answer", 3020),
@@ -69,11 +61,6 @@ _CAUSES = {
     "cancel": ("cancel", "Canceled", 1000),
     "completed": ("completed", "Normal Hangup", 4000),
 }
-
-
-def _tone(seconds: float, freq: float, level: float = 0.3) -> bytes:
-    t = np.arange(int(seconds * RATE)) / RATE
-    return (np.sin(2 * np.pi * freq * t) * level * 32767).astype("<i2").tobytes()
 
 
 def _number(text: str) -> str:
@@ -134,7 +121,7 @@ class FakePlivoCall:
         }
 
 
-class FakePlivoApi:
+class FakePlivoApi(LoopbackFakeApi[FakePlivoCall]):
     """``async with FakePlivoApi(...) as api:`` ``api.url`` is ``PLIVO_API_URL``."""
 
     def __init__(
@@ -146,25 +133,18 @@ class FakePlivoApi:
         bridge_local_url: str,
         callees: dict[str, Callee] | None = None,
     ) -> None:
+        super().__init__(
+            bridge_public_url=bridge_public_url, bridge_local_url=bridge_local_url, callees=callees
+        )
         self.auth_id = auth_id
         self.auth_token = auth_token
-        self.routes = Routes(bridge_public_url, bridge_local_url)
-        self.callees = callees or {}
-        self.calls: dict[str, FakePlivoCall] = {}
-        self.requests: list[tuple[str, str]] = []  # (method, path) of every API request
         self.refuse_create: int | None = None  # an HTTP status to answer creates with
-        self.url = ""
         self._registry = _Registry()
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-
-    @property
-    def created(self) -> list[FakePlivoCall]:
-        return list(self.calls.values())
 
     # -- HTTP -----------------------------------------------------------------
 
     def _refusal(self, request: Request) -> Response | None:
-        self.requests.append((request.method, request.url.path))
+        self.note(request)
         expected = (
             "Basic " + base64.b64encode(f"{self.auth_id}:{self.auth_token}".encode()).decode()
         )
@@ -197,11 +177,10 @@ class FakePlivoApi:
             to=to,
             from_=_number(str(body["from"])),
             body=body,
-            callee=self.callees.get(to, Callee()),
+            callee=self.callee(to),
             created=datetime.now(UTC),
         )
-        self.calls[call_uuid] = call
-        self._tasks[call_uuid] = asyncio.create_task(self._run(call))
+        self.start_call(call_uuid, call, self._run(call))
         return JSONResponse(
             {"api_id": str(uuid.uuid4()), "message": "call fired", "request_uuid": call_uuid},
             status_code=201,
@@ -268,11 +247,7 @@ class FakePlivoApi:
                 ApiRequest("plivo", request.method, request.url.path, call.uuid, action, body, True)
             )
         elif action == "hangup" and call.status in ("queued", "ringing"):
-            task = self._tasks.get(call.uuid)
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await self.stop_call(call.uuid)
             await self._end(call, "cancel")
         elif call.status != "in-progress":
             return JSONResponse({"error": "call not found"}, status_code=404)
@@ -314,12 +289,7 @@ class FakePlivoApi:
             MAIN_ACCOUNT_SIGNATURE_HEADER: signature,
             NONCE_HEADER: nonce,
         }
-        try:
-            async with httpx.AsyncClient(timeout=5) as http:
-                response = await http.post(self.routes.http(str(url)), data=params, headers=headers)
-            call.callbacks.append((kind, params, response.status_code))
-        except httpx.HTTPError:
-            call.callbacks.append((kind, params, None))
+        call.callbacks.append((kind, params, await self.callback(str(url), headers, data=params)))
 
     async def _end(self, call: FakePlivoCall, status: str) -> None:
         if call.ended is not None:
@@ -353,22 +323,11 @@ class FakePlivoApi:
             return
         call.status = "in-progress"
         call.answered = datetime.now(UTC)
-        amd = asyncio.create_task(self._machine(call))
-        try:
+        async with alongside(self._machine(call)):
             call.report = await self._connect(call)
-        finally:
-            amd.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await amd
         await self._end(call, "completed")
 
     async def _connect(self, call: FakePlivoCall) -> DialReport:
-        callee = call.callee
-        if callee.kind == "human":
-            audio, hangup_after = _tone(callee.talk, 440.0), callee.talk
-        else:
-            audio = _tone(callee.greeting, 300.0) + _tone(0.3, 1000.0, 0.6)
-            hangup_after = callee.greeting + 20.0  # a machine records until it times out
         flavour = PlivoFlavour(
             self.auth_id,
             self.auth_token,
@@ -376,29 +335,15 @@ class FakePlivoApi:
             call_uuid=call.uuid,
             answer_url=str(call.body["answer_url"]),
         )
-        phone = PhoneCall(
-            flavour,
-            routes=self.routes,
-            report=DialReport(
-                call_sid=call.uuid,
-                account_sid=self.auth_id,
-                stream_sid="",
-                to=call.to,
-                from_=call.from_,
-                carrier="plivo",
-            ),
-            rate=RATE,
-            pcm16=audio,
-            fast=False,
-            gaps=(),
-            dtmf=callee.dtmf,
-            hangup_after=hangup_after,
-            send_stop=False,
-            tail=2.0,
-            max_call=120.0,
-            timeout=10.0,
+        report = DialReport(
+            call_sid=call.uuid,
+            account_sid=self.auth_id,
+            stream_sid="",
+            to=call.to,
+            from_=call.from_,
+            carrier="plivo",
         )
-        return await phone.run()
+        return await callee_phone(flavour, call.callee, self.routes, report, send_stop=False).run()
 
     async def _machine(self, call: FakePlivoCall) -> None:
         """Plivo's asynchronous detection: ``Machine=true`` once it has heard a machine."""
@@ -419,39 +364,13 @@ class FakePlivoApi:
 
     # -- lifetime -------------------------------------------------------------
 
-    async def __aenter__(self) -> FakePlivoApi:
+    def routes_served(self) -> list[BaseRoute]:
         prefix = "/v1/Account/{account}"
-        app = Starlette(
-            routes=[
-                Route(prefix + "/Call/", self._collection, methods=["GET", "POST"]),
-                Route(prefix + "/Call/{uuid}/", self._one, methods=["GET", "POST", "DELETE"]),
-                Route(prefix + "/Request/{uuid}/", self._request, methods=["GET"]),
-            ]
-        )
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        sock.setblocking(False)
-        self._sock = sock
-        self._server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="off"))
-        self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-        self._serving = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, no event
-            await asyncio.sleep(0.01)
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        self._server.should_exit = True
-        await self._serving
-        self._sock.close()
-
-    async def wait_ended(self) -> None:
-        """Until every call created so far has run to its end."""
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        return [
+            Route(prefix + "/Call/", self._collection, methods=["GET", "POST"]),
+            Route(prefix + "/Call/{uuid}/", self._one, methods=["GET", "POST", "DELETE"]),
+            Route(prefix + "/Request/{uuid}/", self._request, methods=["GET"]),
+        ]
 
 
 __all__ = ["Callee", "FakePlivoApi", "FakePlivoCall"]

@@ -20,20 +20,11 @@ from __future__ import annotations
 
 import uuid
 
-import numpy as np
-
-from phonebridge.simulators.phone.carriers.base import CarrierCall
+from phonebridge.simulators.fake_api import Callee, callee_phone
 from phonebridge.simulators.phone.carriers.signalwire import SignalWireFlavour
 from phonebridge.simulators.phone.report import DialReport
-from phonebridge.simulators.twilio_api import Callee, FakeCall, FakeTwilioApi
+from phonebridge.simulators.twilio_api import FakeCall, FakeTwilioApi
 from phonebridge.telephony.signalwire.signature import SIGNATURE_HEADER, sign_form
-
-RATE = 16_000  # the callee's leg: the stream's rate is what the cXML codec asks for
-
-
-def _tone(seconds: float, freq: float, level: float = 0.3) -> bytes:
-    t = np.arange(int(seconds * RATE)) / RATE
-    return (np.sin(2 * np.pi * freq * t) * level * 32767).astype("<i2").tobytes()
 
 
 class FakeSignalWireApi(FakeTwilioApi):
@@ -67,12 +58,7 @@ class FakeSignalWireApi(FakeTwilioApi):
         return {SIGNATURE_HEADER: sign_form(self.signing_key, url, params)}
 
     async def _connect(self, call: FakeCall) -> DialReport:
-        callee = call.callee
-        if callee.kind == "human":
-            audio, hangup_after = _tone(callee.talk, 440.0), callee.talk
-        else:
-            audio = _tone(callee.greeting, 300.0) + _tone(0.3, 1000.0, 0.6)
-            hangup_after = callee.greeting + 20.0  # a machine records until it times out
+        # The callee's leg is 16 kHz: the stream's rate is what the cXML codec asks for.
         flavour = SignalWireFlavour(
             self.signing_key,
             self.account,
@@ -81,26 +67,12 @@ class FakeSignalWireApi(FakeTwilioApi):
             answer_url=call.url,
             direction="outbound-api",
         )
-        phone = CarrierCall(
-            flavour,
-            routes=self.routes,
-            report=DialReport(
-                call_sid=call.sid,
-                account_sid=self.account,
-                stream_sid="",
-                to=call.to,
-                from_=call.from_,
-                carrier="signalwire",
-            ),
-            rate=RATE,
-            pcm16=audio,
-            fast=False,
-            gaps=(),
-            dtmf=callee.dtmf,
-            hangup_after=hangup_after,
-            send_stop=True,
-            tail=2.0,
-            max_call=120.0,
-            timeout=10.0,
+        report = DialReport(
+            call_sid=call.sid,
+            account_sid=self.account,
+            stream_sid="",
+            to=call.to,
+            from_=call.from_,
+            carrier="signalwire",
         )
-        return await phone.run()
+        return await callee_phone(flavour, call.callee, self.routes, report).run()

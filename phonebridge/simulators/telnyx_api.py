@@ -43,37 +43,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
-import numpy as np
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 
+from phonebridge.simulators.fake_api import Callee, LoopbackFakeApi, alongside, callee_phone
 from phonebridge.simulators.phone.carriers.base import CarrierCall, StreamPlan, token
 from phonebridge.simulators.phone.carriers.rest import ApiCredentials, ApiRequest, FakeCarrierApi
 from phonebridge.simulators.phone.carriers.telnyx import TelnyxFlavour
 from phonebridge.simulators.phone.report import DialReport
-from phonebridge.simulators.phone.routes import Routes
-from phonebridge.simulators.twilio_api import Callee
 from phonebridge.telephony.telnyx.signature import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
-RATE = 16_000  # the callee's leg; the stream's rate is what streaming_start asks for
+# The callee's leg is 16 kHz; the stream's rate is what streaming_start asks for.
 _CAUSES = {"no-answer": "timeout", "busy": "user_busy", "failed": "call_rejected"}
-
-
-def _tone(seconds: float, freq: float, level: float = 0.3) -> bytes:
-    t = np.arange(int(seconds * RATE)) / RATE
-    return (np.sin(2 * np.pi * freq * t) * level * 32767).astype("<i2").tobytes()
 
 
 @dataclass(slots=True)
@@ -150,7 +139,7 @@ class _OutboundFlavour(TelnyxFlavour):
                 return None
 
 
-class FakeTelnyxApi:
+class FakeTelnyxApi(LoopbackFakeApi[FakeTelnyxCall]):
     """``async with FakeTelnyxApi(...) as api:`` ``api.url`` is ``TELNYX_API_URL``."""
 
     def __init__(
@@ -163,21 +152,14 @@ class FakeTelnyxApi:
         bridge_local_url: str,
         callees: dict[str, Callee] | None = None,
     ) -> None:
+        super().__init__(
+            bridge_public_url=bridge_public_url, bridge_local_url=bridge_local_url, callees=callees
+        )
         self.api_key = api_key
         self.connection_id = connection_id
         self.private_key = private_key
-        self.routes = Routes(bridge_public_url, bridge_local_url)
-        self.callees = callees or {}
         self.control = FakeCarrierApi(ApiCredentials(telnyx_api_key=api_key))
-        self.calls: dict[str, FakeTelnyxCall] = {}
-        self.requests: list[tuple[str, str]] = []  # (method, path) of dial/read requests
         self.refuse_create: int | None = None  # an HTTP status to answer dials with
-        self.url = ""
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-
-    @property
-    def created(self) -> list[FakeTelnyxCall]:
-        return list(self.calls.values())
 
     @property
     def actions(self) -> list[ApiRequest]:
@@ -187,7 +169,7 @@ class FakeTelnyxApi:
     # -- HTTP -----------------------------------------------------------------
 
     def _refusal(self, request: Request) -> Response | None:
-        self.requests.append((request.method, request.url.path))
+        self.note(request)  # dial/read requests (the actions are the control's)
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
             return _error(401, 10009, "Authentication failed")
         return None
@@ -225,11 +207,10 @@ class FakeTelnyxApi:
             timeout=int(body.get("timeout_secs") or 30),
             client_state=state if isinstance(state, str) else None,
             command_id=command_id if isinstance(command_id, str) else None,
-            callee=self.callees.get(body["to"], Callee()),
+            callee=self.callee(body["to"]),
             created=datetime.now(UTC),
         )
-        self.calls[call.call_control_id] = call
-        self._tasks[call.call_control_id] = asyncio.create_task(self._run(call))
+        self.start_call(call.call_control_id, call, self._run(call))
         data = call.status_json()
         data["is_alive"] = False  # "for Dial it will always be false" (dialling is async)
         return JSONResponse({"data": data})
@@ -349,14 +330,8 @@ class FakeTelnyxApi:
             SIGNATURE_HEADER: sign(self.private_key, body, stamp),
             TIMESTAMP_HEADER: stamp,
         }
-        try:
-            async with httpx.AsyncClient(timeout=5) as http:
-                response = await http.post(
-                    self.routes.http(call.webhook_url), content=body, headers=headers
-                )
-            call.events.append((event_type, response.status_code))
-        except httpx.HTTPError:
-            call.events.append((event_type, None))
+        answer = await self.callback(call.webhook_url, headers, content=body)
+        call.events.append((event_type, answer))
 
     async def _ringing(self, request: ApiRequest) -> dict[str, Any]:
         call = self.calls[request.call_id]
@@ -383,40 +358,17 @@ class FakeTelnyxApi:
             return
         call.answered = True
         flavour = call.flavour = _OutboundFlavour(self.private_key, self.control, call)
-        if callee.kind == "human":
-            audio, hangup_after = _tone(callee.talk, 440.0), callee.talk
-        else:
-            audio = _tone(callee.greeting, 300.0) + _tone(0.3, 1000.0, 0.6)
-            hangup_after = callee.greeting + 20.0  # a machine records until it times out
-        phone = CarrierCall(
-            flavour,
-            routes=self.routes,
-            report=DialReport(
-                call_sid=call.call_leg_id,
-                account_sid="",
-                stream_sid="",
-                to=call.to,
-                from_=call.from_,
-                carrier="telnyx",
-            ),
-            rate=RATE,
-            pcm16=audio,
-            fast=False,
-            gaps=(),
-            dtmf=callee.dtmf,
-            hangup_after=hangup_after,
-            send_stop=True,
-            tail=2.0,
-            max_call=120.0,
-            timeout=10.0,
+        report = DialReport(
+            call_sid=call.call_leg_id,
+            account_sid="",
+            stream_sid="",
+            to=call.to,
+            from_=call.from_,
+            carrier="telnyx",
         )
-        amd = asyncio.create_task(self._amd(call, flavour, phone))
-        try:
+        phone = callee_phone(flavour, callee, self.routes, report)
+        async with alongside(self._amd(call, flavour, phone)):
             call.report = await phone.run()
-        finally:
-            amd.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await amd
         self._hung_up(call, "normal_clearing")
         if not any(c.get("kind") == "call.hangup" for c in call.report.callbacks):
             await self._event(call, "call.hangup", hangup_cause="normal_clearing")
@@ -433,44 +385,18 @@ class FakeTelnyxApi:
 
     # -- lifetime -------------------------------------------------------------
 
-    async def __aenter__(self) -> FakeTelnyxApi:
-        app = Starlette(
-            routes=[
-                Route("/v2/calls", self._dial, methods=["POST"]),
-                Route("/v2/calls/{call_id}", self._status, methods=["GET"]),
-                Route(
-                    "/v2/connections/{connection_id}/active_calls",
-                    self._active_calls,
-                    methods=["GET"],
-                ),
-                Route("/v2/call_events", self._call_events, methods=["GET"]),
-                Mount("", app=self.control.app()),  # actions/{action}: the phone's control
-            ]
-        )
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        sock.setblocking(False)
-        self._sock = sock
-        self._server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="off"))
-        self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-        self._serving = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, no event
-            await asyncio.sleep(0.01)
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        self._server.should_exit = True
-        await self._serving
-        self._sock.close()
-
-    async def wait_ended(self) -> None:
-        """Until every call created so far has run to its end."""
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+    def routes_served(self) -> list[BaseRoute]:
+        return [
+            Route("/v2/calls", self._dial, methods=["POST"]),
+            Route("/v2/calls/{call_id}", self._status, methods=["GET"]),
+            Route(
+                "/v2/connections/{connection_id}/active_calls",
+                self._active_calls,
+                methods=["GET"],
+            ),
+            Route("/v2/call_events", self._call_events, methods=["GET"]),
+            Mount("", app=self.control.app()),  # actions/{action}: the phone's control
+        ]
 
 
 def _error(status: int, code: int, title: str) -> JSONResponse:

@@ -30,44 +30,29 @@ import asyncio
 import base64
 import contextlib
 import secrets
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
-from typing import Any, Literal
+from typing import Any
 
-import httpx
-import numpy as np
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from phonebridge.audio.g711 import pcm16_to_ulaw
+from phonebridge.simulators.fake_api import (
+    Callee,
+    CalleeKind,
+    LoopbackFakeApi,
+    alongside,
+    callee_audio,
+)
 from phonebridge.simulators.phone.dial import dial
 from phonebridge.simulators.phone.report import DialReport
-from phonebridge.simulators.phone.routes import Routes
 from phonebridge.telephony.twilio.signature import SIGNATURE_HEADER, sign
 
-CalleeKind = Literal["human", "machine", "no-answer", "busy", "failed"]
-
-
-@dataclass(frozen=True, slots=True)
-class Callee:
-    """How the number answers."""
-
-    kind: CalleeKind = "human"
-    ring: float = 0.05  # seconds of ringing before the answer (or the busy/failed verdict)
-    talk: float = 1.0  # a person: seconds on the line before hanging up
-    dtmf: tuple[tuple[float, str], ...] = ()  # a person: keys pressed (time, digits)
-    greeting: float = 0.6  # a machine: seconds of greeting before the beep
-
-
-def _tone(seconds: float, freq: float, level: float = 0.3) -> bytes:
-    t = np.arange(int(seconds * 8000)) / 8000
-    return pcm16_to_ulaw((np.sin(2 * np.pi * freq * t) * level * 32767).astype("<i2").tobytes())
+__all__ = ["Callee", "CalleeKind", "FakeCall", "FakeTwilioApi", "fake_twilio_api"]
 
 
 @dataclass(slots=True)
@@ -107,7 +92,7 @@ class FakeCall:
         }
 
 
-class FakeTwilioApi:
+class FakeTwilioApi(LoopbackFakeApi[FakeCall]):
     """``async with FakeTwilioApi(...) as api:`` ``api.url`` is the base URL.
 
     A Twilio-shaped carrier subclasses it by overriding :attr:`PREFIX`,
@@ -126,21 +111,14 @@ class FakeTwilioApi:
         bridge_local_url: str,
         callees: dict[str, Callee] | None = None,
     ) -> None:
+        super().__init__(
+            bridge_public_url=bridge_public_url, bridge_local_url=bridge_local_url, callees=callees
+        )
         self.account = account_sid
         self.token = auth_token
-        self.routes = Routes(bridge_public_url, bridge_local_url)
-        self.callees = callees or {}
-        self.calls: dict[str, FakeCall] = {}
-        self.requests: list[tuple[str, str]] = []  # (method, path) of every API request
         self.active = 0
         self.max_active = 0
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self.url = ""
         self.refuse_create: int | None = None  # an HTTP status to answer creates with
-
-    @property
-    def created(self) -> list[FakeCall]:
-        return list(self.calls.values())
 
     # -- HTTP -----------------------------------------------------------------
 
@@ -155,7 +133,7 @@ class FakeTwilioApi:
         )
 
     async def _calls(self, request: Request) -> Response:
-        self.requests.append((request.method, request.url.path))
+        self.note(request)
         if not self._authorised(request):
             return self._error(401, 20003, "Authenticate")
         if request.path_params["account"] != self.account:
@@ -180,11 +158,10 @@ class FakeTwilioApi:
             machine_detection=form.get("MachineDetection"),
             amd_callback=form.get("AsyncAmdStatusCallback"),
             timeout=int(form.get("Timeout", "60")),
-            callee=self.callees.get(form["To"], Callee()),
+            callee=self.callee(form["To"]),
             created=datetime.now(UTC),
         )
-        self.calls[sid] = call
-        self._tasks[sid] = asyncio.create_task(self._run(call))
+        self.start_call(sid, call, self._run(call))
         return JSONResponse(call.json(self.account), status_code=201)
 
     def _list(self, request: Request) -> Response:
@@ -215,7 +192,7 @@ class FakeTwilioApi:
         )
 
     async def _call(self, request: Request) -> Response:
-        self.requests.append((request.method, request.url.path))
+        self.note(request)
         if not self._authorised(request):
             return self._error(401, 20003, "Authenticate")
         call = self.calls.get(request.path_params["sid"])
@@ -224,15 +201,9 @@ class FakeTwilioApi:
         if request.method == "POST":
             form = {k: str(v) for k, v in (await request.form()).items()}
             call.updates.append(form)
-            if form.get("Status") in ("completed", "canceled"):
-                task = self._tasks.get(call.sid)
-                if task is not None and not task.done():
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-                    await self._end(
-                        call, form["Status"] if call.status != "in-progress" else "completed"
-                    )
+            ending = form.get("Status")
+            if ending in ("completed", "canceled") and await self.stop_call(call.sid):
+                await self._end(call, ending if call.status != "in-progress" else "completed")
         return JSONResponse(call.json(self.account))
 
     # -- the call -------------------------------------------------------------
@@ -247,16 +218,8 @@ class FakeTwilioApi:
     async def _post(self, call: FakeCall, url: str | None, params: dict[str, str]) -> None:
         if not url:
             return
-        try:
-            async with httpx.AsyncClient(timeout=5) as http:
-                response = await http.post(
-                    self.routes.http(url), data=params, headers=self._signed(url, params)
-                )
-            call.callbacks.append(
-                (url.split("?")[0].rsplit("/", 1)[-1], params, response.status_code)
-            )
-        except httpx.HTTPError:
-            call.callbacks.append((url.split("?")[0].rsplit("/", 1)[-1], params, None))
+        status = await self.callback(url, self._signed(url, params), data=params)
+        call.callbacks.append((url.split("?")[0].rsplit("/", 1)[-1], params, status))
 
     def _params(self, call: FakeCall, status: str) -> dict[str, str]:
         return {
@@ -298,30 +261,23 @@ class FakeTwilioApi:
         call.status = "in-progress"
         await self._status(call, "in-progress", "answered")
         started = asyncio.get_running_loop().time()
-        amd = asyncio.create_task(self._amd(call))
         try:
-            call.report = await self._connect(call)
+            async with alongside(self._amd(call)):
+                call.report = await self._connect(call)
         finally:
-            amd.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await amd
             call.duration = int(asyncio.get_running_loop().time() - started + 0.5)
         await self._end(call, "completed")
 
     async def _connect(self, call: FakeCall) -> DialReport:
         """The answered call: fetch its answer URL and run the stream it asks for."""
         callee = call.callee
-        if callee.kind == "human":
-            audio, hangup_after = _tone(callee.talk, 440.0), callee.talk
-        else:
-            audio = _tone(callee.greeting, 300.0) + _tone(0.3, 1000.0, 0.6)
-            hangup_after = callee.greeting + 20.0  # a machine records until it times out
+        pcm16, hangup_after = callee_audio(callee, 8000)
         return await dial(
             self.routes.local_base,
             to=call.to,
             from_=call.from_,
             auth_token=self.token,
-            audio=audio,
+            audio=pcm16_to_ulaw(pcm16),
             dtmf=callee.dtmf,
             hangup_after=hangup_after,
             call_sid=call.sid,
@@ -352,38 +308,12 @@ class FakeTwilioApi:
 
     # -- lifetime -------------------------------------------------------------
 
-    async def __aenter__(self) -> FakeTwilioApi:
+    def routes_served(self) -> list[BaseRoute]:
         prefix = self.PREFIX
-        app = Starlette(
-            routes=[
-                Route(prefix + "/Calls.json", self._calls, methods=["GET", "POST"]),
-                Route(prefix + "/Calls/{sid}.json", self._call, methods=["GET", "POST"]),
-            ]
-        )
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        sock.setblocking(False)
-        self._sock = sock
-        self._server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="off"))
-        self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-        self._serving = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, no event
-            await asyncio.sleep(0.01)
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        self._server.should_exit = True
-        await self._serving
-        self._sock.close()
-
-    async def wait_ended(self) -> None:
-        """Until every call created so far has run to its end."""
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        return [
+            Route(prefix + "/Calls.json", self._calls, methods=["GET", "POST"]),
+            Route(prefix + "/Calls/{sid}.json", self._call, methods=["GET", "POST"]),
+        ]
 
 
 @contextlib.asynccontextmanager

@@ -32,43 +32,31 @@ and for a hang-up while ringing (here: the call ends ``cancelled``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 import jwt
-import numpy as np
-import uvicorn
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
+from phonebridge.simulators.fake_api import Callee, LoopbackFakeApi, alongside, callee_phone
 from phonebridge.simulators.phone.carriers.base import CarrierCall, token
 from phonebridge.simulators.phone.carriers.vonage import VonageFlavour
 from phonebridge.simulators.phone.report import DialReport
-from phonebridge.simulators.phone.routes import Routes
-from phonebridge.simulators.twilio_api import Callee
 from phonebridge.telephony.vonage.signature import sign
 
-RATE = 16_000  # the callee's leg; the stream's rate is what the NCCO content-type asks for
+# The callee's leg is 16 kHz; the stream's rate is what the NCCO content-type asks for.
 TERMINAL = frozenset(
     {"completed", "busy", "cancelled", "failed", "rejected", "timeout", "unanswered"}
 )
 _UNANSWERED = {"no-answer": "timeout", "busy": "busy", "failed": "failed"}
 BEHAVIORS = ("continue", "hangup")
 MODES = ("default", "detect", "detect_beep")
-
-
-def _tone(seconds: float, freq: float, level: float = 0.3) -> bytes:
-    t = np.arange(int(seconds * RATE)) / RATE
-    return (np.sin(2 * np.pi * freq * t) * level * 32767).astype("<i2").tobytes()
 
 
 def _stamp(moment: datetime) -> str:
@@ -108,7 +96,7 @@ class FakeVonageCall:
         }
 
 
-class FakeVonageApi:
+class FakeVonageApi(LoopbackFakeApi[FakeVonageCall]):
     """``async with FakeVonageApi(...) as api:`` ``api.url`` is ``VONAGE_API_URL``."""
 
     def __init__(
@@ -122,22 +110,15 @@ class FakeVonageApi:
         bridge_local_url: str,
         callees: dict[str, Callee] | None = None,
     ) -> None:
+        super().__init__(
+            bridge_public_url=bridge_public_url, bridge_local_url=bridge_local_url, callees=callees
+        )
         self.application_id = application_id
         self.public_key = public_key_pem
         self.secret = signature_secret
         self.api_key = api_key
-        self.routes = Routes(bridge_public_url, bridge_local_url)
-        self.callees = callees or {}
-        self.calls: dict[str, FakeVonageCall] = {}
-        self.requests: list[tuple[str, str]] = []  # (method, path) of every API request
         self.page_limit = 100  # the largest page served (tests lower it to see paging)
         self.refuse_create: int | None = None  # an HTTP status to answer creates with
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self.url = ""
-
-    @property
-    def created(self) -> list[FakeVonageCall]:
-        return list(self.calls.values())
 
     # -- HTTP -----------------------------------------------------------------
 
@@ -164,7 +145,7 @@ class FakeVonageApi:
         )
 
     async def _calls(self, request: Request) -> Response:
-        self.requests.append((request.method, request.url.path))
+        self.note(request)
         if not self._authorised(request):
             return self._error(401, "Unauthorized", "Invalid token")
         if request.method == "GET":
@@ -188,11 +169,10 @@ class FakeVonageApi:
             event_url=str(doc["event_url"][0]),
             ringing_timer=int(doc.get("ringing_timer", 60)),
             machine_detection=doc.get("advanced_machine_detection"),
-            callee=self.callees.get("+" + to, Callee()),
+            callee=self.callee("+" + to),
             created=datetime.now(UTC),
         )
-        self.calls[call.uuid] = call
-        self._tasks[call.uuid] = asyncio.create_task(self._run(call))
+        self.start_call(call.uuid, call, self._run(call))
         return JSONResponse(
             {
                 "uuid": call.uuid,
@@ -234,7 +214,7 @@ class FakeVonageApi:
         )
 
     async def _call(self, request: Request) -> Response:
-        self.requests.append((request.method, request.url.path))
+        self.note(request)
         if not self._authorised(request):
             return self._error(401, "Unauthorized", "Invalid token")
         call = self.calls.get(request.path_params["uuid"])
@@ -254,11 +234,7 @@ class FakeVonageApi:
         if call.phone is not None:
             call.phone.hang_up_remotely("hangup")  # the stream ends; completed follows
         else:
-            task = self._tasks.get(call.uuid)
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await self.stop_call(call.uuid)
             await self._event(call, "cancelled")
         return Response(status_code=204)
 
@@ -280,14 +256,8 @@ class FakeVonageApi:
         body = json.dumps(doc).encode()
         signed = sign(self.secret, time.time(), api_key=self.api_key, jti=token(), body=body)
         headers = {"content-type": "application/json", "authorization": f"Bearer {signed}"}
-        try:
-            async with httpx.AsyncClient(timeout=5) as http:
-                response = await http.post(
-                    self.routes.http(call.event_url), content=body, headers=headers
-                )
-            call.events.append((status, doc, response.status_code))
-        except httpx.HTTPError:
-            call.events.append((status, doc, None))
+        answer = await self.callback(call.event_url, headers, content=body)
+        call.events.append((status, doc, answer))
 
     async def _run(self, call: FakeVonageCall) -> None:
         callee = call.callee
@@ -299,23 +269,14 @@ class FakeVonageApi:
             return
         await self._event(call, "answered")
         started = asyncio.get_running_loop().time()
-        amd = asyncio.create_task(self._amd(call))
         try:
-            call.report = await self._connect(call)
+            async with alongside(self._amd(call)):
+                call.report = await self._connect(call)
         finally:
-            amd.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await amd
             call.duration = int(asyncio.get_running_loop().time() - started + 0.5)
         await self._event(call, "completed", duration=str(call.duration))
 
     async def _connect(self, call: FakeVonageCall) -> DialReport:
-        callee = call.callee
-        if callee.kind == "human":
-            audio, hangup_after = _tone(callee.talk, 440.0), callee.talk
-        else:
-            audio = _tone(callee.greeting, 300.0) + _tone(0.3, 1000.0, 0.6)
-            hangup_after = callee.greeting + 20.0  # a machine records until it times out
         flavour = VonageFlavour(
             self.secret,
             self.api_key,
@@ -325,28 +286,15 @@ class FakeVonageApi:
             answer_url=call.answer_url,
             completed_event=False,  # this API sends the call's events
         )
-        call.phone = CarrierCall(
-            flavour,
-            routes=self.routes,
-            report=DialReport(
-                call_sid=call.uuid,
-                account_sid=self.api_key,
-                stream_sid="",
-                to="+" + call.to,
-                from_="+" + call.from_,
-                carrier="vonage",
-            ),
-            rate=RATE,
-            pcm16=audio,
-            fast=False,
-            gaps=(),
-            dtmf=callee.dtmf,
-            hangup_after=hangup_after,
-            send_stop=True,
-            tail=2.0,
-            max_call=120.0,
-            timeout=10.0,
+        report = DialReport(
+            call_sid=call.uuid,
+            account_sid=self.api_key,
+            stream_sid="",
+            to="+" + call.to,
+            from_="+" + call.from_,
+            carrier="vonage",
         )
+        call.phone = callee_phone(flavour, call.callee, self.routes, report)
         return await call.phone.run()
 
     async def _amd(self, call: FakeVonageCall) -> None:
@@ -365,37 +313,11 @@ class FakeVonageApi:
 
     # -- lifetime -------------------------------------------------------------
 
-    async def __aenter__(self) -> FakeVonageApi:
-        app = Starlette(
-            routes=[
-                Route("/v1/calls", self._calls, methods=["GET", "POST"]),
-                Route("/v1/calls/{uuid}", self._call, methods=["GET", "PUT"]),
-            ]
-        )
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        sock.setblocking(False)
-        self._sock = sock
-        self._server = uvicorn.Server(uvicorn.Config(app, log_config=None, lifespan="off"))
-        self._server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-        self._serving = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, no event
-            await asyncio.sleep(0.01)
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        self._server.should_exit = True
-        await self._serving
-        self._sock.close()
-
-    async def wait_ended(self) -> None:
-        """Until every call created so far has run to its end."""
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+    def routes_served(self) -> list[BaseRoute]:
+        return [
+            Route("/v1/calls", self._calls, methods=["GET", "POST"]),
+            Route("/v1/calls/{uuid}", self._call, methods=["GET", "PUT"]),
+        ]
 
 
 def _create_problem(doc: object) -> str | None:

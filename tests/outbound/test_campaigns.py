@@ -13,7 +13,7 @@ from phonebridge.outbound.numbers import CallingWindow, window_open, zones_for
 from phonebridge.simulators.twilio_api import Callee
 from phonebridge.telephony.twilio.dialer import TwilioDialer
 
-from .conftest import ACCOUNT, CALLER_ID, FakeWall, OutboundFactory, Outbounds, eventually
+from .conftest import ACCOUNT, CALLER_ID, FakeWall, OutboundFactory, Outbounds, claim, eventually
 
 START = datetime(2025, 1, 15, 14, 0, tzinfo=UTC)  # 09:00 Toronto, 06:00 Los Angeles, 23:00 Tokyo
 
@@ -190,26 +190,8 @@ async def test_a_claim_cut_by_a_crash_is_looked_up_never_redialled(
     async with start_outbound({TORONTO[0]: Callee("busy"), TORONTO[1]: Callee("busy")}) as o:
         store = o.outbound.store
         wall = datetime.now(UTC)
-        lost = await store.add_attempt(
-            to_number=TORONTO[0],
-            from_number=CALLER_ID,
-            persona="citysan",
-            placed_by="operator:test",
-            variables={},
-            now=wall - timedelta(minutes=2),
-            replica="dead",
-            carrier="twilio",
-        )
-        reached = await store.add_attempt(
-            to_number=TORONTO[1],
-            from_number=CALLER_ID,
-            persona="citysan",
-            placed_by="operator:test",
-            variables={},
-            now=wall - timedelta(minutes=2),
-            replica="dead",
-            carrier="twilio",
-        )
+        lost = await claim(store, TORONTO[0], carrier="twilio", at=wall - timedelta(minutes=2))
+        reached = await claim(store, TORONTO[1], carrier="twilio", at=wall - timedelta(minutes=2))
         # The dead process's REST request for `reached` got to Twilio; `lost`'s never did.
         dialer = TwilioDialer(ACCOUNT, DEMO_AUTH_TOKEN, api_base_url=o.api.url)
         url = o.outbound.config.callback_url
@@ -245,16 +227,7 @@ async def test_at_start_a_replica_resolves_only_its_own_fresh_claims(
         wall = datetime.now(UTC)
         claims = {}
         for replica, number in ((o.outbound.config.replica, TORONTO[0]), ("r-live", TORONTO[1])):
-            claims[replica] = await store.add_attempt(
-                to_number=number,
-                from_number=CALLER_ID,
-                persona="citysan",
-                placed_by="operator:test",
-                variables={},
-                now=wall,
-                replica=replica,
-                carrier="twilio",
-            )
+            claims[replica] = await claim(store, number, carrier="twilio", at=wall, replica=replica)
         # This replica just started: nothing of its own is in flight. The other
         # replica's claim is a second old: its REST request may be running now.
         assert await o.outbound.reconcile(at_start=True) == 1

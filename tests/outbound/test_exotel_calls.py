@@ -11,31 +11,25 @@ ongoing calls.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import httpx
 import pytest
 from pydantic import SecretStr
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from phonebridge.config import CarrierSettings
-from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL, LocalBridge
+from phonebridge.local import PUBLIC_URL
 from phonebridge.outbound.campaigns import CampaignRunner
 from phonebridge.outbound.carrier import CarrierError, DialRequest
-from phonebridge.outbound.service import Outbound
 from phonebridge.outbound.store import Attempt
 from phonebridge.simulators.exotel_api import FakeExotelApi
-from phonebridge.simulators.phone.routes import Routes
-from phonebridge.simulators.twilio_api import Callee, FakeTwilioApi
-from phonebridge.storage.models import CallRecord
-from phonebridge.telephony.carrier_leg import bridge_call_sid
+from phonebridge.simulators.twilio_api import Callee
 from phonebridge.telephony.exotel.auth import basic_header
 from phonebridge.telephony.exotel.dialer import (
     ExotelDialer,
@@ -44,8 +38,8 @@ from phonebridge.telephony.exotel.dialer import (
     stream_url,
 )
 
-from ..conftest import BridgeFactory, record_of
-from .conftest import ACCOUNT, VOICEMAIL_PERSONA, eventually
+from ..conftest import BridgeFactory
+from .conftest import VOICEMAIL_PERSONA, CarrierOutbounds, carrier_factory, claim, eventually
 
 EXOTEL_SID = "phonebridgetest1"
 API_KEY = "exotel-api-key"
@@ -74,35 +68,8 @@ def personas_dir(personas_dir: Path) -> Path:
     return personas_dir
 
 
-@dataclass
-class ExotelOutbounds:
-    bridge: LocalBridge
-    api: FakeExotelApi
-    twilio: FakeTwilioApi
-    http: httpx.AsyncClient
-
-    @property
-    def outbound(self) -> Outbound:
-        found: Outbound = self.bridge.app.state.deps.outbound[0]
-        return found
-
-    @property
-    def active_calls(self) -> int:
-        return int(self.bridge.app.state.deps.bridge.admission.active_calls)
-
-    async def call(self, **body: Any) -> httpx.Response:
-        return await self.http.post(self.bridge.url + "/api/calls", json=body)
-
-    async def ended(self, attempt_id: str) -> Attempt:
-        async def check() -> Attempt | None:
-            found = await self.outbound.store.attempt(attempt_id)
-            return found if found is not None and found.state == "ended" else None
-
-        found: Attempt = await eventually(check)
-        return found
-
-    async def row(self, exotel_sid: str) -> CallRecord:
-        return await record_of(self.bridge, bridge_call_sid("exotel", exotel_sid))
+class ExotelOutbounds(CarrierOutbounds[FakeExotelApi]):
+    carrier = "exotel"
 
 
 Factory = Callable[..., AbstractAsyncContextManager[ExotelOutbounds]]
@@ -110,52 +77,22 @@ Factory = Callable[..., AbstractAsyncContextManager[ExotelOutbounds]]
 
 @pytest.fixture
 def start_exotel(start_bridge: BridgeFactory) -> Factory:
-    @asynccontextmanager
-    async def factory(
-        callees: dict[str, Callee] | None = None, **overrides: Any
-    ) -> AsyncIterator[ExotelOutbounds]:
-        api = FakeExotelApi(
-            account_sid=EXOTEL_SID,
-            api_key=API_KEY,
-            api_token=API_TOKEN,
-            bridge_public_url=PUBLIC_URL,
-            bridge_local_url="http://127.0.0.1:1",  # set once the bridge has a port
-            callees=callees,
-        )
-        # Twilio is configured too: an Exotel call must not touch its API.
-        twilio = FakeTwilioApi(
-            account_sid=ACCOUNT,
-            auth_token=DEMO_AUTH_TOKEN,
-            bridge_public_url=PUBLIC_URL,
-            bridge_local_url="http://127.0.0.1:1",
-        )
-        async with api, twilio, AsyncExitStack() as stack:
-            settings: dict[str, Any] = {
-                "outbound_enabled": True,
-                "outbound_countries": (91,),
-                "outbound_caller_ids": (EXOPHONE,),
-                "twilio_account_sid": ACCOUNT,
-                "twilio_api_url": twilio.url,
-                "caller_max_calls_per_hour": 0,
-                "caller_max_concurrent": 0,
-                "max_new_calls_per_minute": 0,
-                "carriers": CarrierSettings(
-                    rate=16_000,
-                    exotel_basic_user=USER,
-                    exotel_basic_password=SecretStr(PASSWORD),
-                    exotel_account_sid=EXOTEL_SID,
-                    exotel_api_key=API_KEY,
-                    exotel_api_token=SecretStr(API_TOKEN),
-                    exotel_api_url=api.url,
-                ),
-            }
-            settings.update(overrides)
-            bridge = await stack.enter_async_context(start_bridge(**settings))
-            http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
-            api.routes = Routes(PUBLIC_URL, bridge.url)
-            yield ExotelOutbounds(bridge, api, twilio, http)
-
-    return factory
+    return carrier_factory(
+        start_bridge,
+        ExotelOutbounds,
+        partial(FakeExotelApi, account_sid=EXOTEL_SID, api_key=API_KEY, api_token=API_TOKEN),
+        lambda url: CarrierSettings(
+            rate=16_000,
+            exotel_basic_user=USER,
+            exotel_basic_password=SecretStr(PASSWORD),
+            exotel_account_sid=EXOTEL_SID,
+            exotel_api_key=API_KEY,
+            exotel_api_token=SecretStr(API_TOKEN),
+            exotel_api_url=url,
+        ),
+        outbound_countries=(91,),
+        outbound_caller_ids=(EXOPHONE,),
+    )
 
 
 # -- the words ------------------------------------------------------------------
@@ -401,15 +338,9 @@ async def test_exotel_callbacks_and_socket_need_the_credentials(start_exotel: Fa
 
 
 async def _claim(o: ExotelOutbounds, to: str, age: timedelta) -> Attempt:
-    return await o.outbound.store.add_attempt(
-        to_number=to,
-        from_number=EXOPHONE,
-        persona="ex",
-        placed_by="operator:test",
-        variables={},
-        now=datetime.now(UTC) - age,
-        replica="dead",
-        carrier="exotel",
+    at = datetime.now(UTC) - age
+    return await claim(
+        o.outbound.store, to, carrier="exotel", at=at, persona="ex", from_number=EXOPHONE
     )
 
 

@@ -11,27 +11,21 @@ and call detail records.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
 from phonebridge.config import CarrierSettings
-from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL, LocalBridge
+from phonebridge.local import PUBLIC_URL
 from phonebridge.outbound.carrier import DialRequest
-from phonebridge.outbound.service import Outbound
 from phonebridge.outbound.store import Attempt
-from phonebridge.simulators.phone.routes import Routes
 from phonebridge.simulators.plivo_api import FakePlivoApi
-from phonebridge.simulators.twilio_api import Callee, FakeTwilioApi
-from phonebridge.storage.models import CallRecord
-from phonebridge.telephony.carrier_leg import bridge_call_sid
+from phonebridge.simulators.twilio_api import Callee
 from phonebridge.telephony.plivo.dialer import PlivoDialer
 from phonebridge.telephony.plivo.signature import (
     MAIN_ACCOUNT_SIGNATURE_HEADER,
@@ -40,8 +34,15 @@ from phonebridge.telephony.plivo.signature import (
     sign,
 )
 
-from ..conftest import BridgeFactory, record_of
-from .conftest import ACCOUNT, CALLER_ID, VOICEMAIL_PERSONA, eventually
+from ..conftest import BridgeFactory
+from .conftest import (
+    CALLER_ID,
+    VOICEMAIL_PERSONA,
+    CarrierOutbounds,
+    carrier_factory,
+    claim,
+    eventually,
+)
 
 AUTH_ID = "MAPLIVOOUTBOUND01"
 AUTH_TOKEN = "plivo-outbound-token"
@@ -66,34 +67,8 @@ def personas_dir(personas_dir: Path) -> Path:
     return personas_dir
 
 
-@dataclass
-class PlivoOutbounds:
-    bridge: LocalBridge
-    api: FakePlivoApi
-    twilio: FakeTwilioApi
-    http: httpx.AsyncClient
-
-    @property
-    def outbound(self) -> Outbound:
-        found: Outbound = self.bridge.app.state.deps.outbound[0]
-        return found
-
-    @property
-    def active_calls(self) -> int:
-        return int(self.bridge.app.state.deps.bridge.admission.active_calls)
-
-    async def call(self, **body: Any) -> httpx.Response:
-        return await self.http.post(self.bridge.url + "/api/calls", json=body)
-
-    async def ended(self, attempt_id: str) -> Any:
-        async def check() -> Any:
-            found = await self.outbound.store.attempt(attempt_id)
-            return found if found is not None and found.state == "ended" else None
-
-        return await eventually(check)
-
-    async def row(self, call_uuid: str) -> CallRecord:
-        return await record_of(self.bridge, bridge_call_sid("plivo", call_uuid))
+class PlivoOutbounds(CarrierOutbounds[FakePlivoApi]):
+    carrier = "plivo"
 
 
 Factory = Callable[..., AbstractAsyncContextManager[PlivoOutbounds]]
@@ -101,48 +76,17 @@ Factory = Callable[..., AbstractAsyncContextManager[PlivoOutbounds]]
 
 @pytest.fixture
 def start_plivo(start_bridge: BridgeFactory) -> Factory:
-    @asynccontextmanager
-    async def factory(
-        callees: dict[str, Callee] | None = None, **overrides: Any
-    ) -> AsyncIterator[PlivoOutbounds]:
-        api = FakePlivoApi(
-            auth_id=AUTH_ID,
-            auth_token=AUTH_TOKEN,
-            bridge_public_url=PUBLIC_URL,
-            bridge_local_url="http://127.0.0.1:1",  # set once the bridge has a port
-            callees=callees,
-        )
-        # Twilio is configured too: a Plivo call must not touch its API.
-        twilio = FakeTwilioApi(
-            account_sid=ACCOUNT,
-            auth_token=DEMO_AUTH_TOKEN,
-            bridge_public_url=PUBLIC_URL,
-            bridge_local_url="http://127.0.0.1:1",
-        )
-        async with api, twilio, AsyncExitStack() as stack:
-            settings: dict[str, Any] = {
-                "outbound_enabled": True,
-                "outbound_countries": (1,),
-                "outbound_caller_ids": (CALLER_ID,),
-                "twilio_account_sid": ACCOUNT,
-                "twilio_api_url": twilio.url,
-                "caller_max_calls_per_hour": 0,
-                "caller_max_concurrent": 0,
-                "max_new_calls_per_minute": 0,
-                "carriers": CarrierSettings(
-                    rate=16_000,
-                    plivo_auth_id=AUTH_ID,
-                    plivo_auth_token=SecretStr(AUTH_TOKEN),
-                    plivo_api_url=api.url,
-                ),
-            }
-            settings.update(overrides)
-            bridge = await stack.enter_async_context(start_bridge(**settings))
-            http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
-            api.routes = Routes(PUBLIC_URL, bridge.url)
-            yield PlivoOutbounds(bridge, api, twilio, http)
-
-    return factory
+    return carrier_factory(
+        start_bridge,
+        PlivoOutbounds,
+        partial(FakePlivoApi, auth_id=AUTH_ID, auth_token=AUTH_TOKEN),
+        lambda url: CarrierSettings(
+            rate=16_000,
+            plivo_auth_id=AUTH_ID,
+            plivo_auth_token=SecretStr(AUTH_TOKEN),
+            plivo_api_url=url,
+        ),
+    )
 
 
 def _signed(url: str, form: dict[str, str], token: str, nonce: str) -> dict[str, str]:
@@ -348,21 +292,12 @@ async def test_a_plivo_claim_cut_by_a_crash_is_looked_up_never_redialled(
         store = o.outbound.store
         wall = datetime.now(UTC)
 
-        async def claim(to: str) -> Attempt:
-            return await store.add_attempt(
-                to_number=to,
-                from_number=CALLER_ID,
-                # Dialled through Plivo by a persona bound to Twilio now (rebound since):
-                # recovery follows the carrier the attempt recorded.
-                persona="citysan",
-                placed_by="operator:test",
-                variables={},
-                now=wall - timedelta(minutes=2),
-                replica="dead",
-                carrier="plivo",
-            )
-
-        ended, ringing, lost = await claim(HUMAN), await claim(ringing_to), await claim(lost_to)
+        # Dialled through Plivo by a persona bound to Twilio now (rebound since):
+        # recovery follows the carrier the attempt recorded.
+        ended, ringing, lost = [
+            await claim(store, to, carrier="plivo", at=wall - timedelta(minutes=2))
+            for to in (HUMAN, ringing_to, lost_to)
+        ]
         dialer = PlivoDialer(AUTH_ID, AUTH_TOKEN, http=o.http, api_url=o.api.url)
         url = o.outbound.config.callback_url
 

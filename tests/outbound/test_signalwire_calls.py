@@ -9,34 +9,34 @@ signed with the Signing Key, a cXML answer and SignalWire's media socket.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 from pydantic import SecretStr
 
 from phonebridge.config import CarrierSettings
-from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL, LocalBridge
+from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL
 from phonebridge.outbound.carrier import DialRequest
-from phonebridge.outbound.service import Outbound
-from phonebridge.outbound.store import Attempt
-from phonebridge.simulators.phone.routes import Routes
 from phonebridge.simulators.signalwire_api import FakeSignalWireApi
-from phonebridge.simulators.twilio_api import Callee, FakeTwilioApi
-from phonebridge.storage.models import CallRecord
-from phonebridge.telephony.carrier_leg import bridge_call_sid
+from phonebridge.simulators.twilio_api import Callee
 from phonebridge.telephony.signalwire.dialer import SignalWireDialer
 from phonebridge.telephony.signalwire.signature import SIGNATURE_HEADER, sign_form
 from phonebridge.telephony.twilio.signature import SIGNATURE_HEADER as TWILIO_SIGNATURE
 from phonebridge.telephony.twilio.signature import sign
 
-from ..conftest import BridgeFactory, record_of
-from .conftest import ACCOUNT, CALLER_ID, VOICEMAIL_PERSONA, eventually
+from ..conftest import BridgeFactory
+from .conftest import (
+    CALLER_ID,
+    VOICEMAIL_PERSONA,
+    CarrierOutbounds,
+    carrier_factory,
+    claim,
+    eventually,
+)
 
 PROJECT = "b6a2c3e4-0000-4000-8000-00000000beef"
 API_TOKEN = "PTsignalwiretoken"
@@ -62,34 +62,8 @@ def personas_dir(personas_dir: Path) -> Path:
     return personas_dir
 
 
-@dataclass
-class SignalWireOutbounds:
-    bridge: LocalBridge
-    api: FakeSignalWireApi
-    twilio: FakeTwilioApi
-    http: httpx.AsyncClient
-
-    @property
-    def outbound(self) -> Outbound:
-        found: Outbound = self.bridge.app.state.deps.outbound[0]
-        return found
-
-    @property
-    def active_calls(self) -> int:
-        return int(self.bridge.app.state.deps.bridge.admission.active_calls)
-
-    async def call(self, **body: Any) -> httpx.Response:
-        return await self.http.post(self.bridge.url + "/api/calls", json=body)
-
-    async def ended(self, attempt_id: str) -> Any:
-        async def check() -> Any:
-            found = await self.outbound.store.attempt(attempt_id)
-            return found if found is not None and found.state == "ended" else None
-
-        return await eventually(check)
-
-    async def row(self, signalwire_sid: str) -> CallRecord:
-        return await record_of(self.bridge, bridge_call_sid("signalwire", signalwire_sid))
+class SignalWireOutbounds(CarrierOutbounds[FakeSignalWireApi]):
+    carrier = "signalwire"
 
 
 Factory = Callable[..., AbstractAsyncContextManager[SignalWireOutbounds]]
@@ -97,50 +71,20 @@ Factory = Callable[..., AbstractAsyncContextManager[SignalWireOutbounds]]
 
 @pytest.fixture
 def start_signalwire(start_bridge: BridgeFactory) -> Factory:
-    @asynccontextmanager
-    async def factory(
-        callees: dict[str, Callee] | None = None, **overrides: Any
-    ) -> AsyncIterator[SignalWireOutbounds]:
-        api = FakeSignalWireApi(
-            project_id=PROJECT,
-            api_token=API_TOKEN,
-            signing_key=SIGNING_KEY,
-            bridge_public_url=PUBLIC_URL,
-            bridge_local_url="http://127.0.0.1:1",  # set once the bridge has a port
-            callees=callees,
-        )
-        # Twilio is configured too: a SignalWire call must not touch its API.
-        twilio = FakeTwilioApi(
-            account_sid=ACCOUNT,
-            auth_token=DEMO_AUTH_TOKEN,
-            bridge_public_url=PUBLIC_URL,
-            bridge_local_url="http://127.0.0.1:1",
-        )
-        async with api, twilio, AsyncExitStack() as stack:
-            settings: dict[str, Any] = {
-                "outbound_enabled": True,
-                "outbound_countries": (1,),
-                "outbound_caller_ids": (CALLER_ID,),
-                "twilio_account_sid": ACCOUNT,
-                "twilio_api_url": twilio.url,
-                "caller_max_calls_per_hour": 0,
-                "caller_max_concurrent": 0,
-                "max_new_calls_per_minute": 0,
-                "carriers": CarrierSettings(
-                    rate=16_000,
-                    signalwire_signing_key=SecretStr(SIGNING_KEY),
-                    signalwire_project_id=PROJECT,
-                    signalwire_api_token=SecretStr(API_TOKEN),
-                    signalwire_space_url=api.url,
-                ),
-            }
-            settings.update(overrides)
-            bridge = await stack.enter_async_context(start_bridge(**settings))
-            http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
-            api.routes = Routes(PUBLIC_URL, bridge.url)
-            yield SignalWireOutbounds(bridge, api, twilio, http)
-
-    return factory
+    return carrier_factory(
+        start_bridge,
+        SignalWireOutbounds,
+        partial(
+            FakeSignalWireApi, project_id=PROJECT, api_token=API_TOKEN, signing_key=SIGNING_KEY
+        ),
+        lambda url: CarrierSettings(
+            rate=16_000,
+            signalwire_signing_key=SecretStr(SIGNING_KEY),
+            signalwire_project_id=PROJECT,
+            signalwire_api_token=SecretStr(API_TOKEN),
+            signalwire_space_url=url,
+        ),
+    )
 
 
 async def test_a_person_answers_on_signalwire(start_signalwire: Factory) -> None:
@@ -286,21 +230,12 @@ async def test_a_signalwire_claim_cut_by_a_crash_is_looked_up_never_redialled(
         store = o.outbound.store
         wall = datetime.now(UTC)
 
-        async def claim(to: str) -> Attempt:
-            return await store.add_attempt(
-                to_number=to,
-                from_number=CALLER_ID,
-                # Dialled through SignalWire by a persona bound to Twilio now (rebound
-                # since): recovery follows the carrier the attempt recorded.
-                persona="citysan",
-                placed_by="operator:test",
-                variables={},
-                now=wall - timedelta(minutes=2),
-                replica="dead",
-                carrier="signalwire",
-            )
-
-        lost, reached = await claim(HUMAN), await claim(other)
+        # Dialled through SignalWire by a persona bound to Twilio now (rebound since):
+        # recovery follows the carrier the attempt recorded.
+        lost, reached = [
+            await claim(store, to, carrier="signalwire", at=wall - timedelta(minutes=2))
+            for to in (HUMAN, other)
+        ]
         # The dead process's request for `reached` got to SignalWire; `lost`'s never did.
         dialer = SignalWireDialer(PROJECT, API_TOKEN, space_url=o.api.url)
         url = o.outbound.config.callback_url

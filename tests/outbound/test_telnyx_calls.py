@@ -13,28 +13,22 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import SecretStr
 
 from phonebridge.config import CarrierSettings, Settings, SettingsError
-from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL, LocalBridge
+from phonebridge.local import PUBLIC_URL
 from phonebridge.outbound.carrier import DialRequest
-from phonebridge.outbound.service import Outbound
-from phonebridge.outbound.store import Attempt
-from phonebridge.simulators.phone.routes import Routes
 from phonebridge.simulators.telnyx_api import FakeTelnyxApi
-from phonebridge.simulators.twilio_api import Callee, FakeTwilioApi
-from phonebridge.storage.models import CallRecord
-from phonebridge.telephony.carrier_leg import bridge_call_sid
+from phonebridge.simulators.twilio_api import Callee
 from phonebridge.telephony.telnyx.dialer import TelnyxDialer, call_status, machine_verdict
 from phonebridge.telephony.telnyx.signature import (
     SIGNATURE_HEADER,
@@ -43,8 +37,15 @@ from phonebridge.telephony.telnyx.signature import (
     sign,
 )
 
-from ..conftest import BridgeFactory, record_of
-from .conftest import ACCOUNT, CALLER_ID, VOICEMAIL_PERSONA, eventually
+from ..conftest import BridgeFactory
+from .conftest import (
+    CALLER_ID,
+    VOICEMAIL_PERSONA,
+    CarrierOutbounds,
+    carrier_factory,
+    claim,
+    eventually,
+)
 
 API_KEY = "KEYtelnyxtest"
 CONNECTION = "1684641123236054244"
@@ -70,35 +71,8 @@ def personas_dir(personas_dir: Path) -> Path:
     return personas_dir
 
 
-@dataclass
-class TelnyxOutbounds:
-    bridge: LocalBridge
-    api: FakeTelnyxApi
-    twilio: FakeTwilioApi
-    http: httpx.AsyncClient
-
-    @property
-    def outbound(self) -> Outbound:
-        found: Outbound = self.bridge.app.state.deps.outbound[0]
-        return found
-
-    @property
-    def active_calls(self) -> int:
-        return int(self.bridge.app.state.deps.bridge.admission.active_calls)
-
-    async def call(self, **body: Any) -> httpx.Response:
-        return await self.http.post(self.bridge.url + "/api/calls", json=body)
-
-    async def ended(self, attempt_id: str) -> Attempt:
-        async def check() -> Attempt | None:
-            found = await self.outbound.store.attempt(attempt_id)
-            return found if found is not None and found.state == "ended" else None
-
-        found: Attempt = await eventually(check)
-        return found
-
-    async def row(self, call_control_id: str) -> CallRecord:
-        return await record_of(self.bridge, bridge_call_sid("telnyx", call_control_id))
+class TelnyxOutbounds(CarrierOutbounds[FakeTelnyxApi]):
+    carrier = "telnyx"
 
     def actions(self, call_control_id: str) -> list[str]:
         return [r.action for r in self.api.actions if r.call_id == call_control_id]
@@ -109,50 +83,18 @@ Factory = Callable[..., AbstractAsyncContextManager[TelnyxOutbounds]]
 
 @pytest.fixture
 def start_telnyx(start_bridge: BridgeFactory) -> Factory:
-    @asynccontextmanager
-    async def factory(
-        callees: dict[str, Callee] | None = None, **overrides: Any
-    ) -> AsyncIterator[TelnyxOutbounds]:
-        api = FakeTelnyxApi(
-            api_key=API_KEY,
-            connection_id=CONNECTION,
-            private_key=KEY,
-            bridge_public_url=PUBLIC_URL,
-            bridge_local_url="http://127.0.0.1:1",  # set once the bridge has a port
-            callees=callees,
-        )
-        # Twilio is configured too: a Telnyx call must not touch its API.
-        twilio = FakeTwilioApi(
-            account_sid=ACCOUNT,
-            auth_token=DEMO_AUTH_TOKEN,
-            bridge_public_url=PUBLIC_URL,
-            bridge_local_url="http://127.0.0.1:1",
-        )
-        async with api, twilio, AsyncExitStack() as stack:
-            settings: dict[str, Any] = {
-                "outbound_enabled": True,
-                "outbound_countries": (1,),
-                "outbound_caller_ids": (CALLER_ID,),
-                "twilio_account_sid": ACCOUNT,
-                "twilio_api_url": twilio.url,
-                "caller_max_calls_per_hour": 0,
-                "caller_max_concurrent": 0,
-                "max_new_calls_per_minute": 0,
-                "carriers": CarrierSettings(
-                    rate=16_000,
-                    telnyx_public_key=public_key_text(KEY),
-                    telnyx_api_key=SecretStr(API_KEY),
-                    telnyx_api_url=api.url,
-                    telnyx_connection_id=CONNECTION,
-                ),
-            }
-            settings.update(overrides)
-            bridge = await stack.enter_async_context(start_bridge(**settings))
-            http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
-            api.routes = Routes(PUBLIC_URL, bridge.url)
-            yield TelnyxOutbounds(bridge, api, twilio, http)
-
-    return factory
+    return carrier_factory(
+        start_bridge,
+        TelnyxOutbounds,
+        partial(FakeTelnyxApi, api_key=API_KEY, connection_id=CONNECTION, private_key=KEY),
+        lambda url: CarrierSettings(
+            rate=16_000,
+            telnyx_public_key=public_key_text(KEY),
+            telnyx_api_key=SecretStr(API_KEY),
+            telnyx_api_url=url,
+            telnyx_connection_id=CONNECTION,
+        ),
+    )
 
 
 # -- the carrier's words ------------------------------------------------------------
@@ -355,15 +297,8 @@ async def test_telnyx_events_must_be_signed_and_name_their_attempt(
 ) -> None:
     async with start_telnyx() as o:
         store = o.outbound.store
-        attempt = await store.add_attempt(
-            to_number=HUMAN,
-            from_number=CALLER_ID,
-            persona="tx",
-            placed_by="operator:test",
-            variables={},
-            now=datetime.now(UTC),
-            replica="",
-            carrier="telnyx",
+        attempt = await claim(
+            store, HUMAN, carrier="telnyx", at=datetime.now(UTC), replica="", persona="tx"
         )
         path = f"/twilio/outbound/telnyx/events?attempt={attempt.id}"
         body = _event(attempt.id, "call.hangup", hangup_cause="user_busy")
@@ -409,19 +344,10 @@ async def test_a_telnyx_claim_cut_by_a_crash_is_found_by_its_client_state(
         store = o.outbound.store
         wall = datetime.now(UTC)
 
-        async def claim(to: str) -> Attempt:
-            return await store.add_attempt(
-                to_number=to,
-                from_number=CALLER_ID,
-                persona="tx",
-                placed_by="operator:test",
-                variables={},
-                now=wall - timedelta(minutes=2),
-                replica="dead",
-                carrier="telnyx",
-            )
-
-        lost, reached, ringing = await claim(HUMAN), await claim(HUMAN), await claim(ringing_to)
+        lost, reached, ringing = [
+            await claim(store, to, carrier="telnyx", at=wall - timedelta(minutes=2), persona="tx")
+            for to in (HUMAN, HUMAN, ringing_to)
+        ]
         dialer = TelnyxDialer(o.http, api_url=o.api.url, api_key=API_KEY, connection_id=CONNECTION)
         for attempt in (reached, ringing):
             await dialer.place(

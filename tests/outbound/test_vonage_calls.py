@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +30,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import SecretStr
 
 from phonebridge.config import CarrierSettings, Settings, SettingsError
-from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL, LocalBridge
+from phonebridge.local import PUBLIC_URL
 from phonebridge.outbound.carrier import CarrierError, DialRequest
-from phonebridge.outbound.service import Outbound
-from phonebridge.outbound.store import Attempt
-from phonebridge.simulators.phone.routes import Routes
-from phonebridge.simulators.twilio_api import Callee, FakeTwilioApi
+from phonebridge.simulators.twilio_api import Callee
 from phonebridge.simulators.vonage_api import FakeVonageApi
-from phonebridge.storage.models import CallRecord
-from phonebridge.telephony.carrier_leg import bridge_call_sid
 from phonebridge.telephony.vonage.dialer import (
     MAX_PAGES,
     VonageDialer,
@@ -49,8 +45,15 @@ from phonebridge.telephony.vonage.dialer import (
 )
 from phonebridge.telephony.vonage.signature import sign
 
-from ..conftest import BridgeFactory, record_of
-from .conftest import ACCOUNT, CALLER_ID, VOICEMAIL_PERSONA, eventually
+from ..conftest import BridgeFactory
+from .conftest import (
+    CALLER_ID,
+    VOICEMAIL_PERSONA,
+    CarrierOutbounds,
+    carrier_factory,
+    claim,
+    eventually,
+)
 
 APPLICATION = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
 SECRET = "vonage-signature-secret-0123456789abcdef"
@@ -95,34 +98,9 @@ def personas_dir(personas_dir: Path) -> Path:
 
 
 @dataclass
-class VonageOutbounds:
-    bridge: LocalBridge
-    api: FakeVonageApi
-    twilio: FakeTwilioApi
-    http: httpx.AsyncClient
+class VonageOutbounds(CarrierOutbounds[FakeVonageApi]):
+    carrier = "vonage"
     private_key: str
-
-    @property
-    def outbound(self) -> Outbound:
-        found: Outbound = self.bridge.app.state.deps.outbound[0]
-        return found
-
-    @property
-    def active_calls(self) -> int:
-        return int(self.bridge.app.state.deps.bridge.admission.active_calls)
-
-    async def call(self, **body: Any) -> httpx.Response:
-        return await self.http.post(self.bridge.url + "/api/calls", json=body)
-
-    async def ended(self, attempt_id: str) -> Any:
-        async def check() -> Any:
-            found = await self.outbound.store.attempt(attempt_id)
-            return found if found is not None and found.state == "ended" else None
-
-        return await eventually(check)
-
-    async def row(self, call_uuid: str) -> CallRecord:
-        return await record_of(self.bridge, bridge_call_sid("vonage", call_uuid))
 
     def dialer(self, http: httpx.AsyncClient) -> VonageDialer:
         return VonageDialer(APPLICATION, self.private_key, http=http, api_url=self.api.url)
@@ -134,53 +112,25 @@ Factory = Callable[..., AbstractAsyncContextManager[VonageOutbounds]]
 @pytest.fixture
 def start_vonage(start_bridge: BridgeFactory, key_pair: tuple[str, str]) -> Factory:
     private_key, public_key = key_pair
-
-    @asynccontextmanager
-    async def factory(
-        callees: dict[str, Callee] | None = None, **overrides: Any
-    ) -> AsyncIterator[VonageOutbounds]:
-        api = FakeVonageApi(
+    return carrier_factory(
+        start_bridge,
+        partial(VonageOutbounds, private_key=private_key),
+        partial(
+            FakeVonageApi,
             application_id=APPLICATION,
             public_key_pem=public_key,
             signature_secret=SECRET,
             api_key=API_KEY,
-            bridge_public_url=PUBLIC_URL,
-            bridge_local_url="http://127.0.0.1:1",  # set once the bridge has a port
-            callees=callees,
-        )
-        # Twilio is configured too: a Vonage call must not touch its API.
-        twilio = FakeTwilioApi(
-            account_sid=ACCOUNT,
-            auth_token=DEMO_AUTH_TOKEN,
-            bridge_public_url=PUBLIC_URL,
-            bridge_local_url="http://127.0.0.1:1",
-        )
-        async with api, twilio, AsyncExitStack() as stack:
-            settings: dict[str, Any] = {
-                "outbound_enabled": True,
-                "outbound_countries": (1,),
-                "outbound_caller_ids": (CALLER_ID,),
-                "twilio_account_sid": ACCOUNT,
-                "twilio_api_url": twilio.url,
-                "caller_max_calls_per_hour": 0,
-                "caller_max_concurrent": 0,
-                "max_new_calls_per_minute": 0,
-                "carriers": CarrierSettings(
-                    rate=16_000,
-                    vonage_signature_secret=SecretStr(SECRET),
-                    vonage_api_key=API_KEY,
-                    vonage_application_id=APPLICATION,
-                    vonage_private_key=SecretStr(private_key),
-                    vonage_api_url=api.url,
-                ),
-            }
-            settings.update(overrides)
-            bridge = await stack.enter_async_context(start_bridge(**settings))
-            http = await stack.enter_async_context(httpx.AsyncClient(timeout=10))
-            api.routes = Routes(PUBLIC_URL, bridge.url)
-            yield VonageOutbounds(bridge, api, twilio, http, private_key)
-
-    return factory
+        ),
+        lambda url: CarrierSettings(
+            rate=16_000,
+            vonage_signature_secret=SecretStr(SECRET),
+            vonage_api_key=API_KEY,
+            vonage_application_id=APPLICATION,
+            vonage_private_key=SecretStr(private_key),
+            vonage_api_url=url,
+        ),
+    )
 
 
 def _signed(body: bytes | None, secret: str = SECRET) -> dict[str, str]:
@@ -337,15 +287,8 @@ async def test_a_refused_create_is_not_placed_and_leaves_nothing_ringing(
 async def test_vonage_callbacks_must_be_signed_with_the_secret(start_vonage: Factory) -> None:
     async with start_vonage() as o:
         store = o.outbound.store
-        attempt = await store.add_attempt(
-            to_number=HUMAN,
-            from_number=CALLER_ID,
-            persona="vg",
-            placed_by="operator:test",
-            variables={},
-            now=datetime.now(UTC),
-            replica="",
-            carrier="vonage",
+        attempt = await claim(
+            store, HUMAN, carrier="vonage", at=datetime.now(UTC), replica="", persona="vg"
         )
         await store.set_dialing(
             attempt.id, "c0ffee00-0000-4000-8000-000000000001", datetime.now(UTC)
@@ -400,19 +343,11 @@ async def test_a_vonage_claim_cut_by_a_crash_is_looked_up_never_redialled(
         store = o.outbound.store
         wall = datetime.now(UTC)
 
-        async def claim(to: str) -> Attempt:
-            return await store.add_attempt(
-                to_number=to,
-                from_number=CALLER_ID,
-                persona="citysan",  # bound to Twilio now: recovery follows the attempt's carrier
-                placed_by="operator:test",
-                variables={},
-                now=wall - timedelta(minutes=2),
-                replica="dead",
-                carrier="vonage",
-            )
-
-        lost, reached = await claim(HUMAN), await claim(OTHER)
+        # persona citysan is bound to Twilio now: recovery follows the attempt's carrier
+        lost, reached = [
+            await claim(store, to, carrier="vonage", at=wall - timedelta(minutes=2))
+            for to in (HUMAN, OTHER)
+        ]
         url = o.outbound.config.callback_url
         async with httpx.AsyncClient(timeout=10) as http:
             dialer = o.dialer(http)

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import Response
@@ -48,19 +49,12 @@ def exotel_router(
     spec = LegSpec(CARRIER, lambda note: ExotelStream(note=note), has_stop=True)
     media_path = edge.sticky(CARRIER, "media")
 
-    def allowed(authorization: str | None, address: str | None) -> bool:
-        return authorized(
-            user=user,
-            password=password,
-            networks=networks,
-            authorization=authorization,
-            address=address,
-        )
+    allowed = partial(authorized, user=user, password=password, networks=networks)
 
     @router.get("/exotel/voice")
     async def voice(request: Request) -> Response:
         address = request.client.host if request.client else None
-        if not allowed(request.headers.get("authorization"), address):
+        if not allowed(authorization=request.headers.get("authorization"), address=address):
             log.warning("Exotel applet request refused (credentials or address)")
             return Response("unauthorized", status_code=401)
         try:
@@ -91,7 +85,7 @@ def exotel_router(
     async def media(websocket: WebSocket) -> None:
         address = websocket.client.host if websocket.client else None
         token = websocket.query_params.get("token")
-        if not allowed(websocket.headers.get("authorization"), address):
+        if not allowed(authorization=websocket.headers.get("authorization"), address=address):
             await refuse_before_accept(websocket, CARRIER, "credentials or address")
             return
         if edge.pending_of(CARRIER, token) is None:

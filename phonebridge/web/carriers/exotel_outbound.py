@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from functools import partial
 
 from fastapi import APIRouter, Request, WebSocket
 from fastapi.responses import Response
@@ -61,18 +62,11 @@ def exotel_outbound_router(
     router = APIRouter()
     spec = LegSpec(CARRIER, lambda note: ExotelStream(note=note), has_stop=True)
 
-    def allowed(authorization: str | None, address: str | None) -> bool:
-        return authorized(
-            user=user,
-            password=password,
-            networks=networks,
-            authorization=authorization,
-            address=address,
-        )
+    allowed = partial(authorized, user=user, password=password, networks=networks)
 
     async def media(websocket: WebSocket) -> None:
         address = websocket.client.host if websocket.client else None
-        if not allowed(websocket.headers.get("authorization"), address):
+        if not allowed(authorization=websocket.headers.get("authorization"), address=address):
             await refuse_before_accept(websocket, CARRIER, "credentials or address")
             return
         attempt_id = websocket.query_params.get("attempt", "")
@@ -100,7 +94,7 @@ def exotel_outbound_router(
 
     async def status(request: Request) -> Response:
         address = request.client.host if request.client else None
-        if not allowed(request.headers.get("authorization"), address):
+        if not allowed(authorization=request.headers.get("authorization"), address=address):
             log.warning("Exotel status callback refused (credentials or address)")
             return Response("unauthorized", status_code=403)
         attempt_id = request.query_params.get("attempt", "")

@@ -119,6 +119,27 @@ def hang_up_after_speak(edge: CarrierEdge, api: TelnyxApi, call_id: str) -> None
     edge.spawn(quiet(act(api, call_id, Hangup()), call_id), f"{call_id}:hangup")
 
 
+async def signed_webhook(
+    request: Request, public_key: Ed25519PublicKey, now: float, what: str
+) -> callcontrol.CallWebhook | Response:
+    """The request's Call Control webhook, or the refusal to answer: 403 for a bad or
+    missing Ed25519 signature (logged, naming ``what``), 400 for a body that is not one."""
+    body = await request.body()
+    if not verify_webhook(
+        public_key,
+        body,
+        signature=request.headers.get(SIGNATURE_HEADER),
+        timestamp=request.headers.get(TIMESTAMP_HEADER),
+        now=now,
+    ):
+        log.warning("Telnyx %s with a bad or missing signature", what)
+        return Response("invalid signature", status_code=403)
+    try:
+        return callcontrol.parse_webhook(body)
+    except RemoteProtocolError as exc:
+        return Response(str(exc), status_code=400)
+
+
 def telnyx_router(edge: CarrierEdge, *, public_key: Ed25519PublicKey, api: TelnyxApi) -> APIRouter:
     router = APIRouter()
     spec = LegSpec(
@@ -143,20 +164,9 @@ def telnyx_router(edge: CarrierEdge, *, public_key: Ed25519PublicKey, api: Telny
 
     @router.post("/telnyx/voice")
     async def voice(request: Request) -> Response:
-        body = await request.body()
-        if not verify_webhook(
-            public_key,
-            body,
-            signature=request.headers.get(SIGNATURE_HEADER),
-            timestamp=request.headers.get(TIMESTAMP_HEADER),
-            now=edge.wall_clock(),
-        ):
-            log.warning("Telnyx webhook with a bad or missing signature")
-            return Response("invalid signature", status_code=403)
-        try:
-            hook = callcontrol.parse_webhook(body)
-        except RemoteProtocolError as exc:
-            return Response(str(exc), status_code=400)
+        hook = await signed_webhook(request, public_key, edge.wall_clock(), "webhook")
+        if isinstance(hook, Response):
+            return hook
         call_id = hook.call_control_id
         call_sid = edge.call_sid(CARRIER, call_id)
         match hook.event_type:

@@ -37,22 +37,18 @@ from fastapi.responses import Response
 
 from phonebridge.calls.bridge import Hangup
 from phonebridge.config import REPLICA_PREFIX, TWILIO_PREFIX
-from phonebridge.errors import RemoteProtocolError, StorageError
+from phonebridge.errors import StorageError
 from phonebridge.outbound.service import Outbound
 from phonebridge.telephony.carrier_rest import TelnyxApi
 from phonebridge.telephony.telnyx import callcontrol
 from phonebridge.telephony.telnyx.dialer import call_status, machine_verdict
-from phonebridge.telephony.telnyx.signature import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    verify_webhook,
-)
 from phonebridge.web.carriers.common import CarrierEdge
 from phonebridge.web.carriers.telnyx import (
     CARRIER,
     act,
     hang_up_after_speak,
     quiet,
+    signed_webhook,
     start_stream,
     stream_gone,
 )
@@ -69,20 +65,9 @@ def telnyx_outbound_router(
     router = APIRouter()
 
     async def events(request: Request) -> Response:
-        body = await request.body()
-        if not verify_webhook(
-            public_key,
-            body,
-            signature=request.headers.get(SIGNATURE_HEADER),
-            timestamp=request.headers.get(TIMESTAMP_HEADER),
-            now=edge.wall_clock(),
-        ):
-            log.warning("Telnyx outbound event with a bad or missing signature")
-            return Response("invalid signature", status_code=403)
-        try:
-            hook = callcontrol.parse_webhook(body)
-        except RemoteProtocolError as exc:
-            return Response(str(exc), status_code=400)
+        hook = await signed_webhook(request, public_key, edge.wall_clock(), "outbound event")
+        if isinstance(hook, Response):
+            return hook
         attempt_id = hook.client_state
         named = request.query_params.get("attempt")
         if not _ATTEMPT_ID.fullmatch(attempt_id) or (named is not None and named != attempt_id):

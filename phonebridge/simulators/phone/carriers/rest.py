@@ -36,20 +36,19 @@ id), with the same credential checks:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
-import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from phonebridge.simulators.loopback import LoopbackServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,15 +87,16 @@ class FakeCarrierApi:
     credentials: ApiCredentials = field(default_factory=ApiCredentials)
     requests: list[ApiRequest] = field(default_factory=list)
     resources: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
-    port: int = 0
     _handlers: dict[tuple[str, str], Handler] = field(default_factory=dict)
-    _server: uvicorn.Server | None = None
-    _task: asyncio.Task[None] | None = None
-    _socket: socket.socket | None = None
+    _server: LoopbackServer = field(default_factory=LoopbackServer)
+
+    @property
+    def port(self) -> int:
+        return self._server.port
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._server.url
 
     def register(self, carrier: str, call_id: str, handler: Handler) -> None:
         self._handlers[(carrier, call_id)] = handler
@@ -105,23 +105,10 @@ class FakeCarrierApi:
         self._handlers.pop((carrier, call_id), None)
 
     async def start(self, port: int = 0) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
-        self._socket = sock
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(self.app(), log_level="error", lifespan="off")
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        while not self._server.started:  # noqa: ASYNC110 (uvicorn exposes a flag, not an event)
-            await asyncio.sleep(0.01)
+        await self._server.start(self.app(), port)
 
     async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await asyncio.wait_for(self._task, 10)
-        if self._socket is not None:
-            self._socket.close()
+        await self._server.stop()
 
     async def __aenter__(self) -> FakeCarrierApi:
         await self.start()
