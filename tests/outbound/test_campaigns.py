@@ -208,7 +208,9 @@ async def test_a_claim_cut_by_a_crash_is_looked_up_never_redialled(
             )
         )
         await o.api.wait_ended()
-        assert await o.outbound.reconcile() == 2
+        # The states below are the proof: the bridge's own campaign runner may
+        # have reconciled some of these already, so the count of this pass is not.
+        await o.outbound.reconcile()
         released = await store.attempt(lost.id)
         assert released is not None
         assert released.outcome == "not_placed"

@@ -321,7 +321,9 @@ async def test_a_plivo_claim_cut_by_a_crash_is_looked_up_never_redialled(
         await place(ringing, ringing_to)
         await eventually(lambda: o.api.calls and all(c.status != "queued" for c in o.api.created))
         await eventually(lambda: any(c.ended is not None for c in o.api.created))
-        assert await o.outbound.reconcile() == 3
+        # The states below are the proof: the bridge's own campaign runner may
+        # have reconciled some of these already, so the count of this pass is not.
+        await o.outbound.reconcile()
         released = await store.attempt(lost.id)
         assert released is not None
         assert released.outcome == "not_placed"
@@ -341,7 +343,9 @@ async def test_a_plivo_claim_cut_by_a_crash_is_looked_up_never_redialled(
         assert any(path.endswith("/Call/") for path in gets)  # the listings were read
         # Once it has rung out, the next pass settles it from its record.
         await o.api.wait_ended()
-        assert await o.outbound.reconcile() == 1
+        # The states below are the proof: the bridge's own campaign runner may
+        # have reconciled some of these already, so the count of this pass is not.
+        await o.outbound.reconcile()
         settled = await store.attempt(ringing.id)
         assert settled is not None
         assert settled.outcome == "no_answer"

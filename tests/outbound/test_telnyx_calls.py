@@ -364,7 +364,9 @@ async def test_a_telnyx_claim_cut_by_a_crash_is_found_by_its_client_state(
             )
         busy_call, ringing_call = o.api.created
         await eventually(lambda: busy_call.ended is not None)
-        assert await o.outbound.reconcile() == 3
+        # The states below are the proof: the bridge's own campaign runner may
+        # have reconciled some of these already, so the count of this pass is not.
+        await o.outbound.reconcile()
         released = await store.attempt(lost.id)
         assert released is not None
         assert released.outcome == "not_placed"  # the busy call is reached's, not lost's
