@@ -62,20 +62,6 @@ from phonebridge.models.redact import redact_url
 if TYPE_CHECKING:
     from phonebridge.personas.book import PersonaBook
 
-_SECRET_FIELDS = frozenset(
-    {
-        "twilio_auth_token",
-        "polargrid_api_key",
-        "fal_key",
-        "dashboard_token",
-        "transcribe_key",
-        "webhook_secret",
-        "aws_access_key_id",
-        "aws_secret_access_key",
-        "aws_session_token",
-    }
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -354,6 +340,21 @@ class Settings:
         return f"Settings({', '.join(parts)})"
 
 
+# -- CLI flags (typed by field name) ------------------------------------------
+
+_SECRET_FIELDS = frozenset(
+    {
+        "twilio_auth_token",
+        "polargrid_api_key",
+        "fal_key",
+        "dashboard_token",
+        "transcribe_key",
+        "webhook_secret",
+        "aws_access_key_id",
+        "aws_secret_access_key",
+        "aws_session_token",
+    }
+)
 _PATH_FIELDS = frozenset({"personas_dir", "data_dir", "outbound_dnc_file"})
 _ENUM_FIELDS: dict[str, type[StrEnum]] = {
     "stream_signature": StreamSignaturePolicy,
