@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,9 @@ from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from phonebridge.config import (
+    DIALLING_CARRIERS,
     KNOWN_VARIABLES,
+    CarrierSettings,
     LogFormat,
     Settings,
     SettingsError,
@@ -415,11 +418,10 @@ def test_unknown_variables_are_flagged_with_a_suggestion() -> None:
 
 def test_every_known_variable_is_read_by_from_env() -> None:
     # A variable in the list that from_env ignored would pass the typo check silently.
-    source = Path(Settings.from_env.__code__.co_filename).read_text()
     readers = (
-        source.split("def from_env", 1)[1].split("def override", 1)[0]
+        inspect.getsource(Settings.from_env)
         # The further carriers' variables are read by CarrierSettings.read, which from_env calls.
-        + source.split("def read(cls, reader", 1)[1].split("\n\n\n", 1)[0]
+        + inspect.getsource(CarrierSettings.read)
     )
     assert "CarrierSettings.read(reader)" in readers
     for name in KNOWN_VARIABLES - {"PHONEBRIDGE_PERSONAS"}:
@@ -733,6 +735,26 @@ def test_carrier_settings_problems_are_one_line_each() -> None:
         "PLIVO_API_URL",
     ):
         assert expected in text, expected
+
+
+@pytest.mark.parametrize("carrier", DIALLING_CARRIERS)
+def test_each_dialling_carrier_needs_its_credentials_to_call_out(carrier: str) -> None:
+    problems = problems_from(
+        {
+            "PHONEBRIDGE_PUBLIC_URL": "https://bridge.example.com",
+            "PHONEBRIDGE_INSECURE_SKIP_TWILIO_SIGNATURE": "1",
+            "PHONEBRIDGE_OUTBOUND_ENABLED": "1",
+            "PHONEBRIDGE_OUTBOUND_COUNTRIES": "1",
+            "PHONEBRIDGE_OUTBOUND_CALLER_IDS": "+14165550123",
+            "PHONEBRIDGE_OUTBOUND_CARRIER": carrier,
+        }
+    )
+    # One line, naming what this carrier dials with (every carrier has a rule).
+    assert len(problems) == 1, problems
+    if carrier == "twilio":
+        assert "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not both set" in problems[0]
+    else:
+        assert problems[0].startswith(f"PHONEBRIDGE_OUTBOUND_CARRIER is {carrier} but ")
 
 
 def test_exotel_outbound_settings_go_together_and_stay_secret() -> None:

@@ -23,7 +23,7 @@ def test_unset_means_one_process_in_memory() -> None:
     assert s.redis_url is None
     assert (s.lease_ttl_seconds, s.redis_timeout_seconds) == (10.0, 0.5)
     assert s.crash_check_seconds == 15.0
-    # Unset with a long lease TTL: as long as the TTL (never shorter, see config.py).
+    # Unset with a long lease TTL: as long as the TTL (never shorter, see config/cluster.py).
     assert settings(PHONEBRIDGE_LEASE_TTL_SECONDS="40").crash_check_seconds == 40.0
 
 

@@ -5,7 +5,7 @@ the Kubernetes manifests pass the Kubernetes JSON schemas (kubernetes-validate
 ships them, offline); the compose file has the structure Docker expects; the
 Dockerfile only copies files that exist and that /.dockerignore lets through;
 the systemd unit has its keys; every stop timeout outlasts the drain deadline
-passed to ``phonebridge serve``; .env.example lists every setting config.py
+passed to ``phonebridge serve``; .env.example lists every setting phonebridge/config/
 reads, and holds no secret.
 """
 
@@ -508,7 +508,9 @@ def env_example() -> dict[str, str]:
 
 
 def variables_named_in_config() -> set[str]:
-    source = (ROOT / "phonebridge" / "config.py").read_text()
+    # The package's modules (its __init__ only re-exports: "TWILIO_PREFIX" is a name there).
+    modules = (ROOT / "phonebridge" / "config").glob("[!_]*.py")
+    source = "".join(path.read_text() for path in modules)
     names = set(re.findall(r"\"((?:PHONEBRIDGE|TWILIO|PERSONAPLEX|POLARGRID)_[A-Z_]+)\"", source))
     names |= set(re.findall(r"\"(FAL_KEY|DATABASE_URL)\"", source))
     return names

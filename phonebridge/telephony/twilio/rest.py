@@ -43,7 +43,7 @@ TWILIO_API: Final = "https://api.twilio.com"
 class BaseUrlHttpClient(TwilioHttpClient):  # type: ignore[misc]
     """The package's own transport, sending api.twilio.com requests to ``base`` instead.
 
-    ``TWILIO_API_URL`` (config.py): an egress proxy, or the fake API of the
+    ``TWILIO_API_URL`` (config/telephony.py): an egress proxy, or the fake API of the
     tests and demos. The ``twilio`` package offers regions and edges of
     api.twilio.com but no base URL of one's own, so the rewrite happens here,
     at the one place every request passes.

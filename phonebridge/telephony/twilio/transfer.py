@@ -135,7 +135,7 @@ class TwilioHumanCalls:
     """Places warm transfers' human calls and answers their webhooks (a HumanDialer).
 
     ``webhook_url(path)`` is the public URL Twilio signs for a path;
-    ``sticky_prefix`` is where this replica's paths live (config.py).
+    ``sticky_prefix`` is where this replica's paths live (config/settings.py).
     """
 
     def __init__(

@@ -33,7 +33,7 @@ _E164: Final = re.compile(r"\+[1-9][0-9]{1,14}")
 
 
 def _check_stream_url(url: str) -> None:
-    # The same rule start-up applies to PHONEBRIDGE_PUBLIC_URL (config.py).
+    # The same rule start-up applies to PHONEBRIDGE_PUBLIC_URL (config/telephony.py).
     problem = stream_url_problem(url)
     if problem is not None:
         raise LocalProtocolError(problem)
