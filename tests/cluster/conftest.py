@@ -37,8 +37,8 @@ from .helpers import Cluster, loopback_cluster
 ClusterFactory = Callable[..., AbstractAsyncContextManager[Cluster]]
 
 LEASE_TTL_SECONDS = 2.0
-REDIS_TIMEOUT_SECONDS = 0.25  # at most TTL/4 (config.py)
-CRASH_CHECK_SECONDS = 2.0  # at least the TTL (config.py)
+REDIS_TIMEOUT_SECONDS = 0.25  # at most TTL/4 (phonebridge/config/)
+CRASH_CHECK_SECONDS = 2.0  # at least the TTL (phonebridge/config/)
 
 _buckets = itertools.count(1)
 
