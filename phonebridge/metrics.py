@@ -170,6 +170,14 @@ class BridgeMetrics:
             ["outcome", "end_reason"],
             registry=r,
         )
+        self.ringing_hangups = Counter(
+            "phonebridge_ringing_hangups",
+            "Pending calls freed because their caller hung up while it rang, by where the "
+            "hang-up was heard: local (this replica got the carrier's callback) or "
+            "signalled (another replica got it and told every replica)",
+            ["origin"],
+            registry=r,
+        )
         self.calls_refused = Counter(
             "phonebridge_calls_refused",
             "Calls the toll-fraud guard answered busy, by the limit that refused them "

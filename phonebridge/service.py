@@ -377,6 +377,7 @@ async def build_app(
         metrics=metrics,
         guard=coordination.guard,
         replay=coordination.replay,
+        hangups=coordination.hangups,
         policies=TransferPolicies(metrics=metrics, dialer=human_calls),
         personal=personal,
     )
@@ -433,6 +434,8 @@ async def build_app(
         watch_personas,
         watch_loop_lag,
         coordination.run_forever,
+        # Other replicas' "hung up while ringing" (cancelled at shutdown, after the drain).
+        bridge.listen_for_ringing_hangups,
         write_spooled_rows,
     ]
     # One process per set of rows uploads them: each replica its own; with

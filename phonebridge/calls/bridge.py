@@ -50,8 +50,8 @@ from phonebridge.calls.personal import (
 from phonebridge.calls.policy import CallPolicy, Policies
 from phonebridge.calls.ready_answer import answer_when_ready
 from phonebridge.calls.session import CallSession
-from phonebridge.coordination.base import CallGuard, ReplayMemory
-from phonebridge.coordination.memory import MemoryReplay
+from phonebridge.coordination.base import CallGuard, ReplayMemory, RingingHangups
+from phonebridge.coordination.memory import MemoryReplay, MemoryRingingHangups
 from phonebridge.errors import (
     CapacityError,
     HandshakeTimeout,
@@ -213,6 +213,7 @@ class Bridge:
         replay: ReplayMemory | None = None,
         policies: PolicyFactory | None = None,
         personal: PersonalCalls | None = None,
+        hangups: RingingHangups | None = None,
     ) -> None:
         self.config = config
         self._policies: list[PolicyFactory] = [policies] if policies is not None else []
@@ -235,6 +236,9 @@ class Bridge:
         # Answered call SIDs (replays open nothing); shared by every replica
         # when coordination is in Redis.
         self._answered = replay or MemoryReplay()
+        # "Hung up while ringing", heard by one replica, told to all (shared in
+        # Redis like the replay memory).
+        self.hangups = hangups or MemoryRingingHangups()
         # Calls this process answered with a stream: an action request for any
         # other call comes from a replica that died (or from before a restart).
         self._held = AnsweredCalls()
@@ -646,6 +650,40 @@ class Bridge:
             return False
         await self._abandon(pending, reason, detail)
         return True
+
+    # -- a caller who hangs up while it rings --------------------------------------
+    # The carrier's hang-up callback reaches one replica (a number has one status
+    # callback); the pending call may be held by another. The replica that hears
+    # it withdraws the call if it holds it, else tells every replica.
+
+    async def ringing_ended(self, call_sid: str) -> None:
+        """The carrier says ``call_sid`` ended (it may have been ringing): free its
+        pending model socket here, or tell the replica that holds it."""
+        if await self.withdraw_pending(
+            call_sid, CallEndReason.CALLER_HANGUP, "caller hung up before the stream started"
+        ):
+            self.metrics.ringing_hangups.labels("local").inc()
+            return
+        await self.tell_replicas_ringing_ended(call_sid)
+
+    async def tell_replicas_ringing_ended(self, call_sid: str) -> None:
+        """Tell every replica ``call_sid`` ended while it rang, unless this process
+        answered it (then no other replica holds it: it was claimed or freed here)."""
+        if call_sid and call_sid not in self._held and call_sid not in self.live:
+            await self.hangups.publish(call_sid)
+
+    async def withdraw_signalled(self, call_sid: str) -> None:
+        """Another replica heard ``call_sid`` hang up while it rang: free it if held here."""
+        if await self.withdraw_pending(
+            call_sid,
+            CallEndReason.CALLER_HANGUP,
+            "caller hung up before the stream started (heard by another replica)",
+        ):
+            self.metrics.ringing_hangups.labels("signalled").inc()
+
+    async def listen_for_ringing_hangups(self) -> None:
+        """The background subscriber: other replicas' ringing hang-ups, until cancelled."""
+        await self.hangups.run_forever(self.withdraw_signalled)
 
     # -- a phone webhook's kept answer ---------------------------------------------
     # A webhook's stream answer is kept (shared by every replica when coordination

@@ -15,7 +15,7 @@ local state, counts it in a metric and never raises into a call.
 
 from __future__ import annotations
 
-from collections.abc import Set
+from collections.abc import Awaitable, Callable, Set
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,8 +27,10 @@ __all__ = [
     "ReplayMemory",
     "ReplicaRegistry",
     "RetryGate",
+    "RingingHangups",
     "ServerHold",
     "ServerLeases",
+    "Withdraw",
 ]
 
 
@@ -148,4 +150,40 @@ class ReplicaRegistry(Protocol):
 
     async def alive_replicas(self) -> set[str]:
         """Ids of the replicas whose heartbeat has not expired (this one included)."""
+        ...
+
+
+Withdraw = Callable[[str], Awaitable[object]]
+"""What a replica does with a signalled call SID (``Bridge.withdraw_signalled``)."""
+
+
+class RingingHangups(Protocol):
+    """Calls that ended while they rang, told to every replica.
+
+    A carrier's hang-up callback (Twilio's number status callback, Telnyx's
+    ``call.hangup``) reaches one replica; the pending call (its model socket,
+    billed while it rings) may be held by another. The replica that hears the
+    hang-up and does not hold the call publishes its SID; every replica's
+    subscriber withdraws it if it holds it pending.
+
+    Delivery is best effort, like Redis pub/sub: a signal published while a
+    subscriber is not listening (Redis down, a reconnect in progress) is lost
+    for it, and the pending deadline still frees the call.
+    """
+
+    @property
+    def listening(self) -> bool:
+        """Whether a signal published now reaches this replica's subscriber."""
+        ...
+
+    async def publish(self, call_sid: str) -> None:
+        """Tell every replica (this one included); never raises."""
+        ...
+
+    async def run_forever(self, withdraw: Withdraw) -> None:
+        """Hand every signalled SID to ``withdraw`` until cancelled (a background task).
+
+        Never returns on its own: a lost store is waited out and the
+        subscription renewed. An exception from ``withdraw`` is logged, not raised.
+        """
         ...

@@ -15,6 +15,7 @@ from phonebridge.coordination.base import (
     ReplayMemory,
     ReplicaRegistry,
     RetryGate,
+    RingingHangups,
     ServerLeases,
 )
 from phonebridge.coordination.memory import (
@@ -22,10 +23,12 @@ from phonebridge.coordination.memory import (
     MemoryReplay,
     MemoryReplicas,
     MemoryRetryGate,
+    MemoryRingingHangups,
     ServerPool,
 )
 from phonebridge.coordination.metrics import CoordinationMetrics
 from phonebridge.coordination.redis_guard import RedisCallGuard
+from phonebridge.coordination.redis_hangups import RedisRingingHangups
 from phonebridge.coordination.redis_leases import RedisServerLeases
 from phonebridge.coordination.redis_link import RedisLink
 from phonebridge.coordination.redis_state import (
@@ -56,6 +59,8 @@ class Coordination:
     replay: ReplayMemory
     replicas: ReplicaRegistry
     metrics: CoordinationMetrics
+    hangups: RingingHangups = field(default_factory=MemoryRingingHangups)
+    """Calls that ended while they rang, told to every replica (a background subscriber)."""
     link: RedisLink | None = None
     ticker: RedisTicker | None = None
     _gates: dict[str, RetryGate] = field(default_factory=dict)
@@ -165,6 +170,7 @@ def build_coordination(
         replay=RedisReplay(link, MemoryReplay(), replica_id=replica),
         replicas=replicas,
         metrics=metrics,
+        hangups=RedisRingingHangups(link, clock=clock),
         link=link,
         ticker=RedisTicker(
             link, leases=leases, guard=guard, replicas=replicas, ttl_seconds=lease_ttl_seconds

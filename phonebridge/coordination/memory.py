@@ -8,6 +8,8 @@ implementations keep one of these as their local fallback and shadow.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import secrets
 from collections.abc import Callable, Iterable, Set
 
@@ -17,8 +19,10 @@ from phonebridge.calls.guard import (
     TollFraudGuard,
     caller_key,
 )
-from phonebridge.coordination.base import ServerHold
+from phonebridge.coordination.base import ServerHold, Withdraw
 from phonebridge.models.retry_gate import LocalRetryGate
+
+log = logging.getLogger(__name__)
 
 
 class ServerPool:
@@ -166,10 +170,55 @@ class MemoryReplicas:
         return {self.replica_id}
 
 
+class MemoryRingingHangups:
+    """Ringing hang-ups within one process: every running subscriber gets each SID.
+
+    One process holds every call it answered, so its own status callback
+    already found the call (the bridge withdraws locally first); this
+    delivers the signal anyway, so one process behaves as a cluster of one.
+    Workers of ``serve --workers`` without Redis are separate processes with
+    their own instance each: nothing crosses between them (each worker's
+    status callback path is its own, docs/webhooks.md).
+    A SID published while no subscriber runs is lost, as with Redis pub/sub.
+    """
+
+    def __init__(self) -> None:
+        self._subscribers: set[asyncio.Queue[str]] = set()
+
+    @property
+    def listening(self) -> bool:
+        return bool(self._subscribers)
+
+    async def publish(self, call_sid: str) -> None:
+        for queue in self._subscribers:
+            queue.put_nowait(call_sid)
+
+    async def run_forever(self, withdraw: Withdraw) -> None:
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self._subscribers.add(queue)
+        try:
+            while True:
+                await deliver(withdraw, await queue.get())
+        finally:
+            self._subscribers.discard(queue)
+
+
+async def deliver(withdraw: Withdraw, call_sid: str) -> None:
+    """Hand one signalled SID over; a failure is this call's, logged, never the subscriber's."""
+    try:
+        await withdraw(call_sid)
+    except Exception:
+        log.exception(
+            "withdrawing a call that hung up while ringing failed", extra={"call_sid": call_sid}
+        )
+
+
 __all__ = [
     "MemoryCallGuard",
     "MemoryReplay",
     "MemoryReplicas",
     "MemoryRetryGate",
+    "MemoryRingingHangups",
     "ServerPool",
+    "deliver",
 ]

@@ -8,7 +8,8 @@
   and ``start``, claim the pending call with the token, run the
   :class:`~phonebridge.calls.session.CallSession` (:meth:`Bridge.run_call`).
 - ``POST /twilio/call-status`` (:meth:`TwilioEntry.call_status`): the number's
-  status callback; a call that ended while it rang frees its model at once.
+  status callback; a call that ended while it rang frees its model at once,
+  on whichever replica holds it (coordination/ ``RingingHangups``).
 - ``POST /twilio/stream-ended`` (:meth:`TwilioEntry.stream_ended`): Twilio asks
   what to do after the stream closed; answer the persona's fallback when the
   call ended badly, else hang up (:meth:`Bridge.after_stream`). A call this
@@ -26,9 +27,10 @@ Answering when the model is ready (calls/ready_answer.py) is Twilio's own
 step: it holds the webhook's TwiML, which only a phone webhook has
 (:meth:`Bridge.hold_answer`).
 
-In a cluster the stream, action and status paths carry the replica id
+In a cluster the stream and action paths carry the replica id
 (``/twilio/r/<id>/...``, config.Settings.sticky_prefix) so the edge proxy
-brings them back to the replica holding the call.
+brings them back to the replica holding the call; the status callback needs
+no replica (any replica tells the others).
 
 Signatures are checked by the web layer (web/twilio_routes.py) before these
 are called; this module holds Twilio's call logic only, so tests can drive it
@@ -49,7 +51,6 @@ from phonebridge.calls.bridge import (
     Say,
     Transfer,
 )
-from phonebridge.calls.outcome import CallEndReason
 from phonebridge.calls.pending import PendingCall
 from phonebridge.calls.personal import call_direction, carrier_fields
 from phonebridge.errors import RemoteProtocolError
@@ -216,16 +217,14 @@ class TwilioEntry:
 
         Without it, a caller who hangs up during the ringing (the webhook held
         its answer, or the stream had not come yet) keeps a billed model socket
-        open until the pending deadline. A call this replica does not hold is
-        left alone (it is live here, or another replica holds it).
+        open until the pending deadline. The number has one status callback,
+        which reaches one replica: a call this replica does not hold pending is
+        told to every replica (:meth:`Bridge.ringing_ended`), and the one
+        holding it frees it.
         """
         if form.get("CallStatus", "") not in _ENDED_STATUSES:
             return
-        await self.bridge.withdraw_pending(
-            form.get("CallSid", ""),
-            CallEndReason.CALLER_HANGUP,
-            "caller hung up before the stream started",
-        )
+        await self.bridge.ringing_ended(form.get("CallSid", ""))
 
 
 def render_twiml(answer: AfterStream) -> str:

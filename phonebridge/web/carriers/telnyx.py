@@ -101,13 +101,19 @@ async def stream_gone(
     stream never claimed is freed now, and a caller still there gets the fallback."""
     pending = edge.bridge.pending.by_call_sid(call_sid)
     if pending is None:
+        if hook.event_type == "call.hangup":
+            # Call Control webhooks reach any replica: the one holding the call
+            # pending (if any) frees it when told (coordination/ RingingHangups).
+            await edge.bridge.tell_replicas_ringing_ended(call_sid)
         return
     # (a socket we refused after the upgrade, e.g. media before start, is a
     # stream that *stopped*: the caller is still there)
     await edge.bridge.abandon(
         pending, CallEndReason.NO_STREAM, f"{hook.event_type} before the stream"
     )
-    if hook.event_type != "call.hangup":
+    if hook.event_type == "call.hangup":
+        edge.bridge.metrics.ringing_hangups.labels("local").inc()
+    else:
         outcome = CallOutcome(call_sid, pending.persona.id, CallEndReason.NO_STREAM)
         fallback = edge.bridge.decide(outcome)
         call_id = hook.call_control_id
