@@ -294,9 +294,16 @@ class Settings:
 
     @property
     def status_callback_url(self) -> str:
-        """The number's status callback (``twilio configure``): under this replica's
-        prefix, since a call ringing while the webhook holds its answer is pending
-        in this process's memory only."""
+        """The number's status callback (``twilio configure``).
+
+        With coordination in Redis, the plain ``/twilio/call-status``: any
+        replica takes it and tells the one holding the call
+        (coordination/ ``RingingHangups``), so the number depends on no one
+        replica staying alive. Without Redis, nothing crosses between
+        processes: under this replica's prefix, where its pending calls are.
+        """
+        if self.redis_url is not None:
+            return self.webhook_url(TWILIO_PREFIX + "/call-status")
         return self.webhook_url(self.sticky_prefix + "/call-status")
 
     def webhook_url(self, path: str) -> str:
