@@ -134,3 +134,27 @@ def test_configure_requires_number() -> None:
     configure_cli.register(parser.add_subparsers(dest="command", required=True))
     with pytest.raises(SystemExit):
         parser.parse_args(["twilio", "configure"])
+
+
+@pytest.mark.parametrize(
+    ("extra", "status_path"),
+    [
+        # One named replica without Redis: only it holds its pending calls.
+        ({"PHONEBRIDGE_REPLICA_ID": "edge-1"}, "/twilio/r/edge-1/call-status"),
+        # A cluster: any replica takes the status callback and tells the one
+        # holding the call (coordination/ RingingHangups), so no replica is named.
+        (
+            {"PHONEBRIDGE_REPLICA_ID": "edge-1", "PHONEBRIDGE_REDIS_URL": "redis://redis:6379/0"},
+            "/twilio/call-status",
+        ),
+    ],
+)
+def test_status_callback_names_a_replica_only_without_shared_coordination(
+    fake: tuple[FakeTwilio, LoopbackHttpClient], extra: dict[str, str], status_path: str
+) -> None:
+    state, http = fake
+    code, out, err = run_cli(["twilio", "configure", "--number", NUMBER], BASE_ENV | extra, http)
+    assert (code, err) == (0, "")
+    status_url = "https://bridge.example.com" + status_path
+    assert state.updates[0][1]["StatusCallback"] == [status_url]
+    assert status_url in out

@@ -6,6 +6,10 @@ serves with, so the URL Twilio calls is exactly the one the bridge checks
 signatures against (§1.4). Credentials come from ``TWILIO_ACCOUNT_SID`` and
 ``TWILIO_AUTH_TOKEN`` through :mod:`phonebridge.config`; nothing here reads
 the environment itself.
+
+It also sets the number's status callback (``Settings.status_callback_url``):
+the plain ``/twilio/call-status`` when coordination is in Redis (any replica
+takes it and tells the one holding the call), else this replica's own path.
 """
 
 from __future__ import annotations
