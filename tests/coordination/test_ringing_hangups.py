@@ -74,9 +74,7 @@ def redis_hangups(coordination: Coordination) -> RedisRingingHangups:
 # -- in memory ---------------------------------------------------------------------------
 
 
-async def test_memory_delivers_to_every_running_subscriber_and_survives_a_failing_handler() -> (
-    None
-):
+async def test_memory_delivers_to_every_running_subscriber_and_survives_a_failing_handler() -> None:
     hangups = MemoryRingingHangups()
     await hangups.publish("CA-nobody-listens")  # lost, like pub/sub with no subscriber
     first, second = Heard(boom="CA-boom"), Heard()
