@@ -98,7 +98,12 @@ def test_replica_paths_route_by_their_id_and_orphaned_actions_fall_back(
     server = next(iter(config["apps"]["http"]["servers"].values()))
     text = json.dumps(server)
     # The replica segment is captured once, as one DNS label, for both routes.
-    assert text.count("^/twilio/r/([a-z0-9-]+)/(stream-ended|outbound/(answer|status|amd))$") == 1
+    assert (
+        text.count(
+            "^/twilio/r/([a-z0-9-]+)/(stream-ended|call-status|outbound/((signalwire|telnyx|plivo|vonage|exotel)/)?(answer|status|amd|ring|hangup|event|events|machine/(voicemail|hangup)))$"
+        )
+        == 1
+    )
     assert text.count("^/twilio/r/([a-z0-9-]+)/") >= 2
     if name == "Caddyfile.cluster":
         replica = "{http.regexp.replica.1}." + ENV["BRIDGE_REPLICAS_HOST"] + ":8080"
@@ -123,3 +128,31 @@ def test_the_edge_configmap_ships_caddyfile_cluster() -> None:
         if doc["kind"] == "ConfigMap"
     ]
     assert config["data"]["Caddyfile"] == (DEPLOY / "Caddyfile.cluster").read_text()
+
+
+def test_every_callback_that_can_outlive_its_replica_falls_back_but_no_socket_does() -> None:
+    """The failover regexp covers each carrier's outbound callbacks and the status
+    callback (any replica settles them from the shared rows), never a media socket
+    (only the replica holding the call can take its stream)."""
+    text = (DEPLOY / "Caddyfile.cluster").read_text()
+    (pattern,) = set(re.findall(r"path_regexp replica (\^\S+\$)", text))
+    falls_back = [
+        "stream-ended",
+        "call-status",
+        "outbound/answer",
+        "outbound/status",
+        "outbound/amd",
+        "outbound/signalwire/answer",
+        "outbound/signalwire/amd",
+        "outbound/telnyx/events",
+        "outbound/plivo/ring",
+        "outbound/plivo/hangup",
+        "outbound/plivo/machine/voicemail",
+        "outbound/vonage/answer",
+        "outbound/vonage/event",
+        "outbound/exotel/status",
+    ]
+    for tail in falls_back:
+        assert re.fullmatch(pattern, f"/twilio/r/pb-1/{tail}"), tail
+    for tail in ["media", "outbound/exotel/media", "signalwire/media", "stream-ended/x"]:
+        assert not re.fullmatch(pattern, f"/twilio/r/pb-1/{tail}"), tail
