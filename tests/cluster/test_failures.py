@@ -15,9 +15,11 @@ from redis.asyncio import Redis
 from phonebridge.simulators.phone.report import DialReport
 from phonebridge.storage.models import CallQuery, CallStatus
 
-from ..conftest import tone_mulaw
+from ..conftest import HEAVY, tone_mulaw
 from .conftest import LEASE_TTL_SECONDS, ClusterFactory
 from .helpers import SHAKSHUKA_FALLBACK, Cluster, Replica, replica_of, until
+
+pytestmark = HEAVY  # a whole cluster: one at a time (tests/conftest.py)
 
 # Short calls and deadlines keep each test well under a minute.
 DRAIN_SECONDS = 8.0
@@ -172,6 +174,7 @@ class Arrivals:
 async def test_rolling_restart_refuses_no_call_and_cuts_none(
     start_cluster: ClusterFactory,
 ) -> None:
+
     serve_args = (
         *("--drain-seconds", str(DRAIN_SECONDS)),
         *("--withdraw-seconds", str(WITHDRAW_SECONDS)),
