@@ -17,12 +17,18 @@ $(VENV)/.dev: pyproject.toml deploy/bootstrap.sh
 demo: $(VENV)/.runtime
 	$(BIN)/phonebridge demo
 
-## Lint, type-check and run the whole test suite with branch coverage.
+## Lint, type-check and run the whole test suite with branch coverage, on
+## TEST_WORKERS pytest-xdist workers (one per core of the 2-core CI machine;
+## most tests wait on real-time calls, so two roughly halve the wall time).
+## loadgroup keeps the process-heavy tests on one worker (tests/conftest.py, HEAVY);
+## pytest-cov combines the workers' coverage.
+TEST_WORKERS ?= 2
 test: $(VENV)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check phonebridge tests bench
 	$(BIN)/mypy
-	$(BIN)/pytest --cov=phonebridge --cov-branch --cov-report=term:skip-covered
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup \
+		--cov=phonebridge --cov-branch --cov-report=term:skip-covered
 
 bench: $(VENV)/.dev
 	$(BIN)/python bench/bench_audio.py

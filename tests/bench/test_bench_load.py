@@ -15,6 +15,10 @@ from types import ModuleType, SimpleNamespace
 
 import pytest
 
+from ..conftest import HEAVY
+
+pytestmark = HEAVY  # a real server under generated load: one at a time (tests/conftest.py)
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 

@@ -16,6 +16,10 @@ import pytest
 
 from phonebridge.metrics import BridgeMetrics
 
+from ..conftest import HEAVY
+
+pytestmark = HEAVY  # a real server under generated load: one at a time (tests/conftest.py)
+
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 

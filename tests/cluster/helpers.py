@@ -188,10 +188,17 @@ class Replica:
         if self.process.returncode is None:
             self.process.send_signal(signal.SIGTERM)
 
-    async def wait(self) -> int:
+    async def wait(self, within: float = STOP_SECONDS) -> int:
+        """Its exit code; a replica still running after ``within`` fails with its log."""
         assert self.process is not None
-        async with asyncio.timeout(STOP_SECONDS):
-            return await self.process.wait()
+        try:
+            async with asyncio.timeout(within):
+                return await self.process.wait()
+        except TimeoutError:
+            tail = self.log()[-4000:]
+            raise AssertionError(
+                f"replica {self.replica_id} still running after {within} s:\n{tail}"
+            ) from None
 
     async def stop(self) -> int:
         """SIGTERM and wait for the exit code."""

@@ -15,13 +15,19 @@ from redis.asyncio import Redis
 from phonebridge.simulators.phone.report import DialReport
 from phonebridge.storage.models import CallQuery, CallStatus
 
-from ..conftest import tone_mulaw
+from ..conftest import HEAVY, tone_mulaw
 from .conftest import LEASE_TTL_SECONDS, ClusterFactory
 from .helpers import SHAKSHUKA_FALLBACK, Cluster, Replica, replica_of, until
+
+pytestmark = HEAVY  # a whole cluster: one at a time (tests/conftest.py)
 
 # Short calls and deadlines keep each test well under a minute.
 DRAIN_SECONDS = 8.0
 WITHDRAW_SECONDS = 1.0  # > Caddy's health interval (helpers.HEALTH_INTERVAL)
+# The longest a drained replica may take to exit by serve.py's own bounds
+# (withdraw, drain, then uvicorn's graceful shutdown of int(withdraw + drain) + 10 s),
+# plus slack for a loaded CI machine: a liveness deadline, not a timing claim.
+EXIT_SECONDS = WITHDRAW_SECONDS + DRAIN_SECONDS + int(WITHDRAW_SECONDS + DRAIN_SECONDS) + 10 + 10
 
 
 async def calls_running(replica: Replica, calls: int) -> None:
@@ -172,6 +178,7 @@ class Arrivals:
 async def test_rolling_restart_refuses_no_call_and_cuts_none(
     start_cluster: ClusterFactory,
 ) -> None:
+
     serve_args = (
         *("--drain-seconds", str(DRAIN_SECONDS)),
         *("--withdraw-seconds", str(WITHDRAW_SECONDS)),
@@ -186,7 +193,7 @@ async def test_rolling_restart_refuses_no_call_and_cuts_none(
             # have noticed: round robin gives the replica one of them.
             for _ in cluster.replicas:
                 arrivals.call()
-            exit_codes.append(await replica.wait())
+            exit_codes.append(await replica.wait(EXIT_SECONDS))
             await replica.start()
         await asyncio.sleep(0.6)
         reports = await arrivals.finish()

@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import re
 
-from ..conftest import tone_mulaw
+from ..conftest import HEAVY, tone_mulaw
 from .conftest import ClusterFactory
 from .helpers import replica_of
+
+pytestmark = HEAVY  # a whole cluster: one at a time (tests/conftest.py)
 
 K = 3
 CALLS = 12
@@ -22,6 +24,7 @@ CALLS = 12
 async def test_concurrent_webhooks_on_all_replicas_never_share_a_server(
     start_cluster: ClusterFactory,
 ) -> None:
+
     async with start_cluster(pool_size=K) as cluster:
         # Straight to each replica (no proxy in between to spread them out),
         # all at once; each call outlives the burst, so every lease is held

@@ -25,9 +25,11 @@ import asyncio
 from phonebridge.simulators.phone.report import DialReport
 from phonebridge.storage.models import CallQuery, CallStatus
 
-from ..conftest import tone_mulaw
+from ..conftest import HEAVY, tone_mulaw
 from .conftest import ClusterFactory, SharedParts
 from .helpers import CITYSAN, SHAKSHUKA, Cluster, metric, replica_of, until
+
+pytestmark = HEAVY  # a whole cluster: one at a time (tests/conftest.py)
 
 
 async def calls_in_progress(
@@ -107,6 +109,7 @@ async def test_redis_stopped_and_restarted_mid_traffic(
 async def test_postgresql_stopped_and_restarted_mid_traffic(
     start_cluster: ClusterFactory, shared_parts: SharedParts
 ) -> None:
+
     postgres = shared_parts.postgres
     async with start_cluster(pool_size=5) as cluster:
         live = await calls_in_progress(cluster, 3, seconds=3.0)

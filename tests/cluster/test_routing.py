@@ -15,9 +15,11 @@ import httpx
 from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL
 from phonebridge.telephony.twilio.signature import SIGNATURE_HEADER, sign
 
-from ..conftest import tone_mulaw
+from ..conftest import HEAVY, tone_mulaw
 from .conftest import ClusterFactory
 from .helpers import SHAKSHUKA, SHAKSHUKA_FALLBACK, replica_of, until
+
+pytestmark = HEAVY  # a whole cluster: one at a time (tests/conftest.py)
 
 CALLS = 6
 

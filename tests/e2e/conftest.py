@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from phonebridge.storage.index import CallIndex
 from phonebridge.storage.models import CallRecord
 
 from ..conftest import REPO, BridgeFactory, record_of, tone_mulaw
+from ..realservers.ports import free_port
 
 # The shared helpers, re-exported for the e2e tests' `from .conftest import ...`.
 __all__ = ["REPO", "BridgeFactory", "ServeProcess", "record_of", "serve_process", "tone_mulaw"]
@@ -60,9 +60,7 @@ def serve_process(tmp_path: Path, model_url: str) -> ServeProcess:
     """Environment for `phonebridge serve` on a free port, the shipped personas, one server."""
     personas = tmp_path / "personas-serve"
     shutil.copytree(REPO / "personas", personas)
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    port = free_port()  # the subprocess binds it: from this worker's own slice
     inherited = {
         k: v for k, v in os.environ.items() if not k.startswith(("PHONEBRIDGE_", "TWILIO_"))
     }

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from phonebridge.storage.models import DeliveryState, OutboxEntry
 from phonebridge.webhooks.outbox import Outbox
 from phonebridge.webhooks.signing import recording_query
 
+from ..realservers.ports import free_port
 from .conftest import BridgeFactory, record_of, serve_process, tone_mulaw
 from .test_call_path import SHAKSHUKA, call
 
@@ -78,9 +78,7 @@ async def _deliveries(data: Path, call_sid: str) -> list[OutboxEntry]:
 async def test_kill_9_with_a_delivery_pending_delivers_it_after_the_restart(
     tmp_path: Path,
 ) -> None:
-    with socket.socket() as sock:  # a port where no receiver listens yet
-        sock.bind(("127.0.0.1", 0))
-        receiver_port = sock.getsockname()[1]
+    receiver_port = free_port()  # where no receiver listens yet
     async with PersonaPlexSimulator(flavour="self-hosted", reply="echo") as sim:
         serve = serve_process(tmp_path, sim.url)
         serve.env["PHONEBRIDGE_WEBHOOK_SECRET"] = SECRET

@@ -14,9 +14,10 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .ports import free_port
 
 STARTUP_SECONDS = 15.0
 
@@ -34,13 +35,6 @@ def caddy_binary() -> str:
         # machine, not a reason to skip the cluster tests.
         raise RuntimeError("caddy is not installed: run deploy/bootstrap.sh --test")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 async def run_caddy(

@@ -9,21 +9,12 @@ is that the client side follows the protocol, not how AWS behaves under load.
 
 from __future__ import annotations
 
-import socket
-
 from moto.server import ThreadedMotoServer
 
 BUCKET = "phonebridge-test"
 ACCESS_KEY_ID = "testing"
 SECRET_ACCESS_KEY = "testing-secret"
 REGION = "us-east-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class MotoS3:

@@ -29,7 +29,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -37,6 +36,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from .ports import free_port
 
 PG_ROOT = Path("/usr/lib/postgresql")
 SUPERUSER = "phonebridge"
@@ -55,13 +56,6 @@ def find_bin_dir() -> Path:
             "run deploy/bootstrap.sh --test, or apt-get install postgresql"
         )
     return majors[-1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class PostgresServer:

@@ -42,8 +42,8 @@ from ..realservers.moto_s3 import (
     REGION,
     SECRET_ACCESS_KEY,
     MotoS3,
-    free_port,
 )
+from ..realservers.ports import free_port
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
