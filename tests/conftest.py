@@ -37,12 +37,13 @@ settings.load_profile(os.environ.get("PHONEBRIDGE_HYPOTHESIS_PROFILE", "default"
 BridgeFactory = Callable[..., AbstractAsyncContextManager[LocalBridge]]
 
 # `make test` runs the suite on two pytest-xdist workers (one per core of a CI
-# machine). Tests that start a whole fleet of processes (a three-replica
-# cluster behind Caddy with its PostgreSQL, Redis and S3; the load and soak
-# benches' servers and call generators) are put on one worker, one at a time:
-# two of them at once starve each other's short liveness deadlines (2 s lease
-# TTL, 0.25 s Redis timeout) and prove nothing more. A module opts in with
-# ``pytestmark = HEAVY``; only `--dist loadgroup` reads the group.
+# machine), except the tests that start a whole fleet of processes (a
+# three-replica cluster behind Caddy with its PostgreSQL, Redis and S3; the load
+# and soak benches' servers and call generators): they run afterwards, alone and
+# one at a time (`pytest -m xdist_group`). Next to anything else they starve
+# their own short liveness deadlines (2 s lease TTL, 0.25 s Redis timeout): a
+# rolling restart failed that way under two workers. A module opts in with
+# ``pytestmark = HEAVY``; `--dist loadgroup` would keep them on one worker too.
 HEAVY = pytest.mark.xdist_group("heavy")
 
 
