@@ -67,6 +67,20 @@ class CallEndReason(StrEnum):
         return "bridge"
 
     @property
+    def caller_on_line(self) -> bool:
+        """Can the carrier still reach the caller once the stream is over (to say
+        a goodbye, a voicemail, a fallback)? Not when they hung up or were never
+        reached; yes after an opt-out: the choice to end was the callee's, but
+        they pressed a key and are waiting for the goodbye."""
+        return self not in (
+            CallEndReason.CALLER_HANGUP,
+            CallEndReason.CALLER_DROPPED,
+            CallEndReason.NO_ANSWER,
+            CallEndReason.LINE_BUSY,
+            CallEndReason.CANCELED,
+        )
+
+    @property
     def wants_fallback(self) -> bool:
         """Did the caller miss the conversation through no choice of theirs?"""
         return self in (

@@ -172,11 +172,7 @@ def plivo_router(edge: CarrierEdge, *, auth_token: str, api: PlivoApi) -> APIRou
         def before_close(pending: PendingCall, call_uuid: str) -> Callable[[], Awaitable[None]]:
             async def continue_call() -> None:
                 outcome = edge.bridge.outcomes.pop(pending.call_sid)
-                if outcome is None or (
-                    # The caller left; but one who opted out is still there for the goodbye.
-                    outcome.reason.ended_by == "caller"
-                    and outcome.reason is not CallEndReason.OPTED_OUT
-                ):
+                if outcome is None or not outcome.reason.caller_on_line:
                     return
                 answer = edge.bridge.decide(outcome)
                 if isinstance(answer, Hangup):

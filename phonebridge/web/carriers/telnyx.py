@@ -206,7 +206,7 @@ def telnyx_router(edge: CarrierEdge, *, public_key: Ed25519PublicKey, api: Telny
         def before_close(pending: PendingCall, call_id: str) -> Callable[[], Awaitable[None]]:
             async def after() -> None:
                 outcome = edge.bridge.outcomes.pop(pending.call_sid)
-                if outcome is not None and _caller_still_there(outcome.reason):
+                if outcome is not None and outcome.reason.caller_on_line:
                     await act(api, call_id, edge.bridge.decide(outcome))
 
             return after
@@ -214,13 +214,6 @@ def telnyx_router(edge: CarrierEdge, *, public_key: Ed25519PublicKey, api: Telny
         await serve_stream(edge, websocket, spec, upgrade_token=token, before_close=before_close)
 
     return router
-
-
-def _caller_still_there(reason: CallEndReason) -> bool:
-    """Whether commands can still reach the caller after the stream: not when they
-    hung up; yes when the bridge ended it, and after an opt-out (the callee pressed
-    the key and waits for the goodbye, though the choice to end was theirs)."""
-    return reason is CallEndReason.OPTED_OUT or reason.ended_by != "caller"
 
 
 async def quiet(job: Awaitable[None], call_id: str) -> None:
