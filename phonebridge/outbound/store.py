@@ -31,6 +31,7 @@ never by dialling again blindly (:mod:`phonebridge.outbound.service`).
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -130,6 +131,15 @@ class NewContact:
 
 def new_id(prefix: str) -> str:
     return prefix + secrets.token_hex(12)
+
+
+_ATTEMPT_ID = re.compile(r"^oa_[0-9a-f]{24}$")
+
+
+def is_attempt_id(value: str) -> bool:
+    """Whether ``value`` has the shape :func:`new_id` gives attempts (callbacks carry
+    one; anything else is refused before the store is asked)."""
+    return _ATTEMPT_ID.fullmatch(value) is not None
 
 
 def _attempt(row: Any) -> Attempt:

@@ -50,6 +50,7 @@ from phonebridge.outbound.campaigns import (
     parse_contacts,
 )
 from phonebridge.outbound.service import CallRequest, Outbound, OutboundError
+from phonebridge.outbound.store import is_attempt_id
 from phonebridge.telephony.signalwire import signature as signalwire_signature
 from phonebridge.telephony.twilio import twiml
 from phonebridge.telephony.twilio.dialer import call_status, machine_verdict
@@ -64,7 +65,6 @@ from phonebridge.web.twilio_routes import TWIML, TwilioAuth
 log = logging.getLogger(__name__)
 
 _HERE = Path(__file__).resolve().parent
-_ATTEMPT_ID = re.compile(r"^oa_[0-9a-f]{24}$")
 _CAMPAIGN_ID = re.compile(r"^cp_[0-9a-f]{24}$")
 _OPERATOR = re.compile(r"^[A-Za-z0-9._@+-]{1,64}$")
 
@@ -312,7 +312,7 @@ def _callback_router(
         attempt_id = request.query_params.get("attempt", "")
         if not verify(request, form):
             return None
-        if not _ATTEMPT_ID.fullmatch(attempt_id):
+        if not is_attempt_id(attempt_id):
             return None
         return attempt_id, form
 

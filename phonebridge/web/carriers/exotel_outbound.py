@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from functools import partial
 
 from fastapi import APIRouter, Request, WebSocket
@@ -38,6 +37,7 @@ from phonebridge.config import REPLICA_PREFIX, TWILIO_PREFIX
 from phonebridge.errors import StorageError
 from phonebridge.outbound.carrier import CarrierError
 from phonebridge.outbound.service import Outbound
+from phonebridge.outbound.store import is_attempt_id
 from phonebridge.telephony.carrier_leg import LegSpec
 from phonebridge.telephony.exotel.auth import Network, authorized
 from phonebridge.telephony.exotel.dialer import call_status
@@ -48,7 +48,6 @@ from phonebridge.web.carriers.common import CarrierEdge, refuse_before_accept, s
 log = logging.getLogger(__name__)
 
 CARRIER = "exotel"
-_ATTEMPT_ID = re.compile(r"^oa_[0-9a-f]{24}$")
 
 
 def exotel_outbound_router(
@@ -70,7 +69,7 @@ def exotel_outbound_router(
             await refuse_before_accept(websocket, CARRIER, "credentials or address")
             return
         attempt_id = websocket.query_params.get("attempt", "")
-        if not _ATTEMPT_ID.fullmatch(attempt_id):
+        if not is_attempt_id(attempt_id):
             await refuse_before_accept(websocket, CARRIER, "no attempt in the stream URL")
             return
 
@@ -98,7 +97,7 @@ def exotel_outbound_router(
             log.warning("Exotel status callback refused (credentials or address)")
             return Response("unauthorized", status_code=403)
         attempt_id = request.query_params.get("attempt", "")
-        if not _ATTEMPT_ID.fullmatch(attempt_id):
+        if not is_attempt_id(attempt_id):
             return Response("no attempt", status_code=403)
         fields = await _fields(request)
         if fields is None:

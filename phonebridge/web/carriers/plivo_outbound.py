@@ -25,7 +25,6 @@ by a survivor from the call index.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from typing import get_args
 
@@ -38,12 +37,12 @@ from phonebridge.config import REPLICA_PREFIX, TWILIO_PREFIX
 from phonebridge.errors import StorageError
 from phonebridge.outbound.carrier import CarrierError, MachineDetection
 from phonebridge.outbound.service import Outbound
+from phonebridge.outbound.store import is_attempt_id
 from phonebridge.telephony.plivo.dialer import call_status, machine_verdict
 from phonebridge.web.carriers.plivo import CARRIER, XML, render
 
 log = logging.getLogger(__name__)
 
-_ATTEMPT_ID = re.compile(r"^oa_[0-9a-f]{24}$")
 _MODES: frozenset[str] = frozenset(get_args(MachineDetection))
 
 
@@ -66,7 +65,7 @@ def plivo_outbound_router(
     async def signed(request: Request) -> tuple[str, dict[str, str]] | None:
         form = await signed_form(request)
         attempt_id = request.query_params.get("attempt", "")
-        if form is None or not _ATTEMPT_ID.fullmatch(attempt_id):
+        if form is None or not is_attempt_id(attempt_id):
             return None
         return attempt_id, form
 

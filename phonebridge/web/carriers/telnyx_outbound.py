@@ -29,7 +29,6 @@ the single-process path, so a dead replica's events settle from the shared rows.
 from __future__ import annotations
 
 import logging
-import re
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import APIRouter, Request
@@ -39,6 +38,7 @@ from phonebridge.calls.bridge import Hangup
 from phonebridge.config import REPLICA_PREFIX, TWILIO_PREFIX
 from phonebridge.errors import StorageError
 from phonebridge.outbound.service import Outbound
+from phonebridge.outbound.store import is_attempt_id
 from phonebridge.telephony.carrier_rest import TelnyxApi
 from phonebridge.telephony.telnyx import callcontrol
 from phonebridge.telephony.telnyx.dialer import call_status, machine_verdict
@@ -55,7 +55,6 @@ from phonebridge.web.carriers.telnyx import (
 
 log = logging.getLogger(__name__)
 
-_ATTEMPT_ID = re.compile(r"^oa_[0-9a-f]{24}$")
 EVENTS_TAIL = "/outbound/telnyx/events"
 
 
@@ -70,7 +69,7 @@ def telnyx_outbound_router(
             return hook
         attempt_id = hook.client_state
         named = request.query_params.get("attempt")
-        if not _ATTEMPT_ID.fullmatch(attempt_id) or (named is not None and named != attempt_id):
+        if not is_attempt_id(attempt_id) or (named is not None and named != attempt_id):
             log.warning("Telnyx outbound event for no attempt of ours (%r)", named)
             return Response("invalid attempt", status_code=403)
         try:

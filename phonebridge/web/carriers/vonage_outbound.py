@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from typing import Final
 
 from fastapi import APIRouter, Request
@@ -39,6 +38,7 @@ from phonebridge.config import REPLICA_PREFIX, TWILIO_PREFIX
 from phonebridge.errors import RemoteProtocolError, StorageError
 from phonebridge.outbound.carrier import CarrierError
 from phonebridge.outbound.service import Outbound
+from phonebridge.outbound.store import is_attempt_id
 from phonebridge.telephony.seen import SeenValues
 from phonebridge.telephony.vonage import ncco
 from phonebridge.telephony.vonage.dialer import (
@@ -54,7 +54,6 @@ from phonebridge.web.carriers.vonage import connect_document
 log = logging.getLogger(__name__)
 
 CARRIER: Final = "vonage"
-ATTEMPT_ID: Final = re.compile(r"^oa_[0-9a-f]{24}$")
 
 
 def vonage_outbound_router(
@@ -78,7 +77,7 @@ def vonage_outbound_router(
             log.warning("Vonage outbound callback with a bad or missing JWT")
             return None
         attempt_id = request.query_params.get("attempt", "")
-        return attempt_id if ATTEMPT_ID.fullmatch(attempt_id) else None
+        return attempt_id if is_attempt_id(attempt_id) else None
 
     async def answer(request: Request) -> Response:
         attempt_id = attempt_of(request, None)
