@@ -115,11 +115,12 @@ class PhraseTrigger:
         if self._matched is not None:
             return  # already waiting for the sentence to end
         self._window = (self._window + piece)[-WINDOW_CHARS:]
-        for pattern in list(self._patterns):
+        for pattern in self._patterns:
             try:
                 found = pattern.search(self._window, timeout=SEARCH_TIMEOUT_SECONDS)
             except TimeoutError:
-                self._patterns.remove(pattern)
+                # A new list: the loop goes on over the old one (no copy per piece).
+                self._patterns = [p for p in self._patterns if p is not pattern]
                 self.dropped.append(pattern.pattern)
                 log.error(
                     "transfer pattern %r took over %.0f ms: dropped for this call",
