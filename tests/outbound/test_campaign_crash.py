@@ -19,7 +19,7 @@ from phonebridge.simulators.twilio_api import Callee, FakeTwilioApi
 from phonebridge.storage.index import CallIndex
 
 from ..e2e.conftest import serve_process
-from .conftest import ACCOUNT, CALLER_ID, eventually
+from .carriers import ACCOUNT, CALLER_ID, eventually
 
 NUMBERS = [f"+1416555{n:04d}" for n in range(600, 612)]
 

@@ -13,7 +13,8 @@ from phonebridge.outbound.numbers import CallingWindow, window_open, zones_for
 from phonebridge.simulators.twilio_api import Callee
 from phonebridge.telephony.twilio.dialer import TwilioDialer
 
-from .conftest import ACCOUNT, CALLER_ID, FakeWall, OutboundFactory, Outbounds, claim, eventually
+from .carriers import ACCOUNT, CALLER_ID, eventually
+from .conftest import FakeWall, OutboundFactory, Outbounds, claim
 
 START = datetime(2025, 1, 15, 14, 0, tzinfo=UTC)  # 09:00 Toronto, 06:00 Los Angeles, 23:00 Tokyo
 

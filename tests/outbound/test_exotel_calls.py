@@ -14,21 +14,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
-from functools import partial
-from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from pydantic import SecretStr
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from phonebridge.config import CarrierSettings
 from phonebridge.local import PUBLIC_URL
 from phonebridge.outbound.campaigns import CampaignRunner
 from phonebridge.outbound.carrier import CarrierError, DialRequest
 from phonebridge.outbound.store import Attempt
-from phonebridge.simulators.exotel_api import FakeExotelApi
 from phonebridge.simulators.twilio_api import Callee
 from phonebridge.telephony.exotel.auth import basic_header
 from phonebridge.telephony.exotel.dialer import (
@@ -39,60 +34,23 @@ from phonebridge.telephony.exotel.dialer import (
 )
 
 from ..conftest import BridgeFactory
-from .conftest import VOICEMAIL_PERSONA, CarrierOutbounds, carrier_factory, claim, eventually
+from .carriers import EXOPHONE, EXOTEL_SID, ExotelOutbounds, eventually, start_exotel
+from .carriers import EXOTEL_API_KEY as API_KEY
+from .carriers import EXOTEL_API_TOKEN as API_TOKEN
+from .carriers import EXOTEL_HUMAN as HUMAN
+from .carriers import EXOTEL_PASSWORD as PASSWORD
+from .carriers import EXOTEL_USER as USER
+from .conftest import claim
 
-EXOTEL_SID = "phonebridgetest1"
-API_KEY = "exotel-api-key"
-API_TOKEN = "exotel-api-token"
-USER = "exotel-socket"
-PASSWORD = "socket-secret"
-EXOPHONE = "+918047112345"
-HUMAN = "+919876543211"
 MACHINE = "+919876543212"
 OTHER = "+919876543213"
-
-PERSONA = """\
-name: Exotel caller
-provider: personaplex
-voice: NATF1
-prompt: You work for CitySan and call customers to remind them of their pickup day.
-carrier: exotel
-"""
-
-
-@pytest.fixture
-def personas_dir(personas_dir: Path) -> Path:
-    (personas_dir / "ex.yaml").write_text(PERSONA)
-    (personas_dir / "exdial.yaml").write_text(PERSONA + "outbound:\n  open_model: dial\n")
-    (personas_dir / "exreminder.yaml").write_text(VOICEMAIL_PERSONA + "carrier: exotel\n")
-    return personas_dir
-
-
-class ExotelOutbounds(CarrierOutbounds[FakeExotelApi]):
-    carrier = "exotel"
-
 
 Factory = Callable[..., AbstractAsyncContextManager[ExotelOutbounds]]
 
 
-@pytest.fixture
-def start_exotel(start_bridge: BridgeFactory) -> Factory:
-    return carrier_factory(
-        start_bridge,
-        ExotelOutbounds,
-        partial(FakeExotelApi, account_sid=EXOTEL_SID, api_key=API_KEY, api_token=API_TOKEN),
-        lambda url: CarrierSettings(
-            rate=16_000,
-            exotel_basic_user=USER,
-            exotel_basic_password=SecretStr(PASSWORD),
-            exotel_account_sid=EXOTEL_SID,
-            exotel_api_key=API_KEY,
-            exotel_api_token=SecretStr(API_TOKEN),
-            exotel_api_url=url,
-        ),
-        outbound_countries=(91,),
-        outbound_caller_ids=(EXOPHONE,),
-    )
+@pytest.fixture(name="start_exotel")
+def exotel_factory(start_bridge: BridgeFactory) -> Factory:
+    return start_exotel(start_bridge)
 
 
 # -- the words ------------------------------------------------------------------
@@ -184,41 +142,6 @@ async def test_a_person_answers_on_exotel(start_exotel: Factory) -> None:
         assert o.twilio.requests == []
 
 
-@pytest.mark.parametrize(
-    ("kind", "outcome", "end_reason"),
-    [
-        ("no-answer", "no_answer", "no_answer"),
-        ("busy", "busy", "line_busy"),
-        ("failed", "failed", "dial_failed"),
-    ],
-)
-async def test_unanswered_exotel_calls_end_in_their_outcome_row(
-    start_exotel: Factory, kind: str, outcome: str, end_reason: str
-) -> None:
-    async with start_exotel({HUMAN: Callee(kind)}) as o:  # type: ignore[arg-type]
-        response = await o.call(to=HUMAN, persona="ex")
-        assert response.status_code == 201, response.text
-        ended = await o.ended(response.json()["id"])
-        assert ended.outcome == outcome
-        row = await o.row(ended.call_sid or "")
-        assert row.end_reason == end_reason
-        assert row.channel == "exotel"
-        assert o.active_calls == 0
-        (call,) = o.api.created
-        assert call.report is None  # never streamed
-
-
-async def test_dial_time_lease_is_held_while_it_rings_and_released(start_exotel: Factory) -> None:
-    async with start_exotel({HUMAN: Callee("no-answer", ring=0.5)}) as o:
-        response = await o.call(to=HUMAN, persona="exdial")
-        assert response.status_code == 201, response.text
-        assert o.active_calls == 1  # the model session opened at dial time holds a lease
-        ended = await o.ended(response.json()["id"])
-        assert ended.outcome == "no_answer"
-        await eventually(lambda: o.active_calls == 0)
-        assert (await o.row(ended.call_sid or "")).end_reason == "no_answer"
-
-
 async def test_a_dial_time_session_is_the_answered_streams(start_exotel: Factory) -> None:
     async with start_exotel({HUMAN: Callee("human", talk=0.8)}) as o:
         response = await o.call(to=HUMAN, persona="exdial")
@@ -286,18 +209,6 @@ async def test_opt_out_on_exotel_lands_on_dnc_and_hangs_up(start_exotel: Factory
         assert call.report.ended_by == "bridge"  # our socket closed: the call ended
         assert call.report.said == []
         assert (await o.row(call.sid)).end_reason == "opted_out"
-
-
-async def test_the_outbound_carrier_setting_picks_exotel_for_unbound_personas(
-    start_exotel: Factory,
-) -> None:
-    async with start_exotel({HUMAN: Callee("busy")}, outbound_carrier="exotel") as o:
-        response = await o.call(to=HUMAN, persona="citysan")  # no carrier binding
-        assert response.status_code == 201, response.text
-        ended = await o.ended(response.json()["id"])
-        assert ended.outcome == "busy"
-        assert [c.to for c in o.api.created] == [HUMAN]
-        assert o.twilio.requests == []
 
 
 async def test_exotel_callbacks_and_socket_need_the_credentials(start_exotel: Factory) -> None:

@@ -15,7 +15,8 @@ from phonebridge.simulators.twilio_api import Callee
 from phonebridge.telephony.twilio.signature import SIGNATURE_HEADER, sign
 
 from ..conftest import record_of
-from .conftest import CALLER_ID, OutboundFactory, eventually
+from .carriers import CALLER_ID, eventually
+from .conftest import OutboundFactory
 
 HUMAN = "+14165550111"
 MACHINE = "+14165550112"

@@ -14,17 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
-from functools import partial
-from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
-from phonebridge.config import CarrierSettings
 from phonebridge.local import PUBLIC_URL
 from phonebridge.outbound.carrier import DialRequest
 from phonebridge.outbound.store import Attempt
-from phonebridge.simulators.plivo_api import FakePlivoApi
 from phonebridge.simulators.twilio_api import Callee
 from phonebridge.telephony.plivo.dialer import PlivoDialer
 from phonebridge.telephony.plivo.signature import (
@@ -35,58 +30,20 @@ from phonebridge.telephony.plivo.signature import (
 )
 
 from ..conftest import BridgeFactory
-from .conftest import (
-    CALLER_ID,
-    VOICEMAIL_PERSONA,
-    CarrierOutbounds,
-    carrier_factory,
-    claim,
-    eventually,
-)
+from .carriers import CALLER_ID, HUMAN, PlivoOutbounds, eventually, start_plivo
+from .carriers import PLIVO_AUTH_ID as AUTH_ID
+from .carriers import PLIVO_AUTH_TOKEN as AUTH_TOKEN
+from .conftest import claim
 
-AUTH_ID = "MAPLIVOOUTBOUND01"
-AUTH_TOKEN = "plivo-outbound-token"
-HUMAN = "+14165550121"
 MACHINE = "+14165550122"
 VOICEMAIL = "Hello, this is CitySan reminding you that pickup is on Tuesday."
-
-PERSONA = """\
-name: Plivo caller
-provider: personaplex
-voice: NATF1
-prompt: You work for CitySan and call customers to remind them of their pickup day.
-carrier: plivo
-"""
-
-
-@pytest.fixture
-def personas_dir(personas_dir: Path) -> Path:
-    (personas_dir / "pv.yaml").write_text(PERSONA)
-    (personas_dir / "pvdial.yaml").write_text(PERSONA + "outbound:\n  open_model: dial\n")
-    (personas_dir / "pvreminder.yaml").write_text(VOICEMAIL_PERSONA + "carrier: plivo\n")
-    return personas_dir
-
-
-class PlivoOutbounds(CarrierOutbounds[FakePlivoApi]):
-    carrier = "plivo"
-
 
 Factory = Callable[..., AbstractAsyncContextManager[PlivoOutbounds]]
 
 
-@pytest.fixture
-def start_plivo(start_bridge: BridgeFactory) -> Factory:
-    return carrier_factory(
-        start_bridge,
-        PlivoOutbounds,
-        partial(FakePlivoApi, auth_id=AUTH_ID, auth_token=AUTH_TOKEN),
-        lambda url: CarrierSettings(
-            rate=16_000,
-            plivo_auth_id=AUTH_ID,
-            plivo_auth_token=SecretStr(AUTH_TOKEN),
-            plivo_api_url=url,
-        ),
-    )
+@pytest.fixture(name="start_plivo")
+def plivo_factory(start_bridge: BridgeFactory) -> Factory:
+    return start_plivo(start_bridge)
 
 
 def _signed(url: str, form: dict[str, str], token: str, nonce: str) -> dict[str, str]:
@@ -128,40 +85,6 @@ async def test_a_person_answers_on_plivo(start_plivo: Factory) -> None:
         assert kinds == ["ring", "hangup"]
         await eventually(lambda: o.active_calls == 0)
         assert o.twilio.requests == []
-
-
-@pytest.mark.parametrize(
-    ("kind", "outcome", "end_reason"),
-    [
-        ("no-answer", "no_answer", "no_answer"),
-        ("busy", "busy", "line_busy"),
-        ("failed", "failed", "dial_failed"),
-    ],
-)
-async def test_unanswered_plivo_calls_end_in_their_outcome_row(
-    start_plivo: Factory, kind: str, outcome: str, end_reason: str
-) -> None:
-    async with start_plivo({HUMAN: Callee(kind)}) as o:  # type: ignore[arg-type]
-        response = await o.call(to=HUMAN, persona="pv")
-        assert response.status_code == 201, response.text
-        ended = await o.ended(response.json()["id"])
-        assert ended.outcome == outcome
-        row = await o.row(ended.call_sid)
-        assert row.end_reason == end_reason
-        assert row.channel == "plivo"
-        assert o.active_calls == 0
-        assert o.twilio.requests == []
-
-
-async def test_dial_time_lease_is_held_while_it_rings_and_released(start_plivo: Factory) -> None:
-    async with start_plivo({HUMAN: Callee("no-answer", ring=0.5)}) as o:
-        response = await o.call(to=HUMAN, persona="pvdial")
-        assert response.status_code == 201, response.text
-        assert o.active_calls == 1  # the model session opened at dial time holds a lease
-        ended = await o.ended(response.json()["id"])
-        assert ended.outcome == "no_answer"
-        await eventually(lambda: o.active_calls == 0)
-        assert (await o.row(ended.call_sid)).end_reason == "no_answer"
 
 
 async def test_dial_time_persona_answered_keeps_its_reservation(start_plivo: Factory) -> None:
@@ -218,18 +141,6 @@ async def test_opt_out_on_plivo_lands_on_dnc_and_ends_politely(start_plivo: Fact
         assert call.report.said == ["You will not be called again. Goodbye from CitySan."]
         assert "Wait" not in call.report.twiml_verbs  # only a voicemail waits for a beep
         assert (await o.row(call.uuid)).end_reason == "opted_out"
-
-
-async def test_the_outbound_carrier_setting_picks_plivo_for_unbound_personas(
-    start_plivo: Factory,
-) -> None:
-    async with start_plivo({HUMAN: Callee("busy")}, outbound_carrier="plivo") as o:
-        response = await o.call(to=HUMAN, persona="citysan")  # no carrier: binding
-        assert response.status_code == 201, response.text
-        ended = await o.ended(response.json()["id"])
-        assert ended.outcome == "busy"
-        assert [c.to for c in o.api.created] == [HUMAN]
-        assert o.twilio.requests == []
 
 
 async def test_a_refused_create_releases_the_claim(start_plivo: Factory) -> None:

@@ -12,16 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
-from functools import partial
-from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 
-from phonebridge.config import CarrierSettings
 from phonebridge.local import DEMO_AUTH_TOKEN, PUBLIC_URL
 from phonebridge.outbound.carrier import DialRequest
-from phonebridge.simulators.signalwire_api import FakeSignalWireApi
 from phonebridge.simulators.twilio_api import Callee
 from phonebridge.telephony.signalwire.dialer import SignalWireDialer
 from phonebridge.telephony.signalwire.signature import SIGNATURE_HEADER, sign_form
@@ -29,62 +24,20 @@ from phonebridge.telephony.twilio.signature import SIGNATURE_HEADER as TWILIO_SI
 from phonebridge.telephony.twilio.signature import sign
 
 from ..conftest import BridgeFactory
-from .conftest import (
-    CALLER_ID,
-    VOICEMAIL_PERSONA,
-    CarrierOutbounds,
-    carrier_factory,
-    claim,
-    eventually,
-)
+from .carriers import CALLER_ID, HUMAN, SignalWireOutbounds, eventually, start_signalwire
+from .carriers import SIGNALWIRE_API_TOKEN as API_TOKEN
+from .carriers import SIGNALWIRE_PROJECT as PROJECT
+from .carriers import SIGNALWIRE_SIGNING_KEY as SIGNING_KEY
+from .conftest import claim
 
-PROJECT = "b6a2c3e4-0000-4000-8000-00000000beef"
-API_TOKEN = "PTsignalwiretoken"
-SIGNING_KEY = "PSKsigningkey"
-HUMAN = "+14165550121"
 MACHINE = "+14165550122"
-
-PERSONA = """\
-name: SignalWire caller
-provider: personaplex
-voice: NATF1
-prompt: You work for CitySan and call customers to remind them of their pickup day.
-carrier: signalwire
-"""
-
-
-@pytest.fixture
-def personas_dir(personas_dir: Path) -> Path:
-    (personas_dir / "sw.yaml").write_text(PERSONA)
-    (personas_dir / "swdial.yaml").write_text(PERSONA + "outbound:\n  open_model: dial\n")
-    (personas_dir / "swreminder.yaml").write_text(VOICEMAIL_PERSONA + "carrier: signalwire\n")
-    (personas_dir / "telnyxonly.yaml").write_text(PERSONA.replace("signalwire", "telnyx"))
-    return personas_dir
-
-
-class SignalWireOutbounds(CarrierOutbounds[FakeSignalWireApi]):
-    carrier = "signalwire"
-
 
 Factory = Callable[..., AbstractAsyncContextManager[SignalWireOutbounds]]
 
 
-@pytest.fixture
-def start_signalwire(start_bridge: BridgeFactory) -> Factory:
-    return carrier_factory(
-        start_bridge,
-        SignalWireOutbounds,
-        partial(
-            FakeSignalWireApi, project_id=PROJECT, api_token=API_TOKEN, signing_key=SIGNING_KEY
-        ),
-        lambda url: CarrierSettings(
-            rate=16_000,
-            signalwire_signing_key=SecretStr(SIGNING_KEY),
-            signalwire_project_id=PROJECT,
-            signalwire_api_token=SecretStr(API_TOKEN),
-            signalwire_space_url=url,
-        ),
-    )
+@pytest.fixture(name="start_signalwire")
+def signalwire_factory(start_bridge: BridgeFactory) -> Factory:
+    return start_signalwire(start_bridge)
 
 
 async def test_a_person_answers_on_signalwire(start_signalwire: Factory) -> None:
@@ -114,37 +67,6 @@ async def test_a_person_answers_on_signalwire(start_signalwire: Factory) -> None
         assert o.twilio.requests == []
 
 
-@pytest.mark.parametrize(
-    ("kind", "outcome", "end_reason"),
-    [("no-answer", "no_answer", "no_answer"), ("busy", "busy", "line_busy")],
-)
-async def test_unanswered_signalwire_calls_end_in_their_outcome_row(
-    start_signalwire: Factory, kind: str, outcome: str, end_reason: str
-) -> None:
-    async with start_signalwire({HUMAN: Callee(kind)}) as o:  # type: ignore[arg-type]
-        response = await o.call(to=HUMAN, persona="sw")
-        assert response.status_code == 201, response.text
-        ended = await o.ended(response.json()["id"])
-        assert ended.outcome == outcome
-        row = await o.row(ended.call_sid)
-        assert row.end_reason == end_reason
-        assert row.channel == "signalwire"
-        assert o.active_calls == 0
-
-
-async def test_dial_time_lease_is_held_while_it_rings_and_released(
-    start_signalwire: Factory,
-) -> None:
-    async with start_signalwire({HUMAN: Callee("no-answer", ring=0.5)}) as o:
-        response = await o.call(to=HUMAN, persona="swdial")
-        assert response.status_code == 201, response.text
-        assert o.active_calls == 1  # the model session opened at dial time holds a lease
-        ended = await o.ended(response.json()["id"])
-        assert ended.outcome == "no_answer"
-        await eventually(lambda: o.active_calls == 0)
-        assert (await o.row(ended.call_sid)).end_reason == "no_answer"
-
-
 async def test_machine_gets_the_voicemail_through_the_connect_action(
     start_signalwire: Factory,
 ) -> None:
@@ -160,18 +82,6 @@ async def test_machine_gets_the_voicemail_through_the_connect_action(
             "Hello, this is CitySan reminding you that pickup is on Tuesday."
         ]
         assert (await o.row(call.sid)).end_reason == "voicemail"
-
-
-async def test_the_outbound_carrier_setting_picks_signalwire_for_unbound_personas(
-    start_signalwire: Factory,
-) -> None:
-    async with start_signalwire({HUMAN: Callee("busy")}, outbound_carrier="signalwire") as o:
-        response = await o.call(to=HUMAN, persona="citysan")  # no carrier: binding
-        assert response.status_code == 201, response.text
-        ended = await o.ended(response.json()["id"])
-        assert ended.outcome == "busy"
-        assert [c.to for c in o.api.created] == [HUMAN]
-        assert o.twilio.requests == []
 
 
 async def test_disabled_means_403_and_no_signalwire_request(start_signalwire: Factory) -> None:

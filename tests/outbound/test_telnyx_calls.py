@@ -16,18 +16,14 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from pydantic import SecretStr
 
-from phonebridge.config import CarrierSettings, Settings, SettingsError
+from phonebridge.config import Settings, SettingsError
 from phonebridge.local import PUBLIC_URL
 from phonebridge.outbound.carrier import DialRequest
-from phonebridge.simulators.telnyx_api import FakeTelnyxApi
 from phonebridge.simulators.twilio_api import Callee
 from phonebridge.telephony.telnyx.dialer import TelnyxDialer, call_status, machine_verdict
 from phonebridge.telephony.telnyx.signature import (
@@ -38,63 +34,21 @@ from phonebridge.telephony.telnyx.signature import (
 )
 
 from ..conftest import BridgeFactory
-from .conftest import (
-    CALLER_ID,
-    VOICEMAIL_PERSONA,
-    CarrierOutbounds,
-    carrier_factory,
-    claim,
-    eventually,
-)
+from .carriers import CALLER_ID, HUMAN, TelnyxOutbounds, eventually, start_telnyx
+from .carriers import TELNYX_API_KEY as API_KEY
+from .carriers import TELNYX_CONNECTION as CONNECTION
+from .carriers import TELNYX_KEY as KEY
+from .conftest import claim
 
-API_KEY = "KEYtelnyxtest"
-CONNECTION = "1684641123236054244"
-HUMAN = "+14165550121"
 MACHINE = "+14165550122"
-KEY = Ed25519PrivateKey.generate()
 BASE = {"PHONEBRIDGE_PUBLIC_URL": "https://x.example", "TWILIO_AUTH_TOKEN": "t"}
-
-PERSONA = """\
-name: Telnyx caller
-provider: personaplex
-voice: NATF1
-prompt: You work for CitySan and call customers to remind them of their pickup day.
-carrier: telnyx
-"""
-
-
-@pytest.fixture
-def personas_dir(personas_dir: Path) -> Path:
-    (personas_dir / "tx.yaml").write_text(PERSONA)
-    (personas_dir / "txdial.yaml").write_text(PERSONA + "outbound:\n  open_model: dial\n")
-    (personas_dir / "txreminder.yaml").write_text(VOICEMAIL_PERSONA + "carrier: telnyx\n")
-    return personas_dir
-
-
-class TelnyxOutbounds(CarrierOutbounds[FakeTelnyxApi]):
-    carrier = "telnyx"
-
-    def actions(self, call_control_id: str) -> list[str]:
-        return [r.action for r in self.api.actions if r.call_id == call_control_id]
-
 
 Factory = Callable[..., AbstractAsyncContextManager[TelnyxOutbounds]]
 
 
-@pytest.fixture
-def start_telnyx(start_bridge: BridgeFactory) -> Factory:
-    return carrier_factory(
-        start_bridge,
-        TelnyxOutbounds,
-        partial(FakeTelnyxApi, api_key=API_KEY, connection_id=CONNECTION, private_key=KEY),
-        lambda url: CarrierSettings(
-            rate=16_000,
-            telnyx_public_key=public_key_text(KEY),
-            telnyx_api_key=SecretStr(API_KEY),
-            telnyx_api_url=url,
-            telnyx_connection_id=CONNECTION,
-        ),
-    )
+@pytest.fixture(name="start_telnyx")
+def telnyx_factory(start_bridge: BridgeFactory) -> Factory:
+    return start_telnyx(start_bridge)
 
 
 # -- the carrier's words ------------------------------------------------------------
@@ -175,42 +129,6 @@ async def test_a_person_answers_on_telnyx(start_telnyx: Factory) -> None:
         assert o.twilio.requests == []
 
 
-@pytest.mark.parametrize(
-    ("kind", "outcome", "end_reason"),
-    [
-        ("no-answer", "no_answer", "no_answer"),
-        ("busy", "busy", "line_busy"),
-        ("failed", "failed", "dial_failed"),
-    ],
-)
-async def test_unanswered_telnyx_calls_end_in_their_outcome_row(
-    start_telnyx: Factory, kind: str, outcome: str, end_reason: str
-) -> None:
-    async with start_telnyx({HUMAN: Callee(kind)}) as o:  # type: ignore[arg-type]
-        response = await o.call(to=HUMAN, persona="tx")
-        assert response.status_code == 201, response.text
-        ended = await o.ended(response.json()["id"])
-        assert ended.outcome == outcome
-        assert ended.call_sid is not None
-        row = await o.row(ended.call_sid)
-        assert row.end_reason == end_reason
-        assert row.channel == "telnyx"
-        assert o.active_calls == 0
-        assert o.twilio.requests == []
-
-
-async def test_dial_time_lease_is_held_while_it_rings_and_released(start_telnyx: Factory) -> None:
-    async with start_telnyx({HUMAN: Callee("no-answer", ring=0.5)}) as o:
-        response = await o.call(to=HUMAN, persona="txdial")
-        assert response.status_code == 201, response.text
-        assert o.active_calls == 1  # the model session opened at dial time holds a lease
-        ended = await o.ended(response.json()["id"])
-        assert ended.outcome == "no_answer"
-        await eventually(lambda: o.active_calls == 0)
-        assert ended.call_sid is not None
-        assert (await o.row(ended.call_sid)).end_reason == "no_answer"
-
-
 async def test_machine_gets_the_voicemail_after_the_beep(start_telnyx: Factory) -> None:
     async with start_telnyx({MACHINE: Callee("machine", greeting=0.6)}) as o:
         response = await o.call(to=MACHINE, persona="txreminder")
@@ -251,18 +169,6 @@ async def test_opt_out_on_telnyx_lands_on_dnc_and_ends_politely(start_telnyx: Fa
         assert call.report is not None
         assert call.report.said == ["You will not be called again. Goodbye from CitySan."]
         assert (await o.row(call.call_control_id)).end_reason == "opted_out"
-
-
-async def test_the_outbound_carrier_setting_picks_telnyx_for_unbound_personas(
-    start_telnyx: Factory,
-) -> None:
-    async with start_telnyx({HUMAN: Callee("busy")}, outbound_carrier="telnyx") as o:
-        response = await o.call(to=HUMAN, persona="citysan")  # no carrier: binding
-        assert response.status_code == 201, response.text
-        ended = await o.ended(response.json()["id"])
-        assert ended.outcome == "busy"
-        assert [c.to for c in o.api.created] == [HUMAN]
-        assert o.twilio.requests == []
 
 
 async def test_a_refused_dial_is_not_placed(start_telnyx: Factory) -> None:

@@ -16,24 +16,18 @@ import json
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from pydantic import SecretStr
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from phonebridge.config import CarrierSettings, Settings, SettingsError
+from phonebridge.config import Settings, SettingsError
 from phonebridge.local import PUBLIC_URL
 from phonebridge.outbound.carrier import CarrierError, DialRequest
 from phonebridge.simulators.twilio_api import Callee
-from phonebridge.simulators.vonage_api import FakeVonageApi
 from phonebridge.telephony.vonage.dialer import (
     MAX_PAGES,
     VonageDialer,
@@ -46,91 +40,21 @@ from phonebridge.telephony.vonage.dialer import (
 from phonebridge.telephony.vonage.signature import sign
 
 from ..conftest import BridgeFactory
-from .conftest import (
-    CALLER_ID,
-    VOICEMAIL_PERSONA,
-    CarrierOutbounds,
-    carrier_factory,
-    claim,
-    eventually,
-)
+from .carriers import CALLER_ID, HUMAN, VonageOutbounds, eventually, pem, start_vonage
+from .carriers import VONAGE_API_KEY as API_KEY
+from .carriers import VONAGE_APPLICATION as APPLICATION
+from .carriers import VONAGE_SECRET as SECRET
+from .conftest import claim
 
-APPLICATION = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
-SECRET = "vonage-signature-secret-0123456789abcdef"
-API_KEY = "abcd1234"
-HUMAN = "+14165550121"
 MACHINE = "+14165550122"
 OTHER = "+14165550123"
-
-PERSONA = """\
-name: Vonage caller
-provider: personaplex
-voice: NATF1
-prompt: You work for CitySan and call customers to remind them of their pickup day.
-carrier: vonage
-"""
-
-
-def _pem(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> str:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-
-
-@pytest.fixture(scope="module")
-def key_pair() -> tuple[str, str]:
-    """The application's private key (PEM) and its public key (the double verifies with it)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return _pem(key), public.decode()
-
-
-@pytest.fixture
-def personas_dir(personas_dir: Path) -> Path:
-    (personas_dir / "vg.yaml").write_text(PERSONA)
-    (personas_dir / "vgdial.yaml").write_text(PERSONA + "outbound:\n  open_model: dial\n")
-    (personas_dir / "vgreminder.yaml").write_text(VOICEMAIL_PERSONA + "carrier: vonage\n")
-    return personas_dir
-
-
-@dataclass
-class VonageOutbounds(CarrierOutbounds[FakeVonageApi]):
-    carrier = "vonage"
-    private_key: str
-
-    def dialer(self, http: httpx.AsyncClient) -> VonageDialer:
-        return VonageDialer(APPLICATION, self.private_key, http=http, api_url=self.api.url)
-
 
 Factory = Callable[..., AbstractAsyncContextManager[VonageOutbounds]]
 
 
-@pytest.fixture
-def start_vonage(start_bridge: BridgeFactory, key_pair: tuple[str, str]) -> Factory:
-    private_key, public_key = key_pair
-    return carrier_factory(
-        start_bridge,
-        partial(VonageOutbounds, private_key=private_key),
-        partial(
-            FakeVonageApi,
-            application_id=APPLICATION,
-            public_key_pem=public_key,
-            signature_secret=SECRET,
-            api_key=API_KEY,
-        ),
-        lambda url: CarrierSettings(
-            rate=16_000,
-            vonage_signature_secret=SecretStr(SECRET),
-            vonage_api_key=API_KEY,
-            vonage_application_id=APPLICATION,
-            vonage_private_key=SecretStr(private_key),
-            vonage_api_url=url,
-        ),
-    )
+@pytest.fixture(name="start_vonage")
+def vonage_factory(start_bridge: BridgeFactory, key_pair: tuple[str, str]) -> Factory:
+    return start_vonage(start_bridge, key_pair)
 
 
 def _signed(body: bytes | None, secret: str = SECRET) -> dict[str, str]:
@@ -170,29 +94,6 @@ async def test_a_person_answers_on_vonage(start_vonage: Factory) -> None:
         assert (row.to_number, row.from_number) == (HUMAN, CALLER_ID)
         assert row.recording_path is not None
         await eventually(lambda: o.active_calls == 0)
-        assert o.twilio.requests == []
-
-
-@pytest.mark.parametrize(
-    ("kind", "outcome", "end_reason"),
-    [
-        ("no-answer", "no_answer", "no_answer"),
-        ("busy", "busy", "line_busy"),
-        ("failed", "failed", "dial_failed"),
-    ],
-)
-async def test_unanswered_vonage_calls_end_in_their_outcome_row(
-    start_vonage: Factory, kind: str, outcome: str, end_reason: str
-) -> None:
-    async with start_vonage({HUMAN: Callee(kind)}) as o:  # type: ignore[arg-type]
-        response = await o.call(to=HUMAN, persona="vg")
-        assert response.status_code == 201, response.text
-        ended = await o.ended(response.json()["id"])
-        assert ended.outcome == outcome
-        row = await o.row(ended.call_sid)
-        assert row.end_reason == end_reason
-        assert row.channel == "vonage"
-        assert o.active_calls == 0
         assert o.twilio.requests == []
 
 
@@ -257,18 +158,6 @@ async def test_dial_time_model_session_on_vonage(start_vonage: Factory) -> None:
         assert call.report.first_agent_audio_after_start_s is not None
         assert (await o.row(call.uuid)).end_reason == "caller_hangup"
         await eventually(lambda: o.active_calls == 0)
-
-
-async def test_the_outbound_carrier_setting_picks_vonage_for_unbound_personas(
-    start_vonage: Factory,
-) -> None:
-    async with start_vonage({HUMAN: Callee("busy")}, outbound_carrier="vonage") as o:
-        response = await o.call(to=HUMAN, persona="citysan")  # no carrier: binding
-        assert response.status_code == 201, response.text
-        ended = await o.ended(response.json()["id"])
-        assert ended.outcome == "busy"
-        assert [c.to for c in o.api.created] == [HUMAN[1:]]
-        assert o.twilio.requests == []
 
 
 async def test_a_refused_create_is_not_placed_and_leaves_nothing_ringing(
@@ -539,7 +428,7 @@ def test_application_jwt_is_rs256_with_vonages_claims(key_pair: tuple[str, str])
 def test_private_key_problems_are_caught_at_start(key_pair: tuple[str, str]) -> None:
     assert private_key_problem(key_pair[0]) is None
     assert private_key_problem("not a key") is not None
-    ec_key = _pem(ec.generate_private_key(ec.SECP256R1()))
+    ec_key = pem(ec.generate_private_key(ec.SECP256R1()))
     assert "RSA" in (private_key_problem(ec_key) or "")
     env = {
         "PHONEBRIDGE_PUBLIC_URL": "https://bridge.example.com",
